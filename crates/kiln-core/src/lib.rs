@@ -1,0 +1,11 @@
+//! The small vocabulary every kiln crate shares: content [`Digest`]s, canonical JSON and
+//! atomic output.
+//!
+//! These live in one crate so that "the same bytes" means the same thing everywhere: one
+//! hashing function, one JSON encoding, one way of making a file appear.
+
+pub mod canonical;
+mod digest;
+pub mod fsx;
+
+pub use digest::{Digest, DigestError, HashingReader, HashingWriter};
