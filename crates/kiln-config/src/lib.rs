@@ -1,1 +1,361 @@
-//! (being written)
+//! `kiln.toml`: what a project builds.
+//!
+//! The file is parsed strictly (unknown keys and wrong types are errors that name the key,
+//! the line and the file) and then validated as a whole, so that every later step can
+//! trust it: image names are unique, image paths are absolute and clean, extra files
+//! exist inside the project, base images are pinned by digest.
+//!
+//! ```toml
+//! [project]
+//! source_date_epoch = 1700000000   # used when neither $SOURCE_DATE_EPOCH nor git gives one
+//!
+//! [[image]]
+//! name = "hello"
+//! manifest = "testdata/hello/Cargo.toml"
+//! package = "hello"
+//! binaries = ["hello"]
+//! entrypoint = ["/usr/local/bin/hello"]
+//!
+//! [[image.files]]
+//! source = "testdata/hello/greeting.txt"
+//! path = "/etc/hello/greeting.txt"
+//! mode = 0o644
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Component, Path, PathBuf};
+
+use kiln_core::Digest;
+use serde::Deserialize;
+
+/// The file name kiln looks for at a project's root.
+pub const FILE_NAME: &str = "kiln.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}\n  fix: run kiln from a project that has a kiln.toml, or pass -C DIR")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {field}: {message}\n  fix: {fix}")]
+    Invalid { path: PathBuf, field: String, message: String, fix: String },
+}
+
+type Result<T, E = ConfigError> = std::result::Result<T, E>;
+
+/// A validated `kiln.toml`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// The directory holding `kiln.toml`; every relative path in it is relative to this.
+    pub root: PathBuf,
+    /// sha256 of the file's bytes, recorded in build outputs.
+    pub digest: Digest,
+    pub project: Project,
+    pub images: Vec<ImageSpec>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Project {
+    /// Fallback `SOURCE_DATE_EPOCH` when the environment and git give none.
+    pub source_date_epoch: Option<u64>,
+    /// Path of the toolchain lock, relative to the root. Default:
+    /// `toolchains/<target>.lock.json`.
+    pub toolchain_lock: Option<PathBuf>,
+}
+
+/// One image to build.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageSpec {
+    /// Names the output directory `target/kiln/out/<name>/`.
+    pub name: String,
+    /// The cargo manifest of the package, relative to the root. Default `Cargo.toml`.
+    #[serde(default = "default_manifest")]
+    pub manifest: PathBuf,
+    /// The cargo package whose binaries go into the image.
+    pub package: String,
+    /// Binaries of `package` to put in the image.
+    pub binaries: Vec<String>,
+    /// Directory in the image that receives the binaries.
+    #[serde(default = "default_bin_dir")]
+    pub bin_dir: String,
+    /// Cargo features to enable.
+    #[serde(default)]
+    pub features: Vec<String>,
+    #[serde(default)]
+    pub no_default_features: bool,
+    /// Extra files copied from the project into the image.
+    #[serde(default)]
+    pub files: Vec<FileSpec>,
+    /// `"scratch"` or a local OCI layout pinned by digest.
+    #[serde(default)]
+    pub base: Base,
+    /// `os/arch[/variant]`; only the host platform can be built today.
+    #[serde(default = "default_platform")]
+    pub platform: String,
+    pub entrypoint: Option<Vec<String>>,
+    pub cmd: Option<Vec<String>>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub exposed_ports: BTreeSet<String>,
+    /// `org.opencontainers.image.ref.name` of the manifest in the layout; default `latest`.
+    #[serde(default = "default_tag")]
+    pub tag: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSpec {
+    /// Path in the project, relative to the root.
+    pub source: PathBuf,
+    /// Absolute path in the image.
+    pub path: String,
+    /// Permission bits; default 0o644, or 0o755 when the source is executable.
+    pub mode: Option<u32>,
+}
+
+/// Where an image starts from.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Base {
+    #[default]
+    Scratch,
+    /// A local OCI image layout and the manifest digest it must contain.
+    Layout { path: PathBuf, digest: Digest },
+}
+
+impl<'de> Deserialize<'de> for Base {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Layout {
+            layout: PathBuf,
+            digest: String,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Word(String),
+            Layout(Layout),
+        }
+        let bad = "expected \"scratch\" or { layout = \"DIR\", digest = \"sha256:...\" }";
+        match Raw::deserialize(d).map_err(|_| serde::de::Error::custom(bad))? {
+            Raw::Word(w) if w == "scratch" => Ok(Base::Scratch),
+            Raw::Word(w) => Err(serde::de::Error::custom(format!("unknown base `{w}`: {bad}"))),
+            Raw::Layout(l) => {
+                let digest = l.digest.parse().map_err(serde::de::Error::custom)?;
+                Ok(Base::Layout { path: l.layout, digest })
+            }
+        }
+    }
+}
+
+fn default_manifest() -> PathBuf {
+    PathBuf::from("Cargo.toml")
+}
+fn default_bin_dir() -> String {
+    "/usr/local/bin".into()
+}
+fn default_tag() -> String {
+    "latest".into()
+}
+fn default_platform() -> String {
+    format!("linux/{}", host_arch())
+}
+
+/// The OCI architecture name of the machine kiln runs on.
+pub fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    project: Project,
+    #[serde(default, rename = "image")]
+    images: Vec<ImageSpec>,
+}
+
+impl Config {
+    /// Reads `kiln.toml` from the project directory `dir`.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let path = dir.join(FILE_NAME);
+        let bytes = std::fs::read(&path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+        Self::parse(&path, &bytes)
+    }
+
+    /// Parses and validates the bytes of a `kiln.toml` found at `path`.
+    pub fn parse(path: &Path, bytes: &[u8]) -> Result<Self> {
+        let text = std::str::from_utf8(bytes).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: format!("not UTF-8 text ({e})"),
+        })?;
+        let parse_err = |message| ConfigError::Parse { path: path.to_path_buf(), message };
+        let de = toml::de::Deserializer::parse(text).map_err(|e| parse_err(describe_toml_error(text, &e, "")))?;
+        // serde_path_to_error tells which key a type error belongs to (`image[0].binaries`);
+        // toml's own message only shows the offending value.
+        let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            parse_err(describe_toml_error(text, e.inner(), &key))
+        })?;
+        let root = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let config = Config {
+            path: path.to_path_buf(),
+            root,
+            digest: Digest::of(bytes),
+            project: raw.project,
+            images: raw.images,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The image called `name`.
+    pub fn image(&self, name: &str) -> Result<&ImageSpec> {
+        self.images.iter().find(|i| i.name == name).ok_or_else(|| {
+            let known: Vec<_> = self.images.iter().map(|i| i.name.as_str()).collect();
+            self.invalid("image", format!("no image named `{name}`"), format!("use one of: {}", known.join(", ")))
+        })
+    }
+
+    /// Resolves a path from `kiln.toml` against the project root.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        self.root.join(p)
+    }
+
+    fn invalid(&self, field: impl Into<String>, message: impl Into<String>, fix: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid { path: self.path.clone(), field: field.into(), message: message.into(), fix: fix.into() }
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.images.is_empty() {
+            return Err(self.invalid("image", "no [[image]] table", "add at least one [[image]] with name, package and binaries"));
+        }
+        let mut seen = BTreeSet::new();
+        for (i, img) in self.images.iter().enumerate() {
+            let at = |f: &str| format!("image[{i}].{f}");
+            if img.name.is_empty()
+                || !img.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+            {
+                return Err(self.invalid(at("name"), format!("`{}` is not a valid image name", img.name), "use lowercase letters, digits, '.', '_' and '-'"));
+            }
+            if !seen.insert(img.name.as_str()) {
+                return Err(self.invalid(at("name"), format!("image `{}` is defined twice", img.name), "give each [[image]] a unique name"));
+            }
+            if img.binaries.is_empty() {
+                return Err(self.invalid(at("binaries"), "no binaries listed", "list the cargo binaries to put in the image"));
+            }
+            check_image_path(&img.bin_dir).map_err(|m| self.invalid(at("bin_dir"), m, "use an absolute path such as /usr/local/bin"))?;
+            if let Some(w) = &img.workdir {
+                check_image_path(w).map_err(|m| self.invalid(at("workdir"), m, "use an absolute path"))?;
+            }
+            if img.tag.is_empty() || img.tag.len() > 128 || !img.tag.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+                return Err(self.invalid(at("tag"), format!("`{}` is not a valid tag", img.tag), "use letters, digits, '.', '_' and '-' (at most 128)"));
+            }
+            let expected = format!("linux/{}", host_arch());
+            if img.platform != expected {
+                return Err(self.invalid(at("platform"), format!("`{}` cannot be built on this machine", img.platform), format!("kiln builds for the host platform only; use `{expected}`")));
+            }
+            for (k, _) in &img.env {
+                if k.is_empty() || k.contains('=') {
+                    return Err(self.invalid(at("env"), format!("`{k}` is not a valid variable name"), "use a name without '='"));
+                }
+            }
+            for port in &img.exposed_ports {
+                let ok = match port.split_once('/') {
+                    Some((n, proto)) => n.parse::<u16>().is_ok() && matches!(proto, "tcp" | "udp" | "sctp"),
+                    None => port.parse::<u16>().is_ok(),
+                };
+                if !ok {
+                    return Err(self.invalid(at("exposed_ports"), format!("`{port}` is not a port"), "write PORT or PORT/tcp, PORT/udp"));
+                }
+            }
+            for (j, f) in img.files.iter().enumerate() {
+                let fat = |g: &str| format!("image[{i}].files[{j}].{g}");
+                check_image_path(&f.path).map_err(|m| self.invalid(fat("path"), m, "use an absolute, normalized path in the image"))?;
+                if let Some(mode) = f.mode
+                    && mode > 0o7777
+                {
+                    return Err(self.invalid(fat("mode"), format!("{mode:#o} is not a permission mode"), "use an octal mode such as 0o644"));
+                }
+                self.check_inside(&f.source).map_err(|m| self.invalid(fat("source"), m, "copy the file into the project; kiln only reads files inside it"))?;
+            }
+            if let Base::Layout { path, .. } = &img.base
+                && !self.resolve(path).join("index.json").is_file()
+            {
+                return Err(self.invalid(at("base.layout"), format!("{} is not an OCI image layout (no index.json)", self.resolve(path).display()), "point base.layout at a directory written by `skopeo copy ... oci:DIR`"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that `rel` names an existing regular file inside the project, following
+    /// symlinks: a link that escapes the project would make the build depend on the host.
+    fn check_inside(&self, rel: &Path) -> std::result::Result<(), String> {
+        if rel.is_absolute() {
+            return Err(format!("{} is absolute", rel.display()));
+        }
+        let full = self.resolve(rel);
+        let root = self.root.canonicalize().map_err(|e| format!("project root {}: {e}", self.root.display()))?;
+        let real = full.canonicalize().map_err(|e| format!("{}: {e}", full.display()))?;
+        if !real.starts_with(&root) {
+            return Err(format!("{} resolves to {}, outside the project {}", full.display(), real.display(), root.display()));
+        }
+        if !real.is_file() {
+            return Err(format!("{} is not a regular file", full.display()));
+        }
+        Ok(())
+    }
+}
+
+/// Image paths are absolute, with no `.`/`..`/empty components, so that two spellings of
+/// a path cannot produce two different layers.
+fn check_image_path(p: &str) -> std::result::Result<(), String> {
+    if !p.starts_with('/') {
+        return Err(format!("`{p}` is not absolute"));
+    }
+    if p.len() > 1 && p.ends_with('/') {
+        return Err(format!("`{p}` ends with '/'"));
+    }
+    for c in Path::new(p).components() {
+        match c {
+            Component::RootDir | Component::Normal(_) => {}
+            _ => return Err(format!("`{p}` contains `.` or `..`")),
+        }
+    }
+    if p.contains("//") || p.split('/').any(|s| s == "." || s == "..") {
+        return Err(format!("`{p}` is not normalized"));
+    }
+    Ok(())
+}
+
+/// toml's message already names the key and shows the line; make sure the line number is
+/// in the first line too, as `LINE:COL`, for editors and CI annotations.
+fn describe_toml_error(text: &str, e: &toml::de::Error, key: &str) -> String {
+    let msg = if key.is_empty() || key == "." { e.message().to_string() } else { format!("key `{key}`: {}", e.message()) };
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let col = before.rsplit('\n').next().map(|l| l.chars().count() + 1).unwrap_or(1);
+            let src_line = text.lines().nth(line - 1).unwrap_or("").trim_end();
+            format!("line {line}, column {col}: {msg}\n  | {src_line}")
+        }
+        None => msg,
+    }
+}
+
+#[cfg(test)]
+mod tests;

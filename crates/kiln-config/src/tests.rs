@@ -1,0 +1,124 @@
+use super::*;
+
+fn project(toml: &str) -> (tempfile::TempDir, Result<Config>) {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("greeting.txt"), "hi\n").unwrap();
+    std::fs::write(d.path().join(FILE_NAME), toml).unwrap();
+    let r = Config::load(d.path());
+    (d, r)
+}
+
+const OK: &str = r#"
+[project]
+source_date_epoch = 1700000000
+
+[[image]]
+name = "hello"
+package = "hello"
+binaries = ["hello"]
+entrypoint = ["/usr/local/bin/hello"]
+env = { B = "2", A = "1" }
+labels = { "org.example" = "x" }
+exposed_ports = ["8080/tcp", "53/udp"]
+
+[[image.files]]
+source = "greeting.txt"
+path = "/etc/greeting.txt"
+mode = 0o600
+"#;
+
+#[test]
+fn parses_a_complete_file() {
+    let (_d, c) = project(OK);
+    let c = c.unwrap();
+    assert_eq!(c.project.source_date_epoch, Some(1700000000));
+    let img = c.image("hello").unwrap();
+    assert_eq!(img.bin_dir, "/usr/local/bin");
+    assert_eq!(img.files[0].mode, Some(0o600));
+    assert_eq!(img.base, Base::Scratch);
+    assert_eq!(img.env.keys().collect::<Vec<_>>(), ["A", "B"]);
+    assert_eq!(img.tag, "latest");
+    assert_eq!(c.digest, Digest::of(OK.as_bytes()));
+}
+
+fn err(toml: &str) -> String {
+    let (_d, c) = project(toml);
+    c.unwrap_err().to_string()
+}
+
+#[test]
+fn unknown_key_names_key_line_and_file() {
+    let e = err(&OK.replace("binaries =", "colour = \"red\"\nbinaries ="));
+    assert!(e.contains("kiln.toml"), "{e}");
+    assert!(e.contains("colour"), "{e}");
+    assert!(e.contains("line 8"), "{e}");
+}
+
+#[test]
+fn wrong_type_is_an_error() {
+    let e = err(&OK.replace("binaries = [\"hello\"]", "binaries = \"hello\""));
+    assert!(e.contains("line 8") && e.contains("image[0].binaries"), "{e}");
+}
+
+#[test]
+fn malformed_toml_is_an_error() {
+    let e = err("[[image]\nname=");
+    assert!(e.contains("kiln.toml") && e.contains("line 1"), "{e}");
+}
+
+#[test]
+fn base_forms() {
+    let e = err(&OK.replace("entrypoint", "base = \"ubuntu\"\nentrypoint"));
+    assert!(e.contains("scratch"), "{e}");
+    let e = err(&OK.replace("entrypoint", "base = { layout = \"base\", digest = \"sha256:nothex\" }\nentrypoint"));
+    assert!(e.contains("not a digest"), "{e}");
+    let e = err(&OK.replace(
+        "entrypoint",
+        &format!("base = {{ layout = \"nowhere\", digest = \"{}\" }}\nentrypoint", Digest::of(b"")),
+    ));
+    assert!(e.contains("base.layout") && e.contains("index.json"), "{e}");
+}
+
+#[test]
+fn validation_errors_name_the_field() {
+    for (from, to, field) in [
+        ("name = \"hello\"", "name = \"Hello!\"", "image[0].name"),
+        ("path = \"/etc/greeting.txt\"", "path = \"etc/greeting.txt\"", "files[0].path"),
+        ("path = \"/etc/greeting.txt\"", "path = \"/etc/../x\"", "files[0].path"),
+        ("mode = 0o600", "mode = 0o17777", "files[0].mode"),
+        ("source = \"greeting.txt\"", "source = \"missing.txt\"", "files[0].source"),
+        ("source = \"greeting.txt\"", "source = \"/etc/passwd\"", "files[0].source"),
+        ("\"53/udp\"", "\"53/icmp\"", "exposed_ports"),
+        ("binaries = [\"hello\"]", "binaries = []", "binaries"),
+        ("[[image]]\nname", "platform = \"x\"\n[[image]]\nname", "unknown field"),
+    ] {
+        assert!(OK.contains(from), "{from}");
+        let e = err(&OK.replace(from, to));
+        assert!(e.contains(field), "{to}: {e}");
+    }
+}
+
+#[test]
+fn duplicate_image_names_rejected() {
+    let two = format!("{OK}\n[[image]]\nname = \"hello\"\npackage = \"x\"\nbinaries = [\"x\"]\n");
+    assert!(err(&two).contains("defined twice"));
+}
+
+#[cfg(unix)]
+#[test]
+fn symlink_escaping_the_project_is_rejected() {
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret"), "x").unwrap();
+    let d = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(outside.path().join("secret"), d.path().join("greeting.txt")).unwrap();
+    std::fs::write(d.path().join(FILE_NAME), OK).unwrap();
+    let e = Config::load(d.path()).unwrap_err().to_string();
+    assert!(e.contains("outside the project"), "{e}");
+}
+
+#[test]
+fn missing_file_says_how_to_fix() {
+    let d = tempfile::tempdir().unwrap();
+    let e = Config::load(d.path()).unwrap_err().to_string();
+    assert!(e.contains("kiln.toml") && e.contains("-C DIR"), "{e}");
+}
