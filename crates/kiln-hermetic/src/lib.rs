@@ -1,1 +1,23 @@
-//! (being written)
+//! Running a build hermetically.
+//!
+//! Three things make a build depend only on its pinned inputs, and this crate owns all three:
+//!
+//! * [`fetch`]: the one step allowed to use the network, filling a kiln-owned cargo home
+//!   from `Cargo.lock`; [`check_fetched`] then proves every locked crate is present with the
+//!   checksum the lock names, so the build never needs to reach out.
+//! * [`Sandbox`]: the build process runs in a fresh network namespace (only a loopback
+//!   interface), with `umask 022`, or — only when asked — with no sandbox, which is
+//!   recorded.
+//! * [`Hermetic`]: a scrubbed environment (an allowlist), with HOME, CARGO_HOME and TMPDIR
+//!   at fixed places under the build root, `TZ=UTC`, `LC_ALL=C.UTF-8` and a resolved
+//!   [`SourceDateEpoch`].
+
+mod env;
+mod lockfile;
+mod sandbox;
+mod sde;
+
+pub use env::{BuildRoot, Hermetic};
+pub use lockfile::{CargoLock, FetchError, LockedCrate, check_fetched, fetch};
+pub use sandbox::{Sandbox, SandboxError};
+pub use sde::{SdeSource, SourceDateEpoch};

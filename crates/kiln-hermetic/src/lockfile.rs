@@ -1,0 +1,228 @@
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use kiln_core::Digest;
+
+/// The crates.io source string cargo writes into `Cargo.lock`.
+const CRATES_IO: &str = "registry+https://github.com/rust-lang/crates.io-index";
+
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("{path}: cannot read the lock file: {source}\n  fix: run `cargo generate-lockfile` in the project and commit Cargo.lock; kiln only builds locked dependencies")]
+    NoLock { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    BadLock { path: PathBuf, message: String },
+    #[error(
+        "{count} locked crate(s) are missing from kiln's cargo home {cargo_home}: {names}\n  fix: run `cargo xtask fetch` (the only step that uses the network), or build without --offline"
+    )]
+    Missing { cargo_home: PathBuf, count: usize, names: String },
+    #[error("{file}: checksum {found} does not match Cargo.lock's {locked} for {krate}\n  fix: delete the file and run `cargo xtask fetch` again; if it persists the registry served different bytes than the lock pins")]
+    Checksum { file: PathBuf, krate: String, locked: String, found: String },
+    #[error("`{command}` failed ({status})\n  fix: check network access to the registry, and that Cargo.lock is up to date (`cargo update -w` in the project)")]
+    FetchFailed { command: String, status: String },
+    #[error("cannot run `{command}`: {source}")]
+    Spawn { command: String, source: std::io::Error },
+}
+
+/// A crate pinned by `Cargo.lock`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub struct LockedCrate {
+    pub name: String,
+    pub version: String,
+    /// `registry+...`, `git+...`, or `None` for path/workspace crates.
+    pub source: Option<String>,
+    /// The sha256 of the `.crate` file, for registry crates.
+    pub checksum: Option<String>,
+}
+
+/// The parts of `Cargo.lock` kiln relies on.
+#[derive(Debug, Clone)]
+pub struct CargoLock {
+    pub path: PathBuf,
+    pub digest: Digest,
+    pub crates: Vec<LockedCrate>,
+}
+
+impl CargoLock {
+    /// Reads the `Cargo.lock` next to `manifest`. Only crates.io and path dependencies are
+    /// accepted: a git or alternative-registry source cannot be verified against a checksum.
+    pub fn for_manifest(manifest: &Path) -> Result<Self, FetchError> {
+        let dir = manifest.parent().unwrap_or(Path::new("."));
+        let path = find_lock(dir);
+        let bytes = std::fs::read(&path).map_err(|source| FetchError::NoLock { path: path.clone(), source })?;
+        Self::parse(&path, &bytes)
+    }
+
+    pub fn parse(path: &Path, bytes: &[u8]) -> Result<Self, FetchError> {
+        #[derive(serde::Deserialize)]
+        struct Raw {
+            #[serde(default)]
+            package: Vec<RawPkg>,
+        }
+        #[derive(serde::Deserialize)]
+        struct RawPkg {
+            name: String,
+            version: String,
+            source: Option<String>,
+            checksum: Option<String>,
+        }
+        let bad = |message: String| FetchError::BadLock { path: path.to_path_buf(), message };
+        let text = std::str::from_utf8(bytes).map_err(|e| bad(format!("not UTF-8 ({e})")))?;
+        let raw: Raw = toml::from_str(text).map_err(|e| bad(format!("not a Cargo.lock: {}", e.message())))?;
+        let mut crates = Vec::with_capacity(raw.package.len());
+        for p in raw.package {
+            match (&p.source, &p.checksum) {
+                (Some(s), Some(_)) if s == CRATES_IO => {}
+                (Some(s), None) if s == CRATES_IO => {
+                    return Err(bad(format!("package {}@{} has no checksum\n  fix: regenerate the lock with `cargo generate-lockfile`", p.name, p.version)));
+                }
+                (Some(s), _) => {
+                    return Err(bad(format!(
+                        "package {}@{} comes from `{s}`; kiln builds from crates.io and path dependencies only, because only those are pinned by a checksum\n  fix: vendor it as a path dependency or publish it",
+                        p.name, p.version
+                    )));
+                }
+                (None, _) => {}
+            }
+            crates.push(LockedCrate { name: p.name, version: p.version, source: p.source, checksum: p.checksum });
+        }
+        crates.sort();
+        Ok(CargoLock { path: path.to_path_buf(), digest: Digest::of(bytes), crates })
+    }
+
+    /// The registry crates (everything that must be fetched).
+    pub fn registry_crates(&self) -> impl Iterator<Item = &LockedCrate> {
+        self.crates.iter().filter(|c| c.source.is_some())
+    }
+}
+
+/// The lock of the workspace that contains `dir` (the nearest ancestor with a Cargo.lock).
+fn find_lock(dir: &Path) -> PathBuf {
+    let mut d = Some(dir);
+    while let Some(cur) = d {
+        let p = cur.join("Cargo.lock");
+        if p.is_file() {
+            return p;
+        }
+        d = cur.parent();
+    }
+    dir.join("Cargo.lock")
+}
+
+/// Fills `cargo_home` with every crate `Cargo.lock` pins, through `cargo fetch --locked`.
+/// Cargo verifies each download against the lock's checksum; [`check_fetched`] checks again.
+pub fn fetch(cargo: &Path, manifest: &Path, cargo_home: &Path) -> Result<(), FetchError> {
+    std::fs::create_dir_all(cargo_home).map_err(|source| FetchError::Spawn { command: "mkdir".into(), source })?;
+    let mut cmd = Command::new(cargo);
+    // No `--target`: every crate the lock pins is fetched, so `check_fetched` can demand all of them.
+    cmd.args(["fetch", "--locked", "--manifest-path"])
+        .arg(manifest)
+        .env("CARGO_HOME", cargo_home)
+        .env_remove("CARGO_TARGET_DIR");
+    let command = format!("{} fetch --locked --manifest-path {}", cargo.display(), manifest.display());
+    let status = cmd.status().map_err(|source| FetchError::Spawn { command: command.clone(), source })?;
+    if !status.success() {
+        return Err(FetchError::FetchFailed { command, status: status.to_string() });
+    }
+    Ok(())
+}
+
+/// Checks that every registry crate of `lock` is in `cargo_home`'s download cache with the
+/// checksum the lock names. Returns the `.crate` files found, by crate.
+pub fn check_fetched(lock: &CargoLock, cargo_home: &Path) -> Result<BTreeMap<String, PathBuf>, FetchError> {
+    let caches: Vec<PathBuf> = std::fs::read_dir(cargo_home.join("registry/cache"))
+        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    let mut found = BTreeMap::new();
+    let mut missing = Vec::new();
+    for c in lock.registry_crates() {
+        let file_name = format!("{}-{}.crate", c.name, c.version);
+        let key = format!("{}@{}", c.name, c.version);
+        match caches.iter().map(|d| d.join(&file_name)).find(|p| p.is_file()) {
+            Some(file) => {
+                let got = Digest::of_file(&file).map_err(|source| FetchError::Spawn { command: format!("read {}", file.display()), source })?;
+                let locked = c.checksum.clone().unwrap_or_default();
+                if got.hex() != locked {
+                    return Err(FetchError::Checksum { file, krate: key, locked, found: got.hex() });
+                }
+                found.insert(key, file);
+            }
+            None => missing.push(key),
+        }
+    }
+    if !missing.is_empty() {
+        let count = missing.len();
+        let mut names = missing.iter().take(10).cloned().collect::<Vec<_>>().join(", ");
+        if count > 10 {
+            names.push_str(&format!(", ... and {} more", count - 10));
+        }
+        return Err(FetchError::Missing { cargo_home: cargo_home.to_path_buf(), count, names });
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LOCK: &str = r#"
+version = 4
+
+[[package]]
+name = "hello"
+version = "0.1.0"
+dependencies = ["itoa"]
+
+[[package]]
+name = "itoa"
+version = "1.0.19"
+source = "registry+https://github.com/rust-lang/crates.io-index"
+checksum = "CHECKSUM"
+"#;
+
+    fn home_with(bytes: &[u8]) -> tempfile::TempDir {
+        let h = tempfile::tempdir().unwrap();
+        let cache = h.path().join("registry/cache/index.crates.io-0000");
+        std::fs::create_dir_all(&cache).unwrap();
+        std::fs::write(cache.join("itoa-1.0.19.crate"), bytes).unwrap();
+        h
+    }
+
+    #[test]
+    fn present_and_matching_passes() {
+        let lock = LOCK.replace("CHECKSUM", &Digest::of(b"crate bytes").hex());
+        let lock = CargoLock::parse(Path::new("Cargo.lock"), lock.as_bytes()).unwrap();
+        assert_eq!(lock.registry_crates().count(), 1);
+        let h = home_with(b"crate bytes");
+        let found = check_fetched(&lock, h.path()).unwrap();
+        assert!(found.contains_key("itoa@1.0.19"));
+    }
+
+    #[test]
+    fn missing_crate_is_named() {
+        let lock = LOCK.replace("CHECKSUM", &Digest::of(b"x").hex());
+        let lock = CargoLock::parse(Path::new("Cargo.lock"), lock.as_bytes()).unwrap();
+        let h = tempfile::tempdir().unwrap();
+        let e = check_fetched(&lock, h.path()).unwrap_err().to_string();
+        assert!(e.contains("itoa@1.0.19") && e.contains("cargo xtask fetch"), "{e}");
+    }
+
+    #[test]
+    fn tampered_crate_is_rejected() {
+        let lock = LOCK.replace("CHECKSUM", &Digest::of(b"crate bytes").hex());
+        let lock = CargoLock::parse(Path::new("Cargo.lock"), lock.as_bytes()).unwrap();
+        let h = home_with(b"evil bytes");
+        let e = check_fetched(&lock, h.path()).unwrap_err().to_string();
+        assert!(e.contains("does not match"), "{e}");
+    }
+
+    #[test]
+    fn unpinned_sources_are_rejected() {
+        let git = LOCK.replace("registry+https://github.com/rust-lang/crates.io-index", "git+https://example.invalid/x#abc");
+        let e = CargoLock::parse(Path::new("Cargo.lock"), git.as_bytes()).unwrap_err().to_string();
+        assert!(e.contains("git+") && e.contains("Cargo.lock"), "{e}");
+        let e = CargoLock::parse(Path::new("Cargo.lock"), b"[[package]]\nname=1").unwrap_err().to_string();
+        assert!(e.contains("not a Cargo.lock"), "{e}");
+    }
+}
