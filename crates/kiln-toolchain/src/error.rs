@@ -11,10 +11,17 @@ use crate::Mismatch;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("could not run `{command}`: {error}")]
-    Spawn { command: String, error: std::io::Error },
+    Spawn {
+        command: String,
+        error: std::io::Error,
+    },
 
     #[error("`{command}` failed ({status}){}", stderr_suffix(.stderr))]
-    CommandFailed { command: String, status: ExitStatus, stderr: String },
+    CommandFailed {
+        command: String,
+        status: ExitStatus,
+        stderr: String,
+    },
 
     #[error("unexpected output from `{command}`: {detail}")]
     UnexpectedOutput { command: String, detail: String },
@@ -28,11 +35,16 @@ pub enum Error {
     )]
     TargetNotInstalled { target: String, dir: PathBuf },
 
-    #[error("`{target}` is not a target triple kiln can lock (letters, digits, `.`, `_` and `-` only)")]
+    #[error(
+        "`{target}` is not a target triple kiln can lock (letters, digits, `.`, `_` and `-` only)"
+    )]
     BadTarget { target: String },
 
     #[error("cannot read {}: {error}", path.display())]
-    Io { path: PathBuf, error: std::io::Error },
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
 
     #[error("path {} is not valid UTF-8, so it cannot be named in a toolchain lock", path.display())]
     NonUtf8Path { path: PathBuf },
@@ -44,16 +56,26 @@ pub enum Error {
         "toolchain lock {} is malformed: {error}\nFix the file or regenerate it with: cargo xtask toolchain lock",
         path.display()
     )]
-    LockMalformed { path: PathBuf, error: serde_json::Error },
+    LockMalformed {
+        path: PathBuf,
+        error: serde_json::Error,
+    },
 
     #[error(
         "toolchain lock {} has schema {found}, but this kiln reads schema {expected}; regenerate it with: cargo xtask toolchain lock",
         path.display()
     )]
-    UnsupportedSchema { path: PathBuf, found: String, expected: u32 },
+    UnsupportedSchema {
+        path: PathBuf,
+        found: String,
+        expected: u32,
+    },
 
     #[error("cannot write toolchain lock {}: {error}", path.display())]
-    Write { path: PathBuf, error: std::io::Error },
+    Write {
+        path: PathBuf,
+        error: std::io::Error,
+    },
 
     #[error(transparent)]
     Mismatch(#[from] Mismatch),
@@ -61,7 +83,11 @@ pub enum Error {
 
 fn stderr_suffix(stderr: &str) -> String {
     let s = stderr.trim();
-    if s.is_empty() { String::new() } else { format!(": {s}") }
+    if s.is_empty() {
+        String::new()
+    } else {
+        format!(": {s}")
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -75,7 +75,9 @@ pub struct FileEntry {
 
 /// Where a project keeps the lock for `target`: `<project_root>/toolchains/<target>.lock.json`.
 pub fn default_lock_path(project_root: &Path, target: &str) -> PathBuf {
-    project_root.join("toolchains").join(format!("{target}.lock.json"))
+    project_root
+        .join("toolchains")
+        .join(format!("{target}.lock.json"))
 }
 
 impl ToolchainLock {
@@ -83,10 +85,18 @@ impl ToolchainLock {
     /// and an unsupported schema are all errors naming `path` and the fix.
     pub fn read(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|error| match error.kind() {
-            std::io::ErrorKind::NotFound => Error::LockMissing { path: path.to_path_buf() },
-            _ => Error::Io { path: path.to_path_buf(), error },
+            std::io::ErrorKind::NotFound => Error::LockMissing {
+                path: path.to_path_buf(),
+            },
+            _ => Error::Io {
+                path: path.to_path_buf(),
+                error,
+            },
         })?;
-        let malformed = |error| Error::LockMalformed { path: path.to_path_buf(), error };
+        let malformed = |error| Error::LockMalformed {
+            path: path.to_path_buf(),
+            error,
+        };
         // Look at the schema before the typed parse, so a lock from a newer kiln reports
         // "unsupported schema" rather than its first unknown field.
         let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(malformed)?;
@@ -107,8 +117,10 @@ impl ToolchainLock {
 
     /// Writes the lock as canonical pretty JSON (sorted keys, trailing newline), atomically.
     pub fn write(&self, path: &Path) -> Result<()> {
-        kiln_core::fsx::write_atomic(path, &self.to_bytes())
-            .map_err(|error| Error::Write { path: path.to_path_buf(), error })
+        kiln_core::fsx::write_atomic(path, &self.to_bytes()).map_err(|error| Error::Write {
+            path: path.to_path_buf(),
+            error,
+        })
     }
 
     /// The canonical bytes: exactly what [`ToolchainLock::write`] puts in the file.
@@ -141,14 +153,31 @@ impl ToolchainLock {
                 });
             }
         };
-        field("schema", &self.schema.to_string(), &actual.schema.to_string());
+        field(
+            "schema",
+            &self.schema.to_string(),
+            &actual.schema.to_string(),
+        );
         field("host", &self.host, &actual.host);
         field("target", &self.target, &actual.target);
-        for (tool, l, a) in [("rustc", &self.rustc, &actual.rustc), ("cargo", &self.cargo, &actual.cargo)] {
+        for (tool, l, a) in [
+            ("rustc", &self.rustc, &actual.rustc),
+            ("cargo", &self.cargo, &actual.cargo),
+        ] {
             let names: [&'static str; 4] = if tool == "rustc" {
-                ["rustc version", "rustc commit-hash", "rustc commit-date", "rustc LLVM version"]
+                [
+                    "rustc version",
+                    "rustc commit-hash",
+                    "rustc commit-date",
+                    "rustc LLVM version",
+                ]
             } else {
-                ["cargo version", "cargo commit-hash", "cargo commit-date", "cargo LLVM version"]
+                [
+                    "cargo version",
+                    "cargo commit-hash",
+                    "cargo commit-date",
+                    "cargo LLVM version",
+                ]
             };
             field(names[0], &l.version, &a.version);
             field(names[1], &l.commit_hash, &a.commit_hash);
@@ -166,23 +195,38 @@ impl ToolchainLock {
         let (mut changed, mut missing, mut extra) = (Vec::new(), Vec::new(), Vec::new());
         for (key, lock) in &self.files {
             match actual.files.get(key) {
-                Some(found) if found != lock => {
-                    changed.push(Difference::Changed { key: key.clone(), lock: *lock, found: *found })
-                }
+                Some(found) if found != lock => changed.push(Difference::Changed {
+                    key: key.clone(),
+                    lock: *lock,
+                    found: *found,
+                }),
                 Some(_) => {}
-                None => missing.push(Difference::Missing { key: key.clone(), lock: *lock }),
+                None => missing.push(Difference::Missing {
+                    key: key.clone(),
+                    lock: *lock,
+                }),
             }
         }
         for (key, found) in &actual.files {
             if !self.files.contains_key(key) {
-                extra.push(Difference::Extra { key: key.clone(), found: *found });
+                extra.push(Difference::Extra {
+                    key: key.clone(),
+                    found: *found,
+                });
             }
         }
         differences.extend(changed);
         differences.extend(missing);
         differences.extend(extra);
 
-        if differences.is_empty() { Ok(()) } else { Err(Mismatch { lock_path: None, differences }) }
+        if differences.is_empty() {
+            Ok(())
+        } else {
+            Err(Mismatch {
+                lock_path: None,
+                differences,
+            })
+        }
     }
 }
 
@@ -198,9 +242,17 @@ pub struct Mismatch {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Difference {
     /// A version or identity field (`rustc version`, `host`, `cc version`, ...).
-    Field { field: &'static str, lock: String, found: String },
+    Field {
+        field: &'static str,
+        lock: String,
+        found: String,
+    },
     /// A pinned file whose content changed.
-    Changed { key: String, lock: FileEntry, found: FileEntry },
+    Changed {
+        key: String,
+        lock: FileEntry,
+        found: FileEntry,
+    },
     /// A pinned file that is no longer there.
     Missing { key: String, lock: FileEntry },
     /// A file that shapes the output but is not in the lock.
@@ -210,7 +262,9 @@ pub enum Difference {
 impl fmt::Display for Difference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Difference::Field { field, lock, found } => write!(f, "{field}: lock {lock}, found {found}"),
+            Difference::Field { field, lock, found } => {
+                write!(f, "{field}: lock {lock}, found {found}")
+            }
             Difference::Changed { key, lock, found } => {
                 write!(f, "changed  {key} (lock {}", short(&lock.sha256))?;
                 if lock.size != found.size {
@@ -236,7 +290,11 @@ fn short(d: &Digest) -> String {
 impl fmt::Display for Mismatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.lock_path {
-            Some(p) => writeln!(f, "toolchain lock {} does not match this machine:", p.display())?,
+            Some(p) => writeln!(
+                f,
+                "toolchain lock {} does not match this machine:",
+                p.display()
+            )?,
             None => writeln!(f, "toolchain lock does not match this machine:")?,
         }
         for d in self.differences.iter().take(MAX_LISTED) {
@@ -245,7 +303,10 @@ impl fmt::Display for Mismatch {
         if self.differences.len() > MAX_LISTED {
             writeln!(f, "  ... and {} more", self.differences.len() - MAX_LISTED)?;
         }
-        write!(f, "If this toolchain change is intended, re-pin it with: {RELOCK_COMMAND}")
+        write!(
+            f,
+            "If this toolchain change is intended, re-pin it with: {RELOCK_COMMAND}"
+        )
     }
 }
 

@@ -97,7 +97,11 @@ impl Toolchain {
             if !p.is_file() {
                 return Err(Error::NotFound {
                     what,
-                    detail: format!("{} does not exist (sysroot {})", p.display(), sysroot.display()),
+                    detail: format!(
+                        "{} does not exist (sysroot {})",
+                        p.display(),
+                        sysroot.display()
+                    ),
                 });
             }
         }
@@ -107,7 +111,14 @@ impl Toolchain {
             detail: "no `host:` line".into(),
         })?;
         let target = target.unwrap_or(&host).to_string();
-        let tc = Toolchain { sysroot, rustc, cargo, cc: resolve_cc()?, host, target };
+        let tc = Toolchain {
+            sysroot,
+            rustc,
+            cargo,
+            cc: resolve_cc()?,
+            host,
+            target,
+        };
         tc.check_target()?;
         Ok(tc)
     }
@@ -186,17 +197,27 @@ impl Toolchain {
         for bin in ["rustc", "cargo"] {
             let p = sys.join("bin").join(bin);
             if !is_regular(&p) {
-                return Err(Error::NotFound { what: "sysroot binary", detail: p.display().to_string() });
+                return Err(Error::NotFound {
+                    what: "sysroot binary",
+                    detail: p.display().to_string(),
+                });
             }
             files.insert(format!("sysroot/bin/{bin}"), p);
         }
         let lib = sys.join("lib");
-        let entries = std::fs::read_dir(&lib).map_err(|error| Error::Io { path: lib.clone(), error })?;
+        let entries = std::fs::read_dir(&lib).map_err(|error| Error::Io {
+            path: lib.clone(),
+            error,
+        })?;
         for entry in entries {
-            let entry = entry.map_err(|error| Error::Io { path: lib.clone(), error })?;
+            let entry = entry.map_err(|error| Error::Io {
+                path: lib.clone(),
+                error,
+            })?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            if SYSROOT_LIB_PREFIXES.iter().any(|p| name.starts_with(p)) && is_regular(&entry.path()) {
+            if SYSROOT_LIB_PREFIXES.iter().any(|p| name.starts_with(p)) && is_regular(&entry.path())
+            {
                 files.insert(format!("sysroot/lib/{name}"), entry.path());
             }
         }
@@ -232,8 +253,14 @@ impl Toolchain {
         add(&self.cc)?;
         // Start every query first and collect afterwards: ~30 short processes run
         // concurrently instead of one after another.
-        let progs: Vec<String> = CC_PROGRAMS.iter().map(|n| format!("-print-prog-name={n}")).collect();
-        let libs: Vec<String> = CC_FILES.iter().map(|n| format!("-print-file-name={n}")).collect();
+        let progs: Vec<String> = CC_PROGRAMS
+            .iter()
+            .map(|n| format!("-print-prog-name={n}"))
+            .collect();
+        let libs: Vec<String> = CC_FILES
+            .iter()
+            .map(|n| format!("-print-file-name={n}"))
+            .collect();
         let children = progs
             .iter()
             .chain(&libs)
@@ -262,14 +289,24 @@ impl Toolchain {
         for t in [&self.target, &self.host] {
             if t.is_empty()
                 || t.starts_with('.')
-                || !t.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+                || !t
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
             {
                 return Err(Error::BadTarget { target: t.clone() });
             }
         }
-        let dir = self.sysroot.join("lib").join("rustlib").join(&self.target).join("lib");
+        let dir = self
+            .sysroot
+            .join("lib")
+            .join("rustlib")
+            .join(&self.target)
+            .join("lib");
         if !dir.is_dir() {
-            return Err(Error::TargetNotInstalled { target: self.target.clone(), dir });
+            return Err(Error::TargetNotInstalled {
+                target: self.target.clone(),
+                dir,
+            });
         }
         Ok(())
     }
@@ -280,13 +317,19 @@ fn walk_into(sysroot: &Path, tree: &Path, files: &mut BTreeMap<String, PathBuf>)
     for entry in walkdir::WalkDir::new(tree).follow_links(false) {
         let entry = entry.map_err(|e| {
             let path = e.path().unwrap_or(tree).to_path_buf();
-            Error::Io { path, error: e.into() }
+            Error::Io {
+                path,
+                error: e.into(),
+            }
         })?;
         let ft = entry.file_type();
         if !(ft.is_file() || (ft.is_symlink() && is_regular(entry.path()))) {
             continue;
         }
-        let rel = entry.path().strip_prefix(sysroot).expect("walkdir yields paths under its root");
+        let rel = entry
+            .path()
+            .strip_prefix(sysroot)
+            .expect("walkdir yields paths under its root");
         let mut key = String::from("sysroot");
         for c in rel.components() {
             key.push('/');
@@ -306,7 +349,11 @@ fn hash_all(files: BTreeMap<String, PathBuf>) -> Result<BTreeMap<String, FileEnt
         .map(|(i, (_, p))| (std::fs::metadata(p).map(|m| m.len()).unwrap_or(0), i))
         .collect();
     order.sort_by(|a, b| b.cmp(a));
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8).min(items.len()).max(1);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8)
+        .min(items.len())
+        .max(1);
     let next = AtomicUsize::new(0);
     let mut results: Vec<Option<io::Result<FileEntry>>> = (0..items.len()).map(|_| None).collect();
     std::thread::scope(|s| {
@@ -381,7 +428,9 @@ fn vv_field(out: &str, key: &str) -> Option<String> {
 
 /// `$VAR` if set and non-empty, else `default`.
 fn env_program(var: &str, default: &str) -> std::ffi::OsString {
-    std::env::var_os(var).filter(|v| !v.is_empty()).unwrap_or_else(|| default.into())
+    std::env::var_os(var)
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.into())
 }
 
 fn resolve_cc() -> Result<PathBuf> {
@@ -392,20 +441,38 @@ fn resolve_cc() -> Result<PathBuf> {
         find_in_path(&cc)
     };
     let detail = || {
-        let how = if std::env::var_os("CC").is_some_and(|v| !v.is_empty()) { "$CC" } else { "default" };
-        format!("`{}` ({how}) is not an executable on PATH; install a C compiler or set CC", cc.to_string_lossy())
+        let how = if std::env::var_os("CC").is_some_and(|v| !v.is_empty()) {
+            "$CC"
+        } else {
+            "default"
+        };
+        format!(
+            "`{}` ({how}) is not an executable on PATH; install a C compiler or set CC",
+            cc.to_string_lossy()
+        )
     };
-    let found = found.ok_or_else(|| Error::NotFound { what: "C compiler", detail: detail() })?;
-    let c = std::fs::canonicalize(&found).map_err(|_| Error::NotFound { what: "C compiler", detail: detail() })?;
+    let found = found.ok_or_else(|| Error::NotFound {
+        what: "C compiler",
+        detail: detail(),
+    })?;
+    let c = std::fs::canonicalize(&found).map_err(|_| Error::NotFound {
+        what: "C compiler",
+        detail: detail(),
+    })?;
     if !is_regular(&c) {
-        return Err(Error::NotFound { what: "C compiler", detail: detail() });
+        return Err(Error::NotFound {
+            what: "C compiler",
+            detail: detail(),
+        });
     }
     Ok(c)
 }
 
 fn find_in_path(name: &OsStr) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| is_executable(p))
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| is_executable(p))
 }
 
 #[cfg(unix)]
@@ -425,11 +492,16 @@ fn is_regular(p: &Path) -> bool {
 }
 
 fn canonical(p: &Path) -> Result<PathBuf> {
-    std::fs::canonicalize(p).map_err(|error| Error::Io { path: p.to_path_buf(), error })
+    std::fs::canonicalize(p).map_err(|error| Error::Io {
+        path: p.to_path_buf(),
+        error,
+    })
 }
 
 fn utf8(p: &Path) -> Result<&str> {
-    p.to_str().ok_or_else(|| Error::NonUtf8Path { path: p.to_path_buf() })
+    p.to_str().ok_or_else(|| Error::NonUtf8Path {
+        path: p.to_path_buf(),
+    })
 }
 
 fn describe(program: &Path, args: &[&str]) -> String {
@@ -460,15 +532,21 @@ fn spawn(program: &Path, args: &[&str]) -> Result<Child> {
                 attempt += 1;
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
-            Err(error) => return Err(Error::Spawn { command: describe(program, args), error }),
+            Err(error) => {
+                return Err(Error::Spawn {
+                    command: describe(program, args),
+                    error,
+                });
+            }
         }
     }
 }
 
 fn finish(program: &Path, args: &[&str], child: Child) -> Result<String> {
-    let out = child
-        .wait_with_output()
-        .map_err(|error| Error::Spawn { command: describe(program, args), error })?;
+    let out = child.wait_with_output().map_err(|error| Error::Spawn {
+        command: describe(program, args),
+        error,
+    })?;
     if !out.status.success() {
         return Err(Error::CommandFailed {
             command: describe(program, args),
