@@ -193,7 +193,7 @@ fn deflate_chunk(data: &[u8], last: bool) -> io::Result<Vec<u8>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::io::Read;
 
     use super::*;

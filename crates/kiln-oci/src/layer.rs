@@ -5,8 +5,10 @@
 //!   longer than 100 bytes, are written as GNU `././@LongLink` records (types `L` and `K`)
 //!   before the entry — the form GNU tar, Go's `archive/tar`, containers/storage and
 //!   docker all read. No PAX records are ever written.
-//! * Entries sorted by the bytes of their path; every missing parent directory is added
-//!   with mode 0755. Directory names end in `/`.
+//! * Entries sorted by the bytes of their path (compared without the trailing `/` of
+//!   directory names, so `usr/bin` < `usr/bin-x` < `usr/bin/z` and a directory always
+//!   precedes its contents); every missing parent directory is added with mode 0755.
+//!   Directory names end in `/`.
 //! * `mtime` = `SOURCE_DATE_EPOCH` for every entry (caller-supplied times are not kept, so
 //!   nothing can be newer than SDE); atime/ctime fields zero; uid/gid 0; uname/gname
 //!   empty; device numbers zero.
