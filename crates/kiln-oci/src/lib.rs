@@ -47,3 +47,6 @@ pub const MEDIA_TYPE_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const MEDIA_TYPE_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 /// The annotation on an `index.json` entry that names the image (`oci:DIR:REF`).
 pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+#[cfg(test)]
+mod tests;
