@@ -1,0 +1,303 @@
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use kiln_config::{Base, Config, ConfigError, ImageSpec};
+use kiln_core::{Digest, canonical, fsx};
+use kiln_hermetic::{BuildRoot, CargoLock, FetchError, Hermetic, Sandbox, SandboxError, SourceDateEpoch};
+use kiln_oci::{BaseImage, Image, ImageConfig, Layer, Platform};
+use kiln_toolchain::{Toolchain, ToolchainLock};
+
+use crate::summary::{self, BinaryRecord, LayerRecord, Summary, ToolchainRecord};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Toolchain(#[from] kiln_toolchain::Error),
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+    #[error("image `{image}`: {source}")]
+    Oci { image: String, source: kiln_oci::Error },
+    #[error("{0}")]
+    SourceDateEpoch(String),
+    #[error("image `{image}`: `{command}` failed ({status}); cargo's messages are above\n  fix: make the project build with `cargo build --release --locked` first")]
+    Compile { image: String, command: String, status: String },
+    #[error("image `{image}`: cargo did not produce binary `{binary}` at {path}\n  fix: check `binaries` in kiln.toml names [[bin]] targets of package `{package}`")]
+    MissingBinary { image: String, binary: String, package: String, path: PathBuf },
+    #[error("{what} {path}: {source}")]
+    Io { what: &'static str, path: PathBuf, source: std::io::Error },
+}
+
+type Result<T, E = BuildError> = std::result::Result<T, E>;
+
+/// What to build and how.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// The project directory (holding `kiln.toml`).
+    pub project: PathBuf,
+    /// Images to build; empty means all of them.
+    pub images: Vec<String>,
+    pub sandbox: Sandbox,
+    /// Refuse to fetch; fail naming what is missing instead.
+    pub offline: bool,
+    /// The value of `$SOURCE_DATE_EPOCH`, if set.
+    pub sde_env: Option<String>,
+    /// Where outputs go; default `<project>/target/kiln/out`.
+    pub out_dir: Option<PathBuf>,
+    /// The build root (HOME, CARGO_HOME, TMPDIR, target dir); default
+    /// `<project>/target/kiln/root`.
+    pub root_dir: Option<PathBuf>,
+}
+
+impl BuildOptions {
+    pub fn new(project: impl Into<PathBuf>) -> Self {
+        BuildOptions {
+            project: project.into(),
+            images: Vec::new(),
+            sandbox: Sandbox::Netns,
+            offline: false,
+            sde_env: None,
+            out_dir: None,
+            root_dir: None,
+        }
+    }
+    fn out_dir(&self) -> PathBuf {
+        self.out_dir.clone().unwrap_or_else(|| self.project.join("target/kiln/out"))
+    }
+    fn root(&self) -> BuildRoot {
+        BuildRoot::new(self.root_dir.clone().unwrap_or_else(|| self.project.join("target/kiln/root")))
+    }
+}
+
+/// Receives progress for long steps (the CLI prints it; tests ignore it).
+pub trait Progress {
+    fn step(&self, image: &str, what: &str);
+}
+
+impl Progress for () {
+    fn step(&self, _: &str, _: &str) {}
+}
+
+fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> BuildError + 'a {
+    move |source| BuildError::Io { what, path: path.to_path_buf(), source }
+}
+
+/// `cargo xtask toolchain lock`: pins the host toolchain for the project; returns where.
+pub fn lock_toolchain(project: &Path) -> Result<(PathBuf, ToolchainLock)> {
+    let config = Config::load(project)?;
+    let tc = Toolchain::detect(None)?;
+    let path = lock_path(&config, &tc);
+    let lock = tc.lock()?;
+    lock.write(&path)?;
+    Ok((path, lock))
+}
+
+fn lock_path(config: &Config, tc: &Toolchain) -> PathBuf {
+    match &config.project.toolchain_lock {
+        Some(p) => config.resolve(p),
+        None => kiln_toolchain::default_lock_path(&config.root, &tc.target),
+    }
+}
+
+/// `cargo xtask fetch`: fills kiln's cargo home with every crate the selected images'
+/// `Cargo.lock`s pin. The only step that uses the network.
+pub fn fetch(opts: &BuildOptions, progress: &dyn Progress) -> Result<()> {
+    let config = Config::load(&opts.project)?;
+    let tc = Toolchain::detect(None)?;
+    let root = opts.root();
+    root.create().map_err(io("cannot create build root", root.path()))?;
+    for spec in selected(&config, &opts.images)? {
+        let manifest = config.resolve(&spec.manifest);
+        let lock = CargoLock::for_manifest(&manifest)?;
+        if kiln_hermetic::check_fetched(&lock, &root.cargo_home()).is_err() {
+            progress.step(&spec.name, "fetching locked crates (network)");
+            kiln_hermetic::fetch(&tc.cargo, &manifest, &root.cargo_home())?;
+        }
+        kiln_hermetic::check_fetched(&lock, &root.cargo_home())?;
+    }
+    Ok(())
+}
+
+fn selected<'a>(config: &'a Config, names: &[String]) -> Result<Vec<&'a ImageSpec>> {
+    if names.is_empty() {
+        return Ok(config.images.iter().collect());
+    }
+    names.iter().map(|n| config.image(n).map_err(BuildError::from)).collect()
+}
+
+/// Builds the selected images and returns one summary per image.
+pub fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<Vec<Summary>> {
+    let config = Config::load(&opts.project)?;
+    let specs = selected(&config, &opts.images)?;
+
+    progress.step("*", "verifying the toolchain lock");
+    let tc = Toolchain::detect(None)?;
+    let lock_file = lock_path(&config, &tc);
+    let lock = tc.verify(&lock_file)?;
+    let toolchain = ToolchainRecord {
+        lock: lock_file.strip_prefix(&config.root).unwrap_or(&lock_file).display().to_string(),
+        lock_digest: lock.digest(),
+        rustc: lock.rustc.version.clone(),
+        target: tc.target.clone(),
+    };
+
+    let sde = SourceDateEpoch::resolve(opts.sde_env.as_deref(), &config.root, config.project.source_date_epoch)
+        .map_err(BuildError::SourceDateEpoch)?;
+    opts.sandbox.check()?;
+
+    let root = opts.root();
+    root.create().map_err(io("cannot create build root", root.path()))?;
+    // Canonical paths, so the remapping matches what rustc sees.
+    let project = config.root.canonicalize().map_err(io("cannot resolve project", &config.root))?;
+    let root = BuildRoot::new(root.path().canonicalize().map_err(io("cannot resolve build root", root.path()))?);
+
+    let mut summaries = Vec::new();
+    for spec in specs {
+        summaries.push(build_image(opts, &config, &project, spec, &tc, &toolchain, sde, &root, progress)?);
+    }
+    Ok(summaries)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_image(
+    opts: &BuildOptions,
+    config: &Config,
+    project: &Path,
+    spec: &ImageSpec,
+    tc: &Toolchain,
+    toolchain: &ToolchainRecord,
+    sde: SourceDateEpoch,
+    root: &BuildRoot,
+    progress: &dyn Progress,
+) -> Result<Summary> {
+    let name = spec.name.as_str();
+    let oci_err = |source| BuildError::Oci { image: name.to_string(), source };
+
+    // Inputs first: a bad base image or a missing crate must fail before compiling.
+    let base = match &spec.base {
+        Base::Scratch => None,
+        Base::Layout { path, digest } => Some(BaseImage::open(&config.resolve(path), digest).map_err(oci_err)?),
+    };
+    let manifest = project.join(&spec.manifest);
+    let cargo_lock = CargoLock::for_manifest(&manifest)?;
+    if kiln_hermetic::check_fetched(&cargo_lock, &root.cargo_home()).is_err() && !opts.offline {
+        progress.step(name, "fetching locked crates (network)");
+        kiln_hermetic::fetch(&tc.cargo, &manifest, &root.cargo_home())?;
+    }
+    kiln_hermetic::check_fetched(&cargo_lock, &root.cargo_home())?;
+
+    // Compile, cut off from the network.
+    let cc_dir = tc.cc.parent().unwrap_or(Path::new("/usr/bin"));
+    let mut env = Hermetic::new(root.clone(), opts.sandbox, sde, &[cc_dir]);
+    let mut rustflags = vec!["-Ctarget-feature=+crt-static".to_string()];
+    rustflags.extend(env.remap_flags(project));
+    env.set("CARGO_ENCODED_RUSTFLAGS", rustflags.join("\u{1f}"));
+    // The verified tools, by absolute path: neither rustup proxies nor PATH can swap them.
+    env.set("RUSTC", tc.rustc.display().to_string());
+    env.set("CC", tc.cc.display().to_string());
+    let linker_var = format!("CARGO_TARGET_{}_LINKER", tc.target.to_uppercase().replace(['-', '.'], "_"));
+    env.set(&linker_var, tc.cc.display().to_string());
+    let mut cmd = env.command(&tc.cargo);
+    cmd.args(["build", "--release", "--locked", "--offline", "--target", &tc.target, "--package", &spec.package]);
+    cmd.arg("--manifest-path").arg(&manifest);
+    for b in &spec.binaries {
+        cmd.args(["--bin", b]);
+    }
+    if !spec.features.is_empty() {
+        cmd.args(["--features", &spec.features.join(",")]);
+    }
+    if spec.no_default_features {
+        cmd.arg("--no-default-features");
+    }
+    // cargo's own output goes to our stderr, keeping stdout for `--json`.
+    if let Ok(fd) = std::os::fd::AsFd::as_fd(&std::io::stderr()).try_clone_to_owned() {
+        cmd.stdout(Stdio::from(fd));
+    }
+    progress.step(name, &format!("compiling {} ({} sandbox)", spec.package, opts.sandbox));
+    let command = format!("cargo build --release --locked --offline --target {} --package {}", tc.target, spec.package);
+    let status = cmd.status().map_err(|source| BuildError::Io { what: "cannot run", path: tc.cargo.clone(), source })?;
+    if !status.success() {
+        return Err(BuildError::Compile { image: name.into(), command, status: status.to_string() });
+    }
+
+    // Pack.
+    progress.step(name, "packing the image");
+    let release = root.target_dir().join(&tc.target).join("release");
+    let mut layer = Layer::new();
+    let mut binaries = Vec::new();
+    for b in &spec.binaries {
+        let path = release.join(b);
+        if !path.is_file() {
+            return Err(BuildError::MissingBinary { image: name.into(), binary: b.clone(), package: spec.package.clone(), path });
+        }
+        let image_path = format!("{}/{b}", spec.bin_dir.trim_end_matches('/'));
+        let meta = std::fs::metadata(&path).map_err(io("cannot read", &path))?;
+        binaries.push(BinaryRecord {
+            name: b.clone(),
+            path: image_path.clone(),
+            sha256: Digest::of_file(&path).map_err(io("cannot read", &path))?,
+            size: meta.len(),
+        });
+        layer.add_file(image_path.trim_start_matches('/'), path, Some(0o755)).map_err(oci_err)?;
+    }
+    for f in &spec.files {
+        layer.add_file(f.path.trim_start_matches('/'), config.resolve(&f.source), f.mode).map_err(oci_err)?;
+    }
+
+    let entrypoint = match (&spec.entrypoint, &spec.cmd) {
+        (None, None) => Some(vec![binaries[0].path.clone()]),
+        (e, _) => e.clone(),
+    };
+    let image_config = ImageConfig {
+        platform: Platform::host(),
+        entrypoint,
+        cmd: spec.cmd.clone(),
+        env: spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        working_dir: spec.workdir.clone(),
+        user: spec.user.clone(),
+        labels: spec.labels.clone(),
+        exposed_ports: spec.exposed_ports.clone(),
+        annotations: BTreeMap::new(),
+    };
+    let created_by = format!("kiln: cargo build --release --locked --package {} ({} binaries, {} files)", spec.package, spec.binaries.len(), spec.files.len());
+    let image = Image { sde: sde.value, base, layers: vec![(layer, created_by)], config: image_config };
+
+    let out = opts.out_dir().join(name);
+    let staging = fsx::StagingDir::new(&out).map_err(io("cannot create", &out))?;
+    let layout = staging.path().join("oci");
+    std::fs::create_dir_all(&layout).map_err(io("cannot create", &layout))?;
+    let built = image.write_layout(&layout, &spec.tag).map_err(oci_err)?;
+    progress.step(name, "writing archives");
+    kiln_oci::write_oci_archive(&layout, &staging.path().join("image.oci.tar"), sde.value).map_err(oci_err)?;
+    let repo_tag = format!("{name}:{}", spec.tag);
+    kiln_oci::write_docker_archive(&layout, &built.manifest.digest, &[repo_tag], &staging.path().join("image.docker.tar"), sde.value)
+        .map_err(oci_err)?;
+
+    let summary = Summary {
+        schema: 1,
+        kiln_version: env!("CARGO_PKG_VERSION").to_string(),
+        image: name.into(),
+        ref_name: spec.tag.clone(),
+        platform: spec.platform.clone(),
+        digest: built.manifest.digest,
+        config_digest: built.config_digest,
+        layers: built.layers.iter().map(|l| LayerRecord { digest: l.digest, diff_id: l.diff_id, size: l.size }).collect(),
+        base: built.base,
+        source_date_epoch: sde,
+        sandbox: opts.sandbox,
+        environment: env.env().keys().cloned().collect(),
+        toolchain: toolchain.clone(),
+        kiln_toml: config.digest,
+        cargo_lock: cargo_lock.digest,
+        binaries,
+        artifacts: summary::artifacts(staging.path()).map_err(io("cannot hash", staging.path()))?,
+    };
+    let bytes = canonical::to_vec_pretty(&summary).expect("summary serializes");
+    fsx::write_atomic(&staging.path().join("summary.json"), &bytes).map_err(io("cannot write", &out))?;
+    staging.commit().map_err(io("cannot move outputs into", &out))?;
+    Ok(summary)
+}

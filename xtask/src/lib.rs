@@ -1,0 +1,173 @@
+//! kiln's front door. `cargo xtask <command>` in this repository, or the `kiln` binary
+//! (`cargo install --path xtask`) anywhere: both are this one CLI, which parses arguments,
+//! calls the kiln crates and prints. No build logic lives here.
+
+mod bench;
+mod test_env;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use kiln_build::{BuildOptions, Progress, Summary};
+use kiln_hermetic::Sandbox;
+
+#[derive(Parser)]
+#[command(name = "kiln", version, about = "Hermetic, reproducible builds with evidence a verifier can check")]
+struct Cli {
+    /// Run as if started in DIR (the project holding kiln.toml).
+    #[arg(short = 'C', global = true, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build the images in kiln.toml: verify the toolchain, fetch if needed, compile offline
+    /// in a sandbox, pack deterministic OCI images into target/kiln/out/<image>/.
+    Build(BuildArgs),
+    /// Fill kiln's cargo home from Cargo.lock (the only step that uses the network).
+    Fetch {
+        /// Only this image's project (repeatable).
+        #[arg(long = "image")]
+        images: Vec<String>,
+    },
+    /// Manage the pinned toolchain in toolchains/.
+    Toolchain {
+        #[command(subcommand)]
+        command: ToolchainCommand,
+    },
+    /// Install what the test suite needs (apt, pip), then run every test.
+    Test(test_env::TestArgs),
+    /// Benchmarks (figures, not pass/fail).
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(clap::Args)]
+struct BuildArgs {
+    /// Only this image (repeatable); default all.
+    #[arg(long = "image")]
+    images: Vec<String>,
+    /// `netns` (default): no network during the build. `none`: no isolation, recorded.
+    #[arg(long, default_value = "netns")]
+    sandbox: Sandbox,
+    /// Never fetch; fail naming any crate missing from kiln's cargo home.
+    #[arg(long)]
+    offline: bool,
+    /// Print the build summaries as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Output directory (default: <project>/target/kiln/out).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Build root for HOME, CARGO_HOME, TMPDIR and cargo's target dir (default:
+    /// <project>/target/kiln/root).
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum ToolchainCommand {
+    /// Pin the host toolchain: write toolchains/<target>.lock.json.
+    Lock,
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Pack a ~1 GiB tree into a layer and an OCI layout, against tar|gzip and buildah.
+    Image(bench::ImageBenchArgs),
+    #[command(hide = true)]
+    ImagePack(bench::ImagePackArgs),
+}
+
+struct Stderr;
+
+impl Progress for Stderr {
+    fn step(&self, image: &str, what: &str) {
+        if image == "*" {
+            eprintln!("kiln: {what}");
+        } else {
+            eprintln!("kiln: [{image}] {what}");
+        }
+    }
+}
+
+/// Entry point of both binaries (`xtask` and `kiln`).
+pub fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The project directory: `-C DIR`, else the nearest ancestor of the working directory
+/// that has a kiln.toml.
+fn project_dir(dir: Option<PathBuf>) -> Result<PathBuf> {
+    if let Some(d) = dir {
+        return Ok(d);
+    }
+    let cwd = std::env::current_dir().context("cannot read the working directory")?;
+    Ok(cwd.ancestors().find(|d| d.join(kiln_config::FILE_NAME).is_file()).unwrap_or(&cwd).to_path_buf())
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Build(args) => {
+            let mut opts = BuildOptions::new(project_dir(cli.dir)?);
+            opts.images = args.images;
+            opts.sandbox = args.sandbox;
+            opts.offline = args.offline;
+            opts.sde_env = std::env::var("SOURCE_DATE_EPOCH").ok();
+            opts.out_dir = args.out;
+            opts.root_dir = args.root;
+            let summaries = kiln_build::build(&opts, &Stderr)?;
+            if args.json {
+                let v = if summaries.len() == 1 { serde_json::to_value(&summaries[0])? } else { serde_json::to_value(&summaries)? };
+                println!("{}", String::from_utf8(kiln_core::canonical::to_vec_pretty(&v)?)?.trim_end());
+            } else {
+                print_table(&opts, &summaries);
+            }
+        }
+        Command::Fetch { images } => {
+            let mut opts = BuildOptions::new(project_dir(cli.dir)?);
+            opts.images = images;
+            kiln_build::fetch(&opts, &Stderr)?;
+            eprintln!("kiln: every locked crate is in kiln's cargo home, checksums verified");
+        }
+        Command::Toolchain { command: ToolchainCommand::Lock } => {
+            let (path, lock) = kiln_build::lock_toolchain(&project_dir(cli.dir)?)?;
+            println!("wrote {} ({} files pinned, {})", path.display(), lock.files.len(), lock.digest());
+        }
+        Command::Test(args) => return test_env::run(&args),
+        Command::Bench { command: BenchCommand::Image(args) } => bench::image(&args)?,
+        Command::Bench { command: BenchCommand::ImagePack(args) } => bench::image_pack(&args.src, &args.out)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_table(opts: &BuildOptions, summaries: &[Summary]) {
+    let out = opts.out_dir.clone().unwrap_or_else(|| opts.project.join("target/kiln/out"));
+    for s in summaries {
+        println!("image {}  {}", s.image, s.digest);
+        println!("  sandbox {}, SOURCE_DATE_EPOCH {} ({:?}), toolchain {} {}", s.sandbox, s.source_date_epoch.value, s.source_date_epoch.source, s.toolchain.rustc, s.toolchain.lock_digest);
+        for b in &s.binaries {
+            println!("  binary {:<28} {:>10} bytes  {}", b.path, b.size, b.sha256);
+        }
+        for a in s.artifacts.iter().filter(|a| !a.path.starts_with("oci/blobs/")) {
+            println!("  {:<35} {:>10} bytes  {}", a.path, a.size, a.sha256);
+        }
+        println!("  outputs in {}", display_rel(&out.join(&s.image)));
+    }
+}
+
+fn display_rel(p: &Path) -> String {
+    std::env::current_dir().ok().and_then(|c| p.strip_prefix(c).ok().map(|r| r.display().to_string())).unwrap_or_else(|| p.display().to_string())
+}

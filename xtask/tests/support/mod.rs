@@ -1,0 +1,195 @@
+//! The one place tests start real tools and make sample projects.
+//!
+//! Tools are found on PATH (or in the virtualenv `cargo xtask test` makes, named by
+//! `$KILN_TOOLS_BIN`); a missing tool fails the test with the command that installs it —
+//! tests never skip.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// The kiln CLI under test.
+pub fn kiln() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    c.env_remove("SOURCE_DATE_EPOCH");
+    c
+}
+
+/// Path of a required tool; panics with how to install it when absent.
+pub fn tool(name: &str) -> PathBuf {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("KILN_TOOLS_BIN").map(|p| vec![PathBuf::from(p)]).unwrap_or_default();
+    dirs.push(repo().join("target/kiln/tools/venv/bin"));
+    if let Some(p) = std::env::var_os("PATH") {
+        dirs.extend(std::env::split_paths(&p));
+    }
+    dirs.extend(["/usr/sbin", "/sbin"].map(PathBuf::from));
+    dirs.into_iter()
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("`{name}` is not installed: run the tests with `cargo xtask test`, which installs it"))
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A tool that needs root (runc, umoci unpack): run directly as root, else via `sudo -n`.
+pub fn privileged(name: &str) -> Command {
+    let path = tool(name);
+    if is_root() {
+        Command::new(path)
+    } else {
+        let mut c = Command::new("sudo");
+        c.arg("-n").arg(path);
+        c
+    }
+}
+
+/// Runs `cmd`, panicking with its output unless it succeeds.
+#[track_caller]
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Runs `cmd` expecting failure; returns its stderr.
+#[track_caller]
+pub fn run_err(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{cmd:?} succeeded but should have failed:\n{stderr}");
+    stderr
+}
+
+pub fn host_target() -> String {
+    let out = run_ok(Command::new("rustc").arg("-vV"));
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.lines().find_map(|l| l.strip_prefix("host: ")).unwrap().to_string()
+}
+
+/// A throw-away copy of `testdata/hello` as a kiln project of its own, with the
+/// repository's toolchain lock.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+}
+
+pub const HELLO_TOML: &str = r#"[project]
+source_date_epoch = 1700000000
+
+[[image]]
+name = "hello"
+package = "hello"
+binaries = ["hello"]
+labels = { "org.example.test" = "yes" }
+
+[[image.files]]
+source = "greeting.txt"
+path = "/etc/hello/greeting.txt"
+"#;
+
+impl Project {
+    pub fn hello() -> Self {
+        Self::from_testdata("hello", HELLO_TOML)
+    }
+
+    pub fn from_testdata(name: &str, kiln_toml: &str) -> Self {
+        let dir = tempfile::Builder::new().prefix("kiln-test-").tempdir().unwrap();
+        copy_tree(&repo().join("testdata").join(name), dir.path());
+        std::fs::write(dir.path().join("kiln.toml"), kiln_toml).unwrap();
+        let lock = format!("toolchains/{}.lock.json", host_target());
+        std::fs::create_dir_all(dir.path().join("toolchains")).unwrap();
+        std::fs::copy(repo().join(&lock), dir.path().join(&lock)).unwrap_or_else(|e| panic!("{lock}: {e}"));
+        Project { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn out(&self) -> PathBuf {
+        self.path().join("target/kiln/out")
+    }
+
+    pub fn kiln(&self) -> Command {
+        let mut c = kiln();
+        c.arg("-C").arg(self.path());
+        c
+    }
+
+    pub fn build(&self) -> serde_json::Value {
+        let out = run_ok(self.kiln().args(["build", "--json"]));
+        serde_json::from_slice(&out.stdout).expect("build --json prints JSON")
+    }
+
+    /// Files under target/kiln/out (to prove a failed build wrote nothing).
+    pub fn out_entries(&self) -> Vec<String> {
+        match std::fs::read_dir(self.out()) {
+            Ok(rd) => rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+}
+
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name();
+        if name == "target" {
+            continue;
+        }
+        let ty = e.file_type().unwrap();
+        if ty.is_dir() {
+            copy_tree(&e.path(), &to.join(&name));
+        } else {
+            std::fs::copy(e.path(), to.join(&name)).unwrap();
+        }
+    }
+}
+
+/// All regular files under `dir` with their bytes, by relative path.
+pub fn read_tree(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    fn walk(base: &Path, d: &Path, out: &mut std::collections::BTreeMap<String, Vec<u8>>) {
+        for e in std::fs::read_dir(d).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                walk(base, &e.path(), out);
+            } else {
+                let rel = e.path().strip_prefix(base).unwrap().display().to_string();
+                out.insert(rel, std::fs::read(e.path()).unwrap());
+            }
+        }
+    }
+    let mut out = Default::default();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// Unpacks `layout:ref` with umoci and runs it with runc; returns the container's stdout.
+pub fn run_image(layout: &Path, reference: &str) -> String {
+    let work = tempfile::tempdir().unwrap();
+    let bundle = work.path().join("bundle");
+    run_ok(privileged("umoci").arg("unpack").arg("--image").arg(format!("{}:{reference}", layout.display())).arg(&bundle));
+    let config_path = bundle.join("config.json");
+    let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
+    config["process"]["terminal"] = serde_json::Value::Bool(false);
+    std::fs::write(&config_path, serde_json::to_vec(&config).unwrap()).unwrap();
+    let name = format!("kiln-test-{}", std::process::id());
+    let out = run_ok(privileged("runc").arg("run").arg(&name).current_dir(&bundle));
+    let _ = privileged("runc").args(["delete", "-f", &name]).output();
+    let _ = privileged("rm").arg("-rf").arg(&bundle).output();
+    String::from_utf8(out.stdout).unwrap()
+}
