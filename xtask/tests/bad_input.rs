@@ -26,7 +26,7 @@ fn malformed_kiln_toml() {
 fn unknown_key_in_kiln_toml() {
     let p = Project::hello();
     std::fs::write(p.path().join("kiln.toml"), HELLO_TOML.replace("binaries =", "binarys = [\"x\"]\nbinaries =")).unwrap();
-    fails(&p, &[], &["kiln.toml", "binarys", "line 8"]);
+    fails(&p, &[], &["kiln.toml", "image[0].binarys", "line 7"]);
 }
 
 #[test]
