@@ -75,7 +75,10 @@ pub fn image(args: &ImageBenchArgs) -> Result<()> {
         src.display(),
         t.elapsed().as_secs_f64()
     );
-    println!("{:<22} {:>9} {:>9} {:>13} {:>12}", "candidate", "wall s", "MiB/s", "peak RSS MiB", "output MiB");
+    println!(
+        "{:<22} {:>9} {:>9} {:>13} {:>12}",
+        "candidate", "wall s", "MiB/s", "peak RSS MiB", "output MiB"
+    );
 
     let mut results = Vec::new();
 
@@ -84,7 +87,11 @@ pub fn image(args: &ImageBenchArgs) -> Result<()> {
     let _ = std::fs::remove_dir_all(&kiln_out);
     let exe = std::env::current_exe().context("locating the current executable")?;
     let mut cmd = Command::new(exe);
-    cmd.args(IMAGE_PACK_ARGV).arg("--src").arg(&src).arg("--out").arg(&kiln_out);
+    cmd.args(IMAGE_PACK_ARGV)
+        .arg("--src")
+        .arg(&src)
+        .arg("--out")
+        .arg(&kiln_out);
     results.push(("kiln-oci", run_measured(cmd)?, dir_size(&kiln_out)?));
 
     // 2. tar | gzip.
@@ -116,7 +123,11 @@ bah rm "$ctr" >/dev/null
 "#;
         let mut cmd = Command::new("sh");
         cmd.arg("-c").arg(script).arg("sh").arg(&b).arg(&src);
-        results.push(("buildah + skopeo", run_measured(cmd)?, dir_size(&b.join("out"))?));
+        results.push((
+            "buildah + skopeo",
+            run_measured(cmd)?,
+            dir_size(&b.join("out"))?,
+        ));
     } else {
         println!("(buildah and/or skopeo not installed: skipping the buildah candidate)");
     }
@@ -139,7 +150,11 @@ bah rm "$ctr" >/dev/null
     } else if args.dir.is_some() {
         for p in ["src", "kiln-layout", "tar-gzip.tar.gz", "buildah"] {
             let p = root.join(p);
-            let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+            let _ = if p.is_dir() {
+                std::fs::remove_dir_all(&p)
+            } else {
+                std::fs::remove_file(&p)
+            };
         }
     }
     Ok(())
@@ -157,15 +172,25 @@ pub fn image_pack(src: &Path, out: &Path) -> Result<()> {
         config: kiln_oci::ImageConfig::new(kiln_oci::Platform::host()),
     };
     let built = image.write_layout(out, "bench")?;
-    println!("kiln: layer {} ({} bytes), manifest {}", built.layers[0].digest, built.layers[0].size, built.manifest.digest);
+    println!(
+        "kiln: layer {} ({} bytes), manifest {}",
+        built.layers[0].digest, built.layers[0].size, built.manifest.digest
+    );
     Ok(())
 }
 
 fn add_tree(layer: &mut kiln_oci::Layer, dir: &Path, prefix: &str) -> Result<()> {
     for e in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
         let e = e?;
-        let name = e.file_name().into_string().map_err(|n| anyhow::anyhow!("non-UTF-8 name {n:?}"))?;
-        let p = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
+        let name = e
+            .file_name()
+            .into_string()
+            .map_err(|n| anyhow::anyhow!("non-UTF-8 name {n:?}"))?;
+        let p = if prefix.is_empty() {
+            name
+        } else {
+            format!("{prefix}/{name}")
+        };
         let ft = e.file_type()?;
         if ft.is_dir() {
             layer.add_dir(&p, 0o755)?;
@@ -203,7 +228,10 @@ fn run_measured(mut cmd: Command) -> Result<Measured> {
     if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
         bail!("{cmd:?} failed (wait status {status:#x})");
     }
-    Ok(Measured { wall, max_rss_kib: ru.ru_maxrss })
+    Ok(Measured {
+        wall,
+        max_rss_kib: ru.ru_maxrss,
+    })
 }
 
 fn which(tool: &str) -> bool {
@@ -212,14 +240,20 @@ fn which(tool: &str) -> bool {
 }
 
 fn file_size(p: &Path) -> Result<u64> {
-    Ok(std::fs::metadata(p).with_context(|| format!("stat {}", p.display()))?.len())
+    Ok(std::fs::metadata(p)
+        .with_context(|| format!("stat {}", p.display()))?
+        .len())
 }
 
 fn dir_size(p: &Path) -> Result<u64> {
     let mut total = 0;
     for e in std::fs::read_dir(p).with_context(|| format!("listing {}", p.display()))? {
         let e = e?;
-        total += if e.file_type()?.is_dir() { dir_size(&e.path())? } else { e.metadata()?.len() };
+        total += if e.file_type()?.is_dir() {
+            dir_size(&e.path())?
+        } else {
+            e.metadata()?.len()
+        };
     }
     Ok(total)
 }
@@ -256,7 +290,13 @@ fn write_content(w: &mut impl Write, rng: &mut Rng, mut len: u64) -> Result<()> 
                 let mut s = Vec::with_capacity(n + 64);
                 while s.len() < n {
                     let id = rng.below(5000);
-                    write!(s, "_ZN4kiln{}module{}fn_{id}17h{:016x}E\0", id % 13, id % 7, id * 2654435761)?;
+                    write!(
+                        s,
+                        "_ZN4kiln{}module{}fn_{id}17h{:016x}E\0",
+                        id % 13,
+                        id % 7,
+                        id * 2654435761
+                    )?;
                 }
                 block[..n].copy_from_slice(&s[..n]);
             }

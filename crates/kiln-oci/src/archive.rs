@@ -33,8 +33,14 @@ fn add_tree(layer: &mut Layer, dir: &Path, prefix: &str) -> Result<()> {
                 what: "file name is not UTF-8; an OCI layout only has ASCII names".into(),
             });
         };
-        let image_path = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
-        let ft = entry.file_type().map_err(Error::io("reading metadata of", &path))?;
+        let image_path = if prefix.is_empty() {
+            name
+        } else {
+            format!("{prefix}/{name}")
+        };
+        let ft = entry
+            .file_type()
+            .map_err(Error::io("reading metadata of", &path))?;
         if ft.is_dir() {
             layer.add_dir(&image_path, 0o755)?;
             add_tree(layer, &path, &image_path)?;
@@ -83,7 +89,9 @@ pub fn write_docker_archive(
         if t.is_empty() || t.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(Error::Config {
                 field: "RepoTags",
-                what: format!("`{t}` is not a valid tag; use `name:tag`, e.g. `example.com/app:1.0`"),
+                what: format!(
+                    "`{t}` is not a valid tag; use `name:tag`, e.g. `example.com/app:1.0`"
+                ),
             });
         }
     }
@@ -97,7 +105,11 @@ pub fn write_docker_archive(
 
     let rel = |d: &Digest| format!("blobs/sha256/{}", d.hex());
     let mut layer = Layer::new();
-    layer.add_file(&rel(&m.config.digest), blob_path(layout, &m.config.digest), Some(0o644))?;
+    layer.add_file(
+        &rel(&m.config.digest),
+        blob_path(layout, &m.config.digest),
+        Some(0o644),
+    )?;
     let mut layers = Vec::new();
     for l in &m.layers {
         let p = blob_path(layout, &l.digest);
@@ -107,7 +119,11 @@ pub fn write_docker_archive(
             path: p.clone(),
         })?;
         if meta.len() != l.size {
-            return Err(Error::BlobSizeMismatch { path: p, expected: l.size, actual: meta.len() });
+            return Err(Error::BlobSizeMismatch {
+                path: p,
+                expected: l.size,
+                actual: meta.len(),
+            });
         }
         // The same layer may appear twice in a manifest; the archive holds it once.
         if !layers.contains(&rel(&l.digest)) {
@@ -115,9 +131,15 @@ pub fn write_docker_archive(
         }
         layers.push(rel(&l.digest));
     }
-    let entry = DockerManifestEntry { config: rel(&m.config.digest), repo_tags: repo_tags.to_vec(), layers };
-    let json = kiln_core::canonical::to_vec(&[entry])
-        .map_err(|e| Error::Config { field: "manifest.json", what: e.to_string() })?;
+    let entry = DockerManifestEntry {
+        config: rel(&m.config.digest),
+        repo_tags: repo_tags.to_vec(),
+        layers,
+    };
+    let json = kiln_core::canonical::to_vec(&[entry]).map_err(|e| Error::Config {
+        field: "manifest.json",
+        what: e.to_string(),
+    })?;
     layer.add_bytes("manifest.json", json, 0o644)?;
     write_tar_atomic(&layer, out, sde)
 }

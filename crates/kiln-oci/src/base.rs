@@ -32,10 +32,15 @@ impl BaseImage {
     /// (listed in `index.json` directly or through nested indexes), and verifies the
     /// manifest, config and every layer blob. Errors name the layout and the digest.
     pub fn open(layout: &Path, pinned: &Digest) -> Result<Self> {
-        let layout_err = |what: String| Error::Layout { layout: layout.to_path_buf(), what };
+        let layout_err = |what: String| Error::Layout {
+            layout: layout.to_path_buf(),
+            what,
+        };
         let oci_layout = layout.join("oci-layout");
         let text = std::fs::read(&oci_layout).map_err(|e| {
-            layout_err(format!("cannot read `oci-layout` ({e}); is this an OCI image layout directory?"))
+            layout_err(format!(
+                "cannot read `oci-layout` ({e}); is this an OCI image layout directory?"
+            ))
         })?;
         let v: serde_json::Value = serde_json::from_slice(&text).map_err(|source| Error::Json {
             path: oci_layout.clone(),
@@ -43,38 +48,48 @@ impl BaseImage {
             source,
         })?;
         if v.get("imageLayoutVersion").and_then(|v| v.as_str()) != Some("1.0.0") {
-            return Err(layout_err("`oci-layout` does not declare imageLayoutVersion 1.0.0".into()));
+            return Err(layout_err(
+                "`oci-layout` does not declare imageLayoutVersion 1.0.0".into(),
+            ));
         }
 
         let index_path = layout.join("index.json");
         let index_bytes = std::fs::read(&index_path).map_err(Error::io("reading", &index_path))?;
         let index = parse_index(&index_bytes, &index_path)?;
-        let manifest_size = find_manifest(layout, &index, pinned, 0)?
-            .ok_or_else(|| Error::ManifestNotFound { layout: layout.to_path_buf(), digest: *pinned })?;
+        let manifest_size =
+            find_manifest(layout, &index, pinned, 0)?.ok_or_else(|| Error::ManifestNotFound {
+                layout: layout.to_path_buf(),
+                digest: *pinned,
+            })?;
 
         let manifest_bytes = read_blob_verified(layout, pinned, Some(manifest_size))?;
         let manifest_path = crate::layout::blob_path(layout, pinned);
         let manifest = ImageManifest::from_reader(&manifest_bytes[..]).map_err(|e| {
-            layout_err(format!("manifest {pinned} (`{}`) is not a valid image manifest: {e}", manifest_path.display()))
+            layout_err(format!(
+                "manifest {pinned} (`{}`) is not a valid image manifest: {e}",
+                manifest_path.display()
+            ))
         })?;
 
-        let config_digest = to_digest(layout, &manifest.config().digest().to_string())?;
-        let config_bytes = read_blob_verified(layout, &config_digest, Some(manifest.config().size()))?;
-        let config: ConfigFile = serde_json::from_slice(&config_bytes).map_err(|source| Error::Json {
-            path: crate::layout::blob_path(layout, &config_digest),
-            what: "image config",
-            source,
-        })?;
+        let config_digest = to_digest(layout, manifest.config().digest().as_ref())?;
+        let config_bytes =
+            read_blob_verified(layout, &config_digest, Some(manifest.config().size()))?;
+        let config: ConfigFile =
+            serde_json::from_slice(&config_bytes).map_err(|source| Error::Json {
+                path: crate::layout::blob_path(layout, &config_digest),
+                what: "image config",
+                source,
+            })?;
 
         let mut layers = Vec::new();
         for l in manifest.layers() {
-            let digest = to_digest(layout, &l.digest().to_string())?;
+            let digest = to_digest(layout, l.digest().as_ref())?;
             verify_blob_file(layout, &digest, l.size())?;
             layers.push(LayerDescriptor {
                 digest,
                 diff_id: Digest::from_bytes([0; 32]),
                 size: l.size(),
-                media_type: oci_layer_type(&l.media_type().to_string()),
+                media_type: oci_layer_type(l.media_type().as_ref()),
             });
         }
         if config.rootfs.diff_ids.len() != layers.len() {
@@ -87,7 +102,12 @@ impl BaseImage {
         for (l, d) in layers.iter_mut().zip(&config.rootfs.diff_ids) {
             l.diff_id = *d;
         }
-        Ok(BaseImage { layout: layout.to_path_buf(), digest: *pinned, config, layers })
+        Ok(BaseImage {
+            layout: layout.to_path_buf(),
+            digest: *pinned,
+            config,
+            layers,
+        })
     }
 
     /// The pinned manifest digest.
@@ -136,7 +156,12 @@ fn oci_layer_type(t: &str) -> String {
 
 /// Depth-first search for `pinned` through `index` and nested indexes; returns the
 /// manifest's descriptor size.
-fn find_manifest(layout: &Path, index: &ImageIndex, pinned: &Digest, depth: u32) -> Result<Option<u64>> {
+fn find_manifest(
+    layout: &Path,
+    index: &ImageIndex,
+    pinned: &Digest,
+    depth: u32,
+) -> Result<Option<u64>> {
     if depth > 8 {
         return Err(Error::Layout {
             layout: layout.to_path_buf(),
@@ -145,7 +170,9 @@ fn find_manifest(layout: &Path, index: &ImageIndex, pinned: &Digest, depth: u32)
     }
     for d in index.manifests() {
         let mt = d.media_type().to_string();
-        let Ok(digest) = d.digest().to_string().parse::<Digest>() else { continue };
+        let Ok(digest) = d.digest().to_string().parse::<Digest>() else {
+            continue;
+        };
         let is_manifest = *d.media_type() == MediaType::ImageManifest || mt == DOCKER_MANIFEST;
         if digest == *pinned && is_manifest {
             return Ok(Some(d.size()));

@@ -21,7 +21,11 @@ pub enum Error {
 
     /// A link target that cannot be written.
     #[error("invalid link target `{target}` for `{path}`: {reason}")]
-    InvalidLinkTarget { path: String, target: String, reason: &'static str },
+    InvalidLinkTarget {
+        path: String,
+        target: String,
+        reason: &'static str,
+    },
 
     /// The same image path was added twice.
     #[error("`{path}` is added to the layer twice; each image path may appear only once")]
@@ -29,7 +33,11 @@ pub enum Error {
 
     /// A path's ancestor was added as something other than a directory.
     #[error("`{path}` needs `{parent}` to be a directory, but `{parent}` was added as a {kind}")]
-    ParentNotDir { path: String, parent: String, kind: &'static str },
+    ParentNotDir {
+        path: String,
+        parent: String,
+        kind: &'static str,
+    },
 
     /// A hard link whose target is not a regular file of the same layer.
     #[error(
@@ -52,7 +60,9 @@ pub enum Error {
     },
 
     /// A layer source that is not a regular file.
-    #[error("`{path}` is not a regular file; add directories with `add_dir` and links with `add_symlink`")]
+    #[error(
+        "`{path}` is not a regular file; add directories with `add_dir` and links with `add_symlink`"
+    )]
     NotAFile { path: PathBuf },
 
     /// A source file whose size changed between `stat` and reading it.
@@ -60,7 +70,11 @@ pub enum Error {
         "`{path}` changed while being packed (expected {expected} bytes, read {actual}); \
          make sure nothing writes to the build inputs while the image is built"
     )]
-    FileChanged { path: PathBuf, expected: u64, actual: u64 },
+    FileChanged {
+        path: PathBuf,
+        expected: u64,
+        actual: u64,
+    },
 
     /// Writing the layer stream to its destination failed.
     #[error("writing the layer stream: {0}")]
@@ -87,18 +101,32 @@ pub enum Error {
         "base image layout `{layout}` is missing blob {digest} (expected at `{path}`); \
          the layout is incomplete: re-fetch the base image"
     )]
-    BlobMissing { layout: PathBuf, digest: Digest, path: PathBuf },
+    BlobMissing {
+        layout: PathBuf,
+        digest: Digest,
+        path: PathBuf,
+    },
 
     /// A blob's bytes do not hash to the digest that names it.
     #[error(
         "blob `{path}` hashes to {actual} but must be {expected}: it is corrupt or was \
          modified; re-fetch the base image"
     )]
-    BlobDigestMismatch { path: PathBuf, expected: Digest, actual: Digest },
+    BlobDigestMismatch {
+        path: PathBuf,
+        expected: Digest,
+        actual: Digest,
+    },
 
     /// A blob's length differs from its descriptor.
-    #[error("blob `{path}` is {actual} bytes but its descriptor says {expected}; re-fetch the image")]
-    BlobSizeMismatch { path: PathBuf, expected: u64, actual: u64 },
+    #[error(
+        "blob `{path}` is {actual} bytes but its descriptor says {expected}; re-fetch the image"
+    )]
+    BlobSizeMismatch {
+        path: PathBuf,
+        expected: u64,
+        actual: u64,
+    },
 
     /// Something in an image layout kiln does not support or that breaks the OCI spec.
     #[error("image layout `{layout}`: {what}")]
@@ -110,8 +138,15 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> Error {
         let path = path.into();
-        move |source| Error::Io { action, path, source }
+        move |source| Error::Io {
+            action,
+            path,
+            source,
+        }
     }
 }

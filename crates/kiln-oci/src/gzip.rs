@@ -173,7 +173,11 @@ fn deflate_chunk(data: &[u8], last: bool) -> io::Result<Vec<u8>> {
     // Deflate never expands by more than a few bytes per 16 KiB stored block; this bound
     // means a single call normally suffices.
     let mut out = Vec::with_capacity(data.len() + data.len() / 8 + 1024);
-    let flush = if last { FlushCompress::Finish } else { FlushCompress::Sync };
+    let flush = if last {
+        FlushCompress::Finish
+    } else {
+        FlushCompress::Sync
+    };
     loop {
         let consumed = c.total_in() as usize;
         let status = c
@@ -206,7 +210,7 @@ pub(crate) mod tests {
             s ^= s << 13;
             s ^= s >> 7;
             s ^= s << 17;
-            if s % 3 == 0 {
+            if s.is_multiple_of(3) {
                 out.extend_from_slice(b"the quick brown fox jumps over the lazy dog ");
             } else {
                 out.extend_from_slice(&s.to_le_bytes());
@@ -217,7 +221,10 @@ pub(crate) mod tests {
     }
 
     fn gz(data: &[u8], threads: usize, write_size: usize) -> (Vec<u8>, GzipSummary) {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
         pool.install(|| {
             let mut w = ParallelGzWriter::new(Vec::new());
             for part in data.chunks(write_size.max(1)) {
@@ -234,10 +241,14 @@ pub(crate) mod tests {
             let data = sample(len, 7);
             let (out, s) = gz(&data, 2, 4096);
             let mut back = Vec::new();
-            flate2::read::GzDecoder::new(&out[..]).read_to_end(&mut back).unwrap();
+            flate2::read::GzDecoder::new(&out[..])
+                .read_to_end(&mut back)
+                .unwrap();
             assert_eq!(back, data, "len {len}");
             let mut back = Vec::new();
-            flate2::read::MultiGzDecoder::new(&out[..]).read_to_end(&mut back).unwrap();
+            flate2::read::MultiGzDecoder::new(&out[..])
+                .read_to_end(&mut back)
+                .unwrap();
             assert_eq!(back, data, "len {len}");
             assert_eq!(s.uncompressed_digest, Digest::of(&data));
             assert_eq!(s.uncompressed_size, len as u64);

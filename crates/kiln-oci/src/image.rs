@@ -48,12 +48,20 @@ impl Platform {
             other => other,
         };
         let variant = (arch == "arm64").then(|| "v8".to_string());
-        Platform { os: "linux".into(), architecture: arch.into(), variant }
+        Platform {
+            os: "linux".into(),
+            architecture: arch.into(),
+            variant,
+        }
     }
 
     /// `linux/amd64`, the common fixed target.
     pub fn linux_amd64() -> Self {
-        Platform { os: "linux".into(), architecture: "amd64".into(), variant: None }
+        Platform {
+            os: "linux".into(),
+            architecture: "amd64".into(),
+            variant: None,
+        }
     }
 }
 
@@ -190,7 +198,10 @@ pub(crate) struct RootFs {
 
 impl Default for RootFs {
     fn default() -> Self {
-        RootFs { kind: "layers".into(), diff_ids: Vec::new() }
+        RootFs {
+            kind: "layers".into(),
+            diff_ids: Vec::new(),
+        }
     }
 }
 
@@ -240,7 +251,10 @@ struct Index {
 }
 
 fn canonical<T: Serialize>(v: &T, field: &'static str) -> Result<Vec<u8>> {
-    kiln_core::canonical::to_vec(v).map_err(|e| Error::Config { field, what: e.to_string() })
+    kiln_core::canonical::to_vec(v).map_err(|e| Error::Config {
+        field,
+        what: e.to_string(),
+    })
 }
 
 // ---- building ---------------------------------------------------------------------------
@@ -264,7 +278,11 @@ impl Image {
         }
         let created = rfc3339(self.sde);
         for (layer, created_by) in &self.layers {
-            let d = write_blob_stream(dir, |w| layer.write_gzip(self.sde, w), |d: &LayerDescriptor| d.digest)?;
+            let d = write_blob_stream(
+                dir,
+                |w| layer.write_gzip(self.sde, w),
+                |d: &LayerDescriptor| d.digest,
+            )?;
             config.rootfs.diff_ids.push(d.diff_id);
             config.history.push(History {
                 created: Some(created.clone()),
@@ -320,7 +338,10 @@ impl Image {
             }],
         };
         write_file_atomic(&dir.join("index.json"), &canonical(&index, "index")?)?;
-        write_file_atomic(&dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+        write_file_atomic(
+            &dir.join("oci-layout"),
+            br#"{"imageLayoutVersion":"1.0.0"}"#,
+        )?;
 
         Ok(BuiltImage {
             manifest: ManifestDescriptor {
@@ -389,7 +410,10 @@ impl Image {
                         what: format!("`{e}` is not of the form KEY=value"),
                     });
                 };
-                match env.iter_mut().find(|x| x.split_once('=').map(|(k, _)| k) == Some(key)) {
+                match env
+                    .iter_mut()
+                    .find(|x| x.split_once('=').map(|(k, _)| k) == Some(key))
+                {
                     Some(slot) => slot.clone_from(e),
                     None => env.push(e.clone()),
                 }
@@ -438,7 +462,8 @@ impl Image {
 /// refuses empty ones, since `oci:DIR:` would not select the image.
 fn validate_ref_name(r: &str) -> Result<()> {
     let ok = !r.is_empty()
-        && r.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._:@/+".contains(&b))
+        && r.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._:@/+".contains(&b))
         && r.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric());
     if ok {
         Ok(())

@@ -82,7 +82,12 @@ pub struct LayerDescriptor {
 /// Checks that `path` is relative, '/'-separated and normalized. Image paths name places in
 /// the container filesystem, so anything that could escape or be ambiguous is refused.
 pub(crate) fn validate_image_path(path: &str) -> Result<()> {
-    let bad = |reason| Err(Error::InvalidPath { path: path.to_string(), reason });
+    let bad = |reason| {
+        Err(Error::InvalidPath {
+            path: path.to_string(),
+            reason,
+        })
+    };
     if path.is_empty() {
         return bad("it is empty");
     }
@@ -122,7 +127,9 @@ impl Layer {
     fn insert(&mut self, path: &str, entry: Entry) -> Result<()> {
         validate_image_path(path)?;
         if self.entries.contains_key(path) {
-            return Err(Error::Duplicate { path: path.to_string() });
+            return Err(Error::Duplicate {
+                path: path.to_string(),
+            });
         }
         // Every existing ancestor must be a directory...
         let mut idx = 0;
@@ -168,14 +175,26 @@ impl Layer {
             Some(m) => explicit_mode(image_path, m)?,
             None => exec_mode(&meta),
         };
-        self.insert(image_path, Entry::File { source: Source::Path(source), mode })
+        self.insert(
+            image_path,
+            Entry::File {
+                source: Source::Path(source),
+                mode,
+            },
+        )
     }
 
     /// Adds a regular file with in-memory content (generated files, small configs).
     /// The mode is used as `mode & 0o7755`.
     pub fn add_bytes(&mut self, image_path: &str, bytes: Vec<u8>, mode: u32) -> Result<()> {
         let mode = explicit_mode(image_path, mode)?;
-        self.insert(image_path, Entry::File { source: Source::Bytes(bytes.into()), mode })
+        self.insert(
+            image_path,
+            Entry::File {
+                source: Source::Bytes(bytes.into()),
+                mode,
+            },
+        )
     }
 
     /// Adds a directory explicitly (to give it a mode other than the default 0755).
@@ -198,7 +217,12 @@ impl Layer {
         if target.contains('\0') {
             return Err(bad("it contains a NUL byte"));
         }
-        self.insert(image_path, Entry::Symlink { target: target.to_string() })
+        self.insert(
+            image_path,
+            Entry::Symlink {
+                target: target.to_string(),
+            },
+        )
     }
 
     /// Adds a hard link to `target`, an image path that must be a regular file (or another
@@ -216,7 +240,12 @@ impl Layer {
                 reason: "a hard link cannot point at itself",
             });
         }
-        self.insert(image_path, Entry::Hardlink { target: target.to_string() })
+        self.insert(
+            image_path,
+            Entry::Hardlink {
+                target: target.to_string(),
+            },
+        )
     }
 
     /// Writes the uncompressed tar stream (the bytes whose sha256 is the `diff_id`).
@@ -254,7 +283,10 @@ impl Layer {
             Some(Entry::Hardlink { target }) => target.clone(),
             _ => path.to_string(),
         };
-        Err(Error::HardlinkTarget { path: path.to_string(), target })
+        Err(Error::HardlinkTarget {
+            path: path.to_string(),
+            target,
+        })
     }
 
     fn write_tar_inner<W: Write>(&self, sde: u64, out: &mut W) -> Result<()> {
@@ -284,10 +316,24 @@ impl Layer {
         let w = |r: io::Result<()>| r.map_err(Error::Write);
         for (&path, entry) in &all {
             match entry {
-                None => w(write_header(out, &format!("{path}/"), b'5', 0o755, 0, "", sde))?,
-                Some(Entry::Dir { mode }) => {
-                    w(write_header(out, &format!("{path}/"), b'5', *mode, 0, "", sde))?
-                }
+                None => w(write_header(
+                    out,
+                    &format!("{path}/"),
+                    b'5',
+                    0o755,
+                    0,
+                    "",
+                    sde,
+                ))?,
+                Some(Entry::Dir { mode }) => w(write_header(
+                    out,
+                    &format!("{path}/"),
+                    b'5',
+                    *mode,
+                    0,
+                    "",
+                    sde,
+                ))?,
                 Some(Entry::Symlink { target }) => {
                     w(write_header(out, path, b'2', 0o777, 0, target, sde))?
                 }
@@ -312,7 +358,10 @@ impl Layer {
 
 fn explicit_mode(path: &str, mode: u32) -> Result<u32> {
     if mode & !0o7777 != 0 {
-        return Err(Error::InvalidMode { path: path.to_string(), mode });
+        return Err(Error::InvalidMode {
+            path: path.to_string(),
+            mode,
+        });
     }
     Ok(mode & 0o7755)
 }
@@ -320,7 +369,11 @@ fn explicit_mode(path: &str, mode: u32) -> Result<u32> {
 #[cfg(unix)]
 fn exec_mode(meta: &std::fs::Metadata) -> u32 {
     use std::os::unix::fs::PermissionsExt;
-    if meta.permissions().mode() & 0o111 != 0 { 0o755 } else { 0o644 }
+    if meta.permissions().mode() & 0o111 != 0 {
+        0o755
+    } else {
+        0o644
+    }
 }
 
 #[cfg(not(unix))]
@@ -328,7 +381,13 @@ fn exec_mode(_: &std::fs::Metadata) -> u32 {
     0o644
 }
 
-fn write_file<W: Write>(out: &mut W, path: &str, source: &Source, mode: u32, sde: u64) -> Result<()> {
+fn write_file<W: Write>(
+    out: &mut W,
+    path: &str,
+    source: &Source,
+    mode: u32,
+    sde: u64,
+) -> Result<()> {
     match source {
         Source::Bytes(b) => {
             write_header(out, path, b'0', mode, b.len() as u64, "", sde).map_err(Error::Write)?;
@@ -337,7 +396,9 @@ fn write_file<W: Write>(out: &mut W, path: &str, source: &Source, mode: u32, sde
         }
         Source::Path(src) => {
             let f = File::open(src).map_err(Error::io("opening", src))?;
-            let meta = f.metadata().map_err(Error::io("reading metadata of", src))?;
+            let meta = f
+                .metadata()
+                .map_err(Error::io("reading metadata of", src))?;
             if !meta.is_file() {
                 return Err(Error::NotAFile { path: src.clone() });
             }
@@ -345,7 +406,11 @@ fn write_file<W: Write>(out: &mut W, path: &str, source: &Source, mode: u32, sde
             write_header(out, path, b'0', mode, size, "", sde).map_err(Error::Write)?;
             let copied = copy_exact(f, size, out, src)?;
             if copied != size {
-                return Err(Error::FileChanged { path: src.clone(), expected: size, actual: copied });
+                return Err(Error::FileChanged {
+                    path: src.clone(),
+                    expected: size,
+                    actual: copied,
+                });
             }
             // A file that grew would have more to read: treat it as changed too.
             pad(out, size).map_err(Error::Write)

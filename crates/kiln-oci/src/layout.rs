@@ -28,8 +28,17 @@ impl TempFile {
         loop {
             let n = COUNTER.fetch_add(1, Ordering::Relaxed);
             let path = dir.join(format!(".kiln-tmp-{}-{n}", std::process::id()));
-            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
-                Ok(f) => return Ok(TempFile { path, file: Some(BufWriter::with_capacity(1 << 20, f)) }),
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(f) => {
+                    return Ok(TempFile {
+                        path,
+                        file: Some(BufWriter::with_capacity(1 << 20, f)),
+                    });
+                }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(Error::io("creating", path)(e)),
             }
@@ -43,7 +52,9 @@ impl TempFile {
     /// Flushes, fsyncs, sets mode 0644 and renames onto `dest`.
     pub(crate) fn persist(mut self, dest: &Path) -> Result<()> {
         let w = self.file.take().expect("temp file open until persisted");
-        let f = w.into_inner().map_err(|e| Error::io("writing", &self.path)(e.into_error()))?;
+        let f = w
+            .into_inner()
+            .map_err(|e| Error::io("writing", &self.path)(e.into_error()))?;
         f.sync_all().map_err(Error::io("syncing", &self.path))?;
         #[cfg(unix)]
         {
@@ -104,16 +115,28 @@ pub(crate) fn copy_blob_verified(from: &Path, to: &Path, digest: &Digest, size: 
     io::copy(&mut f, &mut hw).map_err(Error::io("copying", &src))?;
     let (actual, len, _) = hw.finish();
     if actual != *digest {
-        return Err(Error::BlobDigestMismatch { path: src, expected: *digest, actual });
+        return Err(Error::BlobDigestMismatch {
+            path: src,
+            expected: *digest,
+            actual,
+        });
     }
     if len != size {
-        return Err(Error::BlobSizeMismatch { path: src, expected: size, actual: len });
+        return Err(Error::BlobSizeMismatch {
+            path: src,
+            expected: size,
+            actual: len,
+        });
     }
     tmp.persist(&blob_path(to, digest))
 }
 
 /// Reads a small blob fully and checks it against its digest (and size, if known).
-pub(crate) fn read_blob_verified(layout: &Path, digest: &Digest, size: Option<u64>) -> Result<Vec<u8>> {
+pub(crate) fn read_blob_verified(
+    layout: &Path,
+    digest: &Digest,
+    size: Option<u64>,
+) -> Result<Vec<u8>> {
     let path = blob_path(layout, digest);
     let bytes = std::fs::read(&path).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => Error::BlobMissing {
@@ -125,12 +148,20 @@ pub(crate) fn read_blob_verified(layout: &Path, digest: &Digest, size: Option<u6
     })?;
     let actual = Digest::of(&bytes);
     if actual != *digest {
-        return Err(Error::BlobDigestMismatch { path, expected: *digest, actual });
+        return Err(Error::BlobDigestMismatch {
+            path,
+            expected: *digest,
+            actual,
+        });
     }
     if let Some(expected) = size
         && expected != bytes.len() as u64
     {
-        return Err(Error::BlobSizeMismatch { path, expected, actual: bytes.len() as u64 });
+        return Err(Error::BlobSizeMismatch {
+            path,
+            expected,
+            actual: bytes.len() as u64,
+        });
     }
     Ok(bytes)
 }
@@ -150,10 +181,18 @@ pub(crate) fn verify_blob_file(layout: &Path, digest: &Digest, size: u64) -> Res
     io::copy(&mut f, &mut hw).map_err(Error::io("reading", &path))?;
     let (actual, len, _) = hw.finish();
     if actual != *digest {
-        return Err(Error::BlobDigestMismatch { path, expected: *digest, actual });
+        return Err(Error::BlobDigestMismatch {
+            path,
+            expected: *digest,
+            actual,
+        });
     }
     if len != size {
-        return Err(Error::BlobSizeMismatch { path, expected: size, actual: len });
+        return Err(Error::BlobSizeMismatch {
+            path,
+            expected: size,
+            actual: len,
+        });
     }
     Ok(())
 }
@@ -162,4 +201,3 @@ pub(crate) fn verify_blob_file(layout: &Path, digest: &Digest, size: u64) -> Res
 pub(crate) fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     kiln_core::fsx::write_atomic(path, bytes).map_err(Error::io("writing", path))
 }
-

@@ -14,13 +14,20 @@ const SDE: u64 = 1_700_000_000;
 
 fn image(base: Option<BaseImage>, env: &[&str]) -> Image {
     let mut layer = Layer::new();
-    layer.add_bytes("app/hello.txt", b"hello\n".to_vec(), 0o644).unwrap();
+    layer
+        .add_bytes("app/hello.txt", b"hello\n".to_vec(), 0o644)
+        .unwrap();
     let mut config = ImageConfig::new(Platform::linux_amd64());
     config.entrypoint = Some(vec!["/app/run".into()]);
     config.env = env.iter().map(|s| s.to_string()).collect();
     config.labels.insert("org.example.k".into(), "v".into());
     config.exposed_ports.insert("8080/tcp".into());
-    Image { sde: SDE, base, layers: vec![(layer, "kiln: app".into())], config }
+    Image {
+        sde: SDE,
+        base,
+        layers: vec![(layer, "kiln: app".into())],
+        config,
+    }
 }
 
 fn json(path: &Path) -> Value {
@@ -34,13 +41,28 @@ fn blob(dir: &Path, d: &Digest) -> std::path::PathBuf {
 #[test]
 fn layout_files_are_canonical_and_consistent() {
     let d = tempfile::tempdir().unwrap();
-    let built = image(None, &["PATH=/usr/bin", "A=1"]).write_layout(d.path(), "latest").unwrap();
-    assert_eq!(std::fs::read(d.path().join("oci-layout")).unwrap(), br#"{"imageLayoutVersion":"1.0.0"}"#);
+    let built = image(None, &["PATH=/usr/bin", "A=1"])
+        .write_layout(d.path(), "latest")
+        .unwrap();
+    assert_eq!(
+        std::fs::read(d.path().join("oci-layout")).unwrap(),
+        br#"{"imageLayoutVersion":"1.0.0"}"#
+    );
     let index_bytes = std::fs::read(d.path().join("index.json")).unwrap();
     let index: Value = serde_json::from_slice(&index_bytes).unwrap();
-    assert_eq!(kiln_core::canonical::to_vec(&index).unwrap(), index_bytes, "index.json not canonical");
-    assert_eq!(index["manifests"][0]["digest"], built.manifest.digest.to_string());
-    assert_eq!(index["manifests"][0]["annotations"][ANNOTATION_REF_NAME], "latest");
+    assert_eq!(
+        kiln_core::canonical::to_vec(&index).unwrap(),
+        index_bytes,
+        "index.json not canonical"
+    );
+    assert_eq!(
+        index["manifests"][0]["digest"],
+        built.manifest.digest.to_string()
+    );
+    assert_eq!(
+        index["manifests"][0]["annotations"][ANNOTATION_REF_NAME],
+        "latest"
+    );
 
     let mbytes = std::fs::read(blob(d.path(), &built.manifest.digest)).unwrap();
     assert_eq!(Digest::of(&mbytes), built.manifest.digest);
@@ -49,16 +71,28 @@ fn layout_files_are_canonical_and_consistent() {
     assert_eq!(m["schemaVersion"], 2);
     assert_eq!(m["mediaType"], MEDIA_TYPE_MANIFEST);
     assert_eq!(m["config"]["digest"], built.config_digest.to_string());
-    assert!(m.get("annotations").is_none(), "empty annotations must be omitted");
+    assert!(
+        m.get("annotations").is_none(),
+        "empty annotations must be omitted"
+    );
 
     let c = json(&blob(d.path(), &built.config_digest));
     assert_eq!(c["created"], "2023-11-14T22:13:20Z");
-    assert_eq!((c["os"].as_str(), c["architecture"].as_str()), (Some("linux"), Some("amd64")));
+    assert_eq!(
+        (c["os"].as_str(), c["architecture"].as_str()),
+        (Some("linux"), Some("amd64"))
+    );
     assert!(c.get("variant").is_none());
     assert_eq!(c["config"]["Entrypoint"], serde_json::json!(["/app/run"]));
     assert!(c["config"].get("Cmd").is_none() && c["config"].get("User").is_none());
-    assert_eq!(c["config"]["ExposedPorts"], serde_json::json!({"8080/tcp": {}}));
-    assert_eq!(c["rootfs"]["diff_ids"][0], built.layers[0].diff_id.to_string());
+    assert_eq!(
+        c["config"]["ExposedPorts"],
+        serde_json::json!({"8080/tcp": {}})
+    );
+    assert_eq!(
+        c["rootfs"]["diff_ids"][0],
+        built.layers[0].diff_id.to_string()
+    );
     assert_eq!(c["history"][0]["created_by"], "kiln: app");
     assert_eq!(c["history"][0]["created"], "2023-11-14T22:13:20Z");
 
@@ -67,12 +101,19 @@ fn layout_files_are_canonical_and_consistent() {
     let lb = std::fs::read(blob(d.path(), &l.digest)).unwrap();
     assert_eq!((Digest::of(&lb), lb.len() as u64), (l.digest, l.size));
     let mut tar = Vec::new();
-    flate2::read::GzDecoder::new(&lb[..]).read_to_end(&mut tar).unwrap();
+    flate2::read::GzDecoder::new(&lb[..])
+        .read_to_end(&mut tar)
+        .unwrap();
     assert_eq!(Digest::of(&tar), l.diff_id);
 
     // Rebuilding elsewhere gives the same digests; no temp files are left.
     let d2 = tempfile::tempdir().unwrap();
-    assert_eq!(image(None, &["PATH=/usr/bin", "A=1"]).write_layout(d2.path(), "latest").unwrap(), built);
+    assert_eq!(
+        image(None, &["PATH=/usr/bin", "A=1"])
+            .write_layout(d2.path(), "latest")
+            .unwrap(),
+        built
+    );
     for e in std::fs::read_dir(d.path().join("blobs/sha256")).unwrap() {
         assert!(!e.unwrap().file_name().to_string_lossy().starts_with('.'));
     }
@@ -81,21 +122,32 @@ fn layout_files_are_canonical_and_consistent() {
 #[test]
 fn bad_config_values_are_errors() {
     let d = tempfile::tempdir().unwrap();
-    let e = image(None, &["NOEQUALS"]).write_layout(d.path(), "x").unwrap_err();
+    let e = image(None, &["NOEQUALS"])
+        .write_layout(d.path(), "x")
+        .unwrap_err();
     assert!(e.to_string().contains("NOEQUALS"), "{e}");
-    let e = image(None, &[]).write_layout(d.path(), "bad ref").unwrap_err();
+    let e = image(None, &[])
+        .write_layout(d.path(), "bad ref")
+        .unwrap_err();
     assert!(e.to_string().contains("bad ref"), "{e}");
 }
 
 fn base_layout() -> (tempfile::TempDir, BuiltImage) {
     let d = tempfile::tempdir().unwrap();
     let mut layer = Layer::new();
-    layer.add_bytes("etc/os-release", b"ID=base\n".to_vec(), 0o644).unwrap();
+    layer
+        .add_bytes("etc/os-release", b"ID=base\n".to_vec(), 0o644)
+        .unwrap();
     let mut config = ImageConfig::new(Platform::linux_amd64());
     config.env = vec!["PATH=/bin".into(), "KEEP=1".into()];
     config.cmd = Some(vec!["sh".into()]);
     config.user = Some("1000".into());
-    let img = Image { sde: 0, base: None, layers: vec![(layer, "base layer".into())], config };
+    let img = Image {
+        sde: 0,
+        base: None,
+        layers: vec![(layer, "base layer".into())],
+        config,
+    };
     let built = img.write_layout(d.path(), "base").unwrap();
     (d, built)
 }
@@ -106,7 +158,9 @@ fn base_image_is_reused_and_config_merged() {
     let base = BaseImage::open(bd.path(), &bb.manifest.digest).unwrap();
     assert_eq!(base.digest(), bb.manifest.digest);
     let out = tempfile::tempdir().unwrap();
-    let built = image(Some(base), &["PATH=/app:/bin", "NEW=2"]).write_layout(out.path(), "app").unwrap();
+    let built = image(Some(base), &["PATH=/app:/bin", "NEW=2"])
+        .write_layout(out.path(), "app")
+        .unwrap();
     assert_eq!(built.base, Some(bb.manifest.digest));
     assert_eq!(built.layers.len(), 2);
     assert_eq!(built.layers[0], bb.layers[0]);
@@ -115,14 +169,28 @@ fn base_image_is_reused_and_config_merged() {
         std::fs::read(blob(bd.path(), &bb.layers[0].digest)).unwrap()
     );
     let c = json(&blob(out.path(), &built.config_digest));
-    assert_eq!(c["config"]["Env"], serde_json::json!(["PATH=/app:/bin", "KEEP=1", "NEW=2"]));
-    assert!(c["config"].get("Cmd").is_none(), "new entrypoint drops the base Cmd");
+    assert_eq!(
+        c["config"]["Env"],
+        serde_json::json!(["PATH=/app:/bin", "KEEP=1", "NEW=2"])
+    );
+    assert!(
+        c["config"].get("Cmd").is_none(),
+        "new entrypoint drops the base Cmd"
+    );
     assert_eq!(c["config"]["User"], "1000");
-    let hist: Vec<&str> = c["history"].as_array().unwrap().iter().map(|h| h["created_by"].as_str().unwrap()).collect();
+    let hist: Vec<&str> = c["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["created_by"].as_str().unwrap())
+        .collect();
     assert_eq!(hist, ["base layer", "kiln: app"]);
     assert_eq!(c["rootfs"]["diff_ids"].as_array().unwrap().len(), 2);
     let m = json(&blob(out.path(), &built.manifest.digest));
-    assert_eq!(m["annotations"]["org.opencontainers.image.base.digest"], bb.manifest.digest.to_string());
+    assert_eq!(
+        m["annotations"]["org.opencontainers.image.base.digest"],
+        bb.manifest.digest.to_string()
+    );
 }
 
 #[test]
@@ -134,8 +202,18 @@ fn base_image_found_through_nested_index() {
     std::fs::write(blob(bd.path(), &inner_digest), &inner).unwrap();
     let outer = serde_json::json!({"schemaVersion": 2, "mediaType": MEDIA_TYPE_INDEX, "manifests": [
         {"mediaType": MEDIA_TYPE_INDEX, "digest": inner_digest.to_string(), "size": inner.len()}]});
-    std::fs::write(bd.path().join("index.json"), serde_json::to_vec(&outer).unwrap()).unwrap();
-    assert_eq!(BaseImage::open(bd.path(), &bb.manifest.digest).unwrap().layers().len(), 1);
+    std::fs::write(
+        bd.path().join("index.json"),
+        serde_json::to_vec(&outer).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        BaseImage::open(bd.path(), &bb.manifest.digest)
+            .unwrap()
+            .layers()
+            .len(),
+        1
+    );
 }
 
 #[test]
@@ -145,7 +223,10 @@ fn base_image_errors_name_layout_and_digest() {
     let e = BaseImage::open(bd.path(), &wrong).unwrap_err();
     assert!(matches!(e, Error::ManifestNotFound { .. }), "{e}");
     let msg = e.to_string();
-    assert!(msg.contains(&wrong.to_string()) && msg.contains(&bd.path().display().to_string()), "{msg}");
+    assert!(
+        msg.contains(&wrong.to_string()) && msg.contains(&bd.path().display().to_string()),
+        "{msg}"
+    );
 
     // Tampered layer.
     let layer_path = blob(bd.path(), &bb.layers[0].digest);
@@ -155,7 +236,10 @@ fn base_image_errors_name_layout_and_digest() {
     std::fs::write(&layer_path, &bad).unwrap();
     let e = BaseImage::open(bd.path(), &bb.manifest.digest).unwrap_err();
     assert!(matches!(e, Error::BlobDigestMismatch { .. }), "{e}");
-    assert!(e.to_string().contains(&bb.layers[0].digest.to_string()), "{e}");
+    assert!(
+        e.to_string().contains(&bb.layers[0].digest.to_string()),
+        "{e}"
+    );
 
     // Missing layer.
     std::fs::remove_file(&layer_path).unwrap();
@@ -168,7 +252,10 @@ fn base_image_errors_name_layout_and_digest() {
     let mut c = std::fs::read(&cfg).unwrap();
     c[0] = b' ';
     std::fs::write(&cfg, &c).unwrap();
-    assert!(matches!(BaseImage::open(bd.path(), &bb.manifest.digest), Err(Error::BlobDigestMismatch { .. })));
+    assert!(matches!(
+        BaseImage::open(bd.path(), &bb.manifest.digest),
+        Err(Error::BlobDigestMismatch { .. })
+    ));
 
     // Not a layout at all.
     let empty = tempfile::tempdir().unwrap();
@@ -220,11 +307,21 @@ fn docker_archive_manifest_json() {
     let mj: Value = serde_json::from_slice(&listing["manifest.json"].1).unwrap();
     let cfg = format!("blobs/sha256/{}", built.config_digest.hex());
     let layer = format!("blobs/sha256/{}", built.layers[0].digest.hex());
-    assert_eq!(mj, serde_json::json!([{"Config": cfg, "RepoTags": ["example.com/app:1.0"], "Layers": [layer]}]));
+    assert_eq!(
+        mj,
+        serde_json::json!([{"Config": cfg, "RepoTags": ["example.com/app:1.0"], "Layers": [layer]}])
+    );
     assert_eq!(Digest::of(&listing[&cfg].1), built.config_digest);
     assert_eq!(Digest::of(&listing[&layer].1), built.layers[0].digest);
 
-    let e = write_docker_archive(&layout, &built.manifest.digest, &["bad tag".into()], &out, SDE).unwrap_err();
+    let e = write_docker_archive(
+        &layout,
+        &built.manifest.digest,
+        &["bad tag".into()],
+        &out,
+        SDE,
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("bad tag"), "{e}");
     let missing = Digest::of(b"nope");
     let e = write_docker_archive(&layout, &missing, &tags, &out, SDE).unwrap_err();

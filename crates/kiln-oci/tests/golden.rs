@@ -20,7 +20,10 @@ fn golden_dir() -> PathBuf {
 }
 
 fn add_tree(layer: &mut Layer, dir: &Path, prefix: &str) {
-    let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap()).collect();
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .collect();
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
         let name = e.file_name().into_string().unwrap();
@@ -39,8 +42,16 @@ fn golden_image_digests() {
     add_tree(&mut layer, &golden_dir().join("files"), "app");
     let mut config = ImageConfig::new(Platform::linux_amd64());
     config.entrypoint = Some(vec!["/app/bin/run.sh".into()]);
-    config.labels.insert("org.opencontainers.image.title".into(), "kiln-golden".into());
-    let image = Image { sde: SDE, base: None, layers: vec![(layer, "kiln golden layer".into())], config };
+    config.labels.insert(
+        "org.opencontainers.image.title".into(),
+        "kiln-golden".into(),
+    );
+    let image = Image {
+        sde: SDE,
+        base: None,
+        layers: vec![(layer, "kiln golden layer".into())],
+        config,
+    };
 
     let keep = std::env::var_os("KILN_GOLDEN_OUT").map(PathBuf::from);
     let tmp = tempfile::tempdir().unwrap();
@@ -50,8 +61,14 @@ fn golden_image_digests() {
     if keep.is_some() {
         kiln_oci::write_oci_archive(&layout, &out.join("oci-archive.tar"), SDE).unwrap();
         let tags = ["kiln.test/golden:latest".to_string()];
-        kiln_oci::write_docker_archive(&layout, &built.manifest.digest, &tags, &out.join("docker-archive.tar"), SDE)
-            .unwrap();
+        kiln_oci::write_docker_archive(
+            &layout,
+            &built.manifest.digest,
+            &tags,
+            &out.join("docker-archive.tar"),
+            SDE,
+        )
+        .unwrap();
     }
 
     let actual: BTreeMap<&str, String> = BTreeMap::from([
@@ -69,7 +86,10 @@ fn golden_image_digests() {
         &std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display())),
     )
     .unwrap();
-    let actual_owned: BTreeMap<String, String> = actual.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    let actual_owned: BTreeMap<String, String> = actual
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
     assert!(
         expected == actual_owned,
         "golden digests changed!\nexpected: {expected:#?}\nactual:   {actual_owned:#?}\n\

@@ -11,7 +11,18 @@ fn tar_bytes(l: &Layer) -> Vec<u8> {
 }
 
 /// (path, type byte, mode, mtime, uid, gid, uname, gname, link, content) of each entry.
-type Row = (String, u8, u32, u64, u64, u64, Vec<u8>, Vec<u8>, Option<String>, Vec<u8>);
+type Row = (
+    String,
+    u8,
+    u32,
+    u64,
+    u64,
+    u64,
+    Vec<u8>,
+    Vec<u8>,
+    Option<String>,
+    Vec<u8>,
+);
 
 fn entries(bytes: &[u8]) -> Vec<Row> {
     let mut a = tar::Archive::new(bytes);
@@ -21,7 +32,9 @@ fn entries(bytes: &[u8]) -> Vec<Row> {
             let mut e = e.unwrap();
             let h = e.header().clone();
             let path = String::from_utf8(e.path_bytes().into_owned()).unwrap();
-            let link = e.link_name_bytes().map(|b| String::from_utf8(b.into_owned()).unwrap());
+            let link = e
+                .link_name_bytes()
+                .map(|b| String::from_utf8(b.into_owned()).unwrap());
             let mut content = Vec::new();
             e.read_to_end(&mut content).unwrap();
             (
@@ -53,7 +66,18 @@ fn sorted_with_implied_parents_and_normalized_headers() {
     l.add_dir("opt", 0o700).unwrap();
     let b = tar_bytes(&l);
     // Sorted by path bytes without the directory slash: `usr/bin` < `usr/bin-x` < `usr/bin/z`.
-    assert_eq!(paths(&b), ["etc/", "etc/conf", "opt/", "usr/", "usr/bin/", "usr/bin-x", "usr/bin/z"]);
+    assert_eq!(
+        paths(&b),
+        [
+            "etc/",
+            "etc/conf",
+            "opt/",
+            "usr/",
+            "usr/bin/",
+            "usr/bin-x",
+            "usr/bin/z"
+        ]
+    );
     for (path, ty, mode, mtime, uid, gid, uname, gname, _, _) in entries(&b) {
         assert_eq!(mtime, SDE, "{path}");
         assert_eq!((uid, gid), (0, 0), "{path}");
@@ -78,7 +102,12 @@ fn sorted_with_implied_parents_and_normalized_headers() {
 
 #[test]
 fn insertion_order_does_not_matter() {
-    let items: Vec<(&str, &[u8])> = vec![("b/2", b"two"), ("a", b"one"), ("b/1", b"x"), ("c/d/e", b"deep")];
+    let items: Vec<(&str, &[u8])> = vec![
+        ("b/2", b"two"),
+        ("a", b"one"),
+        ("b/1", b"x"),
+        ("c/d/e", b"deep"),
+    ];
     let mut l1 = Layer::new();
     for (p, c) in &items {
         l1.add_bytes(p, c.to_vec(), 0o644).unwrap();
@@ -90,7 +119,10 @@ fn insertion_order_does_not_matter() {
         l2.add_bytes(p, c.to_vec(), 0o644).unwrap();
     }
     assert_eq!(tar_bytes(&l1), tar_bytes(&l2));
-    let (d1, d2) = (l1.write_gzip(SDE, Vec::new()).unwrap(), l2.write_gzip(SDE, Vec::new()).unwrap());
+    let (d1, d2) = (
+        l1.write_gzip(SDE, Vec::new()).unwrap(),
+        l2.write_gzip(SDE, Vec::new()).unwrap(),
+    );
     assert_eq!(d1, d2);
     // And SDE is really used.
     assert_ne!(tar_bytes(&l1), {
@@ -144,7 +176,10 @@ fn symlinks_and_hardlinks() {
     let get = |p: &str| rows.iter().find(|r| r.0 == p).unwrap().clone();
     // Content goes under the first name in sort order; the others link to it.
     let first = get("a/alias");
-    assert_eq!((first.1, first.9.as_slice(), first.2), (b'0', &b"payload"[..], 0o755));
+    assert_eq!(
+        (first.1, first.9.as_slice(), first.2),
+        (b'0', &b"payload"[..], 0o755)
+    );
     for p in ["m/alias2", "z/data"] {
         let r = get(p);
         assert_eq!((r.1, r.8.as_deref()), (b'1', Some("a/alias")), "{p}");
@@ -155,30 +190,66 @@ fn symlinks_and_hardlinks() {
     // A hard link to something that is not a file of this layer fails at write time.
     let mut bad = Layer::new();
     bad.add_hardlink("x", "missing").unwrap();
-    assert!(matches!(bad.write_tar(SDE, Vec::new()), Err(Error::HardlinkTarget { .. })));
+    assert!(matches!(
+        bad.write_tar(SDE, Vec::new()),
+        Err(Error::HardlinkTarget { .. })
+    ));
     let mut cyc = Layer::new();
     cyc.add_hardlink("x", "y").unwrap();
     cyc.add_hardlink("y", "x").unwrap();
-    assert!(matches!(cyc.write_tar(SDE, Vec::new()), Err(Error::HardlinkTarget { .. })));
+    assert!(matches!(
+        cyc.write_tar(SDE, Vec::new()),
+        Err(Error::HardlinkTarget { .. })
+    ));
 }
 
 #[test]
 fn path_validation() {
     let mut l = Layer::new();
-    for bad in ["", "/etc/passwd", "../x", "a/../../x", "a//b", "a/./b", "a/", ".", "a\0b"] {
+    for bad in [
+        "",
+        "/etc/passwd",
+        "../x",
+        "a/../../x",
+        "a//b",
+        "a/./b",
+        "a/",
+        ".",
+        "a\0b",
+    ] {
         let e = l.add_bytes(bad, vec![], 0o644).unwrap_err();
         assert!(matches!(e, Error::InvalidPath { .. }), "{bad:?}: {e}");
     }
-    assert!(matches!(l.add_hardlink("h", "../etc"), Err(Error::InvalidLinkTarget { .. })));
-    assert!(matches!(l.add_symlink("s", ""), Err(Error::InvalidLinkTarget { .. })));
-    assert!(matches!(l.add_bytes("m", vec![], 0o10644), Err(Error::InvalidMode { .. })));
+    assert!(matches!(
+        l.add_hardlink("h", "../etc"),
+        Err(Error::InvalidLinkTarget { .. })
+    ));
+    assert!(matches!(
+        l.add_symlink("s", ""),
+        Err(Error::InvalidLinkTarget { .. })
+    ));
+    assert!(matches!(
+        l.add_bytes("m", vec![], 0o10644),
+        Err(Error::InvalidMode { .. })
+    ));
     l.add_bytes("f", vec![], 0o644).unwrap();
-    assert!(matches!(l.add_bytes("f", vec![], 0o644), Err(Error::Duplicate { .. })));
-    assert!(matches!(l.add_bytes("f/under", vec![], 0o644), Err(Error::ParentNotDir { .. })));
+    assert!(matches!(
+        l.add_bytes("f", vec![], 0o644),
+        Err(Error::Duplicate { .. })
+    ));
+    assert!(matches!(
+        l.add_bytes("f/under", vec![], 0o644),
+        Err(Error::ParentNotDir { .. })
+    ));
     l.add_bytes("d/child", vec![], 0o644).unwrap();
-    assert!(matches!(l.add_symlink("d", "x"), Err(Error::ParentNotDir { .. })));
+    assert!(matches!(
+        l.add_symlink("d", "x"),
+        Err(Error::ParentNotDir { .. })
+    ));
     assert!(l.add_dir("d", 0o755).is_ok());
-    let e = l.add_file("g", PathBuf::from("/definitely/not/here"), None).unwrap_err();
+    let e = l
+        .add_file("g", PathBuf::from("/definitely/not/here"), None)
+        .unwrap_err();
     assert!(e.to_string().contains("/definitely/not/here"), "{e}");
 }
 
@@ -209,13 +280,20 @@ fn gzip_layer_decodes_to_tar_and_is_thread_independent() {
     // ~5 MiB of seeded pseudo-random data across a few files: several gzip chunks.
     let mut l = Layer::new();
     for i in 0..5u64 {
-        l.add_bytes(&format!("data/blob{i}"), crate::gzip::tests::sample(1 << 20, i + 1), 0o644)
-            .unwrap();
+        l.add_bytes(
+            &format!("data/blob{i}"),
+            crate::gzip::tests::sample(1 << 20, i + 1),
+            0o644,
+        )
+        .unwrap();
     }
     l.add_bytes("data/small", b"tail".to_vec(), 0o644).unwrap();
     let tar = tar_bytes(&l);
     let build = |threads| {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
         pool.install(|| {
             let mut out = Vec::new();
             let d = l.write_gzip(SDE, &mut out).unwrap();
@@ -231,9 +309,13 @@ fn gzip_layer_decodes_to_tar_and_is_thread_independent() {
     assert_eq!(d1.diff_id, Digest::of(&tar));
     assert_eq!(d1.media_type, crate::MEDIA_TYPE_LAYER_GZIP);
     let mut back = Vec::new();
-    flate2::read::GzDecoder::new(&one[..]).read_to_end(&mut back).unwrap();
+    flate2::read::GzDecoder::new(&one[..])
+        .read_to_end(&mut back)
+        .unwrap();
     assert!(back == tar, "GzDecoder does not give back the tar");
     let mut back = Vec::new();
-    flate2::read::MultiGzDecoder::new(&one[..]).read_to_end(&mut back).unwrap();
+    flate2::read::MultiGzDecoder::new(&one[..])
+        .read_to_end(&mut back)
+        .unwrap();
     assert!(back == tar, "MultiGzDecoder does not give back the tar");
 }
