@@ -257,15 +257,44 @@ impl Layer {
 
     /// Writes the layer as a gzip blob (see [`crate::gzip`]) and returns its descriptor:
     /// compressed digest and size plus the `diff_id`, all from the same single pass.
+    ///
+    /// The tar stream is produced (files read, headers built) on a scoped helper thread
+    /// and handed over in bounded 1 MiB pieces, so reading overlaps compression; the
+    /// calling thread drives compression on the current rayon pool and owns `out`.
     pub fn write_gzip<W: Write>(&self, sde: u64, out: W) -> Result<LayerDescriptor> {
-        let mut gz = ParallelGzWriter::new(out);
-        self.write_tar_inner(sde, &mut gz)?;
-        let (s, _) = gz.finish().map_err(Error::Write)?;
-        Ok(LayerDescriptor {
-            digest: s.compressed_digest,
-            diff_id: s.uncompressed_digest,
-            size: s.compressed_size,
-            media_type: crate::MEDIA_TYPE_LAYER_GZIP.to_string(),
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+        std::thread::scope(|scope| {
+            let producer = scope.spawn(move || {
+                let mut w = ChannelWriter {
+                    tx,
+                    buf: Vec::with_capacity(PIECE),
+                };
+                self.write_tar_inner(sde, &mut w)?;
+                w.send_buf().map_err(Error::Write)
+            });
+            let mut gz = ParallelGzWriter::new(out);
+            let mut write_err = None;
+            for piece in rx {
+                if let Err(e) = gz.write_all(&piece) {
+                    // Dropping the receiver makes the producer stop with an error.
+                    write_err = Some(e);
+                    break;
+                }
+            }
+            let produced = producer
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            if let Some(e) = write_err {
+                return Err(Error::Write(e));
+            }
+            produced?;
+            let (s, _) = gz.finish().map_err(Error::Write)?;
+            Ok(LayerDescriptor {
+                digest: s.compressed_digest,
+                diff_id: s.uncompressed_digest,
+                size: s.compressed_size,
+                media_type: crate::MEDIA_TYPE_LAYER_GZIP.to_string(),
+            })
         })
     }
 
@@ -353,6 +382,42 @@ impl Layer {
         }
         w(out.write_all(&ZERO_BLOCK))?;
         w(out.write_all(&ZERO_BLOCK))
+    }
+}
+
+/// Size of the pieces the tar-producing thread hands to the compressor.
+const PIECE: usize = 1 << 20;
+
+/// A writer that sends fixed-size pieces down a bounded channel (bounded memory).
+struct ChannelWriter {
+    tx: std::sync::mpsc::SyncSender<Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+impl ChannelWriter {
+    fn send_buf(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let piece = std::mem::replace(&mut self.buf, Vec::with_capacity(PIECE));
+        self.tx
+            .send(piece)
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "compressor stopped"))
+    }
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = data.len().min(PIECE - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == PIECE {
+            self.send_buf()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
