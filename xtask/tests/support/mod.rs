@@ -193,3 +193,34 @@ pub fn run_image(layout: &Path, reference: &str) -> String {
     let _ = privileged("rm").arg("-rf").arg(&bundle).output();
     String::from_utf8(out.stdout).unwrap()
 }
+
+/// The Python of the virtualenv `cargo xtask test` makes (validators, verifiers, peers).
+pub fn venv_python() -> PathBuf {
+    let bin = std::env::var_os("KILN_TOOLS_BIN").map(PathBuf::from).unwrap_or_else(|| repo().join("target/kiln/tools/venv/bin"));
+    let py = bin.join("python3");
+    assert!(py.is_file(), "{} is missing: run the tests with `cargo xtask test`, which creates it", py.display());
+    py
+}
+
+/// Runs a Python snippet in the tools virtualenv with `args` as `sys.argv[1:]`.
+#[track_caller]
+pub fn python(script: &str, args: &[&std::ffi::OsStr]) -> Output {
+    run_ok(Command::new(venv_python()).arg("-c").arg(script).args(args))
+}
+
+/// `node_modules` of the npm packages `cargo xtask test` installs.
+pub fn node_modules() -> PathBuf {
+    let nm = std::env::var_os("KILN_TOOLS_NODE_MODULES").map(PathBuf::from).unwrap_or_else(|| repo().join("target/kiln/tools/node/node_modules"));
+    assert!(nm.is_dir(), "{} is missing: run the tests with `cargo xtask test`, which installs it", nm.display());
+    nm
+}
+
+/// Runs an ES-module Node.js snippet that can import the installed npm packages.
+#[track_caller]
+pub fn node(script: &str, args: &[&std::ffi::OsStr]) -> Output {
+    let nm = node_modules();
+    // A module file inside the tools prefix, so bare imports resolve to its node_modules.
+    let file = tempfile::Builder::new().prefix(".kiln-test-").suffix(".mjs").tempfile_in(nm.parent().unwrap()).unwrap();
+    std::fs::write(file.path(), script).unwrap();
+    run_ok(Command::new("node").arg(file.path()).args(args))
+}
