@@ -3,6 +3,9 @@
 //! calls the kiln crates and prints. No build logic lives here.
 
 mod bench;
+mod cmd_attest;
+mod cmd_repro;
+mod cmd_sbom;
 mod test_env;
 
 use std::path::{Path, PathBuf};
@@ -39,7 +42,15 @@ enum Command {
         #[command(subcommand)]
         command: ToolchainCommand,
     },
-    /// Install what the test suite needs (apt, pip), then run every test.
+    /// Regenerate the SBOMs of an already-built image.
+    Sbom(cmd_sbom::Args),
+    /// Write an ECDSA P-256 signing key pair (PKCS#8 PEM).
+    Keygen(cmd_attest::KeygenArgs),
+    /// Verify an image's signatures, subjects and attestations against a policy.
+    Verify(cmd_attest::VerifyArgs),
+    /// Rebuild twice under varied conditions, diff every artifact, report the ratio.
+    Repro(cmd_repro::Args),
+    /// Install what the test suite needs (apt, pip, npm), then run every test.
     Test(test_env::TestArgs),
     /// Benchmarks (figures, not pass/fail).
     Bench {
@@ -69,6 +80,18 @@ struct BuildArgs {
     /// <project>/target/kiln/root).
     #[arg(long, value_name = "DIR")]
     root: Option<PathBuf>,
+    /// CycloneDX version of sbom.cdx.json: 1.6 (default) or 1.5.
+    #[arg(long, value_name = "VERSION")]
+    sbom_spec: Option<String>,
+    /// Signing key (PKCS#8 PEM, mode 0600); else $KILN_SIGNING_KEY.
+    #[arg(long, value_name = "FILE")]
+    key: Option<PathBuf>,
+    /// Sign keyless with Sigstore (Fulcio + Rekor) using the GitHub Actions OIDC token.
+    #[arg(long)]
+    keyless: bool,
+    /// Add startedOn/finishedOn wall-clock times to the provenance.
+    #[arg(long)]
+    timestamps: bool,
 }
 
 #[derive(Subcommand)]
@@ -110,7 +133,7 @@ pub fn main() -> ExitCode {
 
 /// The project directory: `-C DIR`, else the nearest ancestor of the working directory
 /// that has a kiln.toml.
-fn project_dir(dir: Option<PathBuf>) -> Result<PathBuf> {
+pub(crate) fn project_dir(dir: Option<PathBuf>) -> Result<PathBuf> {
     if let Some(d) = dir {
         return Ok(d);
     }
@@ -128,6 +151,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             opts.sde_env = std::env::var("SOURCE_DATE_EPOCH").ok();
             opts.out_dir = args.out;
             opts.root_dir = args.root;
+            opts.evidence = kiln_build::EvidenceOptions {
+                sbom_spec: args.sbom_spec,
+                signing_key: args.key,
+                keyless: args.keyless,
+                timestamps: args.timestamps,
+            };
             let summaries = kiln_build::build(&opts, &Stderr)?;
             if args.json {
                 let v = if summaries.len() == 1 { serde_json::to_value(&summaries[0])? } else { serde_json::to_value(&summaries)? };
@@ -146,6 +175,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let (path, lock) = kiln_build::lock_toolchain(&project_dir(cli.dir)?)?;
             println!("wrote {} ({} files pinned, {})", path.display(), lock.files.len(), lock.digest());
         }
+        Command::Sbom(args) => return cmd_sbom::run(project_dir(cli.dir)?, &args),
+        Command::Keygen(args) => return cmd_attest::keygen(&args),
+        Command::Verify(args) => return cmd_attest::verify(project_dir(cli.dir)?, &args),
+        Command::Repro(args) => return cmd_repro::run(project_dir(cli.dir)?, &args),
         Command::Test(args) => return test_env::run(&args),
         Command::Bench { command: BenchCommand::Image(args) } => bench::image(&args)?,
         Command::Bench { command: BenchCommand::ImagePack(args) } => bench::image_pack(&args.src, &args.out)?,

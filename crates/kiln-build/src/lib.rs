@@ -16,10 +16,12 @@
 //!
 //! The xtask only parses arguments and prints; everything a build decides lives here.
 
+mod attest;
 mod pipeline;
+mod sbom;
 mod summary;
 
-pub use pipeline::{BuildError, BuildOptions, Progress, build, fetch, lock_toolchain};
+pub use pipeline::{BuildError, BuildOptions, EvidenceOptions, Progress, build, fetch, lock_toolchain};
 pub use summary::{Artifact, BinaryRecord, Summary, ToolchainRecord};
 
 /// The compilation target kiln builds for: the host, always (cross builds are not supported yet).

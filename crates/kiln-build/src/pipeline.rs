@@ -28,6 +28,10 @@ pub enum BuildError {
     Compile { image: String, command: String, status: String },
     #[error("image `{image}`: cargo did not produce binary `{binary}` at {path}\n  fix: check `binaries` in kiln.toml names [[bin]] targets of package `{package}`")]
     MissingBinary { image: String, binary: String, package: String, path: PathBuf },
+    /// An SBOM, VEX, provenance, signing or attach step failed; `message` names the input
+    /// and the fix.
+    #[error("image `{image}`: {message}")]
+    Evidence { image: String, message: String },
     #[error("{what} {path}: {source}")]
     Io { what: &'static str, path: PathBuf, source: std::io::Error },
 }
@@ -51,6 +55,43 @@ pub struct BuildOptions {
     /// The build root (HOME, CARGO_HOME, TMPDIR, target dir); default
     /// `<project>/target/kiln/root`.
     pub root_dir: Option<PathBuf>,
+    /// How evidence (SBOM, provenance, signatures) is produced.
+    pub evidence: EvidenceOptions,
+}
+
+/// Options for the evidence written next to the image.
+#[derive(Debug, Clone, Default)]
+pub struct EvidenceOptions {
+    /// CycloneDX spec version for `sbom.cdx.json` (`1.6` when unset, or `1.5`).
+    pub sbom_spec: Option<String>,
+    /// Private key (PKCS#8 PEM) for keyed signing; `$KILN_SIGNING_KEY` is the other source.
+    pub signing_key: Option<PathBuf>,
+    /// Sign keyless (Fulcio + Rekor, GitHub Actions OIDC) instead of with a key.
+    pub keyless: bool,
+    /// Add wall-clock `startedOn`/`finishedOn` to provenance (off: same inputs, same bytes).
+    pub timestamps: bool,
+}
+
+/// Everything known about one image once its layout is written: the input to every
+/// evidence step (SBOM, VEX, provenance, signing, attaching).
+pub(crate) struct ImageContext<'a> {
+    pub opts: &'a BuildOptions,
+    pub config: &'a Config,
+    /// Canonical project root.
+    pub project: &'a Path,
+    pub spec: &'a ImageSpec,
+    pub toolchain: &'a Toolchain,
+    pub toolchain_record: &'a ToolchainRecord,
+    pub sde: SourceDateEpoch,
+    pub root: &'a BuildRoot,
+    pub env: &'a Hermetic,
+    pub cargo_lock: &'a CargoLock,
+    pub built: &'a kiln_oci::BuiltImage,
+    pub binaries: &'a [BinaryRecord],
+    /// The staging output directory (becomes `target/kiln/out/<image>/`).
+    pub out: &'a Path,
+    /// `out/oci`.
+    pub layout: &'a Path,
 }
 
 impl BuildOptions {
@@ -63,6 +104,7 @@ impl BuildOptions {
             sde_env: None,
             out_dir: None,
             root_dir: None,
+            evidence: EvidenceOptions::default(),
         }
     }
     fn out_dir(&self) -> PathBuf {
@@ -271,6 +313,31 @@ fn build_image(
     let layout = staging.path().join("oci");
     std::fs::create_dir_all(&layout).map_err(io("cannot create", &layout))?;
     let built = image.write_layout(&layout, &spec.tag).map_err(oci_err)?;
+
+    // Evidence, in dependency order: the SBOM describes the image, provenance names the
+    // SBOM as a subject, signatures cover both, and attaching adds them to the layout
+    // before the archives are cut from it.
+    let ctx = ImageContext {
+        opts,
+        config,
+        project,
+        spec,
+        toolchain: tc,
+        toolchain_record: toolchain,
+        sde,
+        root,
+        env: &env,
+        cargo_lock: &cargo_lock,
+        built: &built,
+        binaries: &binaries,
+        out: staging.path(),
+        layout: &layout,
+    };
+    progress.step(name, "writing the SBOM");
+    crate::sbom::write(&ctx)?;
+    progress.step(name, "writing provenance and signatures");
+    crate::attest::write(&ctx)?;
+
     progress.step(name, "writing archives");
     kiln_oci::write_oci_archive(&layout, &staging.path().join("image.oci.tar"), sde.value).map_err(oci_err)?;
     let repo_tag = format!("{name}:{}", spec.tag);
