@@ -6,6 +6,7 @@ mod bench;
 mod cmd_attest;
 mod cmd_repro;
 mod cmd_sbom;
+mod cmd_vex;
 mod test_env;
 
 use std::path::{Path, PathBuf};
@@ -48,6 +49,8 @@ enum Command {
     Keygen(cmd_attest::KeygenArgs),
     /// Verify an image's signatures, subjects and attestations against a policy.
     Verify(cmd_attest::VerifyArgs),
+    /// Match findings (SARIF, OSV) to the SBOM, apply the VEX, fail on unresolved severe ones.
+    Gate(cmd_vex::GateArgs),
     /// Rebuild twice under varied conditions, diff every artifact, report the ratio.
     Repro(cmd_repro::Args),
     /// Install what the test suite needs (apt, pip, npm), then run every test.
@@ -178,6 +181,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Sbom(args) => return cmd_sbom::run(project_dir(cli.dir)?, &args),
         Command::Keygen(args) => return cmd_attest::keygen(&args),
         Command::Verify(args) => return cmd_attest::verify(project_dir(cli.dir)?, &args),
+        Command::Gate(args) => return cmd_vex::gate(project_dir(cli.dir)?, &args),
         Command::Repro(args) => return cmd_repro::run(project_dir(cli.dir)?, &args),
         Command::Test(args) => return test_env::run(&args),
         Command::Bench { command: BenchCommand::Image(args) } => bench::image(&args)?,

@@ -20,6 +20,7 @@ mod attest;
 mod pipeline;
 mod sbom;
 mod summary;
+mod vex;
 
 pub use pipeline::{BuildError, BuildOptions, EvidenceOptions, Progress, build, fetch, lock_toolchain};
 pub use summary::{Artifact, BinaryRecord, Summary, ToolchainRecord};

@@ -335,6 +335,7 @@ fn build_image(
     };
     progress.step(name, "writing the SBOM");
     crate::sbom::write(&ctx)?;
+    crate::vex::write(&ctx)?;
     progress.step(name, "writing provenance and signatures");
     crate::attest::write(&ctx)?;
 
