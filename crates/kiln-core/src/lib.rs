@@ -7,5 +7,6 @@
 pub mod canonical;
 mod digest;
 pub mod fsx;
+pub mod time;
 
 pub use digest::{Digest, DigestError, HashingReader, HashingWriter};

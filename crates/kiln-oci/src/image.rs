@@ -20,7 +20,7 @@ use crate::base::BaseImage;
 use crate::error::{Error, Result};
 use crate::layer::{Layer, LayerDescriptor};
 use crate::layout::{copy_blob_verified, write_blob_bytes, write_blob_stream, write_file_atomic};
-use crate::timefmt::rfc3339;
+use kiln_core::time::rfc3339;
 
 /// The OS/architecture an image runs on (the config's `os`, `architecture`, `variant`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -29,7 +29,6 @@ pub mod gzip;
 mod image;
 mod layer;
 mod layout;
-mod timefmt;
 
 pub use archive::{write_docker_archive, write_oci_archive};
 pub use base::BaseImage;

@@ -1,7 +1,9 @@
-//! RFC 3339 formatting of `SOURCE_DATE_EPOCH` without a date-time dependency.
+//! RFC 3339 formatting of `SOURCE_DATE_EPOCH` without a date-time dependency: every kiln
+//! document that carries a date (image config, SBOM, provenance, VEX) formats it here, so
+//! they all agree to the second.
 
 /// Formats Unix seconds as `YYYY-MM-DDTHH:MM:SSZ` (UTC, no fractional seconds).
-pub(crate) fn rfc3339(secs: u64) -> String {
+pub fn rfc3339(secs: u64) -> String {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let (y, m, d) = civil_from_days(days);
