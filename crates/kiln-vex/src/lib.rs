@@ -1,0 +1,96 @@
+//! VEX for kiln images, and the vulnerability gate.
+//!
+//! Inputs: the image's CycloneDX SBOM (`sbom.cdx.json`, read as a file so any CycloneDX SBOM
+//! works), the project's triage statements ([`statements::STATEMENTS_FILE`]), OSV advisories
+//! (single files and the project's [`osv::ADVISORIES_DIR`]) and scanners' SARIF 2.1.0.
+//! Outputs: three VEX documents written from one model ([`docs`]) and the gate's verdict
+//! ([`gate`]). Nothing here touches the network or the clock.
+
+pub mod docs;
+mod error;
+pub mod findings;
+pub mod gate;
+pub mod osv;
+pub mod purl;
+pub mod sarif;
+pub mod sbom;
+pub mod severity;
+pub mod statements;
+mod time;
+pub mod version;
+
+use std::path::{Path, PathBuf};
+
+pub use docs::{Documents, Model};
+pub use error::{Result, VexError};
+pub use findings::Finding;
+pub use gate::GateReport;
+pub use osv::Advisory;
+pub use sbom::Sbom;
+pub use severity::Severity;
+pub use statements::Statements;
+pub use time::rfc3339;
+
+/// The files the VEX step writes, in the image's output directory.
+pub const CSAF_FILE: &str = "vex.csaf.json";
+pub const OPENVEX_FILE: &str = "vex.openvex.json";
+pub const CDX_FILE: &str = "vex.cdx.json";
+/// The SBOM the VEX step reads, in the same directory.
+pub const SBOM_FILE: &str = "sbom.cdx.json";
+/// The gate's verdict, in the same directory.
+pub const GATE_FILE: &str = "gate.json";
+
+/// Builds the three documents from parsed inputs: every advisory is matched against the
+/// SBOM, and each affected match without a statement is listed as under investigation.
+pub fn documents(
+    sbom: &Sbom,
+    statements: &Statements,
+    advisories: &[Advisory],
+    sde: u64,
+) -> Result<Documents> {
+    let findings = findings::merge(
+        advisories
+            .iter()
+            .flat_map(|a| a.findings(sbom, false))
+            .collect(),
+    );
+    Ok(docs::model(sbom, statements, &findings, sde)?.documents())
+}
+
+/// The pipeline's VEX step for one image: when `project` has a statements file, reads the
+/// SBOM from `out`, the statements and the advisory directory, and writes the three
+/// documents into `out`. Returns the paths written; none when the project has no
+/// statements file. On any error nothing is written.
+pub fn write_for_project(project: &Path, out: &Path, sde: u64) -> Result<Vec<PathBuf>> {
+    let statements_path = project.join(statements::STATEMENTS_FILE);
+    if !statements_path.exists() {
+        return Ok(Vec::new());
+    }
+    let sbom_path = out.join(SBOM_FILE);
+    if !sbom_path.is_file() {
+        return Err(VexError::invalid(
+            &sbom_path,
+            "sbom",
+            "the SBOM is missing, and VEX is written against it",
+            "the SBOM step must run before the VEX step (or remove vex/statements.toml)",
+        ));
+    }
+    let sbom = Sbom::load(&sbom_path)?;
+    let statements = Statements::load(&statements_path, &sbom)?;
+    let advisories = osv::load_dir(&project.join(osv::ADVISORIES_DIR))?;
+    let docs = documents(&sbom, &statements, &advisories, sde)?;
+    let mut written = Vec::new();
+    for (name, bytes) in [
+        (CSAF_FILE, &docs.csaf),
+        (OPENVEX_FILE, &docs.openvex),
+        (CDX_FILE, &docs.cdx),
+    ] {
+        let path = out.join(name);
+        kiln_core::fsx::write_atomic(&path, bytes).map_err(|source| VexError::Write {
+            path: path.clone(),
+            source,
+        })?;
+        written.push(path);
+    }
+    Ok(written)
+}

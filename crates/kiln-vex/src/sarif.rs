@@ -1,0 +1,283 @@
+//! Scanner findings from SARIF 2.1.0 (trivy, grype and similar): the rule id is the
+//! vulnerability id, the severity is `security-severity` (a CVSS number) or the level, and
+//! the package comes from the result's `purl` property, a `pkg:` logical location, or the
+//! `Package: NAME` / `Installed Version: V` lines (trivy) or `package: NAME, version V`
+//! (grype) of the message.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::error::{Result, VexError, from_json, read};
+use crate::findings::Finding;
+use crate::purl::Purl;
+use crate::sbom::Sbom;
+use crate::severity::Severity;
+
+#[derive(Deserialize)]
+struct RawSarif {
+    version: String,
+    runs: Vec<RawRun>,
+}
+
+#[derive(Deserialize)]
+struct RawRun {
+    tool: RawTool,
+    #[serde(default)]
+    results: Vec<RawResult>,
+}
+
+#[derive(Deserialize)]
+struct RawTool {
+    driver: RawDriver,
+}
+
+#[derive(Deserialize)]
+struct RawDriver {
+    #[serde(default)]
+    rules: Vec<RawRule>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawRule {
+    id: String,
+    short_description: Option<RawMessage>,
+    default_configuration: Option<RawConfiguration>,
+    properties: Option<BTreeMap<String, Value>>,
+}
+
+#[derive(Deserialize)]
+struct RawConfiguration {
+    level: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawMessage {
+    text: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawResult {
+    rule_id: Option<String>,
+    rule_index: Option<usize>,
+    level: Option<String>,
+    message: Option<RawMessage>,
+    #[serde(default)]
+    locations: Vec<RawLocation>,
+    properties: Option<BTreeMap<String, Value>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawLocation {
+    #[serde(default)]
+    logical_locations: Vec<RawLogical>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawLogical {
+    name: Option<String>,
+    fully_qualified_name: Option<String>,
+}
+
+/// What a result says about its package.
+enum Package {
+    Purl(Purl, String),
+    NameVersion(String, String),
+}
+
+/// Reads a SARIF file and matches each result to the SBOM. A result for a package the SBOM
+/// does not contain becomes a finding without a component.
+pub fn load(path: &Path, sbom: &Sbom) -> Result<Vec<Finding>> {
+    parse(path, &read(path)?, sbom)
+}
+
+pub fn parse(path: &Path, bytes: &[u8], sbom: &Sbom) -> Result<Vec<Finding>> {
+    let raw: RawSarif = from_json(path, bytes)?;
+    if raw.version != "2.1.0" {
+        return Err(VexError::invalid(
+            path,
+            "version",
+            format!("SARIF version `{}`", raw.version),
+            "give a SARIF 2.1.0 file",
+        ));
+    }
+    let mut out = Vec::new();
+    for (r, run) in raw.runs.iter().enumerate() {
+        for (i, res) in run.results.iter().enumerate() {
+            let entry = format!("runs[{r}].results[{i}]");
+            let bad = |m: String, fix: &str| VexError::invalid(path, entry.clone(), m, fix);
+            let rule = match (&res.rule_id, res.rule_index) {
+                (_, Some(k)) => Some(run.tool.driver.rules.get(k).ok_or_else(|| {
+                    bad(
+                        format!("ruleIndex {k} is out of range"),
+                        "fix the scanner output",
+                    )
+                })?),
+                (Some(id), None) => run.tool.driver.rules.iter().find(|x| &x.id == id),
+                (None, None) => None,
+            };
+            let id = res
+                .rule_id
+                .clone()
+                .or_else(|| rule.map(|x| x.id.clone()))
+                .ok_or_else(|| {
+                    bad(
+                        "no ruleId".into(),
+                        "each result must name its vulnerability as ruleId",
+                    )
+                })?;
+            let package = package_of(res).ok_or_else(|| {
+                bad(format!("cannot tell which package `{id}` is reported for"), "give the result a `purl` property, a logical location named by purl, or a message with `Package:` and `Installed Version:`")
+            })?;
+            // grype names rules `CVE-...-<package>`; the vulnerability is the prefix.
+            let pkg_name = match &package {
+                Package::Purl(p, _) => p.name.clone(),
+                Package::NameVersion(n, _) => n.clone(),
+            };
+            let id = id
+                .strip_suffix(&format!("-{pkg_name}"))
+                .map(str::to_string)
+                .unwrap_or(id);
+            let (severity, score) = severity_of(res, rule).map_err(|m| {
+                bad(
+                    m,
+                    "security-severity must be a CVSS score between 0.0 and 10.0",
+                )
+            })?;
+            let summary = rule
+                .and_then(|x| x.short_description.as_ref())
+                .and_then(|d| d.text.clone());
+            let source = path.display().to_string();
+            let mut push = |component, package: String, why: String| {
+                out.push(Finding {
+                    id: id.clone(),
+                    aliases: Default::default(),
+                    severity,
+                    score,
+                    summary: summary.clone(),
+                    component,
+                    package,
+                    affected: true,
+                    why,
+                    sources: [source.clone()].into(),
+                })
+            };
+            match &package {
+                Package::Purl(p, text) => {
+                    let comps: Vec<_> = sbom
+                        .components
+                        .iter()
+                        .filter(|c| p.designates(&c.purl))
+                        .collect();
+                    if comps.is_empty() {
+                        push(None, text.clone(), "reported by the scanner".into());
+                    }
+                    for c in comps {
+                        push(
+                            Some(c.clone()),
+                            c.purl_text.clone(),
+                            "reported by the scanner".into(),
+                        );
+                    }
+                }
+                Package::NameVersion(n, v) => {
+                    let comps: Vec<_> = sbom
+                        .components
+                        .iter()
+                        .filter(|c| {
+                            &c.purl.name == n
+                                && c.purl.version.as_ref().or(c.version.as_ref()) == Some(v)
+                        })
+                        .collect();
+                    if comps.is_empty() {
+                        push(None, format!("{n}@{v}"), "reported by the scanner".into());
+                    }
+                    for c in comps {
+                        push(
+                            Some(c.clone()),
+                            c.purl_text.clone(),
+                            "reported by the scanner".into(),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn package_of(res: &RawResult) -> Option<Package> {
+    let from_purl = |s: &str| Purl::parse(s).ok().map(|p| Package::Purl(p, s.to_string()));
+    if let Some(p) = res
+        .properties
+        .as_ref()
+        .and_then(|p| p.get("purl"))
+        .and_then(Value::as_str)
+        .and_then(from_purl)
+    {
+        return Some(p);
+    }
+    for l in res.locations.iter().flat_map(|l| &l.logical_locations) {
+        for n in [&l.fully_qualified_name, &l.name].into_iter().flatten() {
+            if n.starts_with("pkg:")
+                && let Some(p) = from_purl(n)
+            {
+                return Some(p);
+            }
+        }
+    }
+    let text = res.message.as_ref()?.text.as_deref()?;
+    let line = |key: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(key))
+            .map(|v| v.trim().to_string())
+    };
+    if let (Some(n), Some(v)) = (line("Package:"), line("Installed Version:")) {
+        return Some(Package::NameVersion(n, v));
+    }
+    // grype: "... in cargo package: itoa, version 1.0.19 was found at: ..."
+    let after = text.split_once("package: ")?.1;
+    let (n, rest) = after.split_once(", version ")?;
+    let v = rest.split_whitespace().next()?;
+    Some(Package::NameVersion(n.trim().to_string(), v.to_string()))
+}
+
+fn severity_of(
+    res: &RawResult,
+    rule: Option<&RawRule>,
+) -> std::result::Result<(Severity, Option<f64>), String> {
+    let props = [
+        res.properties.as_ref(),
+        rule.and_then(|r| r.properties.as_ref()),
+    ];
+    for p in props.into_iter().flatten() {
+        if let Some(v) = p.get("security-severity") {
+            let score = match v {
+                Value::String(s) => s.trim().parse::<f64>().ok(),
+                Value::Number(n) => n.as_f64(),
+                _ => None,
+            }
+            .filter(|s| (0.0..=10.0).contains(s))
+            .ok_or_else(|| format!("security-severity `{v}` is not a CVSS score"))?;
+            return Ok((Severity::from_score(score), Some(score)));
+        }
+    }
+    let level = res.level.clone().or_else(|| {
+        rule.and_then(|r| r.default_configuration.as_ref())
+            .and_then(|c| c.level.clone())
+    });
+    Ok(match level.as_deref() {
+        Some("error") => (Severity::High, None),
+        Some("warning") => (Severity::Medium, None),
+        Some("note") => (Severity::Low, None),
+        Some("none") => (Severity::None, None),
+        Some(other) => return Err(format!("unknown level `{other}`")),
+        None => (Severity::Unknown, None),
+    })
+}
