@@ -15,6 +15,7 @@ const APT: &[(&str, &str)] = &[
     ("skopeo", "skopeo"),
     ("umoci", "umoci"),
     ("runc", "runc"),
+    ("podman", "podman"),
     ("docker-registry", "docker-registry"),
     ("jq", "jq"),
     ("tar", "tar"),

@@ -59,10 +59,10 @@ fn builds_are_byte_identical_across_directories_and_environments() {
     assert_eq!(ta.len(), 8, "unexpected outputs {:?}", ta.keys());
 }
 
-/// skopeo reads the layout and both archives, and round-trips layout → archive → layout
-/// without changing the manifest.
+/// skopeo reads the layout and both archives and round-trips layout → archive → layout
+/// without changing the manifest; podman loads the docker-archive and runs it.
 #[test]
-fn skopeo_accepts_layout_and_archives() {
+fn skopeo_and_podman_accept_layout_and_archives() {
     let p = Project::hello();
     let summary = p.build();
     let digest = summary["digest"].as_str().unwrap().to_string();
@@ -81,6 +81,20 @@ fn skopeo_accepts_layout_and_archives() {
     assert_eq!(v["Layers"], summary["layers"].as_array().unwrap().iter().map(|l| l["diff_id"].clone()).collect::<serde_json::Value>());
 
     let work = tempfile::tempdir().unwrap();
+    // `podman load` takes the docker-archive and runs it.
+    let podman = |args: &[&str]| {
+        let mut c = privileged("podman");
+        c.arg("--root").arg(work.path().join("podman-root")).arg("--runroot").arg(work.path().join("podman-run"));
+        c.args(["--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "file", "--runtime", "runc"]);
+        c.args(args);
+        c
+    };
+    let loaded = run_ok(&mut podman(&["load", "-i", &img.join("image.docker.tar").display().to_string()]));
+    assert!(String::from_utf8_lossy(&loaded.stdout).contains("hello:latest"), "{loaded:?}");
+    let ran = run_ok(&mut podman(&["run", "--rm", "--network=none", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", "localhost/hello:latest"]));
+    assert!(String::from_utf8_lossy(&ran.stdout).contains("Hello from a hermetic"), "{ran:?}");
+    let _ = privileged("rm").arg("-rf").arg(work.path().join("podman-root")).arg(work.path().join("podman-run")).output();
+
     let archive = work.path().join("copy.tar");
     let back = work.path().join("back");
     run_ok(skopeo().args(["copy", &format!("oci:{}:latest", img.join("oci").display()), &format!("oci-archive:{}:latest", archive.display())]));
