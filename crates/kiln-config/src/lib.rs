@@ -54,6 +54,18 @@ pub struct Config {
     pub digest: Digest,
     pub project: Project,
     pub images: Vec<ImageSpec>,
+    /// `[lineage]`: tags provenance carries (`KILN_LINEAGE_*` override them).
+    pub lineage: Lineage,
+}
+
+/// `[lineage]`: where the source came from, which transformation this build is, and the
+/// policy version that governs it. Carried into provenance so a verifier can require them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lineage {
+    pub source: Option<String>,
+    pub transform: Option<String>,
+    pub policy_version: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -186,6 +198,8 @@ struct RawConfig {
     project: Project,
     #[serde(default, rename = "image")]
     images: Vec<ImageSpec>,
+    #[serde(default)]
+    lineage: Lineage,
 }
 
 impl Config {
@@ -217,6 +231,7 @@ impl Config {
             digest: Digest::of(bytes),
             project: raw.project,
             images: raw.images,
+            lineage: raw.lineage,
         };
         config.validate()?;
         Ok(config)

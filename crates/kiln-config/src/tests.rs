@@ -122,3 +122,16 @@ fn missing_file_says_how_to_fix() {
     let e = Config::load(d.path()).unwrap_err().to_string();
     assert!(e.contains("kiln.toml") && e.contains("-C DIR"), "{e}");
 }
+
+#[test]
+fn lineage_table_is_optional_and_strict() {
+    let (_d, c) = project(OK);
+    assert_eq!(c.unwrap().lineage, Lineage::default());
+    let with = format!("{OK}\n[lineage]\nsource = \"https://github.com/o/r\"\ntransform = \"release\"\npolicy_version = \"2\"\n");
+    let (_d, c) = project(&with);
+    let l = c.unwrap().lineage;
+    assert_eq!((l.source.as_deref(), l.transform.as_deref(), l.policy_version.as_deref()), (Some("https://github.com/o/r"), Some("release"), Some("2")));
+    let (_d, c) = project(&format!("{OK}\n[lineage]\nsorce = \"x\"\n"));
+    let e = c.unwrap_err().to_string();
+    assert!(e.contains("sorce") && e.contains("line"), "{e}");
+}

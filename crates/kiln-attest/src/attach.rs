@@ -1,0 +1,131 @@
+//! Attaching evidence to an image as OCI 1.1 referrers, inside its image layout.
+//!
+//! Each piece of evidence becomes an artifact manifest: an image manifest with
+//! `artifactType`, the empty config descriptor, one layer (the file) and `subject` = the
+//! image manifest. The manifests are listed in `index.json` after the image (which keeps
+//! its `ref.name` and stays first, so `oci:DIR:TAG` still resolves to it), and carry
+//! `artifactType` and annotations there too: that is what `skopeo copy --all`, `oras` and
+//! the referrers API (or its tag-schema fallback) read, so the layout pushes as-is.
+//! JSON goes through `kiln_core::canonical` and every file appears via a rename.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use kiln_core::{Digest, canonical, fsx};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{Result, io};
+
+pub const MEDIA_TYPE_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const MEDIA_TYPE_EMPTY: &str = "application/vnd.oci.empty.v1+json";
+/// The `{}` blob every artifact manifest uses as its config.
+pub const EMPTY_BLOB: &[u8] = b"{}";
+pub const ANNOTATION_TITLE: &str = "org.opencontainers.image.title";
+pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
+/// Annotations that say what a referrer attests (read by cosign, the Sigstore OCI
+/// conventions and kiln's `verify`).
+pub const ANNOTATION_BUNDLE_PREDICATE: &str = "dev.sigstore.bundle.predicateType";
+pub const ANNOTATION_BUNDLE_CONTENT: &str = "dev.sigstore.bundle.content";
+pub const ANNOTATION_INTOTO_PREDICATE: &str = "in-toto.io/predicate-type";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Descriptor {
+    pub media_type: String,
+    pub digest: Digest,
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// An OCI 1.1 artifact manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ArtifactManifest {
+    pub schema_version: u32,
+    pub media_type: String,
+    pub artifact_type: String,
+    pub config: Descriptor,
+    pub layers: Vec<Descriptor>,
+    pub subject: Descriptor,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// One piece of evidence to attach.
+#[derive(Debug, Clone)]
+pub struct Attachment {
+    /// The file's name beside the image (becomes the layer's title).
+    pub file: String,
+    pub artifact_type: String,
+    pub media_type: String,
+    pub bytes: Vec<u8>,
+    pub annotations: BTreeMap<String, String>,
+}
+
+pub(crate) fn blob_path(layout: &Path, d: &Digest) -> std::path::PathBuf {
+    layout.join("blobs").join("sha256").join(d.hex())
+}
+
+fn write_blob(layout: &Path, bytes: &[u8]) -> Result<Digest> {
+    let d = Digest::of(bytes);
+    let p = blob_path(layout, &d);
+    fsx::write_atomic(&p, bytes).map_err(io("cannot write", &p))?;
+    Ok(d)
+}
+
+/// Attaches `items` to the image manifest `subject` in `layout`, replacing any referrers a
+/// previous run attached (so re-running gives the same index). Returns the descriptors of
+/// the artifact manifests, in index order (sorted by file name).
+pub fn attach(layout: &Path, subject: &Descriptor, items: &[Attachment]) -> Result<Vec<Descriptor>> {
+    let empty = write_blob(layout, EMPTY_BLOB)?;
+    let mut added = Vec::new();
+    let mut items: Vec<&Attachment> = items.iter().collect();
+    items.sort_by(|a, b| a.file.cmp(&b.file));
+    for it in items {
+        let layer_digest = write_blob(layout, &it.bytes)?;
+        let manifest = ArtifactManifest {
+            schema_version: 2,
+            media_type: MEDIA_TYPE_MANIFEST.into(),
+            artifact_type: it.artifact_type.clone(),
+            config: Descriptor { media_type: MEDIA_TYPE_EMPTY.into(), digest: empty, size: 2, artifact_type: None, annotations: BTreeMap::new() },
+            layers: vec![Descriptor {
+                media_type: it.media_type.clone(),
+                digest: layer_digest,
+                size: it.bytes.len() as u64,
+                artifact_type: None,
+                annotations: BTreeMap::from([(ANNOTATION_TITLE.into(), it.file.clone())]),
+            }],
+            subject: Descriptor { annotations: BTreeMap::new(), artifact_type: None, ..subject.clone() },
+            annotations: it.annotations.clone(),
+        };
+        let bytes = canonical::to_vec(&manifest).expect("manifest serializes");
+        let digest = write_blob(layout, &bytes)?;
+        let mut annotations = it.annotations.clone();
+        annotations.insert(ANNOTATION_TITLE.into(), it.file.clone());
+        added.push(Descriptor {
+            media_type: MEDIA_TYPE_MANIFEST.into(),
+            digest,
+            size: bytes.len() as u64,
+            artifact_type: Some(it.artifact_type.clone()),
+            annotations,
+        });
+    }
+
+    let index_path = layout.join("index.json");
+    let raw = std::fs::read(&index_path).map_err(io("cannot read", &index_path))?;
+    let mut index: Value = serde_json::from_slice(&raw)
+        .map_err(|e| crate::Error::Invalid { file: index_path.display().to_string(), message: e.to_string() })?;
+    let manifests = index["manifests"].as_array_mut().ok_or_else(|| crate::Error::Invalid {
+        file: index_path.display().to_string(),
+        message: "no `manifests` array".into(),
+    })?;
+    manifests.retain(|m| m.get("artifactType").is_none());
+    manifests.extend(added.iter().map(|d| serde_json::to_value(d).expect("descriptor serializes")));
+    let bytes = canonical::to_vec(&index).expect("index serializes");
+    fsx::write_atomic(&index_path, &bytes).map_err(io("cannot write", &index_path))?;
+    Ok(added)
+}

@@ -1,0 +1,161 @@
+//! The attestation step: provenance, signatures over every piece of evidence, and the
+//! referrers that attach them to the image.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use kiln_core::{Digest, canonical, fsx};
+
+use crate::attach::{self, ANNOTATION_BUNDLE_CONTENT, ANNOTATION_BUNDLE_PREDICATE, ANNOTATION_INTOTO_PREDICATE, Attachment, Descriptor};
+use crate::dsse::{BUNDLE_MEDIA_TYPE, Bundle, Envelope, PAYLOAD_TYPE};
+use crate::error::{Result, io};
+use crate::keys::SigningKey;
+use crate::provenance::{self, ProvenanceInputs, ResourceDescriptor, SLSA_PROVENANCE_V1, Statement};
+
+/// An evidence document another step may have written beside the image.
+#[derive(Debug, Clone, Copy)]
+pub struct EvidenceKind {
+    pub file: &'static str,
+    pub media_type: &'static str,
+    /// The in-toto predicate type of the statement that signs it.
+    pub predicate_type: &'static str,
+    /// SBOMs are provenance subjects; VEX documents are not (they change after release).
+    pub is_sbom: bool,
+}
+
+/// Every evidence file kiln knows, in the order it is processed. Whichever exist are
+/// signed and attached; absent ones are skipped, so this step works before and after the
+/// SBOM and VEX steps exist.
+pub const EVIDENCE: &[EvidenceKind] = &[
+    EvidenceKind { file: "sbom.cdx.json", media_type: "application/vnd.cyclonedx+json", predicate_type: "https://cyclonedx.org/bom", is_sbom: true },
+    EvidenceKind { file: "sbom.spdx.json", media_type: "application/spdx+json", predicate_type: "https://spdx.dev/Document", is_sbom: true },
+    EvidenceKind { file: "vex.openvex.json", media_type: "application/vnd.openvex+json", predicate_type: "https://openvex.dev/ns", is_sbom: false },
+    EvidenceKind { file: "vex.csaf.json", media_type: "application/csaf+json", predicate_type: "https://docs.oasis-open.org/csaf/csaf/v2.0", is_sbom: false },
+    EvidenceKind { file: "vex.cdx.json", media_type: "application/vnd.cyclonedx+json", predicate_type: "https://cyclonedx.org/vex", is_sbom: false },
+];
+
+/// How evidence is signed.
+pub enum Signer<'a> {
+    /// Not signed: the provenance statement is written as `provenance.json` and attached
+    /// unsigned, as `cosign attest` without a key would refuse to do — kiln still records
+    /// what it built, and `verify` reports "no signature".
+    Unsigned,
+    Key(&'a SigningKey),
+    /// Sigstore keyless (Fulcio certificate + Rekor entry).
+    Keyless(&'a crate::keyless::Keyless),
+}
+
+/// What [`write`] produced.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// Files written beside the image, sorted.
+    pub files: Vec<String>,
+    /// The artifact manifests attached to the image.
+    pub referrers: Vec<Descriptor>,
+    pub signed: bool,
+}
+
+/// `sbom.cdx.json` → `sbom.cdx.intoto.json` / `sbom.cdx.sigstore.json`.
+pub fn envelope_file(evidence: &str) -> String {
+    format!("{}.intoto.json", evidence.trim_end_matches(".json"))
+}
+pub fn bundle_file(evidence: &str) -> String {
+    format!("{}.sigstore.json", evidence.trim_end_matches(".json"))
+}
+pub const PROVENANCE_FILE: &str = "provenance.json";
+
+/// Writes provenance, signs it and each evidence file in `out`, and attaches it all to
+/// the image in `layout` whose manifest is `image`. `inputs.sboms` is filled here from the
+/// SBOM files present.
+pub fn write(out: &Path, layout: &Path, image: &Descriptor, mut inputs: ProvenanceInputs, signer: &Signer) -> Result<Written> {
+    let mut present = Vec::new();
+    for kind in EVIDENCE {
+        let p = out.join(kind.file);
+        if p.is_file() {
+            let bytes = std::fs::read(&p).map_err(io("cannot read", &p))?;
+            present.push((*kind, bytes));
+        }
+    }
+    inputs.sboms = present.iter().filter(|(k, _)| k.is_sbom).map(|(k, b)| (k.file.to_string(), Digest::of(b))).collect();
+
+    let image_subject = ResourceDescriptor::sha256(provenance::image_subject_name(&inputs.image, &inputs.tag), image.digest);
+    let mut statements: Vec<(String, Statement)> = vec![(PROVENANCE_FILE.into(), provenance::statement(&inputs))];
+    let mut attachments = Vec::new();
+    for (kind, bytes) in &present {
+        let doc: serde_json::Value = serde_json::from_slice(bytes)
+            .map_err(|e| crate::Error::Invalid { file: kind.file.into(), message: format!("not JSON ({e}); the step that wrote it is broken") })?;
+        let predicate_type = predicate_type_of(kind, &doc);
+        statements.push((kind.file.into(), provenance::document_statement(image_subject.clone(), &predicate_type, doc)));
+        attachments.push(Attachment {
+            file: kind.file.into(),
+            artifact_type: kind.media_type.into(),
+            media_type: kind.media_type.into(),
+            bytes: bytes.clone(),
+            annotations: BTreeMap::new(),
+        });
+    }
+
+    let mut files = Vec::new();
+    for (name, stmt) in &statements {
+        let payload = canonical::to_vec(stmt).expect("statement serializes");
+        let pt = stmt.predicate_type.clone();
+        let bundle = match signer {
+            Signer::Unsigned => {
+                if name == PROVENANCE_FILE {
+                    write_file(out, PROVENANCE_FILE, &payload, &mut files)?;
+                    attachments.push(Attachment {
+                        file: PROVENANCE_FILE.into(),
+                        artifact_type: PAYLOAD_TYPE.into(),
+                        media_type: PAYLOAD_TYPE.into(),
+                        bytes: payload,
+                        annotations: BTreeMap::from([(ANNOTATION_INTOTO_PREDICATE.into(), pt)]),
+                    });
+                }
+                continue;
+            }
+            Signer::Key(key) => Bundle::keyed(Envelope::sign(&payload, key), key.public()),
+            Signer::Keyless(k) => k.sign(&payload)?,
+        };
+        let env_bytes = canonical::to_vec(&bundle.dsse_envelope).expect("envelope serializes");
+        write_file(out, &envelope_file(name), &env_bytes, &mut files)?;
+        let bundle_bytes = canonical::to_vec(&bundle).expect("bundle serializes");
+        let bf = bundle_file(name);
+        write_file(out, &bf, &bundle_bytes, &mut files)?;
+        attachments.push(Attachment {
+            file: bf,
+            artifact_type: BUNDLE_MEDIA_TYPE.into(),
+            media_type: BUNDLE_MEDIA_TYPE.into(),
+            bytes: bundle_bytes,
+            annotations: BTreeMap::from([
+                (ANNOTATION_BUNDLE_CONTENT.into(), "dsse-envelope".into()),
+                (ANNOTATION_BUNDLE_PREDICATE.into(), pt.clone()),
+                (ANNOTATION_INTOTO_PREDICATE.into(), pt),
+            ]),
+        });
+    }
+    let referrers = attach::attach(layout, image, &attachments)?;
+    files.sort();
+    Ok(Written { files, referrers, signed: !matches!(signer, Signer::Unsigned) })
+}
+
+fn predicate_type_of(kind: &EvidenceKind, doc: &serde_json::Value) -> String {
+    // SPDX's registered predicate names the version: https://spdx.dev/Document/v2.3.
+    if kind.file == "sbom.spdx.json"
+        && let Some(v) = doc.get("spdxVersion").and_then(|v| v.as_str()).and_then(|v| v.strip_prefix("SPDX-"))
+    {
+        return format!("{}/v{v}", kind.predicate_type);
+    }
+    kind.predicate_type.to_string()
+}
+
+fn write_file(out: &Path, name: &str, bytes: &[u8], files: &mut Vec<String>) -> Result<()> {
+    let p = out.join(name);
+    fsx::write_atomic(&p, bytes).map_err(io("cannot write", &p))?;
+    files.push(name.to_string());
+    Ok(())
+}
+
+/// Is `pt` the SLSA provenance predicate?
+pub fn is_provenance(pt: &str) -> bool {
+    pt == SLSA_PROVENANCE_V1
+}

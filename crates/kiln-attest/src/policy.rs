@@ -1,0 +1,177 @@
+//! Verification policy: which signers are trusted and which attestations must be present.
+//!
+//! ```toml
+//! [[keys]]
+//! path = "kiln.pub"                      # relative to the policy file
+//!
+//! [[identities]]                         # keyless: Fulcio certificate identity
+//! issuer = "https://token.actions.githubusercontent.com"
+//! subject_regexp = "^https://github.com/kiln-build/kiln/\\.github/workflows/.*@refs/tags/v.*$"
+//!
+//! [[require]]
+//! predicate_type = "https://slsa.dev/provenance/v1"
+//! build_type = "https://github.com/kiln-build/kiln/buildtypes/oci-image/v1"
+//! builder_id = "https://github.com/kiln-build/kiln/builders/local/v1"   # exact, or
+//! # builder_id_regexp = "^https://github.com/kiln-build/.*$"
+//! lineage = ["source", "transform", "policy_version"]
+//! sbom = true                            # the provenance names an SBOM subject
+//!
+//! [[require]]
+//! predicate_type = "https://cyclonedx.org/bom"
+//! ```
+//!
+//! Parsed strictly like `kiln.toml`: an unknown key is an error naming key, line and file
+//! (a misspelt `bulder_id` must not silently turn a check off).
+
+use std::path::{Path, PathBuf};
+
+use regex::Regex;
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::keys::PublicKey;
+use crate::provenance::LINEAGE_KEYS;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    #[serde(default)]
+    keys: Vec<RawKey>,
+    #[serde(default)]
+    identities: Vec<RawIdentity>,
+    #[serde(default, rename = "require")]
+    requires: Vec<Requirement>,
+    /// PEM file(s) of the Fulcio root CA(s) trusted for keyless certificates.
+    #[serde(default)]
+    fulcio_roots: Vec<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKey {
+    path: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIdentity {
+    issuer: String,
+    subject_regexp: String,
+}
+
+/// A keyless identity: the OIDC issuer and a regexp the certificate's SAN must match.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub issuer: String,
+    pub subject: Regex,
+}
+
+/// One required attestation.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Requirement {
+    pub predicate_type: String,
+    pub build_type: Option<String>,
+    pub builder_id: Option<String>,
+    pub builder_id_regexp: Option<String>,
+    #[serde(default)]
+    pub lineage: Vec<String>,
+    #[serde(default)]
+    pub sbom: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub path: PathBuf,
+    pub keys: Vec<(PathBuf, PublicKey)>,
+    pub identities: Vec<Identity>,
+    /// Fulcio root certificates (DER) for keyless bundles.
+    pub fulcio_roots: Vec<Vec<u8>>,
+    pub requires: Vec<Requirement>,
+}
+
+impl Policy {
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Policy { path: path.into(), message: format!("cannot read: {e}") })?;
+        Self::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Self> {
+        let err = |message: String| Error::Policy { path: path.into(), message };
+        let de = toml::de::Deserializer::parse(text).map_err(|e| err(describe(text, &e, "")))?;
+        let raw: RawPolicy = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            err(describe(text, e.inner(), &key))
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let mut keys = Vec::new();
+        for (i, k) in raw.keys.iter().enumerate() {
+            let p = base.join(&k.path);
+            let key = PublicKey::load(&p).map_err(|e| err(format!("keys[{i}].path: {e}")))?;
+            keys.push((p, key));
+        }
+        let mut identities = Vec::new();
+        for (i, id) in raw.identities.iter().enumerate() {
+            let subject = Regex::new(&id.subject_regexp).map_err(|e| err(format!("identities[{i}].subject_regexp: {e}")))?;
+            identities.push(Identity { issuer: id.issuer.clone(), subject });
+        }
+        let mut fulcio_roots = Vec::new();
+        for (i, r) in raw.fulcio_roots.iter().enumerate() {
+            let p = base.join(r);
+            let text = std::fs::read_to_string(&p).map_err(|e| err(format!("fulcio_roots[{i}]: {}: {e}", p.display())))?;
+            fulcio_roots.extend(crate::keyless::pem_certificates(&text).map_err(|e| err(format!("fulcio_roots[{i}]: {e}")))?);
+        }
+        if keys.is_empty() && identities.is_empty() {
+            return Err(err("no [[keys]] and no [[identities]]: nothing would be trusted\n  fix: add `[[keys]] path = \"kiln.pub\"` or a keyless [[identities]] entry".into()));
+        }
+        for (i, r) in raw.requires.iter().enumerate() {
+            for l in &r.lineage {
+                if !LINEAGE_KEYS.contains(&l.as_str()) {
+                    return Err(err(format!("require[{i}].lineage: unknown tag `{l}`\n  fix: use {}", LINEAGE_KEYS.join(", "))));
+                }
+            }
+            if let Some(re) = &r.builder_id_regexp {
+                Regex::new(re).map_err(|e| err(format!("require[{i}].builder_id_regexp: {e}")))?;
+            }
+        }
+        Ok(Policy { path: path.into(), keys, identities, fulcio_roots, requires: raw.requires })
+    }
+}
+
+fn describe(text: &str, e: &toml::de::Error, key: &str) -> String {
+    let msg = if key.is_empty() || key == "." { e.message().to_string() } else { format!("key `{key}`: {}", e.message()) };
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let src = text.lines().nth(line - 1).unwrap_or("").trim_end();
+            format!("line {line}: {msg}\n  | {src}")
+        }
+        None => msg,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_field_named_with_line() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("p.toml");
+        let e = Policy::parse(&p, "[[require]]\npredicate_type = \"x\"\nbulder_id = \"y\"\n").unwrap_err().to_string();
+        assert!(e.contains("bulder_id") && e.contains("line 3") && e.contains("p.toml"), "{e}");
+    }
+
+    #[test]
+    fn keys_relative_to_policy_and_nothing_trusted_is_an_error() {
+        let d = tempfile::tempdir().unwrap();
+        crate::keys::keygen(&d.path().join("kiln")).unwrap();
+        let p = d.path().join("p.toml");
+        let pol = Policy::parse(&p, "[[keys]]\npath = \"kiln.pub\"\n[[require]]\npredicate_type = \"x\"\nlineage = [\"source\"]\n").unwrap();
+        assert_eq!(pol.keys.len(), 1);
+        assert!(Policy::parse(&p, "").unwrap_err().to_string().contains("nothing would be trusted"));
+        let e = Policy::parse(&p, "[[keys]]\npath = \"kiln.pub\"\n[[require]]\npredicate_type = \"x\"\nlineage = [\"sauce\"]\n").unwrap_err().to_string();
+        assert!(e.contains("sauce"), "{e}");
+    }
+}
