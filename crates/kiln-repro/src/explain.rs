@@ -1,0 +1,251 @@
+//! Why two artifacts differ: heuristics that turn a difference into a likely cause.
+//!
+//! The diff engine finds *where* bytes differ; this module looks at *what* differs — the
+//! tokens only one side has — and names the usual suspects: a timestamp, a build path, an
+//! ordering, a value from the environment, randomness, the toolchain. A digest that
+//! changed because something it covers changed is `derived`, not a cause of its own, so a
+//! report points at the one layer that differs rather than at the ten files naming it.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The likely cause of a difference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cause {
+    Timestamp,
+    BuildPath,
+    Ordering,
+    Environment,
+    Randomness,
+    Toolchain,
+    /// A digest, size or offset that changed because content it covers changed.
+    Derived,
+    Unknown,
+}
+
+impl Cause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::Timestamp => "timestamp",
+            Cause::BuildPath => "build path",
+            Cause::Ordering => "ordering",
+            Cause::Environment => "environment",
+            Cause::Randomness => "randomness",
+            Cause::Toolchain => "toolchain",
+            Cause::Derived => "derived",
+            Cause::Unknown => "unknown",
+        }
+    }
+
+    /// A root cause is one a developer fixes at its source; derived differences go away
+    /// with it.
+    pub fn is_root(self) -> bool {
+        self != Cause::Derived
+    }
+
+    /// The variations that can expose this cause (`rebuild` = any second build from
+    /// scratch; `toolchain` = a different machine, as between two CI runners).
+    pub fn exposed_by(self) -> &'static [&'static str] {
+        match self {
+            Cause::Timestamp => &["clock", "rebuild"],
+            Cause::BuildPath => &["build_path"],
+            Cause::Ordering => &["file_order", "rebuild"],
+            Cause::Environment => &["tz", "locale", "umask", "user", "hostname", "env", "path", "cpus"],
+            Cause::Randomness => &["rebuild"],
+            Cause::Toolchain => &["toolchain"],
+            Cause::Derived | Cause::Unknown => &[],
+        }
+    }
+}
+
+/// What the classifier knows about the two builds (empty when comparing trees built
+/// elsewhere: then any differing absolute path counts as a build path).
+#[derive(Debug, Clone, Default)]
+pub struct Hints {
+    /// Directories of either build (project copies, build roots).
+    pub build_dirs: Vec<String>,
+    /// Values the second build's environment was given, by variation name.
+    pub env_values: Vec<(String, String)>,
+    /// Unix time of the run; 10-digit numbers within years of it read as timestamps.
+    pub now: u64,
+}
+
+/// One explained part of a difference: a cause with the tokens that show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub cause: Cause,
+    /// The variation that matched, when the evidence names one (an environment value).
+    pub variation: Option<String>,
+    pub a: Vec<String>,
+    pub b: Vec<String>,
+}
+
+/// Splits text into the tokens the heuristics look at: runs of characters that make up
+/// paths, numbers, words and digests.
+pub fn tokens(s: &str) -> Vec<&str> {
+    s.split(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-' | ':' | '+')))
+        .map(|t| t.trim_end_matches(['.', ':']))
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+fn is_hex(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Does the token contain a sha256 digest (a content address)?
+fn has_digest(t: &str) -> bool {
+    let b = t.as_bytes();
+    let mut run = 0;
+    for &c in b {
+        if c.is_ascii_digit() || (b'a'..=b'f').contains(&c) {
+            run += 1;
+            if run >= 64 {
+                return true;
+            }
+        } else {
+            run = 0;
+        }
+    }
+    false
+}
+
+fn looks_like_time(t: &str, now: u64) -> bool {
+    // A 10-digit run (optionally with a fraction) within 30 years of now.
+    let digits: Vec<&str> = t.split(|c: char| !c.is_ascii_digit()).filter(|d| d.len() == 10).collect();
+    if digits.iter().any(|d| d.parse::<u64>().is_ok_and(|v| v.abs_diff(now) < 30 * 366 * 86400)) {
+        return true;
+    }
+    // ISO 8601 dates and times: 2024-05-01, 12:34:56.
+    let b = t.as_bytes();
+    let date = b.windows(10).any(|w| {
+        w[..4].iter().all(u8::is_ascii_digit) && w[4] == b'-' && w[5..7].iter().all(u8::is_ascii_digit) && w[7] == b'-' && w[8..].iter().all(u8::is_ascii_digit)
+    });
+    let time = b.windows(8).any(|w| {
+        w[..2].iter().all(u8::is_ascii_digit) && w[2] == b':' && w[3..5].iter().all(u8::is_ascii_digit) && w[5] == b':' && w[6..].iter().all(u8::is_ascii_digit)
+    });
+    date || time
+}
+
+const HOST_DIRS: &[&str] = &["/tmp/", "/home/", "/root/", "/build/", "/var/", "/usr/src/", "/runner/", "/github/", "/work/", "/opt/", "/nix/build"];
+
+fn looks_like_build_path(t: &str, hints: &Hints) -> bool {
+    if hints.build_dirs.iter().any(|d| !d.is_empty() && t.contains(d.as_str())) {
+        return true;
+    }
+    t.find('/').is_some_and(|i| HOST_DIRS.iter().any(|h| t[i..].starts_with(h)) && t[i..].matches('/').count() >= 3)
+}
+
+fn looks_random(t: &str) -> bool {
+    // A long hex run that is not a 64-digit digest, or a long mixed alphanumeric token.
+    if t.len() >= 16 && is_hex(t) {
+        return true;
+    }
+    let alnum = t.len() >= 20 && t.bytes().all(|b| b.is_ascii_alphanumeric());
+    alnum && t.bytes().any(|b| b.is_ascii_digit()) && t.bytes().any(|b| b.is_ascii_uppercase()) && t.bytes().any(|b| b.is_ascii_lowercase())
+}
+
+/// Classifies a single token that only one side has.
+pub fn classify_token(t: &str, hints: &Hints) -> (Cause, Option<String>) {
+    for (var, value) in &hints.env_values {
+        if value.len() >= 3 && t.contains(value.as_str()) {
+            return (Cause::Environment, Some(var.clone()));
+        }
+    }
+    if has_digest(t) {
+        return (Cause::Derived, None);
+    }
+    if looks_like_build_path(t, hints) {
+        return (Cause::BuildPath, Some("build_path".into()));
+    }
+    if looks_like_time(t, hints.now) {
+        return (Cause::Timestamp, None);
+    }
+    if looks_random(t) {
+        return (Cause::Randomness, None);
+    }
+    (Cause::Unknown, None)
+}
+
+/// Explains how text `a` differs from text `b` (two JSON strings, two runs of printable
+/// bytes). Tokens only one side has are classified one by one; when both sides have the
+/// same tokens in a different order, that is an ordering difference.
+pub fn classify_text(a: &str, b: &str, hints: &Hints) -> Vec<Finding> {
+    let ta = tokens(a);
+    let tb = tokens(b);
+    if ta == tb {
+        return if a == b { Vec::new() } else { vec![Finding { cause: Cause::Unknown, variation: None, a: vec![a.into()], b: vec![b.into()] }] };
+    }
+    let mut count: BTreeMap<&str, i64> = BTreeMap::new();
+    for t in &ta {
+        *count.entry(t).or_default() += 1;
+    }
+    for t in &tb {
+        *count.entry(t).or_default() -= 1;
+    }
+    let mut by_cause: BTreeMap<(Cause, Option<String>), Finding> = BTreeMap::new();
+    let mut explained = std::collections::BTreeSet::new();
+    for (side, list) in [(0, &ta), (1, &tb)] {
+        for t in list.iter() {
+            let c = count[t];
+            if (side == 0 && c <= 0) || (side == 1 && c >= 0) {
+                continue;
+            }
+            let (cause, variation) = classify_token(t, hints);
+            explained.insert(*t);
+            let f = by_cause.entry((cause, variation.clone())).or_insert_with(|| Finding { cause, variation, a: Vec::new(), b: Vec::new() });
+            let v = if side == 0 { &mut f.a } else { &mut f.b };
+            if !v.iter().any(|x| x == t) {
+                v.push(t.to_string());
+            }
+        }
+    }
+    // What is left after removing the unequal tokens: same tokens, maybe another order.
+    let rest_a: Vec<&str> = ta.iter().copied().filter(|t| !explained.contains(t)).collect();
+    let rest_b: Vec<&str> = tb.iter().copied().filter(|t| !explained.contains(t)).collect();
+    if rest_a != rest_b {
+        let first = rest_a.iter().zip(&rest_b).position(|(x, y)| x != y).unwrap_or(0);
+        let window = |v: &[&str]| v[first.min(v.len())..(first + 8).min(v.len())].join(" ");
+        by_cause.insert((Cause::Ordering, None), Finding { cause: Cause::Ordering, variation: None, a: vec![window(&rest_a)], b: vec![window(&rest_b)] });
+    }
+    by_cause.into_values().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hints() -> Hints {
+        Hints { build_dirs: vec!["/tmp/r/a".into(), "/tmp/r/b-x".into()], env_values: vec![("hostname".into(), "kiln-repro-b".into())], now: 1_763_600_000 }
+    }
+
+    fn causes(a: &str, b: &str) -> Vec<Cause> {
+        classify_text(a, b, &hints()).into_iter().map(|f| f.cause).collect()
+    }
+
+    #[test]
+    fn each_cause() {
+        assert_eq!(causes("built 1763600001.000000001 ok", "built 1763600011.000000002 ok"), [Cause::Timestamp]);
+        assert_eq!(causes("at 2024-01-02", "at 2027-01-02"), [Cause::Timestamp]);
+        assert_eq!(causes("src /tmp/r/a/project/x", "src /tmp/r/b-x/project/x"), [Cause::BuildPath]);
+        assert_eq!(causes("/home/alice/src/kiln/x.rs", "/home/bob/work/kiln/x.rs"), [Cause::BuildPath]);
+        assert_eq!(causes("order alpha,bravo,charlie", "order charlie,alpha,bravo"), [Cause::Ordering]);
+        assert_eq!(causes("seed 9f3a1c0d22e4b5a6", "seed 0b7e55aa13c2f9d1"), [Cause::Randomness]);
+        assert_eq!(causes("host ci-1", "host kiln-repro-b"), [Cause::Environment, Cause::Unknown]);
+        let d1 = format!("sha256:{}", "a".repeat(64));
+        let d2 = format!("sha256:{}", "b".repeat(64));
+        assert_eq!(causes(&d1, &d2), [Cause::Derived]);
+        assert!(causes("same", "same").is_empty());
+    }
+
+    #[test]
+    fn mixed_run_gives_every_cause() {
+        let a = "unrepro 1763600001.000000001 seed=9f3a1c0d22e4b5a6 order=a1,b2,c3 /tmp/r/a/project";
+        let b = "unrepro 1763600013.000000001 seed=0b7e55aa13c2f9d1 order=c3,a1,b2 /tmp/r/b-x/project";
+        let mut c = causes(a, b);
+        c.sort();
+        assert_eq!(c, [Cause::Timestamp, Cause::BuildPath, Cause::Ordering, Cause::Randomness]);
+    }
+}
