@@ -1,18 +1,89 @@
-//! `cargo xtask keygen` and `cargo xtask verify` (being written).
+//! `cargo xtask keygen` and `cargo xtask verify`: thin wrappers over kiln-attest.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-#[derive(clap::Args)]
-pub struct KeygenArgs {}
+use anyhow::{Context, bail};
 
 #[derive(clap::Args)]
-pub struct VerifyArgs {}
-
-pub fn keygen(_args: &KeygenArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`keygen` is not implemented yet")
+pub struct KeygenArgs {
+    /// Where to write: PREFIX.key (private, mode 0600) and PREFIX.pub.
+    #[arg(long, value_name = "PREFIX", default_value = "kiln")]
+    out: PathBuf,
 }
 
-pub fn verify(_project: PathBuf, _args: &VerifyArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`verify` is not implemented yet")
+#[derive(clap::Args)]
+pub struct VerifyArgs {
+    /// An image's output directory (default: target/kiln/out/<the only image>).
+    #[arg(value_name = "DIR")]
+    image_dir: Option<PathBuf>,
+    /// The policy (TOML): trusted keys/identities and required attestations.
+    #[arg(long, value_name = "FILE")]
+    policy: PathBuf,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn keygen(args: &KeygenArgs) -> anyhow::Result<ExitCode> {
+    let kp = kiln_attest::keygen(&args.out)?;
+    // Paths and the key id only: the private key itself is never printed.
+    println!(
+        "wrote {} (private, mode 0600) and {} (public)",
+        kp.private.display(),
+        kp.public.display()
+    );
+    println!("keyid {}", kp.keyid);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn verify(project: PathBuf, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
+    let policy = kiln_attest::Policy::load(&args.policy)?;
+    let dir = match &args.image_dir {
+        Some(d) => d.clone(),
+        None => {
+            let config = kiln_config::Config::load(&project)?;
+            match config.images.as_slice() {
+                [one] => project.join("target/kiln/out").join(&one.name),
+                many => bail!(
+                    "kiln.toml has {} images; name the one to verify: cargo xtask verify target/kiln/out/<{}> --policy FILE",
+                    many.len(),
+                    many.iter()
+                        .map(|i| i.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join("|")
+                ),
+            }
+        }
+    };
+    if !dir.join("oci/index.json").is_file() {
+        bail!(
+            "{} is not a kiln image output directory (no oci/index.json)\n  fix: pass target/kiln/out/<image> after `cargo xtask build`",
+            dir.display()
+        );
+    }
+    let report = kiln_attest::verify(&dir, &policy);
+    if args.json {
+        println!(
+            "{}",
+            String::from_utf8(
+                kiln_core::canonical::to_vec_pretty(&report).context("report serializes")?
+            )?
+            .trim_end()
+        );
+    } else {
+        for line in report.lines() {
+            println!("{line}");
+        }
+    }
+    if report.ok {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "kiln: verification failed: {} of {} rules failed",
+            report.checks.iter().filter(|c| !c.pass).count(),
+            report.checks.len()
+        );
+        Ok(ExitCode::FAILURE)
+    }
 }

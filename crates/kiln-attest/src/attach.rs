@@ -80,7 +80,11 @@ fn write_blob(layout: &Path, bytes: &[u8]) -> Result<Digest> {
 /// Attaches `items` to the image manifest `subject` in `layout`, replacing any referrers a
 /// previous run attached (so re-running gives the same index). Returns the descriptors of
 /// the artifact manifests, in index order (sorted by file name).
-pub fn attach(layout: &Path, subject: &Descriptor, items: &[Attachment]) -> Result<Vec<Descriptor>> {
+pub fn attach(
+    layout: &Path,
+    subject: &Descriptor,
+    items: &[Attachment],
+) -> Result<Vec<Descriptor>> {
     let empty = write_blob(layout, EMPTY_BLOB)?;
     let mut added = Vec::new();
     let mut items: Vec<&Attachment> = items.iter().collect();
@@ -91,7 +95,13 @@ pub fn attach(layout: &Path, subject: &Descriptor, items: &[Attachment]) -> Resu
             schema_version: 2,
             media_type: MEDIA_TYPE_MANIFEST.into(),
             artifact_type: it.artifact_type.clone(),
-            config: Descriptor { media_type: MEDIA_TYPE_EMPTY.into(), digest: empty, size: 2, artifact_type: None, annotations: BTreeMap::new() },
+            config: Descriptor {
+                media_type: MEDIA_TYPE_EMPTY.into(),
+                digest: empty,
+                size: 2,
+                artifact_type: None,
+                annotations: BTreeMap::new(),
+            },
             layers: vec![Descriptor {
                 media_type: it.media_type.clone(),
                 digest: layer_digest,
@@ -99,7 +109,11 @@ pub fn attach(layout: &Path, subject: &Descriptor, items: &[Attachment]) -> Resu
                 artifact_type: None,
                 annotations: BTreeMap::from([(ANNOTATION_TITLE.into(), it.file.clone())]),
             }],
-            subject: Descriptor { annotations: BTreeMap::new(), artifact_type: None, ..subject.clone() },
+            subject: Descriptor {
+                annotations: BTreeMap::new(),
+                artifact_type: None,
+                ..subject.clone()
+            },
             annotations: it.annotations.clone(),
         };
         let bytes = canonical::to_vec(&manifest).expect("manifest serializes");
@@ -117,14 +131,22 @@ pub fn attach(layout: &Path, subject: &Descriptor, items: &[Attachment]) -> Resu
 
     let index_path = layout.join("index.json");
     let raw = std::fs::read(&index_path).map_err(io("cannot read", &index_path))?;
-    let mut index: Value = serde_json::from_slice(&raw)
-        .map_err(|e| crate::Error::Invalid { file: index_path.display().to_string(), message: e.to_string() })?;
-    let manifests = index["manifests"].as_array_mut().ok_or_else(|| crate::Error::Invalid {
+    let mut index: Value = serde_json::from_slice(&raw).map_err(|e| crate::Error::Invalid {
         file: index_path.display().to_string(),
-        message: "no `manifests` array".into(),
+        message: e.to_string(),
     })?;
+    let manifests = index["manifests"]
+        .as_array_mut()
+        .ok_or_else(|| crate::Error::Invalid {
+            file: index_path.display().to_string(),
+            message: "no `manifests` array".into(),
+        })?;
     manifests.retain(|m| m.get("artifactType").is_none());
-    manifests.extend(added.iter().map(|d| serde_json::to_value(d).expect("descriptor serializes")));
+    manifests.extend(
+        added
+            .iter()
+            .map(|d| serde_json::to_value(d).expect("descriptor serializes")),
+    );
     let bytes = canonical::to_vec(&index).expect("index serializes");
     fsx::write_atomic(&index_path, &bytes).map_err(io("cannot write", &index_path))?;
     Ok(added)

@@ -36,7 +36,13 @@ pub struct EnvelopeSignature {
 
 /// DSSE pre-authentication encoding: what is actually signed, binding the payload type.
 pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
-    let mut out = format!("DSSEv1 {} {} {} ", payload_type.len(), payload_type, payload.len()).into_bytes();
+    let mut out = format!(
+        "DSSEv1 {} {} {} ",
+        payload_type.len(),
+        payload_type,
+        payload.len()
+    )
+    .into_bytes();
     out.extend_from_slice(payload);
     out
 }
@@ -48,7 +54,10 @@ impl Envelope {
         Envelope {
             payload: B64.encode(payload),
             payload_type: PAYLOAD_TYPE.into(),
-            signatures: vec![EnvelopeSignature { keyid: key.public().keyid().to_string(), sig: B64.encode(sig) }],
+            signatures: vec![EnvelopeSignature {
+                keyid: key.public().keyid().to_string(),
+                sig: B64.encode(sig),
+            }],
         }
     }
 
@@ -56,7 +65,13 @@ impl Envelope {
     pub fn parse(bytes: &[u8], file: &str) -> Result<Self> {
         let env: Envelope = parse_strict(bytes, file)?;
         if env.payload_type != PAYLOAD_TYPE {
-            return Err(invalid(file, format!("payloadType is `{}`, expected `{PAYLOAD_TYPE}`", env.payload_type)));
+            return Err(invalid(
+                file,
+                format!(
+                    "payloadType is `{}`, expected `{PAYLOAD_TYPE}`",
+                    env.payload_type
+                ),
+            ));
         }
         if env.signatures.is_empty() {
             return Err(invalid(file, "no signature in the envelope"));
@@ -65,7 +80,8 @@ impl Envelope {
     }
 
     pub fn payload_bytes(&self, file: &str) -> Result<Vec<u8>> {
-        B64.decode(&self.payload).map_err(|e| invalid(file, format!("payload is not base64 ({e})")))
+        B64.decode(&self.payload)
+            .map_err(|e| invalid(file, format!("payload is not base64 ({e})")))
     }
 
     /// The first signature made by one of `keys` that verifies, as that key's id.
@@ -74,13 +90,22 @@ impl Envelope {
         let msg = pae(&self.payload_type, &payload);
         let mut tried = Vec::new();
         for s in &self.signatures {
-            let sig = B64.decode(&s.sig).map_err(|e| invalid(file, format!("signature is not base64 ({e})")))?;
-            for k in keys.iter().filter(|k| s.keyid.is_empty() || s.keyid == k.keyid()) {
+            let sig = B64
+                .decode(&s.sig)
+                .map_err(|e| invalid(file, format!("signature is not base64 ({e})")))?;
+            for k in keys
+                .iter()
+                .filter(|k| s.keyid.is_empty() || s.keyid == k.keyid())
+            {
                 if k.verify(&msg, &sig) {
                     return Ok(k.keyid().to_string());
                 }
             }
-            tried.push(if s.keyid.is_empty() { "(no keyid)".to_string() } else { s.keyid.clone() });
+            tried.push(if s.keyid.is_empty() {
+                "(no keyid)".to_string()
+            } else {
+                s.keyid.clone()
+            });
         }
         let trusted: Vec<&str> = keys.iter().map(PublicKey::keyid).collect();
         Err(invalid(
@@ -88,7 +113,11 @@ impl Envelope {
             format!(
                 "no valid signature by a trusted key (signature keyids: {}; trusted: {})",
                 tried.join(", "),
-                if trusted.is_empty() { "none".into() } else { trusted.join(", ") }
+                if trusted.is_empty() {
+                    "none".into()
+                } else {
+                    trusted.join(", ")
+                }
             ),
         ))
     }
@@ -139,7 +168,9 @@ impl Bundle {
         Bundle {
             media_type: BUNDLE_MEDIA_TYPE.into(),
             verification_material: VerificationMaterial {
-                public_key: Some(PublicKeyHint { hint: key.keyid().to_string() }),
+                public_key: Some(PublicKeyHint {
+                    hint: key.keyid().to_string(),
+                }),
                 certificate: None,
                 tlog_entries: Vec::new(),
                 timestamp_verification_data: None,
@@ -151,14 +182,28 @@ impl Bundle {
     pub fn parse(bytes: &[u8], file: &str) -> Result<Self> {
         let b: Bundle = parse_strict(bytes, file)?;
         if b.media_type != BUNDLE_MEDIA_TYPE {
-            return Err(invalid(file, format!("mediaType is `{}`, expected `{BUNDLE_MEDIA_TYPE}`", b.media_type)));
+            return Err(invalid(
+                file,
+                format!(
+                    "mediaType is `{}`, expected `{BUNDLE_MEDIA_TYPE}`",
+                    b.media_type
+                ),
+            ));
         }
         let vm = &b.verification_material;
         if vm.public_key.is_some() == vm.certificate.is_some() {
-            return Err(invalid(file, "verificationMaterial must hold exactly one of publicKey and certificate"));
+            return Err(invalid(
+                file,
+                "verificationMaterial must hold exactly one of publicKey and certificate",
+            ));
         }
         if b.dsse_envelope.payload_type != PAYLOAD_TYPE || b.dsse_envelope.signatures.len() != 1 {
-            return Err(invalid(file, format!("dsseEnvelope must be an {PAYLOAD_TYPE} envelope with exactly one signature")));
+            return Err(invalid(
+                file,
+                format!(
+                    "dsseEnvelope must be an {PAYLOAD_TYPE} envelope with exactly one signature"
+                ),
+            ));
         }
         Ok(b)
     }
@@ -168,14 +213,24 @@ pub(crate) fn parse_strict<T: serde::de::DeserializeOwned>(bytes: &[u8], file: &
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let v = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let at = e.path().to_string();
-        invalid(file, if at == "." { e.inner().to_string() } else { format!("{at}: {}", e.inner()) })
+        invalid(
+            file,
+            if at == "." {
+                e.inner().to_string()
+            } else {
+                format!("{at}: {}", e.inner())
+            },
+        )
     })?;
     de.end().map_err(|e| invalid(file, e.to_string()))?;
     Ok(v)
 }
 
 pub(crate) fn invalid(file: &str, message: impl Into<String>) -> Error {
-    Error::Invalid { file: file.to_string(), message: message.into() }
+    Error::Invalid {
+        file: file.to_string(),
+        message: message.into(),
+    }
 }
 
 #[cfg(test)]
@@ -185,7 +240,10 @@ mod tests {
     #[test]
     fn pae_matches_the_spec_example() {
         // From the DSSE protocol document.
-        assert_eq!(pae("http://example.com/HelloWorld", b"hello world"), b"DSSEv1 29 http://example.com/HelloWorld 11 hello world");
+        assert_eq!(
+            pae("http://example.com/HelloWorld", b"hello world"),
+            b"DSSEv1 29 http://example.com/HelloWorld 11 hello world"
+        );
     }
 
     #[test]
@@ -194,9 +252,19 @@ mod tests {
         let other = SigningKey::generate();
         let env = Envelope::sign(b"{\"a\":1}", &k);
         assert_eq!(env, Envelope::sign(b"{\"a\":1}", &k));
-        assert_eq!(env.verify(&[other.public().clone(), k.public().clone()], "e").unwrap(), k.public().keyid());
-        let e = env.verify(&[other.public().clone()], "env.json").unwrap_err().to_string();
-        assert!(e.contains("env.json") && e.contains("no valid signature"), "{e}");
+        assert_eq!(
+            env.verify(&[other.public().clone(), k.public().clone()], "e")
+                .unwrap(),
+            k.public().keyid()
+        );
+        let e = env
+            .verify(&[other.public().clone()], "env.json")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("env.json") && e.contains("no valid signature"),
+            "{e}"
+        );
         let mut bad = env.clone();
         bad.payload = B64.encode(b"{\"a\":2}");
         assert!(bad.verify(&[k.public().clone()], "e").is_err());
@@ -209,7 +277,9 @@ mod tests {
         let mut v = serde_json::to_value(&b).unwrap();
         assert!(Bundle::parse(&serde_json::to_vec(&v).unwrap(), "b").is_ok());
         v["verificationMaterial"]["extra"] = 1.into();
-        let e = Bundle::parse(&serde_json::to_vec(&v).unwrap(), "b.json").unwrap_err().to_string();
+        let e = Bundle::parse(&serde_json::to_vec(&v).unwrap(), "b.json")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("b.json") && e.contains("extra"), "{e}");
     }
 }

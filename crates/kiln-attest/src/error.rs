@@ -5,16 +5,26 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{what} {path}: {source}")]
-    Io { what: &'static str, path: PathBuf, source: std::io::Error },
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(
         "signing key {path} is readable by group or others (mode {mode:03o})\n  fix: `chmod 600 {path}` (kiln refuses keys other users can read)"
     )]
     InsecureKey { path: PathBuf, mode: u32 },
-    #[error("{origin}: not a PKCS#8 PEM ECDSA P-256 private key ({why})\n  fix: create one with `cargo xtask keygen`")]
+    #[error(
+        "{origin}: not a PKCS#8 PEM ECDSA P-256 private key ({why})\n  fix: create one with `cargo xtask keygen`"
+    )]
     BadPrivateKey { origin: String, why: String },
-    #[error("{origin}: not a PEM ECDSA P-256 public key (SubjectPublicKeyInfo) ({why})\n  fix: use the `.pub` file `cargo xtask keygen` wrote")]
+    #[error(
+        "{origin}: not a PEM ECDSA P-256 public key (SubjectPublicKeyInfo) ({why})\n  fix: use the `.pub` file `cargo xtask keygen` wrote"
+    )]
     BadPublicKey { origin: String, why: String },
-    #[error("{path} already exists\n  fix: choose another --out or remove it; keygen never overwrites a key")]
+    #[error(
+        "{path} already exists\n  fix: choose another --out or remove it; keygen never overwrites a key"
+    )]
     KeyExists { path: PathBuf },
     #[error("{file}: {message}")]
     Invalid { file: String, message: String },
@@ -26,6 +36,13 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-pub(crate) fn io<'a>(what: &'static str, path: &'a std::path::Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
-    move |source| Error::Io { what, path: path.to_path_buf(), source }
+pub(crate) fn io<'a>(
+    what: &'static str,
+    path: &'a std::path::Path,
+) -> impl FnOnce(std::io::Error) -> Error + 'a {
+    move |source| Error::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
 }

@@ -6,11 +6,16 @@ use std::path::Path;
 
 use kiln_core::{Digest, canonical, fsx};
 
-use crate::attach::{self, ANNOTATION_BUNDLE_CONTENT, ANNOTATION_BUNDLE_PREDICATE, ANNOTATION_INTOTO_PREDICATE, Attachment, Descriptor};
+use crate::attach::{
+    self, ANNOTATION_BUNDLE_CONTENT, ANNOTATION_BUNDLE_PREDICATE, ANNOTATION_INTOTO_PREDICATE,
+    Attachment, Descriptor,
+};
 use crate::dsse::{BUNDLE_MEDIA_TYPE, Bundle, Envelope, PAYLOAD_TYPE};
 use crate::error::{Result, io};
 use crate::keys::SigningKey;
-use crate::provenance::{self, ProvenanceInputs, ResourceDescriptor, SLSA_PROVENANCE_V1, Statement};
+use crate::provenance::{
+    self, ProvenanceInputs, ResourceDescriptor, SLSA_PROVENANCE_V1, Statement,
+};
 
 /// An evidence document another step may have written beside the image.
 #[derive(Debug, Clone, Copy)]
@@ -27,11 +32,36 @@ pub struct EvidenceKind {
 /// signed and attached; absent ones are skipped, so this step works before and after the
 /// SBOM and VEX steps exist.
 pub const EVIDENCE: &[EvidenceKind] = &[
-    EvidenceKind { file: "sbom.cdx.json", media_type: "application/vnd.cyclonedx+json", predicate_type: "https://cyclonedx.org/bom", is_sbom: true },
-    EvidenceKind { file: "sbom.spdx.json", media_type: "application/spdx+json", predicate_type: "https://spdx.dev/Document", is_sbom: true },
-    EvidenceKind { file: "vex.openvex.json", media_type: "application/vnd.openvex+json", predicate_type: "https://openvex.dev/ns", is_sbom: false },
-    EvidenceKind { file: "vex.csaf.json", media_type: "application/csaf+json", predicate_type: "https://docs.oasis-open.org/csaf/csaf/v2.0", is_sbom: false },
-    EvidenceKind { file: "vex.cdx.json", media_type: "application/vnd.cyclonedx+json", predicate_type: "https://cyclonedx.org/vex", is_sbom: false },
+    EvidenceKind {
+        file: "sbom.cdx.json",
+        media_type: "application/vnd.cyclonedx+json",
+        predicate_type: "https://cyclonedx.org/bom",
+        is_sbom: true,
+    },
+    EvidenceKind {
+        file: "sbom.spdx.json",
+        media_type: "application/spdx+json",
+        predicate_type: "https://spdx.dev/Document",
+        is_sbom: true,
+    },
+    EvidenceKind {
+        file: "vex.openvex.json",
+        media_type: "application/vnd.openvex+json",
+        predicate_type: "https://openvex.dev/ns",
+        is_sbom: false,
+    },
+    EvidenceKind {
+        file: "vex.csaf.json",
+        media_type: "application/csaf+json",
+        predicate_type: "https://docs.oasis-open.org/csaf/csaf/v2.0",
+        is_sbom: false,
+    },
+    EvidenceKind {
+        file: "vex.cdx.json",
+        media_type: "application/vnd.cyclonedx+json",
+        predicate_type: "https://cyclonedx.org/vex",
+        is_sbom: false,
+    },
 ];
 
 /// How evidence is signed.
@@ -67,7 +97,13 @@ pub const PROVENANCE_FILE: &str = "provenance.json";
 /// Writes provenance, signs it and each evidence file in `out`, and attaches it all to
 /// the image in `layout` whose manifest is `image`. `inputs.sboms` is filled here from the
 /// SBOM files present.
-pub fn write(out: &Path, layout: &Path, image: &Descriptor, mut inputs: ProvenanceInputs, signer: &Signer) -> Result<Written> {
+pub fn write(
+    out: &Path,
+    layout: &Path,
+    image: &Descriptor,
+    mut inputs: ProvenanceInputs,
+    signer: &Signer,
+) -> Result<Written> {
     let mut present = Vec::new();
     for kind in EVIDENCE {
         let p = out.join(kind.file);
@@ -76,16 +112,30 @@ pub fn write(out: &Path, layout: &Path, image: &Descriptor, mut inputs: Provenan
             present.push((*kind, bytes));
         }
     }
-    inputs.sboms = present.iter().filter(|(k, _)| k.is_sbom).map(|(k, b)| (k.file.to_string(), Digest::of(b))).collect();
+    inputs.sboms = present
+        .iter()
+        .filter(|(k, _)| k.is_sbom)
+        .map(|(k, b)| (k.file.to_string(), Digest::of(b)))
+        .collect();
 
-    let image_subject = ResourceDescriptor::sha256(provenance::image_subject_name(&inputs.image, &inputs.tag), image.digest);
-    let mut statements: Vec<(String, Statement)> = vec![(PROVENANCE_FILE.into(), provenance::statement(&inputs))];
+    let image_subject = ResourceDescriptor::sha256(
+        provenance::image_subject_name(&inputs.image, &inputs.tag),
+        image.digest,
+    );
+    let mut statements: Vec<(String, Statement)> =
+        vec![(PROVENANCE_FILE.into(), provenance::statement(&inputs))];
     let mut attachments = Vec::new();
     for (kind, bytes) in &present {
-        let doc: serde_json::Value = serde_json::from_slice(bytes)
-            .map_err(|e| crate::Error::Invalid { file: kind.file.into(), message: format!("not JSON ({e}); the step that wrote it is broken") })?;
+        let doc: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| crate::Error::Invalid {
+                file: kind.file.into(),
+                message: format!("not JSON ({e}); the step that wrote it is broken"),
+            })?;
         let predicate_type = predicate_type_of(kind, &doc);
-        statements.push((kind.file.into(), provenance::document_statement(image_subject.clone(), &predicate_type, doc)));
+        statements.push((
+            kind.file.into(),
+            provenance::document_statement(image_subject.clone(), &predicate_type, doc),
+        ));
         attachments.push(Attachment {
             file: kind.file.into(),
             artifact_type: kind.media_type.into(),
@@ -135,13 +185,20 @@ pub fn write(out: &Path, layout: &Path, image: &Descriptor, mut inputs: Provenan
     }
     let referrers = attach::attach(layout, image, &attachments)?;
     files.sort();
-    Ok(Written { files, referrers, signed: !matches!(signer, Signer::Unsigned) })
+    Ok(Written {
+        files,
+        referrers,
+        signed: !matches!(signer, Signer::Unsigned),
+    })
 }
 
 fn predicate_type_of(kind: &EvidenceKind, doc: &serde_json::Value) -> String {
     // SPDX's registered predicate names the version: https://spdx.dev/Document/v2.3.
     if kind.file == "sbom.spdx.json"
-        && let Some(v) = doc.get("spdxVersion").and_then(|v| v.as_str()).and_then(|v| v.strip_prefix("SPDX-"))
+        && let Some(v) = doc
+            .get("spdxVersion")
+            .and_then(|v| v.as_str())
+            .and_then(|v| v.strip_prefix("SPDX-"))
     {
         return format!("{}/v{v}", kind.predicate_type);
     }

@@ -31,7 +31,10 @@ impl Keyless {
 
 /// Verifies a certificate-carrying bundle against the policy's identities.
 pub fn verify_bundle(_bundle: &Bundle, _policy: &Policy, file: &str) -> Result<String> {
-    Err(Error::Invalid { file: file.into(), message: "keyless (certificate) bundles cannot be verified by this version of kiln".into() })
+    Err(Error::Invalid {
+        file: file.into(),
+        message: "keyless (certificate) bundles cannot be verified by this version of kiln".into(),
+    })
 }
 
 /// The DER certificates in a PEM text.
@@ -42,7 +45,10 @@ pub fn pem_certificates(text: &str) -> std::result::Result<Vec<Vec<u8>>, String>
         match (line, cur.as_mut()) {
             ("-----BEGIN CERTIFICATE-----", None) => cur = Some(String::new()),
             ("-----END CERTIFICATE-----", Some(b)) => {
-                out.push(B64.decode(b.as_bytes()).map_err(|e| format!("bad base64 in certificate: {e}"))?);
+                out.push(
+                    B64.decode(b.as_bytes())
+                        .map_err(|e| format!("bad base64 in certificate: {e}"))?,
+                );
                 cur = None;
             }
             (l, Some(b)) => b.push_str(l),

@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 
 use p256::ecdsa::signature::{Signer, Verifier};
 use p256::ecdsa::{Signature, VerifyingKey};
-use p256::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding};
+use p256::pkcs8::{
+    DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding,
+};
 use sha2::{Digest as _, Sha256};
 
 use crate::error::{Error, Result, io};
@@ -47,22 +49,35 @@ impl fmt::Debug for PublicKey {
 
 impl PublicKey {
     fn new(key: VerifyingKey) -> Self {
-        let spki_der = key.to_public_key_der().expect("a P-256 point encodes as SPKI").as_bytes().to_vec();
+        let spki_der = key
+            .to_public_key_der()
+            .expect("a P-256 point encodes as SPKI")
+            .as_bytes()
+            .to_vec();
         let keyid = hex::encode(Sha256::digest(&spki_der));
-        PublicKey { key, spki_der, keyid }
+        PublicKey {
+            key,
+            spki_der,
+            keyid,
+        }
     }
 
     /// Parses an SPKI PEM public key; `origin` names where it came from, for errors.
     pub fn from_pem(pem: &str, origin: &str) -> Result<Self> {
-        let key = VerifyingKey::from_public_key_pem(pem.trim())
-            .map_err(|e| Error::BadPublicKey { origin: origin.to_string(), why: e.to_string() })?;
+        let key =
+            VerifyingKey::from_public_key_pem(pem.trim()).map_err(|e| Error::BadPublicKey {
+                origin: origin.to_string(),
+                why: e.to_string(),
+            })?;
         Ok(Self::new(key))
     }
 
     /// Parses a DER SubjectPublicKeyInfo (as found in an X.509 certificate).
     pub fn from_spki_der(der: &[u8], origin: &str) -> Result<Self> {
-        let key = VerifyingKey::from_public_key_der(der)
-            .map_err(|e| Error::BadPublicKey { origin: origin.to_string(), why: e.to_string() })?;
+        let key = VerifyingKey::from_public_key_der(der).map_err(|e| Error::BadPublicKey {
+            origin: origin.to_string(),
+            why: e.to_string(),
+        })?;
         Ok(Self::new(key))
     }
 
@@ -82,7 +97,9 @@ impl PublicKey {
     }
 
     pub fn to_pem(&self) -> String {
-        self.key.to_public_key_pem(LineEnding::LF).expect("a P-256 point encodes as PEM")
+        self.key
+            .to_public_key_pem(LineEnding::LF)
+            .expect("a P-256 point encodes as PEM")
     }
 
     /// Checks a DER-encoded ECDSA signature over `msg` (hashed with SHA-256).
@@ -107,8 +124,12 @@ impl SigningKey {
 
     /// Parses PKCS#8 PEM text; `origin` names where it came from (never the text itself).
     pub fn from_pem(pem: &str, origin: &str) -> Result<Self> {
-        let inner = p256::ecdsa::SigningKey::from_pkcs8_pem(pem.trim())
-            .map_err(|e| Error::BadPrivateKey { origin: origin.to_string(), why: e.to_string() })?;
+        let inner = p256::ecdsa::SigningKey::from_pkcs8_pem(pem.trim()).map_err(|e| {
+            Error::BadPrivateKey {
+                origin: origin.to_string(),
+                why: e.to_string(),
+            }
+        })?;
         Ok(Self::from_inner(inner))
     }
 
@@ -121,7 +142,10 @@ impl SigningKey {
             use std::os::unix::fs::PermissionsExt;
             let mode = meta.permissions().mode() & 0o777;
             if mode & 0o077 != 0 {
-                return Err(Error::InsecureKey { path: path.to_path_buf(), mode });
+                return Err(Error::InsecureKey {
+                    path: path.to_path_buf(),
+                    mode,
+                });
             }
         }
         let _ = meta;
@@ -136,7 +160,9 @@ impl SigningKey {
             return Self::load(p).map(Some);
         }
         match env {
-            Some(v) if v.contains("-----BEGIN") => Self::from_pem(v, &format!("${KEY_ENV}")).map(Some),
+            Some(v) if v.contains("-----BEGIN") => {
+                Self::from_pem(v, &format!("${KEY_ENV}")).map(Some)
+            }
             Some(v) if !v.trim().is_empty() => Self::load(Path::new(v.trim())).map(Some),
             _ => Ok(None),
         }
@@ -154,7 +180,10 @@ impl SigningKey {
     }
 
     fn to_pem(&self) -> String {
-        self.inner.to_pkcs8_pem(LineEnding::LF).expect("a P-256 scalar encodes as PKCS#8").to_string()
+        self.inner
+            .to_pkcs8_pem(LineEnding::LF)
+            .expect("a P-256 scalar encodes as PKCS#8")
+            .to_string()
     }
 }
 
@@ -184,17 +213,33 @@ pub fn keygen(prefix: &Path) -> Result<KeyPair> {
     };
     std::fs::create_dir_all(&dir).map_err(io("cannot create", &dir))?;
     // tempfile creates its files with mode 0600.
-    let mut tmp = tempfile::Builder::new().prefix(".kiln-key-").tempfile_in(&dir).map_err(io("cannot create a file in", &dir))?;
-    tmp.write_all(key.to_pem().as_bytes()).map_err(io("cannot write", &private))?;
-    tmp.as_file().sync_all().map_err(io("cannot write", &private))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".kiln-key-")
+        .tempfile_in(&dir)
+        .map_err(io("cannot create a file in", &dir))?;
+    tmp.write_all(key.to_pem().as_bytes())
+        .map_err(io("cannot write", &private))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(io("cannot write", &private))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o600)).map_err(io("cannot set mode of", &private))?;
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o600))
+            .map_err(io("cannot set mode of", &private))?;
     }
-    tmp.persist_noclobber(&private).map_err(|e| Error::Io { what: "cannot write", path: private.clone(), source: e.error })?;
-    kiln_core::fsx::write_atomic(&public, key.public().to_pem().as_bytes()).map_err(io("cannot write", &public))?;
-    Ok(KeyPair { private, public, keyid: key.public().keyid().to_string() })
+    tmp.persist_noclobber(&private).map_err(|e| Error::Io {
+        what: "cannot write",
+        path: private.clone(),
+        source: e.error,
+    })?;
+    kiln_core::fsx::write_atomic(&public, key.public().to_pem().as_bytes())
+        .map_err(io("cannot write", &public))?;
+    Ok(KeyPair {
+        private,
+        public,
+        keyid: key.public().keyid().to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -206,18 +251,28 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let kp = keygen(&d.path().join("kiln")).unwrap();
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&kp.private).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&kp.private).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         let key = SigningKey::load(&kp.private).unwrap();
         let public = PublicKey::load(&kp.public).unwrap();
         assert_eq!(public.keyid(), kp.keyid);
         assert_eq!(key.public(), &public);
         let a = key.sign(b"statement");
-        assert_eq!(a, key.sign(b"statement"), "RFC 6979: same key, same message, same bytes");
+        assert_eq!(
+            a,
+            key.sign(b"statement"),
+            "RFC 6979: same key, same message, same bytes"
+        );
         assert_eq!(a[0], 0x30, "DER SEQUENCE");
         assert!(public.verify(b"statement", &a));
         assert!(!public.verify(b"statemenT", &a));
         assert!(!format!("{key:?}").contains("PRIVATE"));
-        assert!(matches!(keygen(&d.path().join("kiln")), Err(Error::KeyExists { .. })));
+        assert!(matches!(
+            keygen(&d.path().join("kiln")),
+            Err(Error::KeyExists { .. })
+        ));
     }
 
     #[test]
@@ -227,7 +282,10 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&kp.private, std::fs::Permissions::from_mode(0o644)).unwrap();
         let e = SigningKey::load(&kp.private).unwrap_err().to_string();
-        assert!(e.contains("chmod 600") && e.contains(&kp.private.display().to_string()), "{e}");
+        assert!(
+            e.contains("chmod 600") && e.contains(&kp.private.display().to_string()),
+            "{e}"
+        );
     }
 
     #[test]
@@ -236,11 +294,18 @@ mod tests {
         let kp = keygen(&d.path().join("k")).unwrap();
         let pem = std::fs::read_to_string(&kp.private).unwrap();
         let a = SigningKey::resolve(None, Some(&pem)).unwrap().unwrap();
-        let b = SigningKey::resolve(None, Some(kp.private.to_str().unwrap())).unwrap().unwrap();
+        let b = SigningKey::resolve(None, Some(kp.private.to_str().unwrap()))
+            .unwrap()
+            .unwrap();
         assert_eq!(a.public(), b.public());
         assert!(SigningKey::resolve(None, None).unwrap().is_none());
         let bad = "-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n-----END PRIVATE KEY-----\n";
-        let e = SigningKey::resolve(None, Some(bad)).unwrap_err().to_string();
-        assert!(e.contains("KILN_SIGNING_KEY") && !e.contains("c2VjcmV0"), "{e}");
+        let e = SigningKey::resolve(None, Some(bad))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("KILN_SIGNING_KEY") && !e.contains("c2VjcmV0"),
+            "{e}"
+        );
     }
 }

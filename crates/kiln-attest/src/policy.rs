@@ -92,12 +92,18 @@ pub struct Policy {
 
 impl Policy {
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Policy { path: path.into(), message: format!("cannot read: {e}") })?;
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Policy {
+            path: path.into(),
+            message: format!("cannot read: {e}"),
+        })?;
         Self::parse(path, &text)
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<Self> {
-        let err = |message: String| Error::Policy { path: path.into(), message };
+        let err = |message: String| Error::Policy {
+            path: path.into(),
+            message,
+        };
         let de = toml::de::Deserializer::parse(text).map_err(|e| err(describe(text, &e, "")))?;
         let raw: RawPolicy = serde_path_to_error::deserialize(de).map_err(|e| {
             let key = e.path().to_string();
@@ -112,14 +118,22 @@ impl Policy {
         }
         let mut identities = Vec::new();
         for (i, id) in raw.identities.iter().enumerate() {
-            let subject = Regex::new(&id.subject_regexp).map_err(|e| err(format!("identities[{i}].subject_regexp: {e}")))?;
-            identities.push(Identity { issuer: id.issuer.clone(), subject });
+            let subject = Regex::new(&id.subject_regexp)
+                .map_err(|e| err(format!("identities[{i}].subject_regexp: {e}")))?;
+            identities.push(Identity {
+                issuer: id.issuer.clone(),
+                subject,
+            });
         }
         let mut fulcio_roots = Vec::new();
         for (i, r) in raw.fulcio_roots.iter().enumerate() {
             let p = base.join(r);
-            let text = std::fs::read_to_string(&p).map_err(|e| err(format!("fulcio_roots[{i}]: {}: {e}", p.display())))?;
-            fulcio_roots.extend(crate::keyless::pem_certificates(&text).map_err(|e| err(format!("fulcio_roots[{i}]: {e}")))?);
+            let text = std::fs::read_to_string(&p)
+                .map_err(|e| err(format!("fulcio_roots[{i}]: {}: {e}", p.display())))?;
+            fulcio_roots.extend(
+                crate::keyless::pem_certificates(&text)
+                    .map_err(|e| err(format!("fulcio_roots[{i}]: {e}")))?,
+            );
         }
         if keys.is_empty() && identities.is_empty() {
             return Err(err("no [[keys]] and no [[identities]]: nothing would be trusted\n  fix: add `[[keys]] path = \"kiln.pub\"` or a keyless [[identities]] entry".into()));
@@ -127,19 +141,32 @@ impl Policy {
         for (i, r) in raw.requires.iter().enumerate() {
             for l in &r.lineage {
                 if !LINEAGE_KEYS.contains(&l.as_str()) {
-                    return Err(err(format!("require[{i}].lineage: unknown tag `{l}`\n  fix: use {}", LINEAGE_KEYS.join(", "))));
+                    return Err(err(format!(
+                        "require[{i}].lineage: unknown tag `{l}`\n  fix: use {}",
+                        LINEAGE_KEYS.join(", ")
+                    )));
                 }
             }
             if let Some(re) = &r.builder_id_regexp {
                 Regex::new(re).map_err(|e| err(format!("require[{i}].builder_id_regexp: {e}")))?;
             }
         }
-        Ok(Policy { path: path.into(), keys, identities, fulcio_roots, requires: raw.requires })
+        Ok(Policy {
+            path: path.into(),
+            keys,
+            identities,
+            fulcio_roots,
+            requires: raw.requires,
+        })
     }
 }
 
 fn describe(text: &str, e: &toml::de::Error, key: &str) -> String {
-    let msg = if key.is_empty() || key == "." { e.message().to_string() } else { format!("key `{key}`: {}", e.message()) };
+    let msg = if key.is_empty() || key == "." {
+        e.message().to_string()
+    } else {
+        format!("key `{key}`: {}", e.message())
+    };
     match e.span() {
         Some(span) => {
             let before = &text[..span.start.min(text.len())];
@@ -159,8 +186,16 @@ mod tests {
     fn unknown_field_named_with_line() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("p.toml");
-        let e = Policy::parse(&p, "[[require]]\npredicate_type = \"x\"\nbulder_id = \"y\"\n").unwrap_err().to_string();
-        assert!(e.contains("bulder_id") && e.contains("line 3") && e.contains("p.toml"), "{e}");
+        let e = Policy::parse(
+            &p,
+            "[[require]]\npredicate_type = \"x\"\nbulder_id = \"y\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("bulder_id") && e.contains("line 3") && e.contains("p.toml"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -170,7 +205,12 @@ mod tests {
         let p = d.path().join("p.toml");
         let pol = Policy::parse(&p, "[[keys]]\npath = \"kiln.pub\"\n[[require]]\npredicate_type = \"x\"\nlineage = [\"source\"]\n").unwrap();
         assert_eq!(pol.keys.len(), 1);
-        assert!(Policy::parse(&p, "").unwrap_err().to_string().contains("nothing would be trusted"));
+        assert!(
+            Policy::parse(&p, "")
+                .unwrap_err()
+                .to_string()
+                .contains("nothing would be trusted")
+        );
         let e = Policy::parse(&p, "[[keys]]\npath = \"kiln.pub\"\n[[require]]\npredicate_type = \"x\"\nlineage = [\"sauce\"]\n").unwrap_err().to_string();
         assert!(e.contains("sauce"), "{e}");
     }

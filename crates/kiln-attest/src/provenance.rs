@@ -52,7 +52,11 @@ pub struct ResourceDescriptor {
 
 impl ResourceDescriptor {
     pub fn sha256(name: impl Into<String>, d: Digest) -> Self {
-        ResourceDescriptor { name: Some(name.into()), digest: BTreeMap::from([("sha256".into(), d.hex())]), ..Default::default() }
+        ResourceDescriptor {
+            name: Some(name.into()),
+            digest: BTreeMap::from([("sha256".into(), d.hex())]),
+            ..Default::default()
+        }
     }
 }
 
@@ -138,7 +142,10 @@ impl Lineage {
     fn annotations(&self) -> BTreeMap<String, Value> {
         LINEAGE_KEYS
             .iter()
-            .filter_map(|k| self.get(k).map(|v| (format!("dev.kiln.lineage.{k}"), Value::String(v.into()))))
+            .filter_map(|k| {
+                self.get(k)
+                    .map(|v| (format!("dev.kiln.lineage.{k}"), Value::String(v.into())))
+            })
             .collect()
     }
 }
@@ -182,7 +189,10 @@ impl BuilderIdentity {
             });
             return BuilderIdentity { id, source };
         }
-        BuilderIdentity { id: LOCAL_BUILDER_ID.into(), source: None }
+        BuilderIdentity {
+            id: LOCAL_BUILDER_ID.into(),
+            source: None,
+        }
     }
 }
 
@@ -239,16 +249,36 @@ pub fn image_subject_name(image: &str, tag: &str) -> String {
 
 /// Builds the provenance statement.
 pub fn statement(i: &ProvenanceInputs) -> Statement {
-    let mut subject = vec![ResourceDescriptor::sha256(image_subject_name(&i.image, &i.tag), i.manifest_digest)];
-    subject.extend(i.binaries.iter().map(|(p, d)| ResourceDescriptor::sha256(p.clone(), *d)));
-    subject.extend(i.sboms.iter().map(|(p, d)| ResourceDescriptor::sha256(p.clone(), *d)));
+    let mut subject = vec![ResourceDescriptor::sha256(
+        image_subject_name(&i.image, &i.tag),
+        i.manifest_digest,
+    )];
+    subject.extend(
+        i.binaries
+            .iter()
+            .map(|(p, d)| ResourceDescriptor::sha256(p.clone(), *d)),
+    );
+    subject.extend(
+        i.sboms
+            .iter()
+            .map(|(p, d)| ResourceDescriptor::sha256(p.clone(), *d)),
+    );
 
     let source = i.source.clone().or_else(|| i.builder.source.clone());
-    let mut source_rd = ResourceDescriptor { name: Some("source".into()), annotations: i.lineage.annotations(), ..Default::default() };
+    let mut source_rd = ResourceDescriptor {
+        name: Some("source".into()),
+        annotations: i.lineage.annotations(),
+        ..Default::default()
+    };
     match &source {
         Some(s) => {
-            source_rd.digest.insert("gitCommit".into(), s.revision.clone());
-            source_rd.uri = s.repository.as_ref().map(|r| format!("git+{r}@{}", s.revision));
+            source_rd
+                .digest
+                .insert("gitCommit".into(), s.revision.clone());
+            source_rd.uri = s
+                .repository
+                .as_ref()
+                .map(|r| format!("git+{r}@{}", s.revision));
         }
         // Not a git checkout: the project is named by its kiln.toml.
         None => {
@@ -257,7 +287,8 @@ pub fn statement(i: &ProvenanceInputs) -> Statement {
     }
     let mut deps = vec![source_rd];
     let mut tc = ResourceDescriptor::sha256(i.toolchain_lock.clone(), i.toolchain_lock_digest);
-    tc.annotations.insert("rustc".into(), Value::String(i.rustc.clone()));
+    tc.annotations
+        .insert("rustc".into(), Value::String(i.rustc.clone()));
     deps.push(tc);
     deps.push(ResourceDescriptor::sha256("Cargo.lock", i.cargo_lock));
     let mut crates = i.crates.clone();
@@ -308,7 +339,10 @@ pub fn statement(i: &ProvenanceInputs) -> Statement {
     // Derived from everything above and the outputs: two builds of the same inputs get the
     // same id (and bytes); any difference in inputs or outputs gives a different one.
     let basis = serde_json::json!({ "buildDefinition": build_definition, "subject": subject, "builder": i.builder.id });
-    let invocation_id = format!("urn:kiln:invocation:sha256:{}", Digest::of(&kiln_core::canonical::to_vec(&basis).expect("json")).hex());
+    let invocation_id = format!(
+        "urn:kiln:invocation:sha256:{}",
+        Digest::of(&kiln_core::canonical::to_vec(&basis).expect("json")).hex()
+    );
     let (started_on, finished_on) = match &i.timestamps {
         Some((s, f)) => (Some(s.clone()), Some(f.clone())),
         None => (None, None),
@@ -316,8 +350,15 @@ pub fn statement(i: &ProvenanceInputs) -> Statement {
     let predicate = Provenance {
         build_definition,
         run_details: RunDetails {
-            builder: Builder { id: i.builder.id.clone(), version: BTreeMap::from([("kiln".into(), i.kiln_version.clone())]) },
-            metadata: Metadata { invocation_id, started_on, finished_on },
+            builder: Builder {
+                id: i.builder.id.clone(),
+                version: BTreeMap::from([("kiln".into(), i.kiln_version.clone())]),
+            },
+            metadata: Metadata {
+                invocation_id,
+                started_on,
+                finished_on,
+            },
         },
     };
     Statement {
@@ -329,26 +370,23 @@ pub fn statement(i: &ProvenanceInputs) -> Statement {
 }
 
 /// Wraps an evidence document (SBOM, VEX) in a statement about the image.
-pub fn document_statement(image_subject: ResourceDescriptor, predicate_type: &str, document: Value) -> Statement {
-    Statement { type_: STATEMENT_TYPE.into(), subject: vec![image_subject], predicate_type: predicate_type.into(), predicate: document }
+pub fn document_statement(
+    image_subject: ResourceDescriptor,
+    predicate_type: &str,
+    document: Value,
+) -> Statement {
+    Statement {
+        type_: STATEMENT_TYPE.into(),
+        subject: vec![image_subject],
+        predicate_type: predicate_type.into(),
+        predicate: document,
+    }
 }
 
-/// RFC 3339 UTC (`YYYY-MM-DDTHH:MM:SSZ`) of a Unix time, for `--timestamps`.
+/// RFC 3339 UTC (`YYYY-MM-DDTHH:MM:SSZ`) of a Unix time, for `--timestamps`: kiln's one
+/// formatter, so every dated document spells time the same way.
 pub fn rfc3339(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Howard Hinnant's civil-from-days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    kiln_core::time::rfc3339(secs)
 }
 
 #[cfg(test)]
@@ -367,7 +405,11 @@ pub(crate) mod tests {
             kiln_toml: Digest::of(b"toml"),
             cargo_lock: Digest::of(b"lock"),
             source: None,
-            lineage: Lineage { source: Some("git://x".into()), transform: Some("build".into()), policy_version: None },
+            lineage: Lineage {
+                source: Some("git://x".into()),
+                transform: Some("build".into()),
+                policy_version: None,
+            },
             sandbox: "netns".into(),
             environment: vec!["PATH".into(), "HOME".into()],
             source_date_epoch: 1_700_000_000,
@@ -375,9 +417,16 @@ pub(crate) mod tests {
             toolchain_lock: "toolchains/x.lock.json".into(),
             toolchain_lock_digest: Digest::of(b"tc"),
             rustc: "1.95.0".into(),
-            crates: vec![LockedCrate { name: "itoa".into(), version: "1.0.0".into(), sha256: "ab".repeat(32) }],
+            crates: vec![LockedCrate {
+                name: "itoa".into(),
+                version: "1.0.0".into(),
+                sha256: "ab".repeat(32),
+            }],
             base: None,
-            builder: BuilderIdentity { id: LOCAL_BUILDER_ID.into(), source: None },
+            builder: BuilderIdentity {
+                id: LOCAL_BUILDER_ID.into(),
+                source: None,
+            },
             kiln_version: "0.1.0".into(),
             timestamps: None,
         }
@@ -386,13 +435,19 @@ pub(crate) mod tests {
     #[test]
     fn deterministic_and_input_sensitive() {
         let a = kiln_core::canonical::to_vec(&statement(&inputs())).unwrap();
-        assert_eq!(a, kiln_core::canonical::to_vec(&statement(&inputs())).unwrap());
+        assert_eq!(
+            a,
+            kiln_core::canonical::to_vec(&statement(&inputs())).unwrap()
+        );
         let mut i = inputs();
         i.sandbox = "none".into();
         let s = statement(&i);
         assert_ne!(a, kiln_core::canonical::to_vec(&s).unwrap());
         let text = String::from_utf8(a).unwrap();
-        assert!(!text.contains("startedOn") && text.contains("dev.kiln.lineage.transform"), "{text}");
+        assert!(
+            !text.contains("startedOn") && text.contains("dev.kiln.lineage.transform"),
+            "{text}"
+        );
         assert_eq!(s.subject.len(), 3);
     }
 
@@ -407,10 +462,30 @@ pub(crate) mod tests {
             _ => None,
         };
         let b = BuilderIdentity::detect(&env);
-        assert_eq!(b.id, "https://github.com/o/r/.github/workflows/rel.yml@refs/tags/v1");
-        assert_eq!(b.source.unwrap().repository.as_deref(), Some("https://github.com/o/r"));
-        let l = Lineage::resolve(Lineage { source: Some("s".into()), transform: Some("t".into()), policy_version: None }, &env);
-        assert_eq!((l.source.as_deref(), l.transform.as_deref(), l.policy_version), (Some("s"), Some("release"), None));
+        assert_eq!(
+            b.id,
+            "https://github.com/o/r/.github/workflows/rel.yml@refs/tags/v1"
+        );
+        assert_eq!(
+            b.source.unwrap().repository.as_deref(),
+            Some("https://github.com/o/r")
+        );
+        let l = Lineage::resolve(
+            Lineage {
+                source: Some("s".into()),
+                transform: Some("t".into()),
+                policy_version: None,
+            },
+            &env,
+        );
+        assert_eq!(
+            (
+                l.source.as_deref(),
+                l.transform.as_deref(),
+                l.policy_version
+            ),
+            (Some("s"), Some("release"), None)
+        );
         assert_eq!(BuilderIdentity::detect(&|_| None).id, LOCAL_BUILDER_ID);
     }
 

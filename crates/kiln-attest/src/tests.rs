@@ -35,7 +35,8 @@ pub(crate) fn fixture(out: &Path, keys: &Path) -> (Descriptor, Policy) {
     std::io::Write::write_all(&mut gz, &tar).unwrap();
     let gz = gz.finish().unwrap();
     let layer = blob(&layout, &gz);
-    let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
     let config_d = blob(&layout, config);
     let manifest = serde_json::json!({
         "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -49,11 +50,22 @@ pub(crate) fn fixture(out: &Path, keys: &Path) -> (Descriptor, Policy) {
         digest: md,
         size: mbytes.len() as u64,
         artifact_type: None,
-        annotations: BTreeMap::from([("org.opencontainers.image.ref.name".to_string(), "latest".to_string())]),
+        annotations: BTreeMap::from([(
+            "org.opencontainers.image.ref.name".to_string(),
+            "latest".to_string(),
+        )]),
     };
     let index = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [image]});
-    std::fs::write(layout.join("index.json"), canonical::to_vec(&index).unwrap()).unwrap();
-    std::fs::write(out.join("sbom.cdx.json"), br#"{"bomFormat":"CycloneDX","specVersion":"1.6","version":1}"#).unwrap();
+    std::fs::write(
+        layout.join("index.json"),
+        canonical::to_vec(&index).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        out.join("sbom.cdx.json"),
+        br#"{"bomFormat":"CycloneDX","specVersion":"1.6","version":1}"#,
+    )
+    .unwrap();
     if !keys.join("kiln.key").exists() {
         keygen(&keys.join("kiln")).unwrap();
     }
@@ -87,10 +99,22 @@ fn provenance_inputs(image: &Descriptor) -> provenance::ProvenanceInputs {
 fn build(out: &Path, keys: &Path) -> (Descriptor, Policy) {
     let (image, policy) = fixture(out, keys);
     let key = SigningKey::load(&keys.join("kiln.key")).unwrap();
-    let w = write(out, &out.join("oci"), &image, provenance_inputs(&image), &Signer::Key(&key)).unwrap();
+    let w = write(
+        out,
+        &out.join("oci"),
+        &image,
+        provenance_inputs(&image),
+        &Signer::Key(&key),
+    )
+    .unwrap();
     assert_eq!(
         w.files,
-        ["provenance.intoto.json", "provenance.sigstore.json", "sbom.cdx.intoto.json", "sbom.cdx.sigstore.json"]
+        [
+            "provenance.intoto.json",
+            "provenance.sigstore.json",
+            "sbom.cdx.intoto.json",
+            "sbom.cdx.sigstore.json"
+        ]
     );
     assert_eq!(w.referrers.len(), 3, "two bundles and the raw SBOM");
     (image, policy)
@@ -104,17 +128,37 @@ fn signed_output_verifies_and_reruns_are_identical() {
     let (_, policy) = build(&out, &keys);
     let r = verify(&out, &policy);
     assert!(r.ok, "{:#?}", r.lines());
-    assert_eq!(r.lines().iter().filter(|l| l.starts_with("PASS require")).count(), 2, "{:#?}", r.lines());
+    assert_eq!(
+        r.lines()
+            .iter()
+            .filter(|l| l.starts_with("PASS require"))
+            .count(),
+        2,
+        "{:#?}",
+        r.lines()
+    );
 
     // Same inputs and key, another directory: identical bytes, index included.
     let out2 = d.path().join("elsewhere/out");
     build(&out2, &keys);
-    for f in ["provenance.intoto.json", "provenance.sigstore.json", "sbom.cdx.sigstore.json", "oci/index.json"] {
-        assert_eq!(std::fs::read(out.join(f)).unwrap(), std::fs::read(out2.join(f)).unwrap(), "{f}");
+    for f in [
+        "provenance.intoto.json",
+        "provenance.sigstore.json",
+        "sbom.cdx.sigstore.json",
+        "oci/index.json",
+    ] {
+        assert_eq!(
+            std::fs::read(out.join(f)).unwrap(),
+            std::fs::read(out2.join(f)).unwrap(),
+            "{f}"
+        );
     }
     // Re-attaching replaces rather than duplicates the referrers.
     build(&out2, &keys);
-    assert_eq!(std::fs::read(out.join("oci/index.json")).unwrap(), std::fs::read(out2.join("oci/index.json")).unwrap());
+    assert_eq!(
+        std::fs::read(out.join("oci/index.json")).unwrap(),
+        std::fs::read(out2.join("oci/index.json")).unwrap()
+    );
 }
 
 #[test]
@@ -125,19 +169,43 @@ fn wrong_key_missing_lineage_and_missing_attestation_fail_with_reasons() {
 
     let other = d.path().join("other");
     keygen(&other.join("kiln")).unwrap();
-    std::fs::write(other.join("p.toml"), POLICY.replace("lineage = [\"source\", \"transform\"]", "lineage = [\"policy_version\"]")).unwrap();
+    std::fs::write(
+        other.join("p.toml"),
+        POLICY.replace(
+            "lineage = [\"source\", \"transform\"]",
+            "lineage = [\"policy_version\"]",
+        ),
+    )
+    .unwrap();
     let r = verify(&out, &Policy::load(&other.join("p.toml")).unwrap());
     assert!(!r.ok);
     let text = r.lines().join("\n");
-    assert!(text.contains("FAIL signature provenance.sigstore.json") && text.contains("does not trust"), "{text}");
+    assert!(
+        text.contains("FAIL signature provenance.sigstore.json") && text.contains("does not trust"),
+        "{text}"
+    );
     assert!(text.contains("missing attestation"), "{text}");
 
     let keys = d.path().join("keys");
-    std::fs::write(keys.join("p2.toml"), POLICY.replace("lineage = [\"source\", \"transform\"]", "lineage = [\"policy_version\"]") + "\n[[require]]\npredicate_type = \"https://openvex.dev/ns\"\n").unwrap();
+    std::fs::write(
+        keys.join("p2.toml"),
+        POLICY.replace(
+            "lineage = [\"source\", \"transform\"]",
+            "lineage = [\"policy_version\"]",
+        ) + "\n[[require]]\npredicate_type = \"https://openvex.dev/ns\"\n",
+    )
+    .unwrap();
     let r = verify(&out, &Policy::load(&keys.join("p2.toml")).unwrap());
     let text = r.lines().join("\n");
-    assert!(text.contains("FAIL require[0]") && text.contains("policy_version"), "{text}");
-    assert!(text.contains("PASS require[1]") && text.contains("FAIL require[2] https://openvex.dev/ns: missing attestation"), "{text}");
+    assert!(
+        text.contains("FAIL require[0]") && text.contains("policy_version"),
+        "{text}"
+    );
+    assert!(
+        text.contains("PASS require[1]")
+            && text.contains("FAIL require[2] https://openvex.dev/ns: missing attestation"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -145,7 +213,14 @@ fn unsigned_provenance_is_attached_and_verify_says_no_signature() {
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("out");
     let (image, policy) = fixture(&out, &d.path().join("keys"));
-    let w = write(&out, &out.join("oci"), &image, provenance_inputs(&image), &Signer::Unsigned).unwrap();
+    let w = write(
+        &out,
+        &out.join("oci"),
+        &image,
+        provenance_inputs(&image),
+        &Signer::Unsigned,
+    )
+    .unwrap();
     assert_eq!(w.files, ["provenance.json"]);
     let r = verify(&out, &policy);
     assert!(!r.ok);
@@ -171,11 +246,20 @@ fn flipping_any_byte_of_blobs_sbom_envelope_or_bundle_fails_naming_the_file() {
     let keys = d.path().join("keys");
     let out = d.path().join("out");
     let (_, policy) = build(&out, &keys);
-    let mut targets: Vec<String> = ["sbom.cdx.json", "provenance.intoto.json", "provenance.sigstore.json", "sbom.cdx.intoto.json", "sbom.cdx.sigstore.json"]
-        .map(String::from)
-        .to_vec();
+    let mut targets: Vec<String> = [
+        "sbom.cdx.json",
+        "provenance.intoto.json",
+        "provenance.sigstore.json",
+        "sbom.cdx.intoto.json",
+        "sbom.cdx.sigstore.json",
+    ]
+    .map(String::from)
+    .to_vec();
     for e in std::fs::read_dir(out.join("oci/blobs/sha256")).unwrap() {
-        targets.push(format!("oci/blobs/sha256/{}", e.unwrap().file_name().to_string_lossy()));
+        targets.push(format!(
+            "oci/blobs/sha256/{}",
+            e.unwrap().file_name().to_string_lossy()
+        ));
     }
     let mut runs = 0;
     for (t, target) in targets.iter().enumerate() {
@@ -189,9 +273,14 @@ fn flipping_any_byte_of_blobs_sbom_envelope_or_bundle_fails_naming_the_file() {
                 let r = verify(&out, &policy);
                 runs += 1;
                 let fails: Vec<_> = r.checks.iter().filter(|c| !c.pass).collect();
-                assert!(!r.ok, "{target}: flipping byte {pos} ({flip:#x}) went unnoticed");
                 assert!(
-                    fails.iter().any(|c| c.detail.contains(name) || c.rule.contains(name)),
+                    !r.ok,
+                    "{target}: flipping byte {pos} ({flip:#x}) went unnoticed"
+                );
+                assert!(
+                    fails
+                        .iter()
+                        .any(|c| c.detail.contains(name) || c.rule.contains(name)),
                     "{target} byte {pos}: no failure names {name}: {:#?}",
                     r.lines()
                 );

@@ -8,7 +8,9 @@ use std::path::Path;
 use std::process::Command;
 
 use kiln_attest::attach::Descriptor;
-use kiln_attest::provenance::{BuilderIdentity, Lineage, LockedCrate, ProvenanceInputs, SourceInfo};
+use kiln_attest::provenance::{
+    BuilderIdentity, Lineage, LockedCrate, ProvenanceInputs, SourceInfo,
+};
 use kiln_attest::{Signer, SigningKey};
 
 use crate::pipeline::{BuildError, ImageContext};
@@ -16,23 +18,30 @@ use crate::pipeline::{BuildError, ImageContext};
 /// Writes provenance, signs the evidence and attaches it to the layout.
 pub(crate) fn write(ctx: &ImageContext) -> Result<(), BuildError> {
     let image = ctx.spec.name.as_str();
-    let evidence_err = |e: kiln_attest::Error| BuildError::Evidence { image: image.to_string(), message: e.to_string() };
+    let evidence_err = |e: kiln_attest::Error| BuildError::Evidence {
+        image: image.to_string(),
+        message: e.to_string(),
+    };
     let ev = &ctx.opts.evidence;
     let started = std::time::SystemTime::now();
 
     // The key is read (and its file mode checked) before anything is written.
     let env_key = std::env::var(kiln_attest::keys::KEY_ENV).ok();
-    let key = SigningKey::resolve(ev.signing_key.as_deref(), env_key.as_deref()).map_err(evidence_err)?;
+    let key =
+        SigningKey::resolve(ev.signing_key.as_deref(), env_key.as_deref()).map_err(evidence_err)?;
     let keyless = if ev.keyless {
         if key.is_some() {
             return Err(BuildError::Evidence {
                 image: image.into(),
-                message: "both a signing key and --keyless were given\n  fix: use one of them".into(),
+                message: "both a signing key and --keyless were given\n  fix: use one of them"
+                    .into(),
             });
         }
         Some(kiln_attest::keyless::Keyless {
-            fulcio_url: std::env::var("KILN_FULCIO_URL").unwrap_or_else(|_| "https://fulcio.sigstore.dev".into()),
-            rekor_url: std::env::var("KILN_REKOR_URL").unwrap_or_else(|_| "https://rekor.sigstore.dev".into()),
+            fulcio_url: std::env::var("KILN_FULCIO_URL")
+                .unwrap_or_else(|_| "https://fulcio.sigstore.dev".into()),
+            rekor_url: std::env::var("KILN_REKOR_URL")
+                .unwrap_or_else(|_| "https://rekor.sigstore.dev".into()),
             token: std::env::var("KILN_OIDC_TOKEN").ok(),
         })
     } else {
@@ -55,15 +64,26 @@ pub(crate) fn write(ctx: &ImageContext) -> Result<(), BuildError> {
         &env,
     );
     let timestamps = ev.timestamps.then(|| {
-        let secs = |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        (kiln_attest::provenance::rfc3339(secs(started)), kiln_attest::provenance::rfc3339(secs(std::time::SystemTime::now())))
+        let secs = |t: std::time::SystemTime| {
+            t.duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0)
+        };
+        (
+            kiln_attest::provenance::rfc3339(secs(started)),
+            kiln_attest::provenance::rfc3339(secs(std::time::SystemTime::now())),
+        )
     });
     let inputs = ProvenanceInputs {
         image: image.to_string(),
         tag: ctx.spec.tag.clone(),
         platform: ctx.spec.platform.clone(),
         manifest_digest: ctx.built.manifest.digest,
-        binaries: ctx.binaries.iter().map(|b| (b.path.clone(), b.sha256)).collect(),
+        binaries: ctx
+            .binaries
+            .iter()
+            .map(|b| (b.path.clone(), b.sha256))
+            .collect(),
         sboms: Vec::new(),
         target: ctx.toolchain_record.target.clone(),
         kiln_toml: ctx.config.digest,
@@ -73,7 +93,10 @@ pub(crate) fn write(ctx: &ImageContext) -> Result<(), BuildError> {
         sandbox: ctx.opts.sandbox.to_string(),
         environment: ctx.env.env().keys().cloned().collect(),
         source_date_epoch: ctx.sde.value,
-        source_date_epoch_source: serde_json::to_value(ctx.sde.source).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+        source_date_epoch_source: serde_json::to_value(ctx.sde.source)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default(),
         toolchain_lock: ctx.toolchain_record.lock.clone(),
         toolchain_lock_digest: ctx.toolchain_record.lock_digest,
         rustc: ctx.toolchain_record.rustc.clone(),
@@ -81,7 +104,13 @@ pub(crate) fn write(ctx: &ImageContext) -> Result<(), BuildError> {
             .cargo_lock
             .crates
             .iter()
-            .filter_map(|c| c.checksum.as_ref().map(|sum| LockedCrate { name: c.name.clone(), version: c.version.clone(), sha256: sum.clone() }))
+            .filter_map(|c| {
+                c.checksum.as_ref().map(|sum| LockedCrate {
+                    name: c.name.clone(),
+                    version: c.version.clone(),
+                    sha256: sum.clone(),
+                })
+            })
             .collect(),
         base: ctx.built.base,
         builder: BuilderIdentity::detect(&env),
@@ -95,7 +124,8 @@ pub(crate) fn write(ctx: &ImageContext) -> Result<(), BuildError> {
         artifact_type: None,
         annotations: Default::default(),
     };
-    let written = kiln_attest::write(ctx.out, ctx.layout, &subject, inputs, &signer).map_err(evidence_err)?;
+    let written =
+        kiln_attest::write(ctx.out, ctx.layout, &subject, inputs, &signer).map_err(evidence_err)?;
     if !written.signed {
         // What a cosign user expects: nothing claims to be signed when it is not.
         eprintln!(
@@ -109,14 +139,23 @@ pub(crate) fn write(ctx: &ImageContext) -> Result<(), BuildError> {
 /// (not guessed) otherwise; the remote URL is omitted when there is none.
 fn git_source(project: &Path) -> Option<SourceInfo> {
     let git = |args: &[&str]| -> Option<String> {
-        let out = Command::new("git").arg("-C").arg(project).args(args).env_remove("GIT_DIR").output().ok()?;
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(project)
+            .args(args)
+            .env_remove("GIT_DIR")
+            .output()
+            .ok()?;
         let s = String::from_utf8(out.stdout).ok()?.trim().to_string();
         (out.status.success() && !s.is_empty()).then_some(s)
     };
     let revision = git(&["rev-parse", "--verify", "HEAD"])?;
     // Credentials embedded in a remote URL must not reach a signed document.
     let repository = git(&["config", "--get", "remote.origin.url"]).map(|u| strip_userinfo(&u));
-    Some(SourceInfo { repository, revision })
+    Some(SourceInfo {
+        repository,
+        revision,
+    })
 }
 
 fn strip_userinfo(url: &str) -> String {
@@ -133,7 +172,13 @@ fn strip_userinfo(url: &str) -> String {
 mod tests {
     #[test]
     fn credentials_are_stripped_from_remote_urls() {
-        assert_eq!(super::strip_userinfo("https://tok:x@github.com/o/r.git"), "https://github.com/o/r.git");
-        assert_eq!(super::strip_userinfo("git@github.com:o/r.git"), "git@github.com:o/r.git");
+        assert_eq!(
+            super::strip_userinfo("https://tok:x@github.com/o/r.git"),
+            "https://github.com/o/r.git"
+        );
+        assert_eq!(
+            super::strip_userinfo("git@github.com:o/r.git"),
+            "git@github.com:o/r.git"
+        );
     }
 }
