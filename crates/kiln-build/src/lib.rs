@@ -23,6 +23,7 @@ mod summary;
 mod vex;
 
 pub use pipeline::{BuildError, BuildOptions, EvidenceOptions, Progress, build, fetch, lock_toolchain};
+pub use sbom::regenerate as regenerate_sbom;
 pub use summary::{Artifact, BinaryRecord, Summary, ToolchainRecord};
 
 /// The compilation target kiln builds for: the host, always (cross builds are not supported yet).

@@ -190,6 +190,7 @@ pub fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<Vec<Summary
     let sde = SourceDateEpoch::resolve(opts.sde_env.as_deref(), &config.root, config.project.source_date_epoch)
         .map_err(BuildError::SourceDateEpoch)?;
     opts.sandbox.check()?;
+    crate::sbom::check_options(opts)?;
 
     let root = opts.root();
     root.create().map_err(io("cannot create build root", root.path()))?;

@@ -271,7 +271,10 @@ pub(crate) fn write(input: &SbomInput, spec: SpecVersion) -> Vec<u8> {
         .tools
         .iter()
         .map(|t| {
-            let mut v = json!({"type": "application", "bom-ref": format!("toolchain:{}", t.name), "name": t.name, "version": t.version});
+            let mut v = json!({"type": "application", "bom-ref": format!("toolchain:{}", t.name), "name": t.name});
+            if let Some(ver) = &t.version {
+                v["version"] = json!(ver);
+            }
             if let Some(d) = &t.sha256 {
                 v["hashes"] = json!([{"alg": "SHA-256", "content": d.hex()}]);
             }

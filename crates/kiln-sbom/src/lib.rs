@@ -113,7 +113,8 @@ pub struct BinaryInfo {
 pub struct ToolInfo {
     /// `rustc`, `cargo`, `cc`, `ld`.
     pub name: String,
-    pub version: String,
+    /// The tool's release, when the lock records one (it does not for `ld`).
+    pub version: Option<String>,
     /// The pinned file's digest from the toolchain lock.
     pub sha256: Option<Digest>,
     /// The lock key of the pinned file (`sysroot/bin/rustc`, `cc:/usr/bin/...`).

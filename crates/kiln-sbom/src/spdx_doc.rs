@@ -57,6 +57,13 @@ fn is_url(s: &str) -> bool {
     (s.starts_with("https://") || s.starts_with("http://")) && !s.contains(char::is_whitespace)
 }
 
+/// SPDX 2.3 §7.9: SHA1 of the sorted, concatenated SHA1 hex digests of the package's files.
+fn verification_code(input: &SbomInput) -> String {
+    let mut sums: Vec<&str> = input.layers.files.iter().map(|f| f.sha1.as_str()).collect();
+    sums.sort();
+    sha1_smol::Sha1::from(sums.concat()).digest().to_string()
+}
+
 pub(crate) fn write(input: &SbomInput) -> Vec<u8> {
     let img = &input.image;
     let image_id = spdx_id("Image", &img.name);
@@ -72,7 +79,10 @@ pub(crate) fn write(input: &SbomInput) -> Vec<u8> {
             "name": img.name,
             "versionInfo": img.manifest_digest.to_string(),
             "downloadLocation": "NOASSERTION",
-            "filesAnalyzed": false,
+            // The image's files are listed (and CONTAINed), which SPDX allows only for an
+            // analyzed package, which in turn needs the verification code.
+            "filesAnalyzed": true,
+            "packageVerificationCode": {"packageVerificationCodeValue": verification_code(input)},
             "licenseConcluded": "NOASSERTION",
             "licenseDeclared": "NOASSERTION",
             "copyrightText": "NOASSERTION",
@@ -199,7 +209,6 @@ pub(crate) fn write(input: &SbomInput) -> Vec<u8> {
         let mut v = json!({
             "SPDXID": id,
             "name": t.name,
-            "versionInfo": t.version,
             "downloadLocation": "NOASSERTION",
             "filesAnalyzed": false,
             "licenseConcluded": "NOASSERTION",
@@ -208,6 +217,9 @@ pub(crate) fn write(input: &SbomInput) -> Vec<u8> {
             "primaryPackagePurpose": "APPLICATION",
             "comment": format!("pinned by {} ({}){}", input.toolchain.lock_path, input.toolchain.lock_digest, t.lock_key.as_deref().map(|k| format!(", key {k}")).unwrap_or_default()),
         });
+        if let Some(ver) = &t.version {
+            v["versionInfo"] = json!(ver);
+        }
         if let Some(d) = &t.sha256 {
             v["checksums"] = json!([{"algorithm": "SHA256", "checksumValue": d.hex()}]);
         }
