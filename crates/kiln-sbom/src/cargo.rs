@@ -190,7 +190,8 @@ pub fn resolve(mut cargo: Command, req: &ResolveRequest) -> Result<Resolution> {
             .to_path_buf();
         // Offline, with kiln's cargo home holding every crate the lock pins, a package
         // cargo cannot find is one the manifest asks for and the lock does not pin.
-        let unpinned = stderr.contains("no matching package") || stderr.contains("failed to select a version");
+        let unpinned =
+            stderr.contains("no matching package") || stderr.contains("failed to select a version");
         if (stderr.contains("--locked") && stderr.contains("lock file")) || unpinned {
             let lock = lock_path_in(&stderr).unwrap_or_else(|| dir.join("Cargo.lock"));
             let detail = stderr

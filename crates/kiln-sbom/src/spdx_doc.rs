@@ -15,10 +15,10 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
+use crate::SbomInput;
 use crate::cargo::{EdgeKind, Source};
 use crate::layers::PackageKind;
 use crate::license::{self, License};
-use crate::SbomInput;
 
 /// An SPDX identifier (`SPDXRef-[A-Za-z0-9.-]+`) for `kind` and `name`: the name with other
 /// characters replaced by `-`, plus a digest suffix whenever that replacement changed it,

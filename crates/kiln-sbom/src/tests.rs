@@ -94,7 +94,7 @@ pub(crate) fn input() -> SbomInput {
             target: "x86_64-unknown-linux-gnu".into(),
             tools: vec![ToolInfo {
                 name: "rustc".into(),
-                version: "1.95.0".into(),
+                version: Some("1.95.0".into()),
                 sha256: Some(Digest::of(b"rustc")),
                 lock_key: Some("sysroot/bin/rustc".into()),
             }],
