@@ -473,3 +473,65 @@ fn debian_advisory_matches_by_dpkg_order() {
     got.sort();
     assert_eq!(got, [("deb-libc6", true), ("deb-libc6-new", false)]);
 }
+
+#[test]
+fn write_for_project_opts_in_by_statements_and_writes_nothing_on_error() {
+    let project = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        testdata().join("vex/sbom.cdx.json"),
+        out.path().join("sbom.cdx.json"),
+    )
+    .unwrap();
+    // No statements file: no VEX.
+    assert!(
+        kiln_vex::write_for_project(project.path(), out.path(), SDE)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 1);
+
+    // A bad advisory: an error, and still nothing written.
+    std::fs::create_dir_all(project.path().join("vex")).unwrap();
+    std::fs::copy(
+        testdata().join("vex/hello/statements.toml"),
+        project.path().join("vex/statements.toml"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(project.path().join("advisories")).unwrap();
+    std::fs::write(
+        project.path().join("advisories/bad.json"),
+        "{\"id\": \"X\", \"affected\": 1}",
+    )
+    .unwrap();
+    let e = kiln_vex::write_for_project(project.path(), out.path(), SDE)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("advisories/bad.json") && e.contains("affected"),
+        "{e}"
+    );
+    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 1);
+
+    // With the fixture advisories: the golden documents.
+    std::fs::remove_file(project.path().join("advisories/bad.json")).unwrap();
+    for e in std::fs::read_dir(testdata().join("osv/hello")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(
+            e.path(),
+            project.path().join("advisories").join(e.file_name()),
+        )
+        .unwrap();
+    }
+    let written = kiln_vex::write_for_project(project.path(), out.path(), SDE).unwrap();
+    assert_eq!(written.len(), 3);
+    let docs = documents();
+    assert_eq!(
+        std::fs::read(out.path().join(kiln_vex::CSAF_FILE)).unwrap(),
+        docs.csaf
+    );
+    assert_eq!(
+        std::fs::read(out.path().join(kiln_vex::CDX_FILE)).unwrap(),
+        docs.cdx
+    );
+}
