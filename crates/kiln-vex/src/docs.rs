@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use kiln_core::time::rfc3339;
 use kiln_core::{Digest, canonical};
 use serde_json::{Value, json};
 
@@ -16,7 +17,6 @@ use crate::findings::Finding;
 use crate::sbom::{Component, Sbom};
 use crate::severity::Severity;
 use crate::statements::{Justification, Statements, Status};
-use crate::time::rfc3339;
 
 /// One vulnerability and what is known about each component it concerns.
 #[derive(Debug, Clone)]

@@ -4,10 +4,11 @@ use std::path::PathBuf;
 /// names the file, the entry in it and, where there is one, the fix.
 #[derive(Debug, thiserror::Error)]
 pub enum VexError {
-    #[error("cannot read {path}: {source}")]
+    /// `error`, not `source`: the message already says it, and anyhow would print it twice.
+    #[error("cannot read {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file is not well-formed (TOML/JSON syntax, wrong type, unknown key).
     #[error("{path}: {message}")]
@@ -20,10 +21,10 @@ pub enum VexError {
         message: String,
         fix: String,
     },
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}: {error}")]
     Write {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -53,9 +54,9 @@ pub type Result<T, E = VexError> = std::result::Result<T, E>;
 
 /// Reads a file, naming it on failure.
 pub(crate) fn read(path: &std::path::Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|source| VexError::Read {
+    std::fs::read(path).map_err(|error| VexError::Read {
         path: path.to_path_buf(),
-        source,
+        error,
     })
 }
 

@@ -16,7 +16,6 @@ pub mod sarif;
 pub mod sbom;
 pub mod severity;
 pub mod statements;
-mod time;
 pub mod version;
 
 use std::path::{Path, PathBuf};
@@ -29,7 +28,6 @@ pub use osv::Advisory;
 pub use sbom::Sbom;
 pub use severity::Severity;
 pub use statements::Statements;
-pub use time::rfc3339;
 
 /// The files the VEX step writes, in the image's output directory.
 pub const CSAF_FILE: &str = "vex.csaf.json";
@@ -86,11 +84,111 @@ pub fn write_for_project(project: &Path, out: &Path, sde: u64) -> Result<Vec<Pat
         (CDX_FILE, &docs.cdx),
     ] {
         let path = out.join(name);
-        kiln_core::fsx::write_atomic(&path, bytes).map_err(|source| VexError::Write {
+        kiln_core::fsx::write_atomic(&path, bytes).map_err(|error| VexError::Write {
             path: path.clone(),
-            source,
+            error,
         })?;
         written.push(path);
     }
     Ok(written)
+}
+
+/// What `cargo xtask gate` reads.
+#[derive(Debug, Clone)]
+pub struct GateInputs {
+    /// The project directory (holding `kiln.toml`); statements are read from
+    /// `<project>/vex/statements.toml` when it exists, and paths in `gate.json` are shown
+    /// relative to it.
+    pub project: PathBuf,
+    /// The image's `sbom.cdx.json`.
+    pub sbom: PathBuf,
+    /// Scanner outputs (SARIF 2.1.0).
+    pub sarif: Vec<PathBuf>,
+    /// Single OSV advisories; a package they name that the SBOM lacks is reported.
+    pub osv: Vec<PathBuf>,
+    /// An OSV advisory directory; default `<project>/advisories` (which may be absent).
+    /// Advisories about packages the SBOM lacks are ignored: the directory is a database.
+    pub advisories: Option<PathBuf>,
+    pub fail_on: Severity,
+}
+
+/// Reads every input, matches the findings to the SBOM, applies the statements and returns
+/// the verdict. Any malformed input is an error naming the file and the entry.
+pub fn run_gate(inputs: &GateInputs) -> Result<GateReport> {
+    if !inputs.sbom.is_file() {
+        return Err(VexError::invalid(
+            &inputs.sbom,
+            "sbom",
+            "no SBOM here",
+            "build the image first (`cargo xtask build`), or pass --image",
+        ));
+    }
+    let sbom = Sbom::load(&inputs.sbom)?;
+    let statements_path = inputs.project.join(statements::STATEMENTS_FILE);
+    let statements = if statements_path.exists() {
+        Some(Statements::load(&statements_path, &sbom)?)
+    } else {
+        None
+    };
+    let dir = match &inputs.advisories {
+        Some(d) if !d.is_dir() => {
+            return Err(VexError::invalid(
+                d,
+                "--advisories",
+                "not a directory",
+                "point --advisories at a directory of OSV JSON files",
+            ));
+        }
+        Some(d) => d.clone(),
+        None => inputs.project.join(osv::ADVISORIES_DIR),
+    };
+    let mut all = Vec::new();
+    for a in osv::load_dir(&dir)? {
+        all.extend(a.findings(&sbom, false));
+    }
+    for f in &inputs.osv {
+        all.extend(Advisory::load(f)?.findings(&sbom, true));
+    }
+    for f in &inputs.sarif {
+        all.extend(sarif::load(f, &sbom)?);
+    }
+    let findings = findings::merge(all);
+    let project = inputs
+        .project
+        .canonicalize()
+        .unwrap_or_else(|_| inputs.project.clone());
+    let mut report = gate::evaluate(
+        &sbom,
+        statements.as_ref(),
+        &findings,
+        inputs.fail_on,
+        &project,
+    );
+    if project != inputs.project {
+        // Sources may have been named through the uncanonical spelling too.
+        for r in &mut report.findings {
+            r.sources = r
+                .sources
+                .iter()
+                .map(|s| {
+                    Path::new(s)
+                        .strip_prefix(&inputs.project)
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_else(|_| s.clone())
+                })
+                .collect();
+        }
+    }
+    Ok(report)
+}
+
+impl GateReport {
+    /// Writes `gate.json` (canonical JSON) atomically.
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let bytes = kiln_core::canonical::to_vec_pretty(self).expect("the gate report serializes");
+        kiln_core::fsx::write_atomic(path, &bytes).map_err(|error| VexError::Write {
+            path: path.to_path_buf(),
+            error,
+        })
+    }
 }

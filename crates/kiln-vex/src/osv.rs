@@ -421,12 +421,12 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Advisory>> {
         let rd = match std::fs::read_dir(&d) {
             Ok(rd) => rd,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && d == dir => return Ok(Vec::new()),
-            Err(source) => return Err(VexError::Read { path: d, source }),
+            Err(error) => return Err(VexError::Read { path: d, error }),
         };
         for e in rd {
-            let e = e.map_err(|source| VexError::Read {
+            let e = e.map_err(|error| VexError::Read {
                 path: d.clone(),
-                source,
+                error,
             })?;
             let p = e.path();
             if p.is_dir() {
