@@ -32,6 +32,13 @@ pub enum Error {
     Policy { path: PathBuf, message: String },
     #[error("keyless signing: {0}")]
     Keyless(String),
+    #[error("keyless signing: {service} at {url}: {why}\n  fix: {fix}")]
+    KeylessService {
+        service: &'static str,
+        url: String,
+        why: String,
+        fix: &'static str,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

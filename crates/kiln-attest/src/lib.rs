@@ -8,7 +8,8 @@
 //! * [`evidence::write`]: the pipeline step tying them together.
 //! * [`policy`] and [`verify`]: the checks an admission controller makes, one line per
 //!   rule.
-//! * [`keyless`]: Sigstore keyless signing (not implemented yet; fails clearly).
+//! * [`keyless`]: Sigstore keyless signing (Fulcio certificate, Rekor entry) and the
+//!   verification of certificate bundles.
 //!
 //! This crate depends only on `kiln-core`: kiln-build hands it plain values
 //! ([`provenance::ProvenanceInputs`]) and the paths of the staging output and layout.

@@ -7,6 +7,10 @@
 //! [[identities]]                         # keyless: Fulcio certificate identity
 //! issuer = "https://token.actions.githubusercontent.com"
 //! subject_regexp = "^https://github.com/kiln-build/kiln/\\.github/workflows/.*@refs/tags/v.*$"
+//! # keyless needs both: the Fulcio root (and intermediates) and the Rekor public key
+//! # of the Sigstore instance, relative to the policy file
+//! fulcio_roots = ["fulcio-root.pem"]
+//! rekor_keys = ["rekor.pub"]
 //!
 //! [[require]]
 //! predicate_type = "https://slsa.dev/provenance/v1"
@@ -44,6 +48,9 @@ struct RawPolicy {
     /// PEM file(s) of the Fulcio root CA(s) trusted for keyless certificates.
     #[serde(default)]
     fulcio_roots: Vec<PathBuf>,
+    /// PEM public key(s) of the Rekor log(s) trusted to time-stamp keyless signatures.
+    #[serde(default)]
+    rekor_keys: Vec<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -87,6 +94,9 @@ pub struct Policy {
     pub identities: Vec<Identity>,
     /// Fulcio root certificates (DER) for keyless bundles.
     pub fulcio_roots: Vec<Vec<u8>>,
+    /// Rekor public keys: a keyless certificate lives minutes, so only a trusted log's
+    /// integrated time shows it was valid when the signature was made.
+    pub rekor_keys: Vec<(PathBuf, PublicKey)>,
     pub requires: Vec<Requirement>,
 }
 
@@ -135,6 +145,15 @@ impl Policy {
                     .map_err(|e| err(format!("fulcio_roots[{i}]: {e}")))?,
             );
         }
+        let mut rekor_keys = Vec::new();
+        for (i, k) in raw.rekor_keys.iter().enumerate() {
+            let p = base.join(k);
+            let key = PublicKey::load(&p).map_err(|e| err(format!("rekor_keys[{i}]: {e}")))?;
+            rekor_keys.push((p, key));
+        }
+        if !identities.is_empty() && (fulcio_roots.is_empty() || rekor_keys.is_empty()) {
+            return Err(err("[[identities]] (keyless) need fulcio_roots and rekor_keys: without them no certificate chain or signing time can be checked\n  fix: add fulcio_roots = [\"fulcio-root.pem\"] and rekor_keys = [\"rekor.pub\"] from your Sigstore instance's trusted root".into()));
+        }
         if keys.is_empty() && identities.is_empty() {
             return Err(err("no [[keys]] and no [[identities]]: nothing would be trusted\n  fix: add `[[keys]] path = \"kiln.pub\"` or a keyless [[identities]] entry".into()));
         }
@@ -156,6 +175,7 @@ impl Policy {
             keys,
             identities,
             fulcio_roots,
+            rekor_keys,
             requires: raw.requires,
         })
     }
