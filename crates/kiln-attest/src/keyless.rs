@@ -1153,7 +1153,7 @@ mod tests {
             root
         );
         assert_eq!(
-            merkle_root_from_proof(4, 5, l[4].clone(), &[abcd.clone()]).unwrap(),
+            merkle_root_from_proof(4, 5, l[4].clone(), std::slice::from_ref(&abcd)).unwrap(),
             root
         );
         assert_eq!(
