@@ -20,8 +20,8 @@
 //!
 //! Verification ([`verify_bundle`]) trusts only what the policy names: the Fulcio roots
 //! (`fulcio_roots`), the Rekor keys (`rekor_keys`) and the identities (issuer + subject
-//! regexp). It checks the log entry (signed entry timestamp and/or inclusion proof with a
-//! signed checkpoint, by a trusted Rekor key; the body binds this envelope's signature,
+//! regexp). It checks the log entry (signed entry timestamp, and the inclusion proof with
+//! its signed checkpoint when present, by a trusted Rekor key; the body binds this envelope's signature,
 //! payload and certificate), the certificate chain up to a trusted root at the log's
 //! integrated time, the identity in the certificate, and the DSSE signature by the
 //! certificate's key. Signed certificate timestamps (CT) are not checked.
@@ -679,8 +679,9 @@ pub fn verify_bundle(bundle: &Bundle, policy: &Policy, file: &str) -> Result<Str
     ))
 }
 
-/// Checks the entry's inclusion (SET and/or inclusion proof with a signed checkpoint) by
-/// a trusted Rekor key; returns the integrated time and how inclusion was shown.
+/// Checks the entry by a trusted Rekor key: the signed entry timestamp (required) and the
+/// inclusion proof with its signed checkpoint (when present); returns the integrated time
+/// and what was checked.
 fn check_tlog_entry(
     entry: &TlogEntry,
     policy: &Policy,
@@ -711,30 +712,30 @@ fn check_tlog_entry(
         .log_index
         .parse()
         .map_err(|_| format!("logIndex `{}` is not an integer", entry.log_index))?;
-    let mut how = Vec::new();
-    if let Some(p) = &entry.inclusion_promise {
-        // Rekor's signed entry timestamp: its signature over these four fields.
-        let set_payload = serde_json::json!({
-            "body": entry.canonicalized_body,
-            "integratedTime": integrated_time,
-            "logID": log_id_hex,
-            "logIndex": log_index,
-        });
-        let msg = kiln_core::canonical::to_vec(&set_payload).expect("JSON serializes");
-        let sig = B64
-            .decode(&p.signed_entry_timestamp)
-            .map_err(|e| format!("signedEntryTimestamp is not base64: {e}"))?;
-        if !key.verify(&msg, &sig) {
-            return Err("the signed entry timestamp does not verify with the trusted Rekor key: the entry was modified".into());
-        }
-        how.push("signed entry timestamp");
+    // The integrated time decides whether the short-lived certificate was valid, so it
+    // must be signed: only the signed entry timestamp covers it (an inclusion proof
+    // shows the body is in the log, not when it got there).
+    let p = entry.inclusion_promise.as_ref().ok_or(
+        "no inclusion promise (signed entry timestamp): the log's integrated time is not signed, so the certificate's validity cannot be checked",
+    )?;
+    // Rekor's signed entry timestamp: its signature over these four fields.
+    let set_payload = serde_json::json!({
+        "body": entry.canonicalized_body,
+        "integratedTime": integrated_time,
+        "logID": log_id_hex,
+        "logIndex": log_index,
+    });
+    let msg = kiln_core::canonical::to_vec(&set_payload).expect("JSON serializes");
+    let sig = B64
+        .decode(&p.signed_entry_timestamp)
+        .map_err(|e| format!("signedEntryTimestamp is not base64: {e}"))?;
+    if !key.verify(&msg, &sig) {
+        return Err("the signed entry timestamp does not verify with the trusted Rekor key: the entry was modified".into());
     }
+    let mut how = vec!["signed entry timestamp"];
     if let Some(p) = &entry.inclusion_proof {
         check_inclusion_proof(p, &body, key, &log_id)?;
         how.push("inclusion proof");
-    }
-    if how.is_empty() {
-        return Err("neither an inclusion promise nor an inclusion proof".into());
     }
     Ok((integrated_time, how.join(" + ")))
 }
@@ -1132,6 +1133,173 @@ mod tests {
         h.update(l);
         h.update(r);
         h.finalize().to_vec()
+    }
+
+    /// A bundle `kiln build --keyless` wrote against `testdata/sigstore-mock` (Fulcio with
+    /// a P-384 root, Rekor), with that instance's root and Rekor key. Verification uses
+    /// the log's integrated time, not the clock, so the fixture does not expire.
+    const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/keyless");
+    const SUBJECT: &str =
+        "https://github.com/kiln-build/kiln/.github/workflows/release.yml@refs/tags/v1.0.0";
+
+    fn fixture_policy(issuer: &str, subject_regexp: &str) -> Policy {
+        let d = std::path::Path::new(FIXTURE);
+        Policy::parse(
+            &d.join("policy.toml"),
+            &format!(
+                "fulcio_roots = [\"fulcio-root.pem\"]\nrekor_keys = [\"rekor.pub\"]\n[[identities]]\nissuer = \"{issuer}\"\nsubject_regexp = \"{subject_regexp}\"\n"
+            ),
+        )
+        .unwrap()
+    }
+
+    fn fixture_bundle() -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(format!("{FIXTURE}/bundle.sigstore.json")).unwrap())
+            .unwrap()
+    }
+
+    fn check(v: &serde_json::Value, policy: &Policy) -> std::result::Result<String, String> {
+        let b = Bundle::parse(&serde_json::to_vec(v).unwrap(), "b.sigstore.json")
+            .map_err(|e| e.to_string())?;
+        verify_bundle(&b, policy, "b.sigstore.json").map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn fixture_verifies_and_every_tamper_is_caught() {
+        let good = fixture_policy(
+            "https://token.actions.githubusercontent.com",
+            "^https://github\\\\.com/kiln-build/kiln/.*@refs/tags/v.*$",
+        );
+        let ok = check(&fixture_bundle(), &good).unwrap();
+        assert!(
+            ok.contains(SUBJECT) && ok.contains("signed entry timestamp + inclusion proof"),
+            "{ok}"
+        );
+
+        type Tamper = fn(&mut serde_json::Value);
+        let cases: Vec<(&str, Tamper, &str)> = vec![
+            (
+                "integrated time",
+                |v| v["verificationMaterial"]["tlogEntries"][0]["integratedTime"] = "1".into(),
+                "signed entry timestamp does not verify",
+            ),
+            (
+                "log index",
+                |v| v["verificationMaterial"]["tlogEntries"][0]["logIndex"] = "7".into(),
+                "signed entry timestamp does not verify",
+            ),
+            (
+                "no promise",
+                |v| {
+                    v["verificationMaterial"]["tlogEntries"][0]
+                        .as_object_mut()
+                        .unwrap()
+                        .remove("inclusionPromise");
+                },
+                "no inclusion promise",
+            ),
+            (
+                "log id",
+                |v| {
+                    v["verificationMaterial"]["tlogEntries"][0]["logId"]["keyId"] =
+                        B64.encode([0u8; 32]).into()
+                },
+                "not a Rekor key the policy trusts",
+            ),
+            (
+                "no entry",
+                |v| v["verificationMaterial"]["tlogEntries"] = serde_json::json!([]),
+                "no transparency-log entry",
+            ),
+            (
+                "payload",
+                |v| v["dsseEnvelope"]["payload"] = B64.encode(b"{}").into(),
+                "payload hash",
+            ),
+            (
+                "signature",
+                |v| {
+                    let sig = B64
+                        .decode(v["dsseEnvelope"]["signatures"][0]["sig"].as_str().unwrap())
+                        .unwrap();
+                    let mut s = p256::ecdsa::Signature::from_der(&sig).unwrap().to_bytes();
+                    s[40] ^= 1;
+                    v["dsseEnvelope"]["signatures"][0]["sig"] = B64
+                        .encode(p256::ecdsa::Signature::from_slice(&s).unwrap().to_der())
+                        .into();
+                },
+                "logged signature is not the envelope's",
+            ),
+            (
+                "certificate",
+                |v| {
+                    let mut der = B64
+                        .decode(
+                            v["verificationMaterial"]["certificate"]["rawBytes"]
+                                .as_str()
+                                .unwrap(),
+                        )
+                        .unwrap();
+                    let n = der.len();
+                    der[n - 10] ^= 1; // inside the CA's signature
+                    v["verificationMaterial"]["certificate"]["rawBytes"] = B64.encode(der).into();
+                },
+                "logged certificate is not the bundle's",
+            ),
+        ];
+        for (what, tamper, expect) in cases {
+            let mut v = fixture_bundle();
+            tamper(&mut v);
+            let e = check(&v, &good).expect_err(what);
+            assert!(
+                e.contains(expect) && e.contains("b.sigstore.json"),
+                "{what}: {e}"
+            );
+        }
+
+        // Identities: another subject, another issuer.
+        let e = check(
+            &fixture_bundle(),
+            &fixture_policy(
+                "https://token.actions.githubusercontent.com",
+                "^https://github\\\\.com/evil/",
+            ),
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("matches no policy identity") && e.contains(SUBJECT),
+            "{e}"
+        );
+        let e = check(
+            &fixture_bundle(),
+            &fixture_policy("https://accounts.google.com", ".*"),
+        )
+        .unwrap_err();
+        assert!(e.contains("matches no policy identity"), "{e}");
+    }
+
+    #[test]
+    fn a_root_the_leaf_does_not_chain_to_is_refused() {
+        // The log checks pass (same Rekor key), but the policy trusts another "root" —
+        // here the leaf itself, which did not sign itself and is no CA.
+        let d = tempfile::tempdir().unwrap();
+        std::fs::copy(format!("{FIXTURE}/rekor.pub"), d.path().join("rekor.pub")).unwrap();
+        let b = fixture_bundle();
+        let leaf = B64
+            .decode(
+                b["verificationMaterial"]["certificate"]["rawBytes"]
+                    .as_str()
+                    .unwrap(),
+            )
+            .unwrap();
+        let pem = format!(
+            "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+            B64.encode(&leaf)
+        );
+        std::fs::write(d.path().join("fulcio-root.pem"), pem).unwrap();
+        let p = Policy::parse(&d.path().join("p.toml"), "fulcio_roots = [\"fulcio-root.pem\"]\nrekor_keys = [\"rekor.pub\"]\n[[identities]]\nissuer = \"https://token.actions.githubusercontent.com\"\nsubject_regexp = \".*\"\n").unwrap();
+        let e = check(&b, &p).unwrap_err();
+        assert!(e.contains("does not lead to a trusted Fulcio root"), "{e}");
     }
 
     #[test]

@@ -219,6 +219,22 @@ mod tests {
     }
 
     #[test]
+    fn keyless_identities_need_fulcio_roots_and_rekor_keys() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("p.toml");
+        let e = Policy::parse(
+            &p,
+            "[[identities]]\nissuer = \"https://token.actions.githubusercontent.com\"\nsubject_regexp = \".*\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("fulcio_roots") && e.contains("rekor_keys") && e.contains("fix:"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn keys_relative_to_policy_and_nothing_trusted_is_an_error() {
         let d = tempfile::tempdir().unwrap();
         crate::keys::keygen(&d.path().join("kiln")).unwrap();

@@ -224,3 +224,56 @@ pub fn node(script: &str, args: &[&std::ffi::OsStr]) -> Output {
     std::fs::write(file.path(), script).unwrap();
     run_ok(Command::new("node").arg(file.path()).args(args))
 }
+
+/// A local Sigstore: `testdata/sigstore-mock/server.mjs` serving @sigstore/mock's Fulcio
+/// and Rekor, and a GitHub-Actions-style OIDC token service, on 127.0.0.1. Its trust
+/// material (Fulcio root PEM, Rekor and CT log public keys) is in `info`. Killed on drop;
+/// it also exits by itself when its stdin (this process) goes away.
+pub struct SigstoreMock {
+    child: std::process::Child,
+    pub info: serde_json::Value,
+}
+
+impl SigstoreMock {
+    pub fn start() -> Self {
+        use std::io::BufRead;
+        let nm = node_modules();
+        let mut child = Command::new("node")
+            .arg(repo().join("testdata/sigstore-mock/server.mjs"))
+            .arg(&nm)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run node (Node.js 20 is needed): {e}"));
+        let mut line = String::new();
+        let stdout = child.stdout.take().unwrap();
+        std::io::BufReader::new(stdout).read_line(&mut line).unwrap();
+        let info: serde_json::Value = match serde_json::from_str(&line) {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = child.kill();
+                panic!("the Sigstore mock did not start ({e}); it printed: {line:?}")
+            }
+        };
+        SigstoreMock { child, info }
+    }
+
+    /// A string field of the trust material (`url`, `fulcio_root_pem`, `token_url`, ...).
+    pub fn get(&self, field: &str) -> &str {
+        self.info[field]
+            .as_str()
+            .unwrap_or_else(|| panic!("the Sigstore mock printed no `{field}`"))
+    }
+
+    pub fn url(&self) -> &str {
+        self.get("url")
+    }
+}
+
+impl Drop for SigstoreMock {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
