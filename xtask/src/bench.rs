@@ -205,13 +205,15 @@ fn add_tree(layer: &mut kiln_oci::Layer, dir: &Path, prefix: &str) -> Result<()>
     Ok(())
 }
 
-struct Measured {
-    wall: Duration,
-    max_rss_kib: i64,
+/// What [`run_measured`] observed of one child process (shared with `bench sbom`).
+pub(crate) struct Measured {
+    pub(crate) wall: Duration,
+    /// `ru_maxrss` of the child and the descendants it waited for, in KiB.
+    pub(crate) max_rss_kib: i64,
 }
 
 /// Runs `cmd` to completion, reading its peak RSS with `wait4(2)`.
-fn run_measured(mut cmd: Command) -> Result<Measured> {
+pub(crate) fn run_measured(mut cmd: Command) -> Result<Measured> {
     let start = Instant::now();
     let child = cmd.spawn().with_context(|| format!("starting {cmd:?}"))?;
     let pid = child.id() as libc::pid_t;
@@ -234,7 +236,7 @@ fn run_measured(mut cmd: Command) -> Result<Measured> {
     })
 }
 
-fn which(tool: &str) -> bool {
+pub(crate) fn which(tool: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
 }

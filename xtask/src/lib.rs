@@ -3,6 +3,7 @@
 //! calls the kiln crates and prints. No build logic lives here.
 
 mod bench;
+mod bench_sbom;
 mod cmd_attest;
 mod cmd_repro;
 mod cmd_sbom;
@@ -109,6 +110,11 @@ enum BenchCommand {
     Image(bench::ImageBenchArgs),
     #[command(hide = true)]
     ImagePack(bench::ImagePackArgs),
+    /// Generate an SBOM for a Cargo workspace (kiln's own by default) with kiln,
+    /// cargo-cyclonedx, syft, trivy and cdxgen: wall time, peak RSS, crates found.
+    Sbom(bench_sbom::SbomBenchArgs),
+    #[command(hide = true)]
+    SbomGen(bench_sbom::SbomGenArgs),
 }
 
 struct Stderr;
@@ -186,6 +192,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Test(args) => return test_env::run(&args),
         Command::Bench { command: BenchCommand::Image(args) } => bench::image(&args)?,
         Command::Bench { command: BenchCommand::ImagePack(args) } => bench::image_pack(&args.src, &args.out)?,
+        Command::Bench { command: BenchCommand::Sbom(args) } => bench_sbom::sbom(&args)?,
+        Command::Bench { command: BenchCommand::SbomGen(args) } => bench_sbom::sbom_gen(&args)?,
     }
     Ok(ExitCode::SUCCESS)
 }
