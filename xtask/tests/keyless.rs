@@ -257,6 +257,25 @@ fn keyless_without_a_token_or_with_a_key_fails_clearly() {
         err.contains("OIDC token service") && err.contains("401"),
         "{err}"
     );
+    // A key and --keyless at once: refused, nothing written.
+    let keys = tempfile::tempdir().unwrap();
+    run_ok(
+        kiln()
+            .arg("keygen")
+            .arg("--out")
+            .arg(keys.path().join("kiln")),
+    );
+    let err = run_err(
+        keyless_build(&project, &mock)
+            .arg("--key")
+            .arg(keys.path().join("kiln.key")),
+    );
+    assert!(err.contains("--keyless") && err.contains("fix:"), "{err}");
+    assert!(
+        project.out_entries().is_empty(),
+        "{:?}",
+        project.out_entries()
+    );
     // $KILN_OIDC_TOKEN is used instead of the token service when set.
     run_ok(
         keyless_build(&project, &mock)
