@@ -44,6 +44,11 @@ const PIP: &[&str] = &[
 /// npm packages: the BSI CSAF validator and Sigstore's own verifier and mock services.
 const NPM: &[&str] = &["@secvisogram/csaf-validator-lib", "@sigstore/verify", "@sigstore/bundle", "@sigstore/mock@0.12"];
 
+/// crates.io tools, `cargo install`ed into `target/kiln/tools/cargo` (cached there: the
+/// first install builds them, ~2–3 min): cargo-cyclonedx, the Cargo-native SBOM peer. The
+/// version is pinned so its scopes and output shape cannot change under the tests.
+const CARGO_TOOLS: &[(&str, &str)] = &[("cargo-cyclonedx", "0.5.9")];
+
 #[derive(clap::Args)]
 pub struct TestArgs {
     /// Don't install anything; fail if a tool is missing.
@@ -61,11 +66,13 @@ pub fn run(args: &TestArgs) -> Result<ExitCode> {
         install_apt()?;
         install_venv(&tools.join("venv"))?;
         install_npm(&tools.join("node"))?;
+        install_cargo_tools(&tools.join("cargo"))?;
     }
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cmd.current_dir(&repo).args(["test", "--workspace", "--locked"]).args(&args.cargo_args);
     cmd.env("KILN_TOOLS_BIN", tools.join("venv/bin"));
     cmd.env("KILN_TOOLS_NODE_MODULES", tools.join("node/node_modules"));
+    cmd.env("KILN_TOOLS_CARGO_BIN", tools.join("cargo/bin"));
     eprintln!("kiln: running cargo test --workspace --locked");
     let status = cmd.status().context("cannot run cargo test")?;
     Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
@@ -157,6 +164,34 @@ fn install_npm(prefix: &Path) -> Result<()> {
         .context("cannot run npm (Node.js 20 or newer is needed)")?;
     if !status.success() {
         bail!("npm install {} failed ({status})", NPM.join(" "));
+    }
+    std::fs::write(&marker, wanted).with_context(|| format!("cannot write {}", marker.display()))?;
+    Ok(())
+}
+
+/// `cargo install --locked NAME@VERSION --root ROOT` for each of [`CARGO_TOOLS`] whose
+/// binary is missing or whose pinned version changed (a marker file records what was
+/// installed, as for the venv and npm).
+fn install_cargo_tools(root: &Path) -> Result<()> {
+    let marker = root.join(".kiln-requirements");
+    let wanted: String = CARGO_TOOLS.iter().map(|(name, version)| format!("{name}@{version}\n")).collect();
+    let installed = CARGO_TOOLS.iter().all(|(name, _)| root.join("bin").join(name).is_file());
+    if installed && std::fs::read_to_string(&marker).ok().as_deref() == Some(wanted.as_str()) {
+        return Ok(());
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    for (name, version) in CARGO_TOOLS {
+        eprintln!("kiln: cargo install {name}@{version} into {} (builds once, then cached)", root.display());
+        let status = Command::new(&cargo)
+            .args(["install", "--locked", "--quiet", &format!("{name}@{version}"), "--root"])
+            .arg(root)
+            // Not the workspace's target dir (it may be in use by this very cargo run).
+            .env_remove("CARGO_TARGET_DIR")
+            .status()
+            .context("cannot run cargo install")?;
+        if !status.success() {
+            bail!("cargo install --locked {name}@{version} --root {} failed ({status})", root.display());
+        }
     }
     std::fs::write(&marker, wanted).with_context(|| format!("cannot write {}", marker.display()))?;
     Ok(())
