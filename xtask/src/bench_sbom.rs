@@ -226,9 +226,9 @@ pub fn sbom(args: &SbomBenchArgs) -> Result<()> {
 
     match find_tool("cargo-cyclonedx", &[tools.join("cargo/bin")]) {
         Some(bin) => {
-            // cargo-cyclonedx runs a full `cargo metadata` (every platform), which needs
-            // every locked crate in the registry cache, windows-only ones included; the
-            // fetch is setup, not part of the measurement.
+            // cargo-cyclonedx runs its own `cargo metadata` offline here, which may want
+            // locked crates that kiln's platform-filtered one does not (other platforms'):
+            // fetching them is setup, not part of the measurement.
             let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
             let st = Command::new(&cargo)
                 .args(["fetch", "--locked", "--quiet", "--manifest-path"])
