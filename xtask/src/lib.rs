@@ -3,6 +3,7 @@
 //! calls the kiln crates and prints. No build logic lives here.
 
 mod bench;
+mod bench_repro;
 mod bench_sbom;
 mod cmd_attest;
 mod cmd_repro;
@@ -106,6 +107,8 @@ enum ToolchainCommand {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// Cost of `repro` over two plain cargo builds; its diff against diffoscope.
+    Repro(bench_repro::ReproBenchArgs),
     /// Pack a ~1 GiB tree into a layer and an OCI layout, against tar|gzip and buildah.
     Image(bench::ImageBenchArgs),
     #[command(hide = true)]
@@ -191,6 +194,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Repro(args) => return cmd_repro::run(project_dir(cli.dir)?, &args),
         Command::Test(args) => return test_env::run(&args),
         Command::Bench { command: BenchCommand::Image(args) } => bench::image(&args)?,
+        Command::Bench { command: BenchCommand::Repro(args) } => bench_repro::repro(&args)?,
         Command::Bench { command: BenchCommand::ImagePack(args) } => bench::image_pack(&args.src, &args.out)?,
         Command::Bench { command: BenchCommand::Sbom(args) } => bench_sbom::sbom(&args)?,
         Command::Bench { command: BenchCommand::SbomGen(args) } => bench_sbom::sbom_gen(&args)?,

@@ -634,8 +634,15 @@ impl Differ<'_> {
                         if !(oa.is_empty() && ob.is_empty()) {
                             let findings = classify_text(&oa.join("\n"), &ob.join("\n"), self.hints);
                             let toolchain = name == ".comment";
+                            // Once a string in this section changed length, the bytes next to
+                            // other strings move too; an unexplained neighbour is a consequence.
+                            let shifted = findings.iter().any(|f| matches!(f.cause, Cause::BuildPath | Cause::Timestamp | Cause::Randomness | Cause::Environment));
                             for f in findings {
-                                let cause = if toolchain && matches!(f.cause, Cause::Unknown) { Cause::Toolchain } else { f.cause };
+                                let cause = match f.cause {
+                                    Cause::Unknown if toolchain => Cause::Toolchain,
+                                    Cause::Unknown if shifted => Cause::Derived,
+                                    c => c,
+                                };
                                 root_found |= cause.is_root() && cause != Cause::Unknown;
                                 explained = true;
                                 self.push(at.clone(), format!("embedded strings: {}", cause.as_str()), Some(f.a.join(" ")), Some(f.b.join(" ")), cause, f.variation);

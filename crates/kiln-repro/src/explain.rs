@@ -85,10 +85,17 @@ pub struct Finding {
 /// Splits text into the tokens the heuristics look at: runs of characters that make up
 /// paths, numbers, words and digests.
 pub fn tokens(s: &str) -> Vec<&str> {
-    s.split(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-' | ':' | '+')))
-        .map(|t| t.trim_end_matches(['.', ':']))
-        .filter(|t| !t.is_empty())
-        .collect()
+    let mut out = Vec::new();
+    for t in s.split(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-' | ':' | '+'))) {
+        let t = t.trim_end_matches(['.', ':']);
+        // Rust string data is not NUL-terminated, so a path often follows a word directly.
+        match HOST_DIRS.iter().filter_map(|h| t.find(h)).filter(|&i| i > 0 && !t[..i].contains('/')).min() {
+            Some(i) => out.extend([&t[..i], &t[i..]]),
+            None if !t.is_empty() => out.push(t),
+            None => {}
+        }
+    }
+    out
 }
 
 fn is_hex(s: &str) -> bool {
@@ -147,6 +154,50 @@ fn looks_random(t: &str) -> bool {
     alnum && t.bytes().any(|b| b.is_ascii_digit()) && t.bytes().any(|b| b.is_ascii_uppercase()) && t.bytes().any(|b| b.is_ascii_lowercase())
 }
 
+fn uuid_version(t: &str) -> Option<u8> {
+    let b = t.as_bytes();
+    b.windows(36).find_map(|w| {
+        let dashes = [8, 13, 18, 23].iter().all(|&i| w[i] == b'-');
+        let hex = w.iter().enumerate().all(|(i, c)| [8, 13, 18, 23].contains(&i) || c.is_ascii_hexdigit());
+        (dashes && hex).then(|| w[14].wrapping_sub(b'0'))
+    })
+}
+
+/// Every cause a single token shows (a token may glue a timestamp to a random value, as
+/// adjacent string constants do in a binary).
+pub fn classify_token_all(t: &str, hints: &Hints) -> Vec<(Cause, Option<String>)> {
+    let (cause, var) = classify_token(t, hints);
+    if !matches!(cause, Cause::Timestamp | Cause::BuildPath) {
+        return vec![(cause, var)];
+    }
+    let mut out = vec![(cause, var)];
+    // What is left once the path and the epoch (with its fraction) are taken out.
+    let mut rest = t.to_string();
+    if let Some(i) = rest.find('/') {
+        rest.truncate(i);
+    }
+    let b = rest.as_bytes().to_vec();
+    if let Some(i) = (0..b.len().saturating_sub(9)).find(|&i| b[i..i + 10].iter().all(u8::is_ascii_digit)) {
+        let mut end = i + 10;
+        if b.get(end) == Some(&b'.') {
+            end += 1;
+            let frac_end = (end..b.len().min(end + 9)).find(|&j| !b[j].is_ascii_digit()).unwrap_or(b.len().min(end + 9));
+            end = frac_end;
+        }
+        rest = format!("{}{}", &rest[..i], &rest[end..]);
+    }
+    let mut run = 0usize;
+    let mut longest = 0usize;
+    for c in rest.bytes() {
+        run = if c.is_ascii_digit() || (b'a'..=b'f').contains(&c) { run + 1 } else { 0 };
+        longest = longest.max(run);
+    }
+    if longest >= 16 {
+        out.push((Cause::Randomness, None));
+    }
+    out
+}
+
 /// Classifies a single token that only one side has.
 pub fn classify_token(t: &str, hints: &Hints) -> (Cause, Option<String>) {
     for (var, value) in &hints.env_values {
@@ -154,8 +205,15 @@ pub fn classify_token(t: &str, hints: &Hints) -> (Cause, Option<String>) {
             return (Cause::Environment, Some(var.clone()));
         }
     }
-    if has_digest(t) {
+    // Content hashes (sha256 runs; exactly sha1- or md5-long hex) and name-based UUIDs
+    // (v3/v5, hashed from content) follow from other changes; a v4 UUID is random.
+    if has_digest(t) || (is_hex(t) && matches!(t.len(), 32 | 40 | 128)) {
         return (Cause::Derived, None);
+    }
+    match uuid_version(t) {
+        Some(3 | 5) => return (Cause::Derived, None),
+        Some(4) => return (Cause::Randomness, None),
+        _ => {}
     }
     if looks_like_build_path(t, hints) {
         return (Cause::BuildPath, Some("build_path".into()));
@@ -193,13 +251,28 @@ pub fn classify_text(a: &str, b: &str, hints: &Hints) -> Vec<Finding> {
             if (side == 0 && c <= 0) || (side == 1 && c >= 0) {
                 continue;
             }
-            let (cause, variation) = classify_token(t, hints);
             explained.insert(*t);
-            let f = by_cause.entry((cause, variation.clone())).or_insert_with(|| Finding { cause, variation, a: Vec::new(), b: Vec::new() });
-            let v = if side == 0 { &mut f.a } else { &mut f.b };
-            if !v.iter().any(|x| x == t) {
-                v.push(t.to_string());
+            for (cause, variation) in classify_token_all(t, hints) {
+                let f = by_cause.entry((cause, variation.clone())).or_insert_with(|| Finding { cause, variation, a: Vec::new(), b: Vec::new() });
+                let v = if side == 0 { &mut f.a } else { &mut f.b };
+                if !v.iter().any(|x| x == t) {
+                    v.push(t.to_string());
+                }
             }
+        }
+    }
+    // An unexplained word glued, on the other side, to an explained token (adjacent
+    // constants) is not a difference of its own: drop it from `unknown` and from the order.
+    let glued = |t: &str, other: &[String]| t.len() >= 3 && other.iter().any(|o| o != t && o.contains(t));
+    if let Some(unknown) = by_cause.get(&(Cause::Unknown, None)).cloned() {
+        let known_a: Vec<String> = by_cause.iter().filter(|(k, _)| k.0 != Cause::Unknown).flat_map(|(_, f)| f.a.clone()).collect();
+        let known_b: Vec<String> = by_cause.iter().filter(|(k, _)| k.0 != Cause::Unknown).flat_map(|(_, f)| f.b.clone()).collect();
+        let a: Vec<String> = unknown.a.into_iter().filter(|t| !glued(t, &known_b)).collect();
+        let b: Vec<String> = unknown.b.into_iter().filter(|t| !glued(t, &known_a)).collect();
+        if a.is_empty() && b.is_empty() {
+            by_cause.remove(&(Cause::Unknown, None));
+        } else {
+            by_cause.insert((Cause::Unknown, None), Finding { cause: Cause::Unknown, variation: None, a, b });
         }
     }
     // What is left after removing the unequal tokens: same tokens, maybe another order.
@@ -238,6 +311,17 @@ mod tests {
         let d2 = format!("sha256:{}", "b".repeat(64));
         assert_eq!(causes(&d1, &d2), [Cause::Derived]);
         assert!(causes("same", "same").is_empty());
+    }
+
+    #[test]
+    fn glued_constants_are_split_by_cause() {
+        let a = "x 1795358770.6132140331ff246c156c10cb0golf,delta,charlie,echo,alpha,foxtrot/tmp/r/a/project";
+        let b = "x 1795358791.803254938d796db72b75f76f2alpha,echo,charlie,delta,foxtrot,golf/tmp/r/b-x/project";
+        let mut c = causes(a, b);
+        c.sort();
+        assert_eq!(c, [Cause::Timestamp, Cause::BuildPath, Cause::Ordering, Cause::Randomness]);
+        assert_eq!(causes("urn:uuid:d0179761-3be2-5603-b6bd-33b6597255fe", "urn:uuid:9eabf4ac-4beb-5535-aff3-57026f4c3b34"), [Cause::Derived]);
+        assert_eq!(causes("300941ab5468dec3197e7f3336a44951f47407b1", "a50a4cfdfd8ea99e035b8e1d864ab4ae411b1e57"), [Cause::Derived]);
     }
 
     #[test]

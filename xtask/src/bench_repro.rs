@@ -1,0 +1,147 @@
+//! `cargo xtask bench repro`: what `repro` costs, and how fast its diff is.
+//!
+//! 1. `kiln repro` of testdata/hello (two kiln builds under the variations, the diff, the
+//!    reports) against two plain `cargo build --release` of the same project from cold
+//!    target dirs — the floor any rebuild check pays.
+//! 2. The diff step alone, `kiln repro compare` on two OCI layouts, against `diffoscope`
+//!    on the same pair, for a reproducible pair (hello) and a differing one (unrepro).
+//!
+//! Figures, not a pass/fail test: wall time and peak RSS (from `wait4`) per candidate.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+#[derive(clap::Args)]
+pub struct ReproBenchArgs {
+    /// Work directory (default: a temporary directory, removed afterwards).
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+}
+
+struct Measured {
+    wall: Duration,
+    max_rss_kib: i64,
+    code: i32,
+}
+
+/// Runs `cmd`, accepting the exit codes in `ok`, and reads its peak RSS with `wait4(2)`.
+fn measured(mut cmd: Command, ok: &[i32]) -> Result<Measured> {
+    cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    let start = Instant::now();
+    let child = cmd.spawn().with_context(|| format!("starting {cmd:?}"))?;
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is valid; wait4 fills it for our own, not yet reaped child.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+    let wall = start.elapsed();
+    if r != pid {
+        bail!("wait4 on {cmd:?}: {}", std::io::Error::last_os_error());
+    }
+    drop(child);
+    let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { -1 };
+    if !ok.contains(&code) {
+        bail!("{cmd:?} exited {code}");
+    }
+    Ok(Measured { wall, max_rss_kib: ru.ru_maxrss, code })
+}
+
+fn project(repo: &Path, dir: &Path, name: &str, toml: &str) -> Result<PathBuf> {
+    let p = dir.join(name);
+    let _ = std::fs::remove_dir_all(&p);
+    kiln_repro::copy_project(&repo.join("testdata").join(name), &p, None)?;
+    std::fs::write(p.join("kiln.toml"), toml)?;
+    let locks = repo.join("toolchains");
+    kiln_repro::copy_project(&locks, &p.join("toolchains"), None)?;
+    Ok(p)
+}
+
+const HELLO: &str = "[project]\nsource_date_epoch = 1700000000\n\n[[image]]\nname = \"hello\"\npackage = \"hello\"\nbinaries = [\"hello\"]\n\n[[image.files]]\nsource = \"greeting.txt\"\npath = \"/etc/hello/greeting.txt\"\n";
+const UNREPRO: &str = "[project]\nsource_date_epoch = 1700000000\n\n[[image]]\nname = \"unrepro\"\npackage = \"unrepro\"\nbinaries = [\"unrepro\"]\n\n[[image.files]]\nsource = \"note.txt\"\npath = \"/etc/unrepro/note.txt\"\n";
+
+pub fn repro(args: &ReproBenchArgs) -> Result<()> {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("xtask has no parent")?.to_path_buf();
+    let tmp;
+    let dir = match &args.dir {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            d.clone()
+        }
+        None => {
+            tmp = tempfile::Builder::new().prefix("kiln-bench-repro-").tempdir()?;
+            tmp.path().to_path_buf()
+        }
+    };
+    let kiln = std::env::current_exe()?;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut rows: Vec<(String, Measured)> = Vec::new();
+
+    let hello = project(&repo, &dir, "hello", HELLO)?;
+    let unrepro = project(&repo, &dir, "unrepro", UNREPRO)?;
+    // Warm the shared crate cache, so neither side pays the network.
+    let mut fetch = Command::new(&kiln);
+    fetch.arg("-C").arg(&hello).arg("fetch");
+    measured(fetch, &[0])?;
+
+    eprintln!("bench repro: two plain cargo builds of hello");
+    let mut plain = Duration::ZERO;
+    let mut plain_rss = 0;
+    for i in 1..=2 {
+        let mut c = Command::new(&cargo);
+        c.args(["build", "--release", "--locked", "--manifest-path"]).arg(hello.join("Cargo.toml")).arg("--target-dir").arg(dir.join(format!("plain-{i}")));
+        let m = measured(c, &[0])?;
+        plain += m.wall;
+        plain_rss = plain_rss.max(m.max_rss_kib);
+    }
+    rows.push(("2 × cargo build --release (hello)".into(), Measured { wall: plain, max_rss_kib: plain_rss, code: 0 }));
+
+    eprintln!("bench repro: kiln repro of hello and of unrepro");
+    for p in [&hello, &unrepro] {
+        let name = p.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let mut c = Command::new(&kiln);
+        c.arg("-C").arg(p).arg("repro").arg("--out").arg(dir.join(format!("repro-{name}")));
+        rows.push((format!("kiln repro ({name})"), measured(c, &[0])?));
+    }
+
+    eprintln!("bench repro: the diff step against diffoscope on the same layouts");
+    for name in ["hello", "unrepro"] {
+        let trees = dir.join(format!("repro-{name}/trees"));
+        let (a, b) = (trees.join("a").join(name).join("oci"), trees.join("b").join(name).join("oci"));
+        let mut c = Command::new(&kiln);
+        c.args(["repro", "compare"]).arg(&a).arg(&b).arg("--out").arg(dir.join(format!("cmp-{name}")));
+        let k = measured(c, &[0])?;
+        if which("diffoscope") {
+            let mut d = Command::new("diffoscope");
+            d.args(["--no-progress", "--text", "/dev/null"]).arg(&a).arg(&b);
+            let m = measured(d, &[0, 1])?;
+            let verdict = if m.code == 0 { "same" } else { "differ" };
+            rows.push((format!("kiln repro compare, layouts ({name})"), k));
+            rows.push((format!("diffoscope, layouts ({name}: {verdict})"), m));
+        } else {
+            rows.push((format!("kiln repro compare, layouts ({name})"), k));
+            eprintln!("(diffoscope not installed: skipping it)");
+        }
+    }
+
+    println!("{:<44} {:>9} {:>13}", "candidate", "wall s", "peak RSS MiB");
+    for (name, m) in &rows {
+        println!("{name:<44} {:>9.2} {:>13.1}", m.wall.as_secs_f64(), m.max_rss_kib as f64 / 1024.0);
+    }
+    let find = |prefix: &str| rows.iter().find(|(n, _)| n.starts_with(prefix)).map(|(_, m)| m.wall.as_secs_f64());
+    if let (Some(r), Some(p)) = (find("kiln repro (hello)"), find("2 × cargo")) {
+        println!("repro / two plain builds (hello): {:.2}×", r / p);
+    }
+    for name in ["hello", "unrepro"] {
+        if let (Some(k), Some(d)) = (find(&format!("kiln repro compare, layouts ({name})")), find(&format!("diffoscope, layouts ({name}"))) {
+            println!("diffoscope / kiln compare ({name}): {:.1}× (target ≥ 10×)", d / k);
+        }
+    }
+    Ok(())
+}
+
+fn which(tool: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+}
