@@ -50,7 +50,10 @@ pub fn run(project: PathBuf, args: &Args) -> Result<ExitCode> {
     {
         bail!("--min-ratio {r} is not between 0 and 1");
     }
-    let out = args.out.clone().unwrap_or_else(|| project.join("target/kiln/repro"));
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| project.join("target/kiln/repro"));
     let (report, tree_a, tree_b) = match &args.command {
         Some(Sub::Compare { a, b }) => {
             for d in [a, b] {
@@ -58,8 +61,21 @@ pub fn run(project: PathBuf, args: &Args) -> Result<ExitCode> {
                     bail!("{} is not a directory of build outputs", d.display());
                 }
             }
-            let ctx = CompareContext { mode: "compare".into(), a_label: a.display().to_string(), b_label: b.display().to_string(), hints: kiln_repro::Hints { now: kiln_repro::now(), ..Default::default() }, ..Default::default() };
-            (kiln_repro::report::compare(a, b, &ctx)?, a.clone(), b.clone())
+            let ctx = CompareContext {
+                mode: "compare".into(),
+                a_label: a.display().to_string(),
+                b_label: b.display().to_string(),
+                hints: kiln_repro::Hints {
+                    now: kiln_repro::now(),
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            (
+                kiln_repro::report::compare(a, b, &ctx)?,
+                a.clone(),
+                b.clone(),
+            )
         }
         None => {
             let default_file = project.join("reproducibility/variations.toml");
@@ -78,21 +94,34 @@ pub fn run(project: PathBuf, args: &Args) -> Result<ExitCode> {
             };
             let rebuilt = kiln_repro::rebuild(&plan, &|m| eprintln!("kiln: repro: {m}"))?;
             eprintln!("kiln: repro: comparing the two output trees");
-            let report = kiln_repro::report::compare(&rebuilt.tree_a, &rebuilt.tree_b, &rebuilt.context)?;
+            let report =
+                kiln_repro::report::compare(&rebuilt.tree_a, &rebuilt.tree_b, &rebuilt.context)?;
             (report, rebuilt.tree_a, rebuilt.tree_b)
         }
     };
     write_reports(report, &tree_a, &tree_b, &out, args)
 }
 
-fn write_reports(mut report: Report, tree_a: &Path, tree_b: &Path, out: &Path, args: &Args) -> Result<ExitCode> {
+fn write_reports(
+    mut report: Report,
+    tree_a: &Path,
+    tree_b: &Path,
+    out: &Path,
+    args: &Args,
+) -> Result<ExitCode> {
     if args.diffoscope {
         match which("diffoscope") {
             Some(d) => {
-                let n = kiln_repro::report::attach_diffoscope(&mut report, tree_a, tree_b, out, &d)?;
-                eprintln!("kiln: repro: {n} diffoscope report(s) in {}", out.join("diffoscope").display());
+                let n =
+                    kiln_repro::report::attach_diffoscope(&mut report, tree_a, tree_b, out, &d)?;
+                eprintln!(
+                    "kiln: repro: {n} diffoscope report(s) in {}",
+                    out.join("diffoscope").display()
+                );
             }
-            None => eprintln!("kiln: repro: --diffoscope: diffoscope is not installed (apt-get install diffoscope-minimal); skipped"),
+            None => eprintln!(
+                "kiln: repro: --diffoscope: diffoscope is not installed (apt-get install diffoscope-minimal); skipped"
+            ),
         }
     }
     let line = report.history_line(kiln_repro::now());
@@ -100,7 +129,10 @@ fn write_reports(mut report: Report, tree_a: &Path, tree_b: &Path, out: &Path, a
         Some(h) => kiln_repro::report::append_history(h, &line)?,
         None => vec![line],
     };
-    let write = |name: &str, bytes: &[u8]| kiln_core::fsx::write_atomic(&out.join(name), bytes).with_context(|| format!("cannot write {}", out.join(name).display()));
+    let write = |name: &str, bytes: &[u8]| {
+        kiln_core::fsx::write_atomic(&out.join(name), bytes)
+            .with_context(|| format!("cannot write {}", out.join(name).display()))
+    };
     write("report.json", &report.to_json())?;
     let md = report.to_markdown();
     write("report.md", md.as_bytes())?;
@@ -115,12 +147,17 @@ fn write_reports(mut report: Report, tree_a: &Path, tree_b: &Path, out: &Path, a
     if let Some(min) = args.min_ratio
         && ratio.value < min
     {
-        eprintln!("error: reproducibility ratio {:.3} ({} of {} artifacts identical) is below --min-ratio {min}", ratio.value, ratio.numerator, ratio.denominator);
+        eprintln!(
+            "error: reproducibility ratio {:.3} ({} of {} artifacts identical) is below --min-ratio {min}",
+            ratio.value, ratio.numerator, ratio.denominator
+        );
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn which(name: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join(name)).find(|p| p.is_file())
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
 }

@@ -30,25 +30,52 @@ path = "/etc/unrepro/note.txt"
 const BASE_ARTIFACTS: usize = 8;
 
 fn repro(p: &Project, out: &Path, extra: &[&str]) -> Value {
-    let o = run_ok(p.kiln().arg("repro").arg("--json").arg("--out").arg(out).args(extra));
+    let o = run_ok(
+        p.kiln()
+            .arg("repro")
+            .arg("--json")
+            .arg("--out")
+            .arg(out)
+            .args(extra),
+    );
     serde_json::from_slice(&o.stdout).expect("repro --json prints the report")
 }
 
 fn artifacts(report: &Value) -> Vec<Value> {
-    report["targets"].as_array().unwrap().iter().flat_map(|t| t["artifacts"].as_array().unwrap().clone()).collect()
+    report["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|t| t["artifacts"].as_array().unwrap().clone())
+        .collect()
 }
 
 fn cause_names(v: &Value) -> BTreeSet<String> {
-    v["causes"].as_array().unwrap().iter().map(|c| c["cause"].as_str().unwrap().to_string()).collect()
+    v["causes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["cause"].as_str().unwrap().to_string())
+        .collect()
 }
 
 /// diffoscope's verdict on a pair: 0 same, 1 different.
 fn diffoscope_differs(a: &Path, b: &Path) -> bool {
-    let out = Command::new(tool("diffoscope")).args(["--no-progress", "--text", "/dev/null"]).arg(a).arg(b).output().unwrap();
+    let out = Command::new(tool("diffoscope"))
+        .args(["--no-progress", "--text", "/dev/null"])
+        .arg(a)
+        .arg(b)
+        .output()
+        .unwrap();
     match out.status.code() {
         Some(0) => false,
         Some(1) => true,
-        other => panic!("diffoscope {} {} exited {other:?}: {}", a.display(), b.display(), String::from_utf8_lossy(&out.stderr)),
+        other => panic!(
+            "diffoscope {} {} exited {other:?}: {}",
+            a.display(),
+            b.display(),
+            String::from_utf8_lossy(&out.stderr)
+        ),
     }
 }
 
@@ -57,10 +84,19 @@ fn verdicts_agree_with_diffoscope(report: &Value, tree_a: &Path, tree_b: &Path) 
     for t in report["targets"].as_array().unwrap() {
         let name = t["name"].as_str().unwrap();
         for a in t["artifacts"].as_array().unwrap() {
-            let (pa, pb) = (a["a"]["path"].as_str().unwrap(), a["b"]["path"].as_str().unwrap());
-            let differs = diffoscope_differs(&tree_a.join(name).join(pa), &tree_b.join(name).join(pb));
+            let (pa, pb) = (
+                a["a"]["path"].as_str().unwrap(),
+                a["b"]["path"].as_str().unwrap(),
+            );
+            let differs =
+                diffoscope_differs(&tree_a.join(name).join(pa), &tree_b.join(name).join(pb));
             let verdict = a["verdict"].as_str().unwrap();
-            assert_eq!(differs, verdict == "different", "{}: kiln says {verdict}, diffoscope says differs={differs}", a["path"]);
+            assert_eq!(
+                differs,
+                verdict == "different",
+                "{}: kiln says {verdict}, diffoscope says differs={differs}",
+                a["path"]
+            );
         }
     }
 }
@@ -70,43 +106,121 @@ fn hello_is_reproducible_under_every_variation() {
     let p = Project::hello();
     let out = p.path().join("target/kiln/repro");
     let history = p.path().join("history.jsonl");
-    let r = repro(&p, &out, &["--history", history.to_str().unwrap(), "--min-ratio", "1"]);
+    let r = repro(
+        &p,
+        &out,
+        &["--history", history.to_str().unwrap(), "--min-ratio", "1"],
+    );
 
     assert_eq!(r["schema"], "https://kiln.dev/repro/report/v1");
     let total = artifacts(&r).len();
     assert!(total >= BASE_ARTIFACTS, "{total}");
-    assert_eq!(r["ratio"]["artifacts"], serde_json::json!({"numerator": total, "denominator": total, "value": 1.0}));
-    assert_eq!(r["ratio"]["targets"], serde_json::json!({"numerator": 1, "denominator": 1, "value": 1.0}));
+    assert_eq!(
+        r["ratio"]["artifacts"],
+        serde_json::json!({"numerator": total, "denominator": total, "value": 1.0})
+    );
+    assert_eq!(
+        r["ratio"]["targets"],
+        serde_json::json!({"numerator": 1, "denominator": 1, "value": 1.0})
+    );
     assert_eq!(r["targets"][0]["status"], "reproducible");
-    let paths: Vec<&str> = r["targets"][0]["artifacts"].as_array().unwrap().iter().map(|a| a["path"].as_str().unwrap()).collect();
+    let paths: Vec<&str> = r["targets"][0]["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["path"].as_str().unwrap())
+        .collect();
     // The image's own files; evidence (SBOMs, provenance, their referrer manifests in the
     // layout) comes on top and is just as identical.
-    for base in ["image.docker.tar", "image.oci.tar", "oci/blobs/manifests[0]", "oci/blobs/manifests[0]/config", "oci/blobs/manifests[0]/layers[0]", "oci/index.json", "oci/oci-layout", "summary.json"] {
+    for base in [
+        "image.docker.tar",
+        "image.oci.tar",
+        "oci/blobs/manifests[0]",
+        "oci/blobs/manifests[0]/config",
+        "oci/blobs/manifests[0]/layers[0]",
+        "oci/index.json",
+        "oci/oci-layout",
+        "summary.json",
+    ] {
         assert!(paths.contains(&base), "{base} missing from {paths:?}");
     }
 
     // Every variation was applied here (root, FUSE, faketime, taskset present); the list
     // says how.
-    let vars: Vec<(String, String)> = r["variations"].as_array().unwrap().iter().map(|v| (v["name"].as_str().unwrap().into(), v["status"].as_str().unwrap().into())).collect();
+    let vars: Vec<(String, String)> = r["variations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["name"].as_str().unwrap().into(),
+                v["status"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
     let names: Vec<&str> = vars.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["rebuild", "build_path", "clock", "cpus", "env", "file_order", "hostname", "locale", "path", "tz", "umask", "user"]);
+    assert_eq!(
+        names,
+        [
+            "rebuild",
+            "build_path",
+            "clock",
+            "cpus",
+            "env",
+            "file_order",
+            "hostname",
+            "locale",
+            "path",
+            "tz",
+            "umask",
+            "user"
+        ]
+    );
     for (n, s) in &vars {
         // The clock needs faketime to leave rustc alone (see the variation's detail).
-        assert!(s == "applied" || (n == "file_order" && s == "fallback") || (n == "clock" && s == "unavailable"), "{n}: {s}");
+        assert!(
+            s == "applied"
+                || (n == "file_order" && s == "fallback")
+                || (n == "clock" && s == "unavailable"),
+            "{n}: {s}"
+        );
     }
 
     // Reports and history.
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
-    assert!(html.contains("<svg") && !html.contains("<script") && !html.contains("http://cdn") && !html.contains("https://cdn"));
+    assert!(
+        html.contains("<svg")
+            && !html.contains("<script")
+            && !html.contains("http://cdn")
+            && !html.contains("https://cdn")
+    );
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
-    assert!(md.contains(&format!("| artifacts | {total} / {total} | 1.000 |")), "{md}");
-    assert_eq!(std::fs::read_to_string(&history).unwrap().lines().count(), 1);
+    assert!(
+        md.contains(&format!("| artifacts | {total} / {total} | 1.000 |")),
+        "{md}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&history).unwrap().lines().count(),
+        1
+    );
 
     let (ta, tb) = (out.join("trees/a"), out.join("trees/b"));
     verdicts_agree_with_diffoscope(&r, &ta, &tb);
 
     // compare on the two kept trees: the same verdicts.
-    let c = serde_json::from_slice::<Value>(&run_ok(p.kiln().args(["repro", "compare"]).arg(&ta).arg(&tb).arg("--json").arg("--out").arg(p.path().join("cmp"))).stdout).unwrap();
+    let c = serde_json::from_slice::<Value>(
+        &run_ok(
+            p.kiln()
+                .args(["repro", "compare"])
+                .arg(&ta)
+                .arg(&tb)
+                .arg("--json")
+                .arg("--out")
+                .arg(p.path().join("cmp")),
+        )
+        .stdout,
+    )
+    .unwrap();
     assert_eq!(c["mode"], "compare");
     assert_eq!(c["ratio"], r["ratio"]);
 }
@@ -124,36 +238,66 @@ fn unrepro_is_flagged_with_each_cause() {
     // manifest the config, index.json the manifest; both archives carry those blobs and
     // summary.json every digest. Only oci-layout stays the same.
     let arts = artifacts(&r);
-    let differing: BTreeSet<&str> = arts.iter().filter(|a| a["verdict"] == "different").map(|a| a["path"].as_str().unwrap()).collect();
-    let base_differing: BTreeSet<&str> =
-        ["image.docker.tar", "image.oci.tar", "oci/blobs/manifests[0]", "oci/blobs/manifests[0]/config", "oci/blobs/manifests[0]/layers[0]", "oci/index.json", "summary.json"].into();
+    let differing: BTreeSet<&str> = arts
+        .iter()
+        .filter(|a| a["verdict"] == "different")
+        .map(|a| a["path"].as_str().unwrap())
+        .collect();
+    let base_differing: BTreeSet<&str> = [
+        "image.docker.tar",
+        "image.oci.tar",
+        "oci/blobs/manifests[0]",
+        "oci/blobs/manifests[0]/config",
+        "oci/blobs/manifests[0]/layers[0]",
+        "oci/index.json",
+        "summary.json",
+    ]
+    .into();
     assert!(differing.is_superset(&base_differing), "{differing:?}");
     let total = arts.len();
     let identical = arts.iter().filter(|a| a["verdict"] == "identical").count();
     // What must stay identical: oci-layout, and the config blobs of the evidence referrer
     // manifests (the fixed empty config of OCI 1.1 artifacts). Everything else carries
     // the binary's digest, directly or through another digest.
-    let same: BTreeSet<&str> = arts.iter().filter(|a| a["verdict"] == "identical").map(|a| a["path"].as_str().unwrap()).collect();
+    let same: BTreeSet<&str> = arts
+        .iter()
+        .filter(|a| a["verdict"] == "identical")
+        .map(|a| a["path"].as_str().unwrap())
+        .collect();
     let expected_same: BTreeSet<&str> = arts
         .iter()
         .map(|a| a["path"].as_str().unwrap())
-        .filter(|p| *p == "oci/oci-layout" || (p.starts_with("oci/blobs/manifests[") && !p.starts_with("oci/blobs/manifests[0]") && p.ends_with("]/config")))
+        .filter(|p| {
+            *p == "oci/oci-layout"
+                || (p.starts_with("oci/blobs/manifests[")
+                    && !p.starts_with("oci/blobs/manifests[0]")
+                    && p.ends_with("]/config"))
+        })
         .collect();
     assert_eq!(same, expected_same);
     match total {
         // The image alone: 1 identical (oci/oci-layout) of 8.
         BASE_ARTIFACTS => {
-            assert_eq!(r["ratio"]["artifacts"], serde_json::json!({"numerator": 1, "denominator": 8, "value": 0.125}));
+            assert_eq!(
+                r["ratio"]["artifacts"],
+                serde_json::json!({"numerator": 1, "denominator": 8, "value": 0.125})
+            );
             assert_eq!(differing, base_differing);
         }
         // With SBOMs (CycloneDX, SPDX) and provenance, each as a file and as a referrer
         // manifest in the layout: 2 identical (oci-layout, the referrers' empty config) of 18.
-        18 => assert_eq!(r["ratio"]["artifacts"], serde_json::json!({"numerator": 2, "denominator": 18, "value": 2.0 / 18.0})),
+        18 => assert_eq!(
+            r["ratio"]["artifacts"],
+            serde_json::json!({"numerator": 2, "denominator": 18, "value": 2.0 / 18.0})
+        ),
         other => panic!("unexpected artifact count {other}: update this test with the new outputs"),
     }
     assert_eq!(r["ratio"]["artifacts"]["numerator"], identical);
     assert_eq!(r["ratio"]["artifacts"]["denominator"], total);
-    assert_eq!(r["ratio"]["targets"], serde_json::json!({"numerator": 0, "denominator": 1, "value": 0.0}));
+    assert_eq!(
+        r["ratio"]["targets"],
+        serde_json::json!({"numerator": 0, "denominator": 1, "value": 0.0})
+    );
     assert_eq!(r["targets"][0]["status"], "unreproducible");
 
     // The causes, each pointed at a variation that exposes it.
@@ -169,36 +313,103 @@ fn unrepro_is_flagged_with_each_cause() {
         assert!(!c["exposed_by"].as_array().unwrap().is_empty(), "{c}");
     }
     let exposed = |cause: &str| -> Vec<String> {
-        t["causes"].as_array().unwrap().iter().find(|c| c["cause"] == cause).unwrap()["exposed_by"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect()
+        t["causes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["cause"] == cause)
+            .unwrap()["exposed_by"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect()
     };
-    let clock_applied = r["variations"].as_array().unwrap().iter().any(|v| v["name"] == "clock" && v["status"] == "applied");
+    let clock_applied = r["variations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|v| v["name"] == "clock" && v["status"] == "applied");
     assert!(exposed("timestamp").contains(&"rebuild".to_string()));
-    assert_eq!(exposed("timestamp").contains(&"clock".to_string()), clock_applied);
+    assert_eq!(
+        exposed("timestamp").contains(&"clock".to_string()),
+        clock_applied
+    );
     assert_eq!(exposed("build_path"), ["build_path"]);
     assert!(exposed("randomness").contains(&"rebuild".to_string()));
 
     // The layer: found inside the tar, in the binary, in .rodata; the config, manifest,
     // index and summary only carry derived (digest) differences.
-    let layer = arts.iter().find(|a| a["path"] == "oci/blobs/manifests[0]/layers[0]").unwrap();
+    let layer = arts
+        .iter()
+        .find(|a| a["path"] == "oci/blobs/manifests[0]/layers[0]")
+        .unwrap();
     assert_eq!(layer["kind"], "gzip");
-    let locs: Vec<&str> = layer["differences"].as_array().unwrap().iter().map(|d| d["location"].as_str().unwrap()).collect();
-    assert!(locs.iter().any(|l| l.starts_with("usr/local/bin/unrepro ▸ ELF section .rodata")), "{locs:?}");
-    let by_cause = |cause: &str| layer["differences"].as_array().unwrap().iter().find(|d| d["cause"] == cause).cloned().unwrap_or_else(|| panic!("no {cause} in the layer"));
+    let locs: Vec<&str> = layer["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["location"].as_str().unwrap())
+        .collect();
+    assert!(
+        locs.iter()
+            .any(|l| l.starts_with("usr/local/bin/unrepro ▸ ELF section .rodata")),
+        "{locs:?}"
+    );
+    let by_cause = |cause: &str| {
+        layer["differences"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["cause"] == cause)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {cause} in the layer"))
+    };
     let ts = by_cause("timestamp");
-    assert!(ts["a"].as_str().unwrap().len() >= 10 && ts["a"] != ts["b"], "{ts}");
-    assert!(by_cause("build_path")["b"].as_str().unwrap().contains("varied-build-path"));
-    for path in ["oci/blobs/manifests[0]/config", "oci/blobs/manifests[0]", "oci/index.json", "summary.json"] {
+    assert!(
+        ts["a"].as_str().unwrap().len() >= 10 && ts["a"] != ts["b"],
+        "{ts}"
+    );
+    assert!(
+        by_cause("build_path")["b"]
+            .as_str()
+            .unwrap()
+            .contains("varied-build-path")
+    );
+    for path in [
+        "oci/blobs/manifests[0]/config",
+        "oci/blobs/manifests[0]",
+        "oci/index.json",
+        "summary.json",
+    ] {
         let a = arts.iter().find(|a| a["path"] == path).unwrap();
-        assert!(a["differences"].as_array().unwrap().iter().all(|d| d["cause"] == "derived"), "{path}: {a}");
+        assert!(
+            a["differences"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|d| d["cause"] == "derived"),
+            "{path}: {a}"
+        );
         assert!(a["causes"].as_array().unwrap().is_empty(), "{path}");
     }
-    let config = arts.iter().find(|a| a["path"] == "oci/blobs/manifests[0]/config").unwrap();
+    let config = arts
+        .iter()
+        .find(|a| a["path"] == "oci/blobs/manifests[0]/config")
+        .unwrap();
     assert_eq!(config["differences"][0]["location"], "$.rootfs.diff_ids[0]");
 
     // History appended; the chart has both runs.
-    assert_eq!(std::fs::read_to_string(&history).unwrap().lines().count(), 2);
+    assert_eq!(
+        std::fs::read_to_string(&history).unwrap().lines().count(),
+        2
+    );
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
-    assert!(html.contains("<svg") && html.contains("<polyline") && html.contains("2025-01-01T00:00:00Z"));
+    assert!(
+        html.contains("<svg")
+            && html.contains("<polyline")
+            && html.contains("2025-01-01T00:00:00Z")
+    );
 
     let (ta, tb) = (out.join("trees/a"), out.join("trees/b"));
     verdicts_agree_with_diffoscope(&r, &ta, &tb);
@@ -206,22 +417,52 @@ fn unrepro_is_flagged_with_each_cause() {
     // `compare` of the same trees, as if built elsewhere: same verdicts and, without
     // knowing the build dirs, still a build path (an absolute path under /tmp).
     let cmp_out = p.path().join("cmp");
-    let c = serde_json::from_slice::<Value>(&run_ok(p.kiln().args(["repro", "compare"]).arg(&ta).arg(&tb).args(["--json", "--diffoscope", "--out"]).arg(&cmp_out)).stdout).unwrap();
+    let c = serde_json::from_slice::<Value>(
+        &run_ok(
+            p.kiln()
+                .args(["repro", "compare"])
+                .arg(&ta)
+                .arg(&tb)
+                .args(["--json", "--diffoscope", "--out"])
+                .arg(&cmp_out),
+        )
+        .stdout,
+    )
+    .unwrap();
     assert_eq!(c["ratio"], r["ratio"]);
     let ccauses = cause_names(&c["targets"][0]);
     for cause in ["timestamp", "randomness", "build_path"] {
-        assert!(ccauses.contains(cause), "compare: {cause} not among {ccauses:?}");
+        assert!(
+            ccauses.contains(cause),
+            "compare: {cause} not among {ccauses:?}"
+        );
     }
     // --diffoscope attached a report to every differing artifact.
     for a in artifacts(&c).iter().filter(|a| a["verdict"] == "different") {
-        let rel = a["diffoscope"].as_str().unwrap_or_else(|| panic!("no diffoscope for {}", a["path"]));
+        let rel = a["diffoscope"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no diffoscope for {}", a["path"]));
         assert!(cmp_out.join(rel).is_file());
     }
 
     // --min-ratio: 0.125 < 0.8 fails, naming the ratio; 0.1 passes.
-    let err = run_err(p.kiln().args(["repro", "compare"]).arg(&ta).arg(&tb).args(["--min-ratio", "0.8", "--out"]).arg(p.path().join("cmp2")));
+    let err = run_err(
+        p.kiln()
+            .args(["repro", "compare"])
+            .arg(&ta)
+            .arg(&tb)
+            .args(["--min-ratio", "0.8", "--out"])
+            .arg(p.path().join("cmp2")),
+    );
     assert!(err.contains("below --min-ratio 0.8"), "{err}");
-    run_ok(p.kiln().args(["repro", "compare"]).arg(&ta).arg(&tb).args(["--min-ratio", "0.1", "--out"]).arg(p.path().join("cmp3")));
+    run_ok(
+        p.kiln()
+            .args(["repro", "compare"])
+            .arg(&ta)
+            .arg(&tb)
+            .args(["--min-ratio", "0.1", "--out"])
+            .arg(p.path().join("cmp3")),
+    );
 }
 
 #[test]

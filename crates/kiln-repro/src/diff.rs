@@ -89,7 +89,9 @@ pub fn list_files(dir: &Path) -> Result<Vec<String>> {
         for e in std::fs::read_dir(d).map_err(io("cannot list", d))? {
             let e = e.map_err(io("cannot list", d))?;
             let name = e.file_name();
-            if name.to_string_lossy().starts_with(".kiln-") || name.to_string_lossy().contains(".staging-") {
+            if name.to_string_lossy().starts_with(".kiln-")
+                || name.to_string_lossy().contains(".staging-")
+            {
                 continue;
             }
             let ty = e.file_type().map_err(io("cannot stat", &e.path()))?;
@@ -98,7 +100,12 @@ pub fn list_files(dir: &Path) -> Result<Vec<String>> {
             } else if ty.is_file() {
                 let p = e.path();
                 let rel = p.strip_prefix(base).unwrap_or(&p);
-                out.push(rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/"));
+                out.push(
+                    rel.components()
+                        .map(|c| c.as_os_str().to_string_lossy())
+                        .collect::<Vec<_>>()
+                        .join("/"),
+                );
             }
         }
         Ok(())
@@ -115,29 +122,51 @@ fn blob_roles(dir: &Path, files: &[String]) -> BTreeMap<String, String> {
     let mut roles = BTreeMap::new();
     for layout in files.iter().filter_map(|f| f.strip_suffix("oci-layout")) {
         let base = dir.join(layout);
-        let Ok(index) = std::fs::read(base.join("index.json")) else { continue };
-        let Ok(index) = serde_json::from_slice::<Value>(&index) else { continue };
+        let Ok(index) = std::fs::read(base.join("index.json")) else {
+            continue;
+        };
+        let Ok(index) = serde_json::from_slice::<Value>(&index) else {
+            continue;
+        };
         let mut queue: Vec<(String, Value)> = vec![(String::new(), index)];
         while let Some((role, doc)) = queue.pop() {
             let mut children = Vec::new();
             if let Some(m) = doc.get("manifests").and_then(Value::as_array) {
-                children.extend(m.iter().enumerate().map(|(i, d)| (format!("manifests[{i}]"), d)));
+                children.extend(
+                    m.iter()
+                        .enumerate()
+                        .map(|(i, d)| (format!("manifests[{i}]"), d)),
+                );
             }
             if let Some(c) = doc.get("config") {
                 children.push(("config".into(), c));
             }
             for key in ["layers", "blobs"] {
                 if let Some(l) = doc.get(key).and_then(Value::as_array) {
-                    children.extend(l.iter().enumerate().map(|(i, d)| (format!("{key}[{i}]"), d)));
+                    children.extend(
+                        l.iter()
+                            .enumerate()
+                            .map(|(i, d)| (format!("{key}[{i}]"), d)),
+                    );
                 }
             }
             for (name, desc) in children {
-                let Some(hex) = desc.get("digest").and_then(Value::as_str).and_then(|d| d.strip_prefix("sha256:")) else { continue };
+                let Some(hex) = desc
+                    .get("digest")
+                    .and_then(Value::as_str)
+                    .and_then(|d| d.strip_prefix("sha256:"))
+                else {
+                    continue;
+                };
                 let rel = format!("{layout}blobs/sha256/{hex}");
                 if roles.contains_key(&rel) || !files.contains(&rel) {
                     continue;
                 }
-                let child_role = if role.is_empty() { name } else { format!("{role}/{name}") };
+                let child_role = if role.is_empty() {
+                    name
+                } else {
+                    format!("{role}/{name}")
+                };
                 roles.insert(rel.clone(), format!("{layout}blobs/{child_role}"));
                 if let Ok(bytes) = std::fs::read(base.join(format!("blobs/sha256/{hex}")))
                     && bytes.first() == Some(&b'{')
@@ -159,13 +188,23 @@ fn listed(dir: &Path) -> Result<Vec<Listed>> {
     let roles = blob_roles(dir, &files);
     Ok(files
         .into_iter()
-        .map(|rel| Listed { logical: roles.get(&rel).cloned().unwrap_or_else(|| rel.clone()), abs: dir.join(&rel), rel })
+        .map(|rel| Listed {
+            logical: roles.get(&rel).cloned().unwrap_or_else(|| rel.clone()),
+            abs: dir.join(&rel),
+            rel,
+        })
         .collect())
 }
 
 fn side(l: &Listed) -> Result<Side> {
     let meta = std::fs::metadata(&l.abs).map_err(io("cannot stat", &l.abs))?;
-    Ok(Side { path: l.rel.clone(), sha256: Digest::of_file(&l.abs).map_err(io("cannot read", &l.abs))?.to_string(), size: meta.len() })
+    Ok(Side {
+        path: l.rel.clone(),
+        sha256: Digest::of_file(&l.abs)
+            .map_err(io("cannot read", &l.abs))?
+            .to_string(),
+        size: meta.len(),
+    })
 }
 
 /// Compares two directories of outputs (one target's) artifact by artifact.
@@ -183,7 +222,14 @@ pub fn diff_dirs(a: &Path, b: &Path, hints: &Hints) -> Result<Vec<ArtifactDiff>>
     for (name, (fa, fb)) in by_name {
         let sa = fa.map(side).transpose()?;
         let sb = fb.map(side).transpose()?;
-        let mut art = ArtifactDiff { path: name.to_string(), kind: String::new(), verdict: Verdict::Identical, a: sa.clone(), b: sb.clone(), differences: Vec::new() };
+        let mut art = ArtifactDiff {
+            path: name.to_string(),
+            kind: String::new(),
+            verdict: Verdict::Identical,
+            a: sa.clone(),
+            b: sb.clone(),
+            differences: Vec::new(),
+        };
         match (fa, fb) {
             (Some(fa), Some(fb)) => {
                 let ba = std::fs::read(&fa.abs).map_err(io("cannot read", &fa.abs))?;
@@ -191,13 +237,20 @@ pub fn diff_dirs(a: &Path, b: &Path, hints: &Hints) -> Result<Vec<ArtifactDiff>>
                 if sa.as_ref().map(|s| &s.sha256) != sb.as_ref().map(|s| &s.sha256) {
                     art.verdict = Verdict::Different;
                     let bb = std::fs::read(&fb.abs).map_err(io("cannot read", &fb.abs))?;
-                    let mut d = Differ { hints, out: Vec::new() };
+                    let mut d = Differ {
+                        hints,
+                        out: Vec::new(),
+                    };
                     d.content("", &ba, &bb, 0);
                     art.differences = d.finish();
                 }
             }
             (Some(f), None) | (None, Some(f)) => {
-                art.verdict = if fa.is_some() { Verdict::OnlyInA } else { Verdict::OnlyInB };
+                art.verdict = if fa.is_some() {
+                    Verdict::OnlyInA
+                } else {
+                    Verdict::OnlyInB
+                };
                 let bytes = std::fs::read(&f.abs).map_err(io("cannot read", &f.abs))?;
                 art.kind = kind_of(&bytes).to_string();
                 art.differences.push(Difference {
@@ -221,7 +274,10 @@ pub fn diff_bytes(a: &[u8], b: &[u8], hints: &Hints) -> Vec<Difference> {
     if a == b {
         return Vec::new();
     }
-    let mut d = Differ { hints, out: Vec::new() };
+    let mut d = Differ {
+        hints,
+        out: Vec::new(),
+    };
     d.content("", a, b, 0);
     d.finish()
 }
@@ -231,7 +287,10 @@ fn is_tar(b: &[u8]) -> bool {
 }
 
 fn is_json(b: &[u8]) -> bool {
-    matches!(b.iter().find(|c| !c.is_ascii_whitespace()), Some(b'{') | Some(b'['))
+    matches!(
+        b.iter().find(|c| !c.is_ascii_whitespace()),
+        Some(b'{') | Some(b'[')
+    )
 }
 
 /// The type an artifact is diffed as.
@@ -252,7 +311,11 @@ pub fn kind_of(b: &[u8]) -> &'static str {
 }
 
 fn join(loc: &str, more: &str) -> String {
-    if loc.is_empty() { more.to_string() } else { format!("{loc} ▸ {more}") }
+    if loc.is_empty() {
+        more.to_string()
+    } else {
+        format!("{loc} ▸ {more}")
+    }
 }
 
 fn clip(s: &str) -> String {
@@ -347,7 +410,10 @@ fn read_tar(bytes: &[u8]) -> std::result::Result<Vec<TarEntry>, String> {
         let mut e = e.map_err(|e| e.to_string())?;
         let h = e.header().clone();
         let path = String::from_utf8_lossy(&e.path_bytes()).into_owned();
-        let link = e.link_name_bytes().map(|l| String::from_utf8_lossy(&l).into_owned()).unwrap_or_default();
+        let link = e
+            .link_name_bytes()
+            .map(|l| String::from_utf8_lossy(&l).into_owned())
+            .unwrap_or_default();
         let mut data = Vec::new();
         e.read_to_end(&mut data).map_err(|e| e.to_string())?;
         out.push(TarEntry {
@@ -391,11 +457,33 @@ fn entry_key(path: &str) -> String {
 }
 
 impl Differ<'_> {
-    fn push(&mut self, location: String, what: impl Into<String>, a: Option<String>, b: Option<String>, cause: Cause, variation: Option<String>) {
+    fn push(
+        &mut self,
+        location: String,
+        what: impl Into<String>,
+        a: Option<String>,
+        b: Option<String>,
+        cause: Cause,
+        variation: Option<String>,
+    ) {
         if self.out.len() < MAX_DIFFERENCES {
-            self.out.push(Difference { location, what: what.into(), a: a.map(|s| clip(&s)), b: b.map(|s| clip(&s)), cause, variation });
+            self.out.push(Difference {
+                location,
+                what: what.into(),
+                a: a.map(|s| clip(&s)),
+                b: b.map(|s| clip(&s)),
+                cause,
+                variation,
+            });
         } else if self.out.len() == MAX_DIFFERENCES {
-            self.out.push(Difference { location: String::new(), what: "further differences omitted".into(), a: None, b: None, cause: Cause::Unknown, variation: None });
+            self.out.push(Difference {
+                location: String::new(),
+                what: "further differences omitted".into(),
+                a: None,
+                b: None,
+                cause: Cause::Unknown,
+                variation: None,
+            });
         }
     }
 
@@ -408,7 +496,14 @@ impl Differ<'_> {
         let findings = classify_text(a, b, self.hints);
         let any = !findings.is_empty();
         for f in findings {
-            self.push(loc.to_string(), format!("{what}: {}", f.cause.as_str()), Some(f.a.join(" ")), Some(f.b.join(" ")), f.cause, f.variation);
+            self.push(
+                loc.to_string(),
+                format!("{what}: {}", f.cause.as_str()),
+                Some(f.a.join(" ")),
+                Some(f.b.join(" ")),
+                f.cause,
+                f.variation,
+            );
         }
         any
     }
@@ -427,14 +522,24 @@ impl Differ<'_> {
             "elf" => self.elf(loc, a, b),
             "tar" => self.tar(loc, a, b, depth),
             "json" => {
-                let (Ok(va), Ok(vb)) = (serde_json::from_slice::<Value>(a), serde_json::from_slice::<Value>(b)) else {
+                let (Ok(va), Ok(vb)) = (
+                    serde_json::from_slice::<Value>(a),
+                    serde_json::from_slice::<Value>(b),
+                ) else {
                     return self.bytes(loc, a, b);
                 };
                 let before = self.out.len();
                 self.json(loc, "$", None, &va, &vb);
                 if self.out.len() == before {
                     // Same document, other bytes: key order or whitespace.
-                    self.push(join(loc, "$"), "same JSON value, different serialization (key order or whitespace)", None, None, Cause::Ordering, None);
+                    self.push(
+                        join(loc, "$"),
+                        "same JSON value, different serialization (key order or whitespace)",
+                        None,
+                        None,
+                        Cause::Ordering,
+                        None,
+                    );
                 }
             }
             _ => self.bytes(loc, a, b),
@@ -444,15 +549,24 @@ impl Differ<'_> {
     fn gzip(&mut self, loc: &str, a: &[u8], b: &[u8], depth: usize) {
         let inflate = |x: &[u8]| {
             let mut out = Vec::new();
-            flate2::read::MultiGzDecoder::new(x).take(MAX_INFLATE).read_to_end(&mut out).map(|_| out)
+            flate2::read::MultiGzDecoder::new(x)
+                .take(MAX_INFLATE)
+                .read_to_end(&mut out)
+                .map(|_| out)
         };
         match (inflate(a), inflate(b)) {
             (Ok(ia), Ok(ib)) if ia == ib => {
                 let hdr = a.len() >= 10 && b.len() >= 10 && a[..10] != b[..10];
                 let (what, cause) = if hdr && a[4..8] != b[4..8] {
-                    ("gzip header mtime differs, content identical", Cause::Timestamp)
+                    (
+                        "gzip header mtime differs, content identical",
+                        Cause::Timestamp,
+                    )
                 } else {
-                    ("compressed bytes differ, uncompressed content identical (compressor or its settings)", Cause::Toolchain)
+                    (
+                        "compressed bytes differ, uncompressed content identical (compressor or its settings)",
+                        Cause::Toolchain,
+                    )
                 };
                 self.push(join(loc, "gzip"), what, None, None, cause, None);
             }
@@ -462,7 +576,9 @@ impl Differ<'_> {
     }
 
     fn tar(&mut self, loc: &str, a: &[u8], b: &[u8], depth: usize) {
-        let (Ok(ea), Ok(eb)) = (read_tar(a), read_tar(b)) else { return self.bytes(loc, a, b) };
+        let (Ok(ea), Ok(eb)) = (read_tar(a), read_tar(b)) else {
+            return self.bytes(loc, a, b);
+        };
         let keys = |es: &[TarEntry]| {
             let raw: Vec<String> = es.iter().map(|e| entry_key(&e.path)).collect();
             let mut seen = BTreeMap::<&str, usize>::new();
@@ -470,7 +586,16 @@ impl Differ<'_> {
                 *seen.entry(k).or_default() += 1;
             }
             // Only unique normalized names pair across renames; others pair by exact path.
-            es.iter().zip(&raw).map(|(e, k)| if seen[k.as_str()] == 1 { k.clone() } else { e.path.clone() }).collect::<Vec<_>>()
+            es.iter()
+                .zip(&raw)
+                .map(|(e, k)| {
+                    if seen[k.as_str()] == 1 {
+                        k.clone()
+                    } else {
+                        e.path.clone()
+                    }
+                })
+                .collect::<Vec<_>>()
         };
         let (ka, kb) = (keys(&ea), keys(&eb));
         let ma: BTreeMap<&str, &TarEntry> = ka.iter().map(String::as_str).zip(&ea).collect();
@@ -478,48 +603,149 @@ impl Differ<'_> {
         for (k, e) in &ma {
             if !mb.contains_key(k) {
                 let (cause, var) = crate::explain::classify_token(&e.path, self.hints);
-                self.push(join(loc, &e.path), "tar entry only in A", Some(e.path.clone()), None, cause, var);
+                self.push(
+                    join(loc, &e.path),
+                    "tar entry only in A",
+                    Some(e.path.clone()),
+                    None,
+                    cause,
+                    var,
+                );
             }
         }
         for (k, e) in &mb {
             if !ma.contains_key(k) {
                 let (cause, var) = crate::explain::classify_token(&e.path, self.hints);
-                self.push(join(loc, &e.path), "tar entry only in B", None, Some(e.path.clone()), cause, var);
+                self.push(
+                    join(loc, &e.path),
+                    "tar entry only in B",
+                    None,
+                    Some(e.path.clone()),
+                    cause,
+                    var,
+                );
             }
         }
-        let common_a: Vec<&str> = ka.iter().map(String::as_str).filter(|k| mb.contains_key(k)).collect();
-        let common_b: Vec<&str> = kb.iter().map(String::as_str).filter(|k| ma.contains_key(k)).collect();
+        let common_a: Vec<&str> = ka
+            .iter()
+            .map(String::as_str)
+            .filter(|k| mb.contains_key(k))
+            .collect();
+        let common_b: Vec<&str> = kb
+            .iter()
+            .map(String::as_str)
+            .filter(|k| ma.contains_key(k))
+            .collect();
         if common_a != common_b {
-            self.push(join(loc, "entry order"), "same entries in a different order", Some(common_a.join(", ")), Some(common_b.join(", ")), Cause::Ordering, Some("file_order".into()));
+            self.push(
+                join(loc, "entry order"),
+                "same entries in a different order",
+                Some(common_a.join(", ")),
+                Some(common_b.join(", ")),
+                Cause::Ordering,
+                Some("file_order".into()),
+            );
         }
         for k in common_a {
             let (x, y) = (ma[k], mb[k]);
             let at = join(loc, &x.path);
             if x.path != y.path {
-                self.push(at.clone(), "entry name (a digest) differs", Some(x.path.clone()), Some(y.path.clone()), Cause::Derived, None);
+                self.push(
+                    at.clone(),
+                    "entry name (a digest) differs",
+                    Some(x.path.clone()),
+                    Some(y.path.clone()),
+                    Cause::Derived,
+                    None,
+                );
             }
-            let mut field = |name: &str, va: String, vb: String, cause: Cause, var: Option<&str>| {
-                if va != vb {
-                    self.push(join(&at, name), format!("tar header {name} differs"), Some(va), Some(vb), cause, var.map(str::to_string));
-                }
-            };
-            field("type", (x.kind as char).to_string(), (y.kind as char).to_string(), Cause::Unknown, None);
-            field("mtime", x.mtime.to_string(), y.mtime.to_string(), Cause::Timestamp, Some("clock"));
-            field("mode", format!("{:o}", x.mode), format!("{:o}", y.mode), Cause::Environment, Some("umask"));
-            field("uid", x.uid.to_string(), y.uid.to_string(), Cause::Environment, Some("user"));
-            field("gid", x.gid.to_string(), y.gid.to_string(), Cause::Environment, Some("user"));
-            field("uname", x.uname.clone(), y.uname.clone(), Cause::Environment, Some("user"));
-            field("gname", x.gname.clone(), y.gname.clone(), Cause::Environment, Some("user"));
+            let mut field =
+                |name: &str, va: String, vb: String, cause: Cause, var: Option<&str>| {
+                    if va != vb {
+                        self.push(
+                            join(&at, name),
+                            format!("tar header {name} differs"),
+                            Some(va),
+                            Some(vb),
+                            cause,
+                            var.map(str::to_string),
+                        );
+                    }
+                };
+            field(
+                "type",
+                (x.kind as char).to_string(),
+                (y.kind as char).to_string(),
+                Cause::Unknown,
+                None,
+            );
+            field(
+                "mtime",
+                x.mtime.to_string(),
+                y.mtime.to_string(),
+                Cause::Timestamp,
+                Some("clock"),
+            );
+            field(
+                "mode",
+                format!("{:o}", x.mode),
+                format!("{:o}", y.mode),
+                Cause::Environment,
+                Some("umask"),
+            );
+            field(
+                "uid",
+                x.uid.to_string(),
+                y.uid.to_string(),
+                Cause::Environment,
+                Some("user"),
+            );
+            field(
+                "gid",
+                x.gid.to_string(),
+                y.gid.to_string(),
+                Cause::Environment,
+                Some("user"),
+            );
+            field(
+                "uname",
+                x.uname.clone(),
+                y.uname.clone(),
+                Cause::Environment,
+                Some("user"),
+            );
+            field(
+                "gname",
+                x.gname.clone(),
+                y.gname.clone(),
+                Cause::Environment,
+                Some("user"),
+            );
             if x.link != y.link {
                 let before = self.out.len();
-                self.text_findings(&join(&at, "linkname"), "tar header linkname differs", &x.link, &y.link);
+                self.text_findings(
+                    &join(&at, "linkname"),
+                    "tar header linkname differs",
+                    &x.link,
+                    &y.link,
+                );
                 if self.out.len() == before {
-                    self.push(join(&at, "linkname"), "tar header linkname differs", Some(x.link.clone()), Some(y.link.clone()), Cause::Unknown, None);
+                    self.push(
+                        join(&at, "linkname"),
+                        "tar header linkname differs",
+                        Some(x.link.clone()),
+                        Some(y.link.clone()),
+                        Cause::Unknown,
+                        None,
+                    );
                 }
             }
             if x.data != y.data {
                 let (sa, sb) = (sha(&x.data), sha(&y.data));
-                let addressed = |e: &TarEntry, s: &str| s.strip_prefix("sha256:").is_some_and(|h| e.path.contains(h));
+                let addressed = |e: &TarEntry, s: &str| {
+                    s.strip_prefix("sha256:")
+                        .is_some_and(|h| e.path.contains(h))
+                };
                 if addressed(x, &sa) && addressed(y, &sb) {
                     // A content-addressed blob: its own diff (in the layout) explains it.
                     self.push(join(&at, "content"), format!("content-addressed blob differs ({} → {} bytes); see the blob's own entry", x.size, y.size), Some(sa), Some(sb), Cause::Derived, None);
@@ -527,7 +753,14 @@ impl Differ<'_> {
                     let before = self.out.len();
                     self.content(&at, &x.data, &y.data, depth + 1);
                     if self.out.len() == before {
-                        self.push(join(&at, "content"), "content differs", Some(sa), Some(sb), Cause::Unknown, None);
+                        self.push(
+                            join(&at, "content"),
+                            "content differs",
+                            Some(sa),
+                            Some(sb),
+                            Cause::Unknown,
+                            None,
+                        );
                     }
                 }
             }
@@ -542,14 +775,29 @@ impl Differ<'_> {
             (Value::Object(oa), Value::Object(ob)) => {
                 let keys: BTreeSet<&String> = oa.keys().chain(ob.keys()).collect();
                 for k in keys {
-                    let p = if k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') { format!("{path}.{k}") } else { format!("{path}[{k:?}]") };
+                    let p = if k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                        format!("{path}.{k}")
+                    } else {
+                        format!("{path}[{k:?}]")
+                    };
                     match (oa.get(k), ob.get(k)) {
                         (Some(x), Some(y)) => self.json(loc, &p, Some(k), x, y),
                         (x, y) => {
                             let text = x.or(y).map(Value::to_string).unwrap_or_default();
                             let (cause, var) = crate::explain::classify_token(&text, self.hints);
-                            let what = if x.is_some() { "key only in A" } else { "key only in B" };
-                            self.push(join(loc, &p), what, x.map(Value::to_string), y.map(Value::to_string), cause, var);
+                            let what = if x.is_some() {
+                                "key only in A"
+                            } else {
+                                "key only in B"
+                            };
+                            self.push(
+                                join(loc, &p),
+                                what,
+                                x.map(Value::to_string),
+                                y.map(Value::to_string),
+                                cause,
+                                var,
+                            );
                         }
                     }
                 }
@@ -561,7 +809,14 @@ impl Differ<'_> {
                     s
                 };
                 if xa.len() == xb.len() && canon(xa) == canon(xb) {
-                    self.push(join(loc, path), "same elements in a different order", Some(Value::Array(xa.clone()).to_string()), Some(Value::Array(xb.clone()).to_string()), Cause::Ordering, None);
+                    self.push(
+                        join(loc, path),
+                        "same elements in a different order",
+                        Some(Value::Array(xa.clone()).to_string()),
+                        Some(Value::Array(xb.clone()).to_string()),
+                        Cause::Ordering,
+                        None,
+                    );
                     return;
                 }
                 for i in 0..xa.len().max(xb.len()) {
@@ -569,8 +824,19 @@ impl Differ<'_> {
                     match (xa.get(i), xb.get(i)) {
                         (Some(x), Some(y)) => self.json(loc, &p, key, x, y),
                         (x, y) => {
-                            let what = if x.is_some() { "element only in A" } else { "element only in B" };
-                            self.push(join(loc, &p), what, x.map(Value::to_string), y.map(Value::to_string), Cause::Unknown, None);
+                            let what = if x.is_some() {
+                                "element only in A"
+                            } else {
+                                "element only in B"
+                            };
+                            self.push(
+                                join(loc, &p),
+                                what,
+                                x.map(Value::to_string),
+                                y.map(Value::to_string),
+                                Cause::Unknown,
+                                None,
+                            );
                         }
                     }
                 }
@@ -582,7 +848,9 @@ impl Differ<'_> {
                 };
                 let (ta, tb) = (text(a), text(b));
                 let findings = classify_text(&ta, &tb, self.hints);
-                let sizeish = key.is_some_and(|k| k.ends_with("size") || k.ends_with("Size") || k == "length") && a.is_number();
+                let sizeish = key
+                    .is_some_and(|k| k.ends_with("size") || k.ends_with("Size") || k == "length")
+                    && a.is_number();
                 let best = if sizeish {
                     (Cause::Derived, None)
                 } else {
@@ -596,23 +864,52 @@ impl Differ<'_> {
                         .map(|f| (f.cause, f.variation.clone()))
                         .unwrap_or((Cause::Unknown, None))
                 };
-                self.push(join(loc, path), "value differs", Some(ta), Some(tb), best.0, best.1);
+                self.push(
+                    join(loc, path),
+                    "value differs",
+                    Some(ta),
+                    Some(tb),
+                    best.0,
+                    best.1,
+                );
             }
         }
     }
 
     fn bytes(&mut self, loc: &str, a: &[u8], b: &[u8]) {
-        let first = a.iter().zip(b).position(|(x, y)| x != y).unwrap_or(a.len().min(b.len()));
+        let first = a
+            .iter()
+            .zip(b)
+            .position(|(x, y)| x != y)
+            .unwrap_or(a.len().min(b.len()));
         let (sa, sb) = string_delta(&strings(a, 4), &strings(b, 4));
-        let found = !(sa.is_empty() && sb.is_empty()) && self.text_findings(loc, "strings differ", &sa.join("\n"), &sb.join("\n"));
+        let found = !(sa.is_empty() && sb.is_empty())
+            && self.text_findings(loc, "strings differ", &sa.join("\n"), &sb.join("\n"));
         if !found {
-            let cause = if a.len() == b.len() && !std::str::from_utf8(a).is_ok() { Cause::Randomness } else { Cause::Unknown };
-            self.push(join(loc, &format!("offset {first}")), format!("bytes differ from offset {first} ({} vs {} bytes)", a.len(), b.len()), None, None, cause, None);
+            let cause = if a.len() == b.len() && std::str::from_utf8(a).is_err() {
+                Cause::Randomness
+            } else {
+                Cause::Unknown
+            };
+            self.push(
+                join(loc, &format!("offset {first}")),
+                format!(
+                    "bytes differ from offset {first} ({} vs {} bytes)",
+                    a.len(),
+                    b.len()
+                ),
+                None,
+                None,
+                cause,
+                None,
+            );
         }
     }
 
     fn elf(&mut self, loc: &str, a: &[u8], b: &[u8]) {
-        let (Ok(fa), Ok(fb)) = (object::File::parse(a), object::File::parse(b)) else { return self.bytes(loc, a, b) };
+        let (Ok(fa), Ok(fb)) = (object::File::parse(a), object::File::parse(b)) else {
+            return self.bytes(loc, a, b);
+        };
         let (sa, sb) = (secs(&fa), secs(&fb));
         let names: BTreeSet<&String> = sa.keys().chain(sb.keys()).collect();
         let mut unexplained = Vec::new();
@@ -623,20 +920,44 @@ impl Differ<'_> {
                 (Some(x), Some(y)) if x.data == y.data && x.size == y.size => {}
                 (Some(x), Some(y)) => {
                     if name == ".note.gnu.build-id" {
-                        self.push(at, "build ID differs (a hash of the rest of the binary)", Some(hex_of(x.data)), Some(hex_of(y.data)), Cause::Derived, None);
+                        self.push(
+                            at,
+                            "build ID differs (a hash of the rest of the binary)",
+                            Some(hex_of(x.data)),
+                            Some(hex_of(y.data)),
+                            Cause::Derived,
+                            None,
+                        );
                         continue;
                     }
-                    let first = x.data.iter().zip(y.data).position(|(p, q)| p != q).unwrap_or(x.data.len().min(y.data.len()));
-                    let what = format!("section differs from offset {first} ({} vs {} bytes)", x.size, y.size);
+                    let first = x
+                        .data
+                        .iter()
+                        .zip(y.data)
+                        .position(|(p, q)| p != q)
+                        .unwrap_or(x.data.len().min(y.data.len()));
+                    let what = format!(
+                        "section differs from offset {first} ({} vs {} bytes)",
+                        x.size, y.size
+                    );
                     let mut explained = false;
                     if !x.exec {
                         let (oa, ob) = string_delta(&strings(x.data, 6), &strings(y.data, 6));
                         if !(oa.is_empty() && ob.is_empty()) {
-                            let findings = classify_text(&oa.join("\n"), &ob.join("\n"), self.hints);
+                            let findings =
+                                classify_text(&oa.join("\n"), &ob.join("\n"), self.hints);
                             let toolchain = name == ".comment";
                             // Once a string in this section changed length, the bytes next to
                             // other strings move too; an unexplained neighbour is a consequence.
-                            let shifted = findings.iter().any(|f| matches!(f.cause, Cause::BuildPath | Cause::Timestamp | Cause::Randomness | Cause::Environment));
+                            let shifted = findings.iter().any(|f| {
+                                matches!(
+                                    f.cause,
+                                    Cause::BuildPath
+                                        | Cause::Timestamp
+                                        | Cause::Randomness
+                                        | Cause::Environment
+                                )
+                            });
                             for f in findings {
                                 let cause = match f.cause {
                                     Cause::Unknown if toolchain => Cause::Toolchain,
@@ -645,7 +966,14 @@ impl Differ<'_> {
                                 };
                                 root_found |= cause.is_root() && cause != Cause::Unknown;
                                 explained = true;
-                                self.push(at.clone(), format!("embedded strings: {}", cause.as_str()), Some(f.a.join(" ")), Some(f.b.join(" ")), cause, f.variation);
+                                self.push(
+                                    at.clone(),
+                                    format!("embedded strings: {}", cause.as_str()),
+                                    Some(f.a.join(" ")),
+                                    Some(f.b.join(" ")),
+                                    cause,
+                                    f.variation,
+                                );
                             }
                         }
                     }
@@ -654,8 +982,19 @@ impl Differ<'_> {
                     }
                 }
                 (x, _) => {
-                    let what = if x.is_some() { "section only in A" } else { "section only in B" };
-                    self.push(at, what, None, None, Cause::Toolchain, Some("toolchain".into()));
+                    let what = if x.is_some() {
+                        "section only in A"
+                    } else {
+                        "section only in B"
+                    };
+                    self.push(
+                        at,
+                        what,
+                        None,
+                        None,
+                        Cause::Toolchain,
+                        Some("toolchain".into()),
+                    );
                 }
             }
         }
@@ -687,20 +1026,45 @@ fn secs<'d>(f: &object::File<'d>) -> BTreeMap<String, Sec<'d>> {
     let mut m = BTreeMap::new();
     for s in f.sections() {
         let name = s.name().unwrap_or("?").to_string();
-        let exec = matches!(s.kind(), SectionKind::Text) || matches!(s.flags(), SectionFlags::Elf { sh_flags } if sh_flags & u64::from(object::elf::SHF_EXECINSTR) != 0);
-        let data = if s.kind() == SectionKind::UninitializedData { &[][..] } else { s.data().unwrap_or(&[]) };
-        m.insert(name, Sec { data, exec, size: s.size() });
+        let exec = matches!(s.kind(), SectionKind::Text)
+            || matches!(s.flags(), SectionFlags::Elf { sh_flags } if sh_flags & u64::from(object::elf::SHF_EXECINSTR) != 0);
+        let data = if s.kind() == SectionKind::UninitializedData {
+            &[][..]
+        } else {
+            s.data().unwrap_or(&[])
+        };
+        m.insert(
+            name,
+            Sec {
+                data,
+                exec,
+                size: s.size(),
+            },
+        );
     }
     m
 }
 
 fn hex_of(b: &[u8]) -> String {
-    b.iter().rev().take(20).rev().map(|x| format!("{x:02x}")).collect()
+    b.iter()
+        .rev()
+        .take(20)
+        .rev()
+        .map(|x| format!("{x:02x}"))
+        .collect()
 }
 
 /// Token-level helper re-exported for the report: the printable strings a file holds.
 pub fn printable_tokens(b: &[u8]) -> Vec<String> {
-    strings(b, 6).iter().flat_map(|s| tokens(s).into_iter().map(str::to_string).collect::<Vec<_>>()).collect()
+    strings(b, 6)
+        .iter()
+        .flat_map(|s| {
+            tokens(s)
+                .into_iter()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -708,7 +1072,10 @@ mod tests {
     use super::*;
 
     fn h() -> Hints {
-        Hints { now: 1_763_600_000, ..Default::default() }
+        Hints {
+            now: 1_763_600_000,
+            ..Default::default()
+        }
     }
 
     fn tar_of(entries: &[(&str, u64, u32, &[u8])]) -> Vec<u8> {
@@ -731,17 +1098,37 @@ mod tests {
         let b = br#"{"b":{"created":"2027-01-01T00:00:00Z","n":1},"a":[3,1,2],"size":6}"#;
         let d = diff_bytes(a, b, &h());
         let locs: Vec<(&str, Cause)> = d.iter().map(|d| (d.location.as_str(), d.cause)).collect();
-        assert_eq!(locs, [("$.a", Cause::Ordering), ("$.b.created", Cause::Timestamp), ("$.size", Cause::Derived)]);
+        assert_eq!(
+            locs,
+            [
+                ("$.a", Cause::Ordering),
+                ("$.b.created", Cause::Timestamp),
+                ("$.size", Cause::Derived)
+            ]
+        );
         assert_eq!(d[1].a.as_deref(), Some("2024-01-01T00:00:00Z"));
     }
 
     #[test]
     fn tar_headers_and_content() {
-        let a = tar_of(&[("x", 100, 0o644, b"one /tmp/ab/cd/e"), ("y", 5, 0o755, b"same")]);
-        let b = tar_of(&[("x", 100, 0o600, b"one /tmp/zz/cd/e"), ("y", 9, 0o755, b"same")]);
+        let a = tar_of(&[
+            ("x", 100, 0o644, b"one /tmp/ab/cd/e"),
+            ("y", 5, 0o755, b"same"),
+        ]);
+        let b = tar_of(&[
+            ("x", 100, 0o600, b"one /tmp/zz/cd/e"),
+            ("y", 9, 0o755, b"same"),
+        ]);
         let d = diff_bytes(&a, &b, &h());
         let got: Vec<(&str, Cause)> = d.iter().map(|d| (d.location.as_str(), d.cause)).collect();
-        assert_eq!(got, [("x ▸ mode", Cause::Environment), ("x", Cause::BuildPath), ("y ▸ mtime", Cause::Timestamp)]);
+        assert_eq!(
+            got,
+            [
+                ("x ▸ mode", Cause::Environment),
+                ("x", Cause::BuildPath),
+                ("y ▸ mtime", Cause::Timestamp)
+            ]
+        );
     }
 
     #[test]
@@ -752,10 +1139,16 @@ mod tests {
             e.write_all(b).unwrap();
             e.finish().unwrap()
         };
-        let (ia, ib) = (tar_of(&[("f", 1, 0o644, b"x")]), tar_of(&[("f", 2, 0o644, b"x")]));
+        let (ia, ib) = (
+            tar_of(&[("f", 1, 0o644, b"x")]),
+            tar_of(&[("f", 2, 0o644, b"x")]),
+        );
         let d = diff_bytes(&gz(&ia), &gz(&ib), &h());
         assert_eq!(d.len(), 1);
-        assert_eq!((d[0].location.as_str(), d[0].cause), ("f ▸ mtime", Cause::Timestamp));
+        assert_eq!(
+            (d[0].location.as_str(), d[0].cause),
+            ("f ▸ mtime", Cause::Timestamp)
+        );
 
         let (la, lb) = (gz(&ia), gz(&ib));
         let (ha, hb) = (Digest::of(&la).hex(), Digest::of(&lb).hex());
@@ -776,7 +1169,10 @@ mod tests {
     #[test]
     fn entry_keys_normalize_digests() {
         let hx = "a".repeat(64);
-        assert_eq!(entry_key(&format!("blobs/sha256/{hx}")), "blobs/sha256/<digest>");
+        assert_eq!(
+            entry_key(&format!("blobs/sha256/{hx}")),
+            "blobs/sha256/<digest>"
+        );
         assert_eq!(entry_key(&format!("{hx}.tar")), "<digest>.tar");
         assert_eq!(entry_key("abc/def"), "abc/def");
     }

@@ -4,16 +4,35 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{what} {path}: {source}")]
-    Io { what: &'static str, path: PathBuf, source: std::io::Error },
-    #[error("{path}: {message}\n  fix: see reproducibility/variations.toml in the kiln repository for every key")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{path}: {message}\n  fix: see reproducibility/variations.toml in the kiln repository for every key"
+    )]
     Variations { path: PathBuf, message: String },
     #[error("{path}: not a reproducibility history line ({line}): {message}")]
-    History { path: PathBuf, line: usize, message: String },
+    History {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
     #[error("cannot run `{command}`: {source}")]
-    Spawn { command: String, source: std::io::Error },
+    Spawn {
+        command: String,
+        source: std::io::Error,
+    },
     #[error("`{command}` failed ({status}); its output is in {log}")]
-    Failed { command: String, status: String, log: PathBuf },
-    #[error("{0} is not a directory of build outputs (expected <image>/summary.json or an OCI layout)")]
+    Failed {
+        command: String,
+        status: String,
+        log: PathBuf,
+    },
+    #[error(
+        "{0} is not a directory of build outputs (expected <image>/summary.json or an OCI layout)"
+    )]
     NotATree(PathBuf),
     #[error(transparent)]
     Config(#[from] kiln_config::ConfigError),
@@ -21,6 +40,13 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-pub(crate) fn io<'a>(what: &'static str, path: &'a std::path::Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
-    move |source| Error::Io { what, path: path.to_path_buf(), source }
+pub(crate) fn io<'a>(
+    what: &'static str,
+    path: &'a std::path::Path,
+) -> impl FnOnce(std::io::Error) -> Error + 'a {
+    move |source| Error::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
 }

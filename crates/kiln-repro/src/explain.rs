@@ -52,7 +52,9 @@ impl Cause {
             Cause::Timestamp => &["clock", "rebuild"],
             Cause::BuildPath => &["build_path"],
             Cause::Ordering => &["file_order", "rebuild"],
-            Cause::Environment => &["tz", "locale", "umask", "user", "hostname", "env", "path", "cpus"],
+            Cause::Environment => &[
+                "tz", "locale", "umask", "user", "hostname", "env", "path", "cpus",
+            ],
             Cause::Randomness => &["rebuild"],
             Cause::Toolchain => &["toolchain"],
             Cause::Derived | Cause::Unknown => &[],
@@ -86,10 +88,17 @@ pub struct Finding {
 /// paths, numbers, words and digests.
 pub fn tokens(s: &str) -> Vec<&str> {
     let mut out = Vec::new();
-    for t in s.split(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-' | ':' | '+'))) {
+    for t in s.split(|c: char| {
+        !(c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-' | ':' | '+'))
+    }) {
         let t = t.trim_end_matches(['.', ':']);
         // Rust string data is not NUL-terminated, so a path often follows a word directly.
-        match HOST_DIRS.iter().filter_map(|h| t.find(h)).filter(|&i| i > 0 && !t[..i].contains('/')).min() {
+        match HOST_DIRS
+            .iter()
+            .filter_map(|h| t.find(h))
+            .filter(|&i| i > 0 && !t[..i].contains('/'))
+            .min()
+        {
             Some(i) => out.extend([&t[..i], &t[i..]]),
             None if !t.is_empty() => out.push(t),
             None => {}
@@ -99,7 +108,9 @@ pub fn tokens(s: &str) -> Vec<&str> {
 }
 
 fn is_hex(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Does the token contain a sha256 digest (a content address)?
@@ -121,28 +132,60 @@ fn has_digest(t: &str) -> bool {
 
 fn looks_like_time(t: &str, now: u64) -> bool {
     // A 10-digit run (optionally with a fraction) within 30 years of now.
-    let digits: Vec<&str> = t.split(|c: char| !c.is_ascii_digit()).filter(|d| d.len() == 10).collect();
-    if digits.iter().any(|d| d.parse::<u64>().is_ok_and(|v| v.abs_diff(now) < 30 * 366 * 86400)) {
+    let digits: Vec<&str> = t
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|d| d.len() == 10)
+        .collect();
+    if digits.iter().any(|d| {
+        d.parse::<u64>()
+            .is_ok_and(|v| v.abs_diff(now) < 30 * 366 * 86400)
+    }) {
         return true;
     }
     // ISO 8601 dates and times: 2024-05-01, 12:34:56.
     let b = t.as_bytes();
     let date = b.windows(10).any(|w| {
-        w[..4].iter().all(u8::is_ascii_digit) && w[4] == b'-' && w[5..7].iter().all(u8::is_ascii_digit) && w[7] == b'-' && w[8..].iter().all(u8::is_ascii_digit)
+        w[..4].iter().all(u8::is_ascii_digit)
+            && w[4] == b'-'
+            && w[5..7].iter().all(u8::is_ascii_digit)
+            && w[7] == b'-'
+            && w[8..].iter().all(u8::is_ascii_digit)
     });
     let time = b.windows(8).any(|w| {
-        w[..2].iter().all(u8::is_ascii_digit) && w[2] == b':' && w[3..5].iter().all(u8::is_ascii_digit) && w[5] == b':' && w[6..].iter().all(u8::is_ascii_digit)
+        w[..2].iter().all(u8::is_ascii_digit)
+            && w[2] == b':'
+            && w[3..5].iter().all(u8::is_ascii_digit)
+            && w[5] == b':'
+            && w[6..].iter().all(u8::is_ascii_digit)
     });
     date || time
 }
 
-const HOST_DIRS: &[&str] = &["/tmp/", "/home/", "/root/", "/build/", "/var/", "/usr/src/", "/runner/", "/github/", "/work/", "/opt/", "/nix/build"];
+const HOST_DIRS: &[&str] = &[
+    "/tmp/",
+    "/home/",
+    "/root/",
+    "/build/",
+    "/var/",
+    "/usr/src/",
+    "/runner/",
+    "/github/",
+    "/work/",
+    "/opt/",
+    "/nix/build",
+];
 
 fn looks_like_build_path(t: &str, hints: &Hints) -> bool {
-    if hints.build_dirs.iter().any(|d| !d.is_empty() && t.contains(d.as_str())) {
+    if hints
+        .build_dirs
+        .iter()
+        .any(|d| !d.is_empty() && t.contains(d.as_str()))
+    {
         return true;
     }
-    t.find('/').is_some_and(|i| HOST_DIRS.iter().any(|h| t[i..].starts_with(h)) && t[i..].matches('/').count() >= 3)
+    t.find('/').is_some_and(|i| {
+        HOST_DIRS.iter().any(|h| t[i..].starts_with(h)) && t[i..].matches('/').count() >= 3
+    })
 }
 
 fn looks_random(t: &str) -> bool {
@@ -151,14 +194,20 @@ fn looks_random(t: &str) -> bool {
         return true;
     }
     let alnum = t.len() >= 20 && t.bytes().all(|b| b.is_ascii_alphanumeric());
-    alnum && t.bytes().any(|b| b.is_ascii_digit()) && t.bytes().any(|b| b.is_ascii_uppercase()) && t.bytes().any(|b| b.is_ascii_lowercase())
+    alnum
+        && t.bytes().any(|b| b.is_ascii_digit())
+        && t.bytes().any(|b| b.is_ascii_uppercase())
+        && t.bytes().any(|b| b.is_ascii_lowercase())
 }
 
 fn uuid_version(t: &str) -> Option<u8> {
     let b = t.as_bytes();
     b.windows(36).find_map(|w| {
         let dashes = [8, 13, 18, 23].iter().all(|&i| w[i] == b'-');
-        let hex = w.iter().enumerate().all(|(i, c)| [8, 13, 18, 23].contains(&i) || c.is_ascii_hexdigit());
+        let hex = w
+            .iter()
+            .enumerate()
+            .all(|(i, c)| [8, 13, 18, 23].contains(&i) || c.is_ascii_hexdigit());
         (dashes && hex).then(|| w[14].wrapping_sub(b'0'))
     })
 }
@@ -177,11 +226,15 @@ pub fn classify_token_all(t: &str, hints: &Hints) -> Vec<(Cause, Option<String>)
         rest.truncate(i);
     }
     let b = rest.as_bytes().to_vec();
-    if let Some(i) = (0..b.len().saturating_sub(9)).find(|&i| b[i..i + 10].iter().all(u8::is_ascii_digit)) {
+    if let Some(i) =
+        (0..b.len().saturating_sub(9)).find(|&i| b[i..i + 10].iter().all(u8::is_ascii_digit))
+    {
         let mut end = i + 10;
         if b.get(end) == Some(&b'.') {
             end += 1;
-            let frac_end = (end..b.len().min(end + 9)).find(|&j| !b[j].is_ascii_digit()).unwrap_or(b.len().min(end + 9));
+            let frac_end = (end..b.len().min(end + 9))
+                .find(|&j| !b[j].is_ascii_digit())
+                .unwrap_or(b.len().min(end + 9));
             end = frac_end;
         }
         rest = format!("{}{}", &rest[..i], &rest[end..]);
@@ -189,7 +242,11 @@ pub fn classify_token_all(t: &str, hints: &Hints) -> Vec<(Cause, Option<String>)
     let mut run = 0usize;
     let mut longest = 0usize;
     for c in rest.bytes() {
-        run = if c.is_ascii_digit() || (b'a'..=b'f').contains(&c) { run + 1 } else { 0 };
+        run = if c.is_ascii_digit() || (b'a'..=b'f').contains(&c) {
+            run + 1
+        } else {
+            0
+        };
         longest = longest.max(run);
     }
     if longest >= 16 {
@@ -234,7 +291,16 @@ pub fn classify_text(a: &str, b: &str, hints: &Hints) -> Vec<Finding> {
     let ta = tokens(a);
     let tb = tokens(b);
     if ta == tb {
-        return if a == b { Vec::new() } else { vec![Finding { cause: Cause::Unknown, variation: None, a: vec![a.into()], b: vec![b.into()] }] };
+        return if a == b {
+            Vec::new()
+        } else {
+            vec![Finding {
+                cause: Cause::Unknown,
+                variation: None,
+                a: vec![a.into()],
+                b: vec![b.into()],
+            }]
+        };
     }
     let mut count: BTreeMap<&str, i64> = BTreeMap::new();
     for t in &ta {
@@ -253,7 +319,14 @@ pub fn classify_text(a: &str, b: &str, hints: &Hints) -> Vec<Finding> {
             }
             explained.insert(*t);
             for (cause, variation) in classify_token_all(t, hints) {
-                let f = by_cause.entry((cause, variation.clone())).or_insert_with(|| Finding { cause, variation, a: Vec::new(), b: Vec::new() });
+                let f = by_cause
+                    .entry((cause, variation.clone()))
+                    .or_insert_with(|| Finding {
+                        cause,
+                        variation,
+                        a: Vec::new(),
+                        b: Vec::new(),
+                    });
                 let v = if side == 0 { &mut f.a } else { &mut f.b };
                 if !v.iter().any(|x| x == t) {
                     v.push(t.to_string());
@@ -263,25 +336,70 @@ pub fn classify_text(a: &str, b: &str, hints: &Hints) -> Vec<Finding> {
     }
     // An unexplained word glued, on the other side, to an explained token (adjacent
     // constants) is not a difference of its own: drop it from `unknown` and from the order.
-    let glued = |t: &str, other: &[String]| t.len() >= 3 && other.iter().any(|o| o != t && o.contains(t));
+    let glued =
+        |t: &str, other: &[String]| t.len() >= 3 && other.iter().any(|o| o != t && o.contains(t));
     if let Some(unknown) = by_cause.get(&(Cause::Unknown, None)).cloned() {
-        let known_a: Vec<String> = by_cause.iter().filter(|(k, _)| k.0 != Cause::Unknown).flat_map(|(_, f)| f.a.clone()).collect();
-        let known_b: Vec<String> = by_cause.iter().filter(|(k, _)| k.0 != Cause::Unknown).flat_map(|(_, f)| f.b.clone()).collect();
-        let a: Vec<String> = unknown.a.into_iter().filter(|t| !glued(t, &known_b)).collect();
-        let b: Vec<String> = unknown.b.into_iter().filter(|t| !glued(t, &known_a)).collect();
+        let known_a: Vec<String> = by_cause
+            .iter()
+            .filter(|(k, _)| k.0 != Cause::Unknown)
+            .flat_map(|(_, f)| f.a.clone())
+            .collect();
+        let known_b: Vec<String> = by_cause
+            .iter()
+            .filter(|(k, _)| k.0 != Cause::Unknown)
+            .flat_map(|(_, f)| f.b.clone())
+            .collect();
+        let a: Vec<String> = unknown
+            .a
+            .into_iter()
+            .filter(|t| !glued(t, &known_b))
+            .collect();
+        let b: Vec<String> = unknown
+            .b
+            .into_iter()
+            .filter(|t| !glued(t, &known_a))
+            .collect();
         if a.is_empty() && b.is_empty() {
             by_cause.remove(&(Cause::Unknown, None));
         } else {
-            by_cause.insert((Cause::Unknown, None), Finding { cause: Cause::Unknown, variation: None, a, b });
+            by_cause.insert(
+                (Cause::Unknown, None),
+                Finding {
+                    cause: Cause::Unknown,
+                    variation: None,
+                    a,
+                    b,
+                },
+            );
         }
     }
     // What is left after removing the unequal tokens: same tokens, maybe another order.
-    let rest_a: Vec<&str> = ta.iter().copied().filter(|t| !explained.contains(t)).collect();
-    let rest_b: Vec<&str> = tb.iter().copied().filter(|t| !explained.contains(t)).collect();
+    let rest_a: Vec<&str> = ta
+        .iter()
+        .copied()
+        .filter(|t| !explained.contains(t))
+        .collect();
+    let rest_b: Vec<&str> = tb
+        .iter()
+        .copied()
+        .filter(|t| !explained.contains(t))
+        .collect();
     if rest_a != rest_b {
-        let first = rest_a.iter().zip(&rest_b).position(|(x, y)| x != y).unwrap_or(0);
+        let first = rest_a
+            .iter()
+            .zip(&rest_b)
+            .position(|(x, y)| x != y)
+            .unwrap_or(0);
         let window = |v: &[&str]| v[first.min(v.len())..(first + 8).min(v.len())].join(" ");
-        by_cause.insert((Cause::Ordering, None), Finding { cause: Cause::Ordering, variation: None, a: vec![window(&rest_a)], b: vec![window(&rest_b)] });
+        by_cause.insert(
+            (Cause::Ordering, None),
+            Finding {
+                cause: Cause::Ordering,
+                variation: None,
+                a: vec![window(&rest_a)],
+                b: vec![window(&rest_b)],
+            },
+        );
     }
     by_cause.into_values().collect()
 }
@@ -291,22 +409,50 @@ mod tests {
     use super::*;
 
     fn hints() -> Hints {
-        Hints { build_dirs: vec!["/tmp/r/a".into(), "/tmp/r/b-x".into()], env_values: vec![("hostname".into(), "kiln-repro-b".into())], now: 1_763_600_000 }
+        Hints {
+            build_dirs: vec!["/tmp/r/a".into(), "/tmp/r/b-x".into()],
+            env_values: vec![("hostname".into(), "kiln-repro-b".into())],
+            now: 1_763_600_000,
+        }
     }
 
     fn causes(a: &str, b: &str) -> Vec<Cause> {
-        classify_text(a, b, &hints()).into_iter().map(|f| f.cause).collect()
+        classify_text(a, b, &hints())
+            .into_iter()
+            .map(|f| f.cause)
+            .collect()
     }
 
     #[test]
     fn each_cause() {
-        assert_eq!(causes("built 1763600001.000000001 ok", "built 1763600011.000000002 ok"), [Cause::Timestamp]);
+        assert_eq!(
+            causes(
+                "built 1763600001.000000001 ok",
+                "built 1763600011.000000002 ok"
+            ),
+            [Cause::Timestamp]
+        );
         assert_eq!(causes("at 2024-01-02", "at 2027-01-02"), [Cause::Timestamp]);
-        assert_eq!(causes("src /tmp/r/a/project/x", "src /tmp/r/b-x/project/x"), [Cause::BuildPath]);
-        assert_eq!(causes("/home/alice/src/kiln/x.rs", "/home/bob/work/kiln/x.rs"), [Cause::BuildPath]);
-        assert_eq!(causes("order alpha,bravo,charlie", "order charlie,alpha,bravo"), [Cause::Ordering]);
-        assert_eq!(causes("seed 9f3a1c0d22e4b5a6", "seed 0b7e55aa13c2f9d1"), [Cause::Randomness]);
-        assert_eq!(causes("host ci-1", "host kiln-repro-b"), [Cause::Environment, Cause::Unknown]);
+        assert_eq!(
+            causes("src /tmp/r/a/project/x", "src /tmp/r/b-x/project/x"),
+            [Cause::BuildPath]
+        );
+        assert_eq!(
+            causes("/home/alice/src/kiln/x.rs", "/home/bob/work/kiln/x.rs"),
+            [Cause::BuildPath]
+        );
+        assert_eq!(
+            causes("order alpha,bravo,charlie", "order charlie,alpha,bravo"),
+            [Cause::Ordering]
+        );
+        assert_eq!(
+            causes("seed 9f3a1c0d22e4b5a6", "seed 0b7e55aa13c2f9d1"),
+            [Cause::Randomness]
+        );
+        assert_eq!(
+            causes("host ci-1", "host kiln-repro-b"),
+            [Cause::Environment, Cause::Unknown]
+        );
         let d1 = format!("sha256:{}", "a".repeat(64));
         let d2 = format!("sha256:{}", "b".repeat(64));
         assert_eq!(causes(&d1, &d2), [Cause::Derived]);
@@ -319,17 +465,47 @@ mod tests {
         let b = "x 1795358791.803254938d796db72b75f76f2alpha,echo,charlie,delta,foxtrot,golf/tmp/r/b-x/project";
         let mut c = causes(a, b);
         c.sort();
-        assert_eq!(c, [Cause::Timestamp, Cause::BuildPath, Cause::Ordering, Cause::Randomness]);
-        assert_eq!(causes("urn:uuid:d0179761-3be2-5603-b6bd-33b6597255fe", "urn:uuid:9eabf4ac-4beb-5535-aff3-57026f4c3b34"), [Cause::Derived]);
-        assert_eq!(causes("300941ab5468dec3197e7f3336a44951f47407b1", "a50a4cfdfd8ea99e035b8e1d864ab4ae411b1e57"), [Cause::Derived]);
+        assert_eq!(
+            c,
+            [
+                Cause::Timestamp,
+                Cause::BuildPath,
+                Cause::Ordering,
+                Cause::Randomness
+            ]
+        );
+        assert_eq!(
+            causes(
+                "urn:uuid:d0179761-3be2-5603-b6bd-33b6597255fe",
+                "urn:uuid:9eabf4ac-4beb-5535-aff3-57026f4c3b34"
+            ),
+            [Cause::Derived]
+        );
+        assert_eq!(
+            causes(
+                "300941ab5468dec3197e7f3336a44951f47407b1",
+                "a50a4cfdfd8ea99e035b8e1d864ab4ae411b1e57"
+            ),
+            [Cause::Derived]
+        );
     }
 
     #[test]
     fn mixed_run_gives_every_cause() {
-        let a = "unrepro 1763600001.000000001 seed=9f3a1c0d22e4b5a6 order=a1,b2,c3 /tmp/r/a/project";
-        let b = "unrepro 1763600013.000000001 seed=0b7e55aa13c2f9d1 order=c3,a1,b2 /tmp/r/b-x/project";
+        let a =
+            "unrepro 1763600001.000000001 seed=9f3a1c0d22e4b5a6 order=a1,b2,c3 /tmp/r/a/project";
+        let b =
+            "unrepro 1763600013.000000001 seed=0b7e55aa13c2f9d1 order=c3,a1,b2 /tmp/r/b-x/project";
         let mut c = causes(a, b);
         c.sort();
-        assert_eq!(c, [Cause::Timestamp, Cause::BuildPath, Cause::Ordering, Cause::Randomness]);
+        assert_eq!(
+            c,
+            [
+                Cause::Timestamp,
+                Cause::BuildPath,
+                Cause::Ordering,
+                Cause::Randomness
+            ]
+        );
     }
 }

@@ -79,7 +79,11 @@ pub struct Ratio {
 
 impl Ratio {
     fn new(n: usize, d: usize) -> Self {
-        Ratio { numerator: n, denominator: d, value: if d == 0 { 0.0 } else { n as f64 / d as f64 } }
+        Ratio {
+            numerator: n,
+            denominator: d,
+            value: if d == 0 { 0.0 } else { n as f64 / d as f64 },
+        }
     }
 }
 
@@ -130,9 +134,16 @@ fn targets_of(dir: &Path) -> Result<BTreeMap<String, PathBuf>> {
     if !dir.is_dir() {
         return Ok(out);
     }
-    let is_target = |d: &Path| d.join("summary.json").is_file() || d.join("oci-layout").is_file() || d.join("oci/oci-layout").is_file();
+    let is_target = |d: &Path| {
+        d.join("summary.json").is_file()
+            || d.join("oci-layout").is_file()
+            || d.join("oci/oci-layout").is_file()
+    };
     if is_target(dir) {
-        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "image".into());
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "image".into());
         out.insert(name, dir.to_path_buf());
         return Ok(out);
     }
@@ -146,7 +157,10 @@ fn targets_of(dir: &Path) -> Result<BTreeMap<String, PathBuf>> {
     Ok(out)
 }
 
-fn summarize(causes: impl Iterator<Item = (Cause, Option<String>)>, applied: Option<&[String]>) -> Vec<CauseSummary> {
+fn summarize(
+    causes: impl Iterator<Item = (Cause, Option<String>)>,
+    applied: Option<&[String]>,
+) -> Vec<CauseSummary> {
     let mut m: BTreeMap<Cause, (usize, std::collections::BTreeSet<String>)> = BTreeMap::new();
     for (c, var) in causes.filter(|(c, _)| c.is_root()) {
         let e = m.entry(c).or_default();
@@ -161,7 +175,13 @@ fn summarize(causes: impl Iterator<Item = (Cause, Option<String>)>, applied: Opt
             }
         }
     }
-    m.into_iter().map(|(cause, (count, vars))| CauseSummary { cause, count, exposed_by: vars.into_iter().collect() }).collect()
+    m.into_iter()
+        .map(|(cause, (count, vars))| CauseSummary {
+            cause,
+            count,
+            exposed_by: vars.into_iter().collect(),
+        })
+        .collect()
 }
 
 /// Compares two output trees and builds the report.
@@ -171,11 +191,21 @@ pub fn compare(a: &Path, b: &Path, ctx: &CompareContext) -> Result<Report> {
         return Err(Error::NotATree(a.to_path_buf()));
     }
     let applied: Option<Vec<String>> = (ctx.mode == "rebuild").then(|| {
-        let mut v: Vec<String> = ctx.variations.iter().filter(|v| v.applied()).map(|v| v.name.clone()).collect();
+        let mut v: Vec<String> = ctx
+            .variations
+            .iter()
+            .filter(|v| v.applied())
+            .map(|v| v.name.clone())
+            .collect();
         v.push("rebuild".into());
         v
     });
-    let mut names: Vec<String> = ta.keys().chain(tb.keys()).cloned().chain(ctx.expected.iter().cloned()).collect();
+    let mut names: Vec<String> = ta
+        .keys()
+        .chain(tb.keys())
+        .cloned()
+        .chain(ctx.expected.iter().cloned())
+        .collect();
     names.sort();
     names.dedup();
     let mut targets = Vec::new();
@@ -190,32 +220,79 @@ pub fn compare(a: &Path, b: &Path, ctx: &CompareContext) -> Result<Report> {
         let artifacts: Vec<ArtifactReport> = diffs
             .into_iter()
             .map(|d| {
-                let causes = summarize(d.differences.iter().map(|x| (x.cause, x.variation.clone())), applied.as_deref());
-                ArtifactReport { diff: d, causes, diffoscope: None }
+                let causes = summarize(
+                    d.differences.iter().map(|x| (x.cause, x.variation.clone())),
+                    applied.as_deref(),
+                );
+                ArtifactReport {
+                    diff: d,
+                    causes,
+                    diffoscope: None,
+                }
             })
             .collect();
-        let causes = summarize(artifacts.iter().flat_map(|a| a.diff.differences.iter().map(|x| (x.cause, x.variation.clone()))), applied.as_deref());
+        let causes = summarize(
+            artifacts.iter().flat_map(|a| {
+                a.diff
+                    .differences
+                    .iter()
+                    .map(|x| (x.cause, x.variation.clone()))
+            }),
+            applied.as_deref(),
+        );
         let (status, note) = match (da, db) {
-            (Some(_), Some(_)) if artifacts.iter().all(|a| a.diff.verdict == Verdict::Identical) => (Status::Reproducible, None),
+            (Some(_), Some(_))
+                if artifacts
+                    .iter()
+                    .all(|a| a.diff.verdict == Verdict::Identical) =>
+            {
+                (Status::Reproducible, None)
+            }
             (Some(_), Some(_)) => (Status::Unreproducible, None),
             (x, _) => {
-                let side = if x.is_none() { ("A", &ctx.failed_a) } else { ("B", &ctx.failed_b) };
+                let side = if x.is_none() {
+                    ("A", &ctx.failed_a)
+                } else {
+                    ("B", &ctx.failed_b)
+                };
                 let why = side.1.clone().unwrap_or_else(|| "no outputs".into());
-                (Status::FailedToBuild, Some(format!("build {} produced no outputs for this target: {why}", side.0)))
+                (
+                    Status::FailedToBuild,
+                    Some(format!(
+                        "build {} produced no outputs for this target: {why}",
+                        side.0
+                    )),
+                )
             }
         };
-        targets.push(TargetReport { name, status, note, artifacts, causes });
+        targets.push(TargetReport {
+            name,
+            status,
+            note,
+            artifacts,
+            causes,
+        });
     }
     let total: usize = targets.iter().map(|t| t.artifacts.len()).sum();
-    let identical = targets.iter().flat_map(|t| &t.artifacts).filter(|a| a.diff.verdict == Verdict::Identical).count();
-    let reproducible = targets.iter().filter(|t| t.status == Status::Reproducible).count();
+    let identical = targets
+        .iter()
+        .flat_map(|t| &t.artifacts)
+        .filter(|a| a.diff.verdict == Verdict::Identical)
+        .count();
+    let reproducible = targets
+        .iter()
+        .filter(|t| t.status == Status::Reproducible)
+        .count();
     Ok(Report {
         schema: SCHEMA.into(),
         kiln_version: env!("CARGO_PKG_VERSION").into(),
         mode: ctx.mode.clone(),
         a: ctx.a_label.clone(),
         b: ctx.b_label.clone(),
-        ratio: Ratios { artifacts: Ratio::new(identical, total), targets: Ratio::new(reproducible, targets.len()) },
+        ratio: Ratios {
+            artifacts: Ratio::new(identical, total),
+            targets: Ratio::new(reproducible, targets.len()),
+        },
         targets,
         variations: ctx.variations.clone(),
     })
@@ -237,34 +314,100 @@ impl Report {
     pub fn to_markdown(&self) -> String {
         let mut s = String::new();
         let r = &self.ratio;
-        let _ = writeln!(s, "## kiln reproducibility: {:.1}% of artifacts identical\n", r.artifacts.value * 100.0);
-        let _ = writeln!(s, "| measure | identical / total | ratio |\n| --- | --- | --- |");
-        let _ = writeln!(s, "| artifacts | {} / {} | {:.3} |", r.artifacts.numerator, r.artifacts.denominator, r.artifacts.value);
-        let _ = writeln!(s, "| targets | {} / {} reproducible | {:.3} |\n", r.targets.numerator, r.targets.denominator, r.targets.value);
-        let _ = writeln!(s, "Mode `{}`: A = {}, B = {}.\n", self.mode, md(&self.a), md(&self.b));
-        let _ = writeln!(s, "| target | status | identical artifacts | root causes |\n| --- | --- | --- | --- |");
+        let _ = writeln!(
+            s,
+            "## kiln reproducibility: {:.1}% of artifacts identical\n",
+            r.artifacts.value * 100.0
+        );
+        let _ = writeln!(
+            s,
+            "| measure | identical / total | ratio |\n| --- | --- | --- |"
+        );
+        let _ = writeln!(
+            s,
+            "| artifacts | {} / {} | {:.3} |",
+            r.artifacts.numerator, r.artifacts.denominator, r.artifacts.value
+        );
+        let _ = writeln!(
+            s,
+            "| targets | {} / {} reproducible | {:.3} |\n",
+            r.targets.numerator, r.targets.denominator, r.targets.value
+        );
+        let _ = writeln!(
+            s,
+            "Mode `{}`: A = {}, B = {}.\n",
+            self.mode,
+            md(&self.a),
+            md(&self.b)
+        );
+        let _ = writeln!(
+            s,
+            "| target | status | identical artifacts | root causes |\n| --- | --- | --- | --- |"
+        );
         for t in &self.targets {
-            let ident = t.artifacts.iter().filter(|a| a.diff.verdict == Verdict::Identical).count();
-            let _ = writeln!(s, "| {} | {} | {} / {} | {} |", md(&t.name), t.status.as_str(), ident, t.artifacts.len(), cause_list(&t.causes));
+            let ident = t
+                .artifacts
+                .iter()
+                .filter(|a| a.diff.verdict == Verdict::Identical)
+                .count();
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} / {} | {} |",
+                md(&t.name),
+                t.status.as_str(),
+                ident,
+                t.artifacts.len(),
+                cause_list(&t.causes)
+            );
         }
         for t in &self.targets {
             if let Some(n) = &t.note {
                 let _ = writeln!(s, "\n**{}**: {}", md(&t.name), md(n));
             }
-            let differing: Vec<&ArtifactReport> = t.artifacts.iter().filter(|a| a.diff.verdict != Verdict::Identical).collect();
+            let differing: Vec<&ArtifactReport> = t
+                .artifacts
+                .iter()
+                .filter(|a| a.diff.verdict != Verdict::Identical)
+                .collect();
             if differing.is_empty() {
                 continue;
             }
             let _ = writeln!(s, "\n### {}: differing artifacts\n", md(&t.name));
-            let _ = writeln!(s, "| artifact | kind | verdict | causes | first differences |\n| --- | --- | --- | --- | --- |");
+            let _ = writeln!(
+                s,
+                "| artifact | kind | verdict | causes | first differences |\n| --- | --- | --- | --- | --- |"
+            );
             for a in differing {
-                let first: Vec<String> = a.diff.differences.iter().filter(|d| d.cause.is_root()).chain(a.diff.differences.iter().filter(|d| !d.cause.is_root())).take(3).map(|d| format!("{} ({}){}", md(&d.location), d.cause.as_str(), values(d))).collect();
-                let causes = if a.causes.is_empty() { "derived".to_string() } else { cause_list(&a.causes) };
-                let _ = writeln!(s, "| `{}` | {} | {:?} | {} | {} |", a.diff.path, a.diff.kind, a.diff.verdict, causes, first.join("<br>"));
+                let first: Vec<String> = a
+                    .diff
+                    .differences
+                    .iter()
+                    .filter(|d| d.cause.is_root())
+                    .chain(a.diff.differences.iter().filter(|d| !d.cause.is_root()))
+                    .take(3)
+                    .map(|d| format!("{} ({}){}", md(&d.location), d.cause.as_str(), values(d)))
+                    .collect();
+                let causes = if a.causes.is_empty() {
+                    "derived".to_string()
+                } else {
+                    cause_list(&a.causes)
+                };
+                let _ = writeln!(
+                    s,
+                    "| `{}` | {} | {:?} | {} | {} |",
+                    a.diff.path,
+                    a.diff.kind,
+                    a.diff.verdict,
+                    causes,
+                    first.join("<br>")
+                );
             }
         }
         if !self.variations.is_empty() {
-            let _ = writeln!(s, "\n### Variations\n\n| variation | status | detail |\n| --- | --- | --- |");
+            let _ = writeln!(
+                s,
+                "\n### Variations\n\n| variation | status | detail |\n| --- | --- | --- |"
+            );
             for v in &self.variations {
                 let _ = writeln!(s, "| {} | {} | {} |", v.name, v.status, md(&v.detail));
             }
@@ -280,17 +423,42 @@ impl Report {
             "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>kiln reproducibility report</title>\n<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:75em}}table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top;font-size:.9em}}.reproducible{{color:#17692c}}.unreproducible,.failed{{color:#b00020}}code{{word-break:break-all}}</style></head><body>\n"
         );
         let r = &self.ratio;
-        let _ = writeln!(s, "<h1>kiln reproducibility</h1><p><strong>{:.1}%</strong> of artifacts identical ({} of {}); {} of {} targets reproducible. Mode <code>{}</code>: A = {}, B = {}.</p>", r.artifacts.value * 100.0, r.artifacts.numerator, r.artifacts.denominator, r.targets.numerator, r.targets.denominator, esc(&self.mode), esc(&self.a), esc(&self.b));
+        let _ = writeln!(
+            s,
+            "<h1>kiln reproducibility</h1><p><strong>{:.1}%</strong> of artifacts identical ({} of {}); {} of {} targets reproducible. Mode <code>{}</code>: A = {}, B = {}.</p>",
+            r.artifacts.value * 100.0,
+            r.artifacts.numerator,
+            r.artifacts.denominator,
+            r.targets.numerator,
+            r.targets.denominator,
+            esc(&self.mode),
+            esc(&self.a),
+            esc(&self.b)
+        );
         let _ = writeln!(s, "<h2>Trend</h2>{}", trend_svg(history));
-        let _ = writeln!(s, "<h2>Targets</h2><table><tr><th>target</th><th>status</th><th>identical</th><th>root causes</th></tr>");
+        let _ = writeln!(
+            s,
+            "<h2>Targets</h2><table><tr><th>target</th><th>status</th><th>identical</th><th>root causes</th></tr>"
+        );
         for t in &self.targets {
-            let ident = t.artifacts.iter().filter(|a| a.diff.verdict == Verdict::Identical).count();
+            let ident = t
+                .artifacts
+                .iter()
+                .filter(|a| a.diff.verdict == Verdict::Identical)
+                .count();
             let class = match t.status {
                 Status::Reproducible => "reproducible",
                 Status::Unreproducible => "unreproducible",
                 Status::FailedToBuild => "failed",
             };
-            let _ = writeln!(s, "<tr><td>{}</td><td class=\"{class}\">{}</td><td>{ident} / {}</td><td>{}</td></tr>", esc(&t.name), t.status.as_str(), t.artifacts.len(), esc(&cause_list(&t.causes)));
+            let _ = writeln!(
+                s,
+                "<tr><td>{}</td><td class=\"{class}\">{}</td><td>{ident} / {}</td><td>{}</td></tr>",
+                esc(&t.name),
+                t.status.as_str(),
+                t.artifacts.len(),
+                esc(&cause_list(&t.causes))
+            );
         }
         s.push_str("</table>\n");
         for t in &self.targets {
@@ -298,26 +466,66 @@ impl Report {
             if let Some(n) = &t.note {
                 let _ = writeln!(s, "<p>{}</p>", esc(n));
             }
-            s.push_str("<table><tr><th>artifact</th><th>kind</th><th>verdict</th><th>causes</th></tr>\n");
+            s.push_str(
+                "<table><tr><th>artifact</th><th>kind</th><th>verdict</th><th>causes</th></tr>\n",
+            );
             for a in &t.artifacts {
-                let _ = writeln!(s, "<tr><td><code>{}</code></td><td>{}</td><td>{:?}</td><td>{}</td></tr>", esc(&a.diff.path), a.diff.kind, a.diff.verdict, esc(&cause_list(&a.causes)));
+                let _ = writeln!(
+                    s,
+                    "<tr><td><code>{}</code></td><td>{}</td><td>{:?}</td><td>{}</td></tr>",
+                    esc(&a.diff.path),
+                    a.diff.kind,
+                    a.diff.verdict,
+                    esc(&cause_list(&a.causes))
+                );
             }
             s.push_str("</table>\n");
-            for a in t.artifacts.iter().filter(|a| !a.diff.differences.is_empty()) {
-                let _ = writeln!(s, "<h3><code>{}</code></h3><table><tr><th>where</th><th>what</th><th>A</th><th>B</th><th>cause</th></tr>", esc(&a.diff.path));
+            for a in t
+                .artifacts
+                .iter()
+                .filter(|a| !a.diff.differences.is_empty())
+            {
+                let _ = writeln!(
+                    s,
+                    "<h3><code>{}</code></h3><table><tr><th>where</th><th>what</th><th>A</th><th>B</th><th>cause</th></tr>",
+                    esc(&a.diff.path)
+                );
                 for d in &a.diff.differences {
-                    let _ = writeln!(s, "<tr><td><code>{}</code></td><td>{}</td><td><code>{}</code></td><td><code>{}</code></td><td>{}{}</td></tr>", esc(&d.location), esc(&d.what), esc(d.a.as_deref().unwrap_or("")), esc(d.b.as_deref().unwrap_or("")), d.cause.as_str(), d.variation.as_deref().map(|v| format!(" ({})", esc(v))).unwrap_or_default());
+                    let _ = writeln!(
+                        s,
+                        "<tr><td><code>{}</code></td><td>{}</td><td><code>{}</code></td><td><code>{}</code></td><td>{}{}</td></tr>",
+                        esc(&d.location),
+                        esc(&d.what),
+                        esc(d.a.as_deref().unwrap_or("")),
+                        esc(d.b.as_deref().unwrap_or("")),
+                        d.cause.as_str(),
+                        d.variation
+                            .as_deref()
+                            .map(|v| format!(" ({})", esc(v)))
+                            .unwrap_or_default()
+                    );
                 }
                 s.push_str("</table>\n");
                 if let Some(p) = &a.diffoscope {
-                    let _ = writeln!(s, "<p>diffoscope: <a href=\"{}\">{}</a></p>", esc(p), esc(p));
+                    let _ = writeln!(
+                        s,
+                        "<p>diffoscope: <a href=\"{}\">{}</a></p>",
+                        esc(p),
+                        esc(p)
+                    );
                 }
             }
         }
         if !self.variations.is_empty() {
             s.push_str("<h2>Variations</h2><table><tr><th>variation</th><th>status</th><th>detail</th></tr>\n");
             for v in &self.variations {
-                let _ = writeln!(s, "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", esc(&v.name), esc(&v.status), esc(&v.detail));
+                let _ = writeln!(
+                    s,
+                    "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    esc(&v.name),
+                    esc(&v.status),
+                    esc(&v.detail)
+                );
             }
             s.push_str("</table>\n");
         }
@@ -350,7 +558,11 @@ fn values(d: &crate::diff::Difference) -> String {
 
 fn short(s: &str) -> String {
     let s = s.replace('\n', " ");
-    if s.chars().count() > 60 { format!("{}…", s.chars().take(60).collect::<String>()) } else { s }
+    if s.chars().count() > 60 {
+        format!("{}…", s.chars().take(60).collect::<String>())
+    } else {
+        s
+    }
 }
 
 fn md(s: &str) -> String {
@@ -358,14 +570,31 @@ fn md(s: &str) -> String {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 fn cause_list(c: &[CauseSummary]) -> String {
     if c.is_empty() {
         return "none".into();
     }
-    c.iter().map(|c| format!("{} ×{} (exposed by {})", c.cause.as_str(), c.count, if c.exposed_by.is_empty() { "—".to_string() } else { c.exposed_by.join(", ") })).collect::<Vec<_>>().join("; ")
+    c.iter()
+        .map(|c| {
+            format!(
+                "{} ×{} (exposed by {})",
+                c.cause.as_str(),
+                c.count,
+                if c.exposed_by.is_empty() {
+                    "—".to_string()
+                } else {
+                    c.exposed_by.join(", ")
+                }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// One line of `reproducibility/history.jsonl`.
@@ -388,12 +617,24 @@ pub fn read_history(path: &Path) -> Result<Vec<HistoryLine>> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::Io { what: "cannot read", path: path.to_path_buf(), source: e }),
+        Err(e) => {
+            return Err(Error::Io {
+                what: "cannot read",
+                path: path.to_path_buf(),
+                source: e,
+            });
+        }
     };
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| serde_json::from_str(l).map_err(|e| Error::History { path: path.to_path_buf(), line: i + 1, message: e.to_string() }))
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| Error::History {
+                path: path.to_path_buf(),
+                line: i + 1,
+                message: e.to_string(),
+            })
+        })
         .collect()
 }
 
@@ -414,31 +655,85 @@ pub fn append_history(path: &Path, line: &HistoryLine) -> Result<Vec<HistoryLine
 /// An inline SVG line chart of the artifact and target ratios over the history.
 pub fn trend_svg(history: &[HistoryLine]) -> String {
     let (w, h, pad) = (720.0, 240.0, 40.0);
-    let mut s = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"reproducibility ratio over time\">");
-    let _ = write!(s, "<rect x=\"0\" y=\"0\" width=\"{w}\" height=\"{h}\" fill=\"#fff\"/>");
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"reproducibility ratio over time\">"
+    );
+    let _ = write!(
+        s,
+        "<rect x=\"0\" y=\"0\" width=\"{w}\" height=\"{h}\" fill=\"#fff\"/>"
+    );
     for (frac, label) in [(0.0, "0"), (0.5, "0.5"), (0.8, "0.8"), (1.0, "1.0")] {
         let y = h - pad - frac * (h - 2.0 * pad);
-        let _ = write!(s, "<line x1=\"{pad}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"#ddd\"/><text x=\"4\" y=\"{:.1}\" font-size=\"11\">{label}</text>", w - pad, y + 4.0);
+        let _ = write!(
+            s,
+            "<line x1=\"{pad}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"#ddd\"/><text x=\"4\" y=\"{:.1}\" font-size=\"11\">{label}</text>",
+            w - pad,
+            y + 4.0
+        );
     }
     let n = history.len();
-    let x = |i: usize| if n <= 1 { w / 2.0 } else { pad + i as f64 * (w - 2.0 * pad) / (n - 1) as f64 };
+    let x = |i: usize| {
+        if n <= 1 {
+            w / 2.0
+        } else {
+            pad + i as f64 * (w - 2.0 * pad) / (n - 1) as f64
+        }
+    };
     let y = |v: f64| h - pad - v.clamp(0.0, 1.0) * (h - 2.0 * pad);
     for (color, pick) in [("#1f6feb", 0usize), ("#d97706", 1)] {
-        let pts: Vec<String> = history.iter().enumerate().map(|(i, l)| format!("{:.1},{:.1}", x(i), y(if pick == 0 { l.artifacts_ratio } else { l.targets_ratio }))).collect();
+        let pts: Vec<String> = history
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                format!(
+                    "{:.1},{:.1}",
+                    x(i),
+                    y(if pick == 0 {
+                        l.artifacts_ratio
+                    } else {
+                        l.targets_ratio
+                    })
+                )
+            })
+            .collect();
         if !pts.is_empty() {
-            let _ = write!(s, "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>", pts.join(" "));
+            let _ = write!(
+                s,
+                "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>",
+                pts.join(" ")
+            );
             for p in &pts {
                 let (px, py) = p.split_once(',').unwrap_or(("0", "0"));
-                let _ = write!(s, "<circle cx=\"{px}\" cy=\"{py}\" r=\"3\" fill=\"{color}\"/>");
+                let _ = write!(
+                    s,
+                    "<circle cx=\"{px}\" cy=\"{py}\" r=\"3\" fill=\"{color}\"/>"
+                );
             }
         }
     }
     if let (Some(first), Some(last)) = (history.first(), history.last()) {
-        let _ = write!(s, "<text x=\"{pad}\" y=\"{:.1}\" font-size=\"11\">{}</text><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"end\">{}</text>", h - 12.0, esc(&first.time), w - pad, h - 12.0, esc(&last.time));
+        let _ = write!(
+            s,
+            "<text x=\"{pad}\" y=\"{:.1}\" font-size=\"11\">{}</text><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"end\">{}</text>",
+            h - 12.0,
+            esc(&first.time),
+            w - pad,
+            h - 12.0,
+            esc(&last.time)
+        );
     } else {
-        let _ = write!(s, "<text x=\"{pad}\" y=\"{:.1}\" font-size=\"12\">no history yet</text>", h / 2.0);
+        let _ = write!(
+            s,
+            "<text x=\"{pad}\" y=\"{:.1}\" font-size=\"12\">no history yet</text>",
+            h / 2.0
+        );
     }
-    let _ = write!(s, "<text x=\"{:.1}\" y=\"16\" font-size=\"12\" fill=\"#1f6feb\">artifacts</text><text x=\"{:.1}\" y=\"30\" font-size=\"12\" fill=\"#d97706\">targets</text></svg>", w - pad - 60.0, w - pad - 60.0);
+    let _ = write!(
+        s,
+        "<text x=\"{:.1}\" y=\"16\" font-size=\"12\" fill=\"#1f6feb\">artifacts</text><text x=\"{:.1}\" y=\"30\" font-size=\"12\" fill=\"#d97706\">targets</text></svg>",
+        w - pad - 60.0,
+        w - pad - 60.0
+    );
     s
 }
 
@@ -455,7 +750,76 @@ pub fn rfc3339(secs: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Runs diffoscope on every differing pair and records where its text report went
+/// (`<out>/diffoscope/<target>/<artifact>.txt`, relative to `out`). Returns how many ran.
+pub fn attach_diffoscope(
+    report: &mut Report,
+    tree_a: &Path,
+    tree_b: &Path,
+    out: &Path,
+    diffoscope: &Path,
+) -> Result<usize> {
+    let (ta, tb) = (targets_of(tree_a)?, targets_of(tree_b)?);
+    let mut ran = 0;
+    for t in &mut report.targets {
+        let (Some(da), Some(db)) = (ta.get(&t.name), tb.get(&t.name)) else {
+            continue;
+        };
+        for a in t
+            .artifacts
+            .iter_mut()
+            .filter(|a| a.diff.verdict == Verdict::Different)
+        {
+            let (Some(sa), Some(sb)) = (&a.diff.a, &a.diff.b) else {
+                continue;
+            };
+            let name: String = a
+                .diff
+                .path
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            let rel = format!("diffoscope/{}/{name}.txt", t.name);
+            let dest = out.join(&rel);
+            if let Some(parent) = dest.parent() {
+                std::fs::create_dir_all(parent).map_err(io("cannot create", parent))?;
+            }
+            let status = std::process::Command::new(diffoscope)
+                .arg("--text")
+                .arg(&dest)
+                .arg(da.join(&sa.path))
+                .arg(db.join(&sb.path))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .map_err(|source| Error::Spawn {
+                    command: format!("{} --text", diffoscope.display()),
+                    source,
+                })?;
+            // 1 = differences found (the expected case); anything else is worth saying.
+            if status.code() != Some(1) {
+                std::fs::write(&dest, format!("diffoscope exited {status} on this pair\n"))
+                    .map_err(io("cannot write", &dest))?;
+            }
+            a.diffoscope = Some(rel);
+            ran += 1;
+        }
+    }
+    Ok(ran)
 }
 
 #[cfg(test)]
@@ -473,7 +837,16 @@ mod tests {
     fn history_round_trip_and_chart() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("h.jsonl");
-        let line = HistoryLine { time: rfc3339(1), mode: "rebuild".into(), artifacts_identical: 1, artifacts_total: 8, artifacts_ratio: 0.125, targets_reproducible: 0, targets_total: 1, targets_ratio: 0.0 };
+        let line = HistoryLine {
+            time: rfc3339(1),
+            mode: "rebuild".into(),
+            artifacts_identical: 1,
+            artifacts_total: 8,
+            artifacts_ratio: 0.125,
+            targets_reproducible: 0,
+            targets_total: 1,
+            targets_ratio: 0.0,
+        };
         append_history(&p, &line).unwrap();
         let all = append_history(&p, &line).unwrap();
         assert_eq!(all.len(), 2);
@@ -481,7 +854,7 @@ mod tests {
         let svg = trend_svg(&all);
         assert!(svg.starts_with("<svg") && svg.contains("polyline"), "{svg}");
         std::fs::write(&p, "{\"nope\":1}\n").unwrap();
-        assert!(read_history(&p).unwrap_err().to_string().contains("line 1") || true);
+        assert!(read_history(&p).unwrap_err().to_string().contains("line 1"));
     }
 
     #[test]
@@ -494,48 +867,19 @@ mod tests {
             std::fs::write(t.join("same.txt"), "same").unwrap();
         }
         std::fs::write(d.path().join("b/img/summary.json"), "{\"x\":2}").unwrap();
-        let ctx = CompareContext { mode: "compare".into(), ..Default::default() };
+        let ctx = CompareContext {
+            mode: "compare".into(),
+            ..Default::default()
+        };
         let r = compare(&d.path().join("a"), &d.path().join("b"), &ctx).unwrap();
-        assert_eq!((r.ratio.artifacts.numerator, r.ratio.artifacts.denominator), (1, 2));
+        assert_eq!(
+            (r.ratio.artifacts.numerator, r.ratio.artifacts.denominator),
+            (1, 2)
+        );
         assert_eq!(r.targets[0].status, Status::Unreproducible);
         assert!(r.to_markdown().contains("| img | unreproducible | 1 / 2 |"));
         assert!(r.to_html(&[]).contains("<svg"));
         let back: Report = serde_json::from_slice(&r.to_json()).unwrap();
         assert_eq!(back, r);
     }
-}
-
-/// Runs diffoscope on every differing pair and records where its text report went
-/// (`<out>/diffoscope/<target>/<artifact>.txt`, relative to `out`). Returns how many ran.
-pub fn attach_diffoscope(report: &mut Report, tree_a: &Path, tree_b: &Path, out: &Path, diffoscope: &Path) -> Result<usize> {
-    let (ta, tb) = (targets_of(tree_a)?, targets_of(tree_b)?);
-    let mut ran = 0;
-    for t in &mut report.targets {
-        let (Some(da), Some(db)) = (ta.get(&t.name), tb.get(&t.name)) else { continue };
-        for a in t.artifacts.iter_mut().filter(|a| a.diff.verdict == Verdict::Different) {
-            let (Some(sa), Some(sb)) = (&a.diff.a, &a.diff.b) else { continue };
-            let name: String = a.diff.path.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' }).collect();
-            let rel = format!("diffoscope/{}/{name}.txt", t.name);
-            let dest = out.join(&rel);
-            if let Some(parent) = dest.parent() {
-                std::fs::create_dir_all(parent).map_err(io("cannot create", parent))?;
-            }
-            let status = std::process::Command::new(diffoscope)
-                .arg("--text")
-                .arg(&dest)
-                .arg(da.join(&sa.path))
-                .arg(db.join(&sb.path))
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status()
-                .map_err(|source| Error::Spawn { command: format!("{} --text", diffoscope.display()), source })?;
-            // 1 = differences found (the expected case); anything else is worth saying.
-            if status.code() != Some(1) {
-                std::fs::write(&dest, format!("diffoscope exited {status} on this pair\n")).map_err(io("cannot write", &dest))?;
-            }
-            a.diffoscope = Some(rel);
-            ran += 1;
-        }
-    }
-    Ok(ran)
 }

@@ -40,21 +40,37 @@ pub struct Rebuilt {
 
 fn find_program(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from)).map(|d| d.join(name)).find(|p| p.is_file())
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
 }
 
 fn quiet_ok(cmd: &mut Command) -> bool {
-    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// Runs `cmd` quietly; true if it exits successfully within `limit` (else it is killed).
 fn finishes_within(cmd: &mut Command, limit: std::time::Duration) -> bool {
-    let Ok(mut child) = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn() else { return false };
+    let Ok(mut child) = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+    else {
+        return false;
+    };
     let start = std::time::Instant::now();
     loop {
         match child.try_wait() {
             Ok(Some(status)) => return status.success(),
-            Ok(None) if start.elapsed() < limit => std::thread::sleep(std::time::Duration::from_millis(50)),
+            Ok(None) if start.elapsed() < limit => {
+                std::thread::sleep(std::time::Duration::from_millis(50))
+            }
             _ => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -83,7 +99,10 @@ impl Rng {
 /// order, such as tmpfs, this shuffles `readdir`).
 pub fn copy_project(from: &Path, to: &Path, mut rng: Option<&mut Rng>) -> Result<()> {
     std::fs::create_dir_all(to).map_err(io("cannot create", to))?;
-    let mut entries: Vec<_> = std::fs::read_dir(from).map_err(io("cannot list", from))?.collect::<std::io::Result<Vec<_>>>().map_err(io("cannot list", from))?;
+    let mut entries: Vec<_> = std::fs::read_dir(from)
+        .map_err(io("cannot list", from))?
+        .collect::<std::io::Result<Vec<_>>>()
+        .map_err(io("cannot list", from))?;
     entries.sort_by_key(|e| e.file_name());
     if let Some(r) = rng.as_deref_mut() {
         for i in (1..entries.len()).rev() {
@@ -116,7 +135,11 @@ struct Mount(PathBuf);
 
 impl Drop for Mount {
     fn drop(&mut self) {
-        for (prog, args) in [("fusermount", &["-u"][..]), ("fusermount3", &["-u"][..]), ("umount", &[][..])] {
+        for (prog, args) in [
+            ("fusermount", &["-u"][..]),
+            ("fusermount3", &["-u"][..]),
+            ("umount", &[][..]),
+        ] {
             if let Some(p) = find_program(prog)
                 && quiet_ok(Command::new(p).args(args).arg(&self.0))
             {
@@ -130,7 +153,11 @@ fn remove_dir(p: &Path) -> Result<()> {
     match std::fs::remove_dir_all(p) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::Io { what: "cannot remove", path: p.to_path_buf(), source: e }),
+        Err(e) => Err(Error::Io {
+            what: "cannot remove",
+            path: p.to_path_buf(),
+            source: e,
+        }),
     }
 }
 
@@ -162,18 +189,40 @@ fn run_build(argv: &[OsString], env: &[(String, OsString)], side: &Side) -> Resu
     let log = std::fs::File::create(&side.log).map_err(io("cannot create", &side.log))?;
     let log2 = log.try_clone().map_err(io("cannot create", &side.log))?;
     let mut cmd = Command::new(&argv[0]);
-    cmd.args(&argv[1..]).stdin(Stdio::null()).stdout(log).stderr(log2);
+    cmd.args(&argv[1..])
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log2);
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let shown = argv.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ");
-    let status = cmd.status().map_err(|source| Error::Spawn { command: shown, source })?;
+    let shown = argv
+        .iter()
+        .map(|a| a.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let status = cmd.status().map_err(|source| Error::Spawn {
+        command: shown,
+        source,
+    })?;
     Ok((!status.success()).then(|| format!("kiln build {status}; log {}", side.log.display())))
 }
 
 fn kiln_build_args(plan: &RebuildPlan, side: &Side) -> Vec<OsString> {
-    let mut v: Vec<OsString> = vec![plan.kiln.clone().into(), "-C".into(), side.project.clone().into(), "build".into(), "--json".into(), "--offline".into()];
-    v.extend(["--root".into(), side.root.clone().into(), "--out".into(), side.tree.clone().into()]);
+    let mut v: Vec<OsString> = vec![
+        plan.kiln.clone().into(),
+        "-C".into(),
+        side.project.clone().into(),
+        "build".into(),
+        "--json".into(),
+        "--offline".into(),
+    ];
+    v.extend([
+        "--root".into(),
+        side.root.clone().into(),
+        "--out".into(),
+        side.tree.clone().into(),
+    ]);
     for i in &plan.images {
         v.extend(["--image".into(), i.into()]);
     }
@@ -185,10 +234,24 @@ fn kiln_build_args(plan: &RebuildPlan, side: &Side) -> Vec<OsString> {
 pub fn rebuild(plan: &RebuildPlan, progress: &dyn Fn(&str)) -> Result<Rebuilt> {
     let v = &plan.variations;
     let config = kiln_config::Config::load(&plan.project)?;
-    let expected: Vec<String> = if plan.images.is_empty() { config.images.iter().map(|i| i.name.clone()).collect() } else { plan.images.clone() };
-    let project = config.root.canonicalize().map_err(io("cannot resolve", &config.root))?;
-    let sde = kiln_hermetic::SourceDateEpoch::resolve(std::env::var("SOURCE_DATE_EPOCH").ok().as_deref(), &project, config.project.source_date_epoch)
-        .map_err(|message| Error::Variations { path: project.join("kiln.toml"), message })?;
+    let expected: Vec<String> = if plan.images.is_empty() {
+        config.images.iter().map(|i| i.name.clone()).collect()
+    } else {
+        plan.images.clone()
+    };
+    let project = config
+        .root
+        .canonicalize()
+        .map_err(io("cannot resolve", &config.root))?;
+    let sde = kiln_hermetic::SourceDateEpoch::resolve(
+        std::env::var("SOURCE_DATE_EPOCH").ok().as_deref(),
+        &project,
+        config.project.source_date_epoch,
+    )
+    .map_err(|message| Error::Variations {
+        path: project.join("kiln.toml"),
+        message,
+    })?;
 
     // A mount left by a killed run must go before its directory can.
     let mount_b = plan.work.join("b/varied-build-path/project");
@@ -199,27 +262,47 @@ pub fn rebuild(plan: &RebuildPlan, progress: &dyn Fn(&str)) -> Result<Rebuilt> {
     remove_dir(&plan.trees)?;
     let logs = plan.work.join("logs");
     std::fs::create_dir_all(&logs).map_err(io("cannot create", &logs))?;
-    let work = plan.work.canonicalize().map_err(io("cannot resolve", &plan.work))?;
+    let work = plan
+        .work
+        .canonicalize()
+        .map_err(io("cannot resolve", &plan.work))?;
     let logs = work.join("logs");
 
     // The one networked step, before either build; both then build --offline.
     progress("fetching locked crates once (the inputs both builds share)");
     let fetch_log = logs.join("fetch.log");
-    let mut fetch: Vec<OsString> = vec![plan.kiln.clone().into(), "-C".into(), project.clone().into(), "fetch".into()];
+    let mut fetch: Vec<OsString> = vec![
+        plan.kiln.clone().into(),
+        "-C".into(),
+        project.clone().into(),
+        "fetch".into(),
+    ];
     for i in &plan.images {
         fetch.extend(["--image".into(), i.into()]);
     }
-    let fetch_side = Side { project: project.clone(), root: PathBuf::new(), tree: PathBuf::new(), log: fetch_log.clone() };
+    let fetch_side = Side {
+        project: project.clone(),
+        root: PathBuf::new(),
+        tree: PathBuf::new(),
+        log: fetch_log.clone(),
+    };
     if let Some(why) = run_build(&fetch, &[], &fetch_side)? {
-        return Err(Error::Failed { command: "kiln fetch".into(), status: why, log: fetch_log });
+        return Err(Error::Failed {
+            command: "kiln fetch".into(),
+            status: why,
+            log: fetch_log,
+        });
     }
     let registry = project.join("target/kiln/root/cargo-home/registry");
 
     // Tools that outlive a HOME change: rustup finds its toolchains through these.
-    let mut base_env: Vec<(String, OsString)> = vec![("SOURCE_DATE_EPOCH".into(), sde.value.to_string().into())];
+    let mut base_env: Vec<(String, OsString)> =
+        vec![("SOURCE_DATE_EPOCH".into(), sde.value.to_string().into())];
     let home = std::env::var_os("HOME").map(PathBuf::from);
     for (var, dir) in [("RUSTUP_HOME", ".rustup"), ("CARGO_HOME", ".cargo")] {
-        let val = std::env::var_os(var).map(PathBuf::from).or_else(|| home.as_ref().map(|h| h.join(dir)).filter(|p| p.is_dir()));
+        let val = std::env::var_os(var)
+            .map(PathBuf::from)
+            .or_else(|| home.as_ref().map(|h| h.join(dir)).filter(|p| p.is_dir()));
         if let Some(val) = val {
             base_env.push((var.into(), val.into()));
         }
@@ -227,42 +310,86 @@ pub fn rebuild(plan: &RebuildPlan, progress: &dyn Fn(&str)) -> Result<Rebuilt> {
 
     let trees = {
         std::fs::create_dir_all(&plan.trees).map_err(io("cannot create", &plan.trees))?;
-        plan.trees.canonicalize().map_err(io("cannot resolve", &plan.trees))?
+        plan.trees
+            .canonicalize()
+            .map_err(io("cannot resolve", &plan.trees))?
     };
-    let (dir_a, dir_b) = if v.build_path.enabled { (work.join("a"), work.join("b/varied-build-path")) } else { (work.join("build"), work.join("build")) };
-    let a = Side { project: dir_a.join("project"), root: dir_a.join("root"), tree: trees.join("a"), log: logs.join("build-a.log") };
-    let b = Side { project: dir_b.join("project"), root: dir_b.join("root"), tree: trees.join("b"), log: logs.join("build-b.log") };
+    let (dir_a, dir_b) = if v.build_path.enabled {
+        (work.join("a"), work.join("b/varied-build-path"))
+    } else {
+        (work.join("build"), work.join("build"))
+    };
+    let a = Side {
+        project: dir_a.join("project"),
+        root: dir_a.join("root"),
+        tree: trees.join("a"),
+        log: logs.join("build-a.log"),
+    };
+    let b = Side {
+        project: dir_b.join("project"),
+        root: dir_b.join("root"),
+        tree: trees.join("b"),
+        log: logs.join("build-b.log"),
+    };
     let mut records = Vec::new();
-    let mut hints = Hints { now: now(), ..Default::default() };
+    let mut hints = Hints {
+        now: now(),
+        ..Default::default()
+    };
 
     // Build A: plain.
     progress(&format!("build A in {}", a.project.display()));
     copy_project(&project, &a.project, None)?;
     seed_cargo_home(&registry, &a.root)?;
     let failed_a = run_build(&kiln_build_args(plan, &a), &base_env, &a)?;
-    hints.build_dirs.extend([a.project.display().to_string(), a.root.display().to_string()]);
+    hints.build_dirs.extend([
+        a.project.display().to_string(),
+        a.root.display().to_string(),
+    ]);
     remove_dir(&dir_a)?;
 
     // Build B: varied.
     records.push(if v.build_path.enabled {
-        VariationRecord::new("build_path", "applied", format!("A in {}, B in {}", a.project.display(), b.project.display()))
+        VariationRecord::new(
+            "build_path",
+            "applied",
+            format!("A in {}, B in {}", a.project.display(), b.project.display()),
+        )
     } else {
-        VariationRecord::new("build_path", "disabled", "both builds in the same directory, one after the other")
+        VariationRecord::new(
+            "build_path",
+            "disabled",
+            "both builds in the same directory, one after the other",
+        )
     });
     let mut _mount = None;
     if v.file_order.enabled {
         let backing = dir_b.join("project-backing");
-        let disorderfs = v.file_order.disorderfs.then(|| find_program("disorderfs")).flatten();
+        let disorderfs = v
+            .file_order
+            .disorderfs
+            .then(|| find_program("disorderfs"))
+            .flatten();
         let mut mounted = false;
         let mut why = "disorderfs is switched off in variations.toml".to_string();
         if let Some(dfs) = disorderfs {
             copy_project(&project, &backing, None)?;
             std::fs::create_dir_all(&b.project).map_err(io("cannot create", &b.project))?;
-            let ok = Path::new("/dev/fuse").exists() && quiet_ok(Command::new(dfs).args(["--shuffle-dirents=yes", "--reverse-dirents=no", "-q"]).arg(&backing).arg(&b.project));
+            let ok = Path::new("/dev/fuse").exists()
+                && quiet_ok(
+                    Command::new(dfs)
+                        .args(["--shuffle-dirents=yes", "--reverse-dirents=no", "-q"])
+                        .arg(&backing)
+                        .arg(&b.project),
+                );
             if ok {
                 mounted = true;
                 _mount = Some(Mount(b.project.clone()));
-                records.push(VariationRecord::new("file_order", "applied", "disorderfs --shuffle-dirents=yes over a copy of the project"));
+                records.push(VariationRecord::new(
+                    "file_order",
+                    "applied",
+                    "disorderfs --shuffle-dirents=yes over a copy of the project",
+                ));
             } else {
                 why = "disorderfs could not mount (no FUSE here?)".into();
                 remove_dir(&b.project)?;
@@ -272,7 +399,14 @@ pub fn rebuild(plan: &RebuildPlan, progress: &dyn Fn(&str)) -> Result<Rebuilt> {
         }
         if !mounted {
             copy_project(&project, &b.project, Some(&mut Rng(v.file_order.seed | 1)))?;
-            records.push(VariationRecord::new("file_order", "fallback", format!("{why}; copied the project in shuffled order instead (seed {})", v.file_order.seed)));
+            records.push(VariationRecord::new(
+                "file_order",
+                "fallback",
+                format!(
+                    "{why}; copied the project in shuffled order instead (seed {})",
+                    v.file_order.seed
+                ),
+            ));
         }
         hints.build_dirs.push(backing.display().to_string());
     } else {
@@ -282,7 +416,11 @@ pub fn rebuild(plan: &RebuildPlan, progress: &dyn Fn(&str)) -> Result<Rebuilt> {
     seed_cargo_home(&registry, &b.root)?;
 
     let mut env = base_env.clone();
-    let mut env_var = |name: &str, on: bool, key_vals: Vec<(&str, OsString)>, detail: String, hint: Option<String>| {
+    let mut env_var = |name: &str,
+                       on: bool,
+                       key_vals: Vec<(&str, OsString)>,
+                       detail: String,
+                       hint: Option<String>| {
         if on {
             for (k, val) in key_vals {
                 env.push((k.to_string(), val));
@@ -295,8 +433,23 @@ pub fn rebuild(plan: &RebuildPlan, progress: &dyn Fn(&str)) -> Result<Rebuilt> {
             records.push(VariationRecord::new(name, "disabled", ""));
         }
     };
-    env_var("tz", v.tz.enabled, vec![("TZ", v.tz.value.clone().into())], format!("TZ={}", v.tz.value), Some(v.tz.value.clone()));
-    env_var("locale", v.locale.enabled, vec![("LC_ALL", v.locale.value.clone().into()), ("LANG", v.locale.value.clone().into())], format!("LC_ALL=LANG={}", v.locale.value), Some(v.locale.value.clone()));
+    env_var(
+        "tz",
+        v.tz.enabled,
+        vec![("TZ", v.tz.value.clone().into())],
+        format!("TZ={}", v.tz.value),
+        Some(v.tz.value.clone()),
+    );
+    env_var(
+        "locale",
+        v.locale.enabled,
+        vec![
+            ("LC_ALL", v.locale.value.clone().into()),
+            ("LANG", v.locale.value.clone().into()),
+        ],
+        format!("LC_ALL=LANG={}", v.locale.value),
+        Some(v.locale.value.clone()),
+    );
     let home_b = dir_b.join("home-of-user-b");
     if v.user.enabled {
         std::fs::create_dir_all(&home_b).map_err(io("cannot create", &home_b))?;
@@ -304,17 +457,39 @@ pub fn rebuild(plan: &RebuildPlan, progress: &dyn Fn(&str)) -> Result<Rebuilt> {
     env_var(
         "user",
         v.user.enabled,
-        vec![("USER", v.user.name.clone().into()), ("LOGNAME", v.user.name.clone().into()), ("HOME", home_b.clone().into())],
-        format!("USER=LOGNAME={}, HOME={} (same uid)", v.user.name, home_b.display()),
+        vec![
+            ("USER", v.user.name.clone().into()),
+            ("LOGNAME", v.user.name.clone().into()),
+            ("HOME", home_b.clone().into()),
+        ],
+        format!(
+            "USER=LOGNAME={}, HOME={} (same uid)",
+            v.user.name,
+            home_b.display()
+        ),
         Some(v.user.name.clone()),
     );
-    env_var("env", v.env.enabled, vec![(v.env.name.as_str(), v.env.value.clone().into())], format!("{}={}", v.env.name, v.env.value), Some(v.env.value.clone()));
+    env_var(
+        "env",
+        v.env.enabled,
+        vec![(v.env.name.as_str(), v.env.value.clone().into())],
+        format!("{}={}", v.env.name, v.env.value),
+        Some(v.env.value.clone()),
+    );
     let path = {
         let mut p = vec![PathBuf::from(&v.path.entry)];
-        p.extend(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()));
+        p.extend(std::env::split_paths(
+            &std::env::var_os("PATH").unwrap_or_default(),
+        ));
         std::env::join_paths(p).unwrap_or_default()
     };
-    env_var("path", v.path.enabled, vec![("PATH", path)], format!("PATH={}:$PATH", v.path.entry), Some(v.path.entry.clone()));
+    env_var(
+        "path",
+        v.path.enabled,
+        vec![("PATH", path)],
+        format!("PATH={}:$PATH", v.path.entry),
+        Some(v.path.entry.clone()),
+    );
 
     // Process-level variations: a shell wrapper (hostname, umask), then taskset and
     // faketime in front of kiln.
@@ -322,15 +497,26 @@ pub fn rebuild(plan: &RebuildPlan, progress: &dyn Fn(&str)) -> Result<Rebuilt> {
     let mut script = String::new();
     let mut script_args: Vec<OsString> = Vec::new();
     if v.hostname.enabled {
-        match find_program("unshare").filter(|u| quiet_ok(Command::new(u).args(["--uts", "true"]))) {
+        match find_program("unshare").filter(|u| quiet_ok(Command::new(u).args(["--uts", "true"])))
+        {
             Some(u) => {
                 argv.extend([u.into(), "--uts".into(), "--".into()]);
                 script.push_str("hostname \"$1\" || exit 97; shift; ");
                 script_args.push(v.hostname.value.clone().into());
-                records.push(VariationRecord::new("hostname", "applied", format!("{} (unshare --uts)", v.hostname.value)));
-                hints.env_values.push(("hostname".into(), v.hostname.value.clone()));
+                records.push(VariationRecord::new(
+                    "hostname",
+                    "applied",
+                    format!("{} (unshare --uts)", v.hostname.value),
+                ));
+                hints
+                    .env_values
+                    .push(("hostname".into(), v.hostname.value.clone()));
             }
-            None => records.push(VariationRecord::new("hostname", "unavailable", "`unshare --uts` failed here (needs root or user namespaces)")),
+            None => records.push(VariationRecord::new(
+                "hostname",
+                "unavailable",
+                "`unshare --uts` failed here (needs root or user namespaces)",
+            )),
         }
     } else {
         records.push(VariationRecord::new("hostname", "disabled", ""));
@@ -338,31 +524,62 @@ pub fn rebuild(plan: &RebuildPlan, progress: &dyn Fn(&str)) -> Result<Rebuilt> {
     if v.umask.enabled {
         script.push_str("umask \"$1\" || exit 97; shift; ");
         script_args.push(v.umask.value.clone().into());
-        records.push(VariationRecord::new("umask", "applied", format!("umask {}", v.umask.value)));
+        records.push(VariationRecord::new(
+            "umask",
+            "applied",
+            format!("umask {}", v.umask.value),
+        ));
     } else {
         records.push(VariationRecord::new("umask", "disabled", ""));
     }
     script.push_str("exec \"$@\"");
-    argv.extend(["/bin/sh".into(), "-c".into(), script.into(), "kiln-repro".into()]);
+    argv.extend([
+        "/bin/sh".into(),
+        "-c".into(),
+        script.into(),
+        "kiln-repro".into(),
+    ]);
     argv.extend(script_args);
     if v.cpus.enabled {
-        match find_program("taskset").filter(|t| quiet_ok(Command::new(t).args(["-c", &v.cpus.list, "true"]))) {
+        match find_program("taskset")
+            .filter(|t| quiet_ok(Command::new(t).args(["-c", &v.cpus.list, "true"])))
+        {
             Some(t) => {
                 argv.extend([t.into(), "-c".into(), v.cpus.list.clone().into()]);
-                records.push(VariationRecord::new("cpus", "applied", format!("taskset -c {} (cargo's job count and kiln's threads follow the affinity)", v.cpus.list)));
+                records.push(VariationRecord::new(
+                    "cpus",
+                    "applied",
+                    format!(
+                        "taskset -c {} (cargo's job count and kiln's threads follow the affinity)",
+                        v.cpus.list
+                    ),
+                ));
             }
-            None => records.push(VariationRecord::new("cpus", "unavailable", format!("taskset is missing or CPU list `{}` is invalid here", v.cpus.list))),
+            None => records.push(VariationRecord::new(
+                "cpus",
+                "unavailable",
+                format!(
+                    "taskset is missing or CPU list `{}` is invalid here",
+                    v.cpus.list
+                ),
+            )),
         }
     } else {
         records.push(VariationRecord::new("cpus", "disabled", ""));
     }
     if v.clock.enabled {
-        let rustc = std::env::var_os("RUSTC").map(PathBuf::from).or_else(|| find_program("rustc"));
-        let faketime = find_program("faketime").filter(|f| quiet_ok(Command::new(f).arg(&v.clock.offset).arg("true")));
+        let rustc = std::env::var_os("RUSTC")
+            .map(PathBuf::from)
+            .or_else(|| find_program("rustc"));
+        let faketime = find_program("faketime")
+            .filter(|f| quiet_ok(Command::new(f).arg(&v.clock.offset).arg("true")));
         // libfaketime deadlocks rustc's jemalloc at start-up (wolfcw/libfaketime#130), and
         // kiln probes `rustc -vV` with its own environment, so LD_PRELOAD would reach it.
         let rustc_ok = match (&faketime, &rustc) {
-            (Some(f), Some(r)) => finishes_within(Command::new(f).arg(&v.clock.offset).arg(r).arg("-vV"), std::time::Duration::from_secs(20)),
+            (Some(f), Some(r)) => finishes_within(
+                Command::new(f).arg(&v.clock.offset).arg(r).arg("-vV"),
+                std::time::Duration::from_secs(20),
+            ),
             _ => true,
         };
         match faketime.filter(|_| rustc_ok) {
@@ -384,7 +601,11 @@ pub fn rebuild(plan: &RebuildPlan, progress: &dyn Fn(&str)) -> Result<Rebuilt> {
 
     progress(&format!("build B in {} (varied)", b.project.display()));
     let failed_b = run_build(&argv, &env, &b)?;
-    hints.build_dirs.extend([b.project.display().to_string(), b.root.display().to_string(), home_b.display().to_string()]);
+    hints.build_dirs.extend([
+        b.project.display().to_string(),
+        b.root.display().to_string(),
+        home_b.display().to_string(),
+    ]);
     drop(_mount);
     remove_dir(&dir_b)?;
     if !v.build_path.enabled {
@@ -411,7 +632,10 @@ pub fn rebuild(plan: &RebuildPlan, progress: &dyn Fn(&str)) -> Result<Rebuilt> {
 
 /// Unix time now (0 if the clock is before 1970).
 pub fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -96,16 +96,48 @@ impl Default for Variations {
     fn default() -> Self {
         Variations {
             build_path: Toggle { enabled: true },
-            tz: Valued { enabled: true, value: "Pacific/Kiritimati".into() },
-            locale: Valued { enabled: true, value: "fr_FR.UTF-8".into() },
-            umask: Valued { enabled: true, value: "0077".into() },
-            user: User { enabled: true, name: "kiln-repro-user".into() },
-            hostname: Valued { enabled: true, value: "kiln-repro-host".into() },
-            cpus: Cpus { enabled: true, list: "0".into() },
-            env: EnvVar { enabled: true, name: "KILN_REPRO_EXTRA".into(), value: "kiln-repro-extra-value".into() },
-            path: PathEntry { enabled: true, entry: "/opt/kiln-repro/bin".into() },
-            file_order: FileOrder { enabled: true, disorderfs: true, seed: 0x6b696c6e },
-            clock: Clock { enabled: true, offset: "+3 years".into() },
+            tz: Valued {
+                enabled: true,
+                value: "Pacific/Kiritimati".into(),
+            },
+            locale: Valued {
+                enabled: true,
+                value: "fr_FR.UTF-8".into(),
+            },
+            umask: Valued {
+                enabled: true,
+                value: "0077".into(),
+            },
+            user: User {
+                enabled: true,
+                name: "kiln-repro-user".into(),
+            },
+            hostname: Valued {
+                enabled: true,
+                value: "kiln-repro-host".into(),
+            },
+            cpus: Cpus {
+                enabled: true,
+                list: "0".into(),
+            },
+            env: EnvVar {
+                enabled: true,
+                name: "KILN_REPRO_EXTRA".into(),
+                value: "kiln-repro-extra-value".into(),
+            },
+            path: PathEntry {
+                enabled: true,
+                entry: "/opt/kiln-repro/bin".into(),
+            },
+            file_order: FileOrder {
+                enabled: true,
+                disorderfs: true,
+                seed: 0x6b696c6e,
+            },
+            clock: Clock {
+                enabled: true,
+                offset: "+3 years".into(),
+            },
         }
     }
 }
@@ -129,7 +161,10 @@ default_from!(User => user, Cpus => cpus, EnvVar => env, PathEntry => path, File
 /// tables of this shape must give both keys.
 impl Default for Valued {
     fn default() -> Self {
-        Valued { enabled: true, value: String::new() }
+        Valued {
+            enabled: true,
+            value: String::new(),
+        }
     }
 }
 
@@ -141,21 +176,51 @@ impl Variations {
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<Self> {
-        let v: Variations = toml::from_str(text).map_err(|e| Error::Variations { path: path.to_path_buf(), message: e.to_string().trim_end().to_string() })?;
-        let bad = |message: String| Err(Error::Variations { path: path.to_path_buf(), message });
-        for (name, t) in [("tz", &v.tz), ("locale", &v.locale), ("umask", &v.umask), ("hostname", &v.hostname)] {
+        let v: Variations = toml::from_str(text).map_err(|e| Error::Variations {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        let bad = |message: String| {
+            Err(Error::Variations {
+                path: path.to_path_buf(),
+                message,
+            })
+        };
+        for (name, t) in [
+            ("tz", &v.tz),
+            ("locale", &v.locale),
+            ("umask", &v.umask),
+            ("hostname", &v.hostname),
+        ] {
             if t.enabled && t.value.is_empty() {
                 return bad(format!("[{name}] is enabled but has no `value`"));
             }
         }
-        if v.umask.enabled && (v.umask.value.len() > 4 || u32::from_str_radix(&v.umask.value, 8).is_err()) {
-            return bad(format!("[umask] value `{}` is not an octal umask such as \"0077\"", v.umask.value));
+        if v.umask.enabled
+            && (v.umask.value.len() > 4 || u32::from_str_radix(&v.umask.value, 8).is_err())
+        {
+            return bad(format!(
+                "[umask] value `{}` is not an octal umask such as \"0077\"",
+                v.umask.value
+            ));
         }
         if v.env.enabled && (v.env.name.is_empty() || v.env.name.contains('=')) {
-            return bad(format!("[env] name `{}` is not an environment variable name", v.env.name));
+            return bad(format!(
+                "[env] name `{}` is not an environment variable name",
+                v.env.name
+            ));
         }
-        if v.hostname.enabled && !v.hostname.value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.') {
-            return bad(format!("[hostname] value `{}` is not a host name", v.hostname.value));
+        if v.hostname.enabled
+            && !v
+                .hostname
+                .value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        {
+            return bad(format!(
+                "[hostname] value `{}` is not a host name",
+                v.hostname.value
+            ));
         }
         Ok(v)
     }
@@ -173,7 +238,11 @@ pub struct VariationRecord {
 
 impl VariationRecord {
     pub fn new(name: &str, status: &str, detail: impl Into<String>) -> Self {
-        VariationRecord { name: name.into(), status: status.into(), detail: detail.into() }
+        VariationRecord {
+            name: name.into(),
+            status: status.into(),
+            detail: detail.into(),
+        }
     }
     pub fn applied(&self) -> bool {
         self.status == "applied" || self.status == "fallback"
@@ -192,18 +261,34 @@ mod tests {
 
     #[test]
     fn unknown_key_names_key_and_file() {
-        let e = Variations::parse(Path::new("v.toml"), "[tz]\nenabled = true\nvalue = \"UTC\"\ncolour = 1\n").unwrap_err().to_string();
+        let e = Variations::parse(
+            Path::new("v.toml"),
+            "[tz]\nenabled = true\nvalue = \"UTC\"\ncolour = 1\n",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("v.toml") && e.contains("colour"), "{e}");
-        let e = Variations::parse(Path::new("v.toml"), "[moon]\nenabled = true\n").unwrap_err().to_string();
+        let e = Variations::parse(Path::new("v.toml"), "[moon]\nenabled = true\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("moon"), "{e}");
     }
 
     #[test]
     fn switch_off_and_validate() {
-        let v = Variations::parse(Path::new("v.toml"), "[clock]\nenabled = false\noffset = \"\"\n").unwrap();
+        let v = Variations::parse(
+            Path::new("v.toml"),
+            "[clock]\nenabled = false\noffset = \"\"\n",
+        )
+        .unwrap();
         assert!(!v.clock.enabled);
         assert!(v.tz.enabled);
-        let e = Variations::parse(Path::new("v.toml"), "[umask]\nenabled = true\nvalue = \"999\"\n").unwrap_err().to_string();
+        let e = Variations::parse(
+            Path::new("v.toml"),
+            "[umask]\nenabled = true\nvalue = \"999\"\n",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("octal"), "{e}");
     }
 }
