@@ -49,6 +49,12 @@ fn builds_are_byte_identical_across_directories_and_environments() {
         .env("HOME", b.path().join("elsewhere"))
         .env("KILN_IRRELEVANT", "noise");
     run_ok(&mut cmd);
+    // umask 077 must not reach the output tree: a shipped layout stays readable.
+    for dir in ["hello", "hello/oci", "hello/oci/blobs", "hello/oci/blobs/sha256"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(b.out().join(dir)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o755, "{dir} has mode {mode:o} after a build under umask 077");
+    }
     let ta = read_tree(&a.out());
     let tb = read_tree(&b.out());
     assert_eq!(ta.keys().collect::<Vec<_>>(), tb.keys().collect::<Vec<_>>());

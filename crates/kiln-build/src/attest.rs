@@ -139,7 +139,7 @@ pub(crate) fn write(ctx: &ImageContext) -> Result<(), BuildError> {
 /// (not guessed) otherwise; the remote URL is omitted when there is none.
 fn git_source(project: &Path) -> Option<SourceInfo> {
     let git = |args: &[&str]| -> Option<String> {
-        let out = Command::new("git")
+        let out = kiln_core::process::without_interposers(&mut Command::new("git"))
             .arg("-C")
             .arg(project)
             .args(args)

@@ -83,7 +83,6 @@ pub(crate) struct ImageContext<'a> {
     pub toolchain: &'a Toolchain,
     pub toolchain_record: &'a ToolchainRecord,
     pub sde: SourceDateEpoch,
-    pub root: &'a BuildRoot,
     pub env: &'a Hermetic,
     pub cargo_lock: &'a CargoLock,
     pub built: &'a kiln_oci::BuiltImage,
@@ -312,7 +311,7 @@ fn build_image(
     let out = opts.out_dir().join(name);
     let staging = fsx::StagingDir::new(&out).map_err(io("cannot create", &out))?;
     let layout = staging.path().join("oci");
-    std::fs::create_dir_all(&layout).map_err(io("cannot create", &layout))?;
+    fsx::create_dir_all(&layout).map_err(io("cannot create", &layout))?;
     let built = image.write_layout(&layout, &spec.tag).map_err(oci_err)?;
 
     // Evidence, in dependency order: the SBOM describes the image, provenance names the
@@ -326,7 +325,6 @@ fn build_image(
         toolchain: tc,
         toolchain_record: toolchain,
         sde,
-        root,
         env: &env,
         cargo_lock: &cargo_lock,
         built: &built,

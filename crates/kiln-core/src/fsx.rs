@@ -7,10 +7,21 @@
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+/// Creates `path` and any missing parents with mode 0755 whatever the umask, so an output
+/// tree built under `umask 077` is as readable as one built under `umask 022`.
+pub fn create_dir_all(path: &Path) -> io::Result<()> {
+    let missing: Vec<&Path> = path.ancestors().take_while(|p| !p.as_os_str().is_empty() && !p.exists()).collect();
+    std::fs::create_dir_all(path)?;
+    for dir in missing {
+        set_mode(dir, 0o755)?;
+    }
+    Ok(())
+}
+
 /// Writes `bytes` to `path` atomically (temp file in the same directory, fsync, rename).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = parent_of(path);
-    std::fs::create_dir_all(dir)?;
+    create_dir_all(dir)?;
     let mut tmp = tempfile::Builder::new().prefix(".kiln-tmp-").tempfile_in(dir)?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
@@ -30,7 +41,7 @@ impl StagingDir {
     /// Starts staging the directory that will become `dest`.
     pub fn new(dest: &Path) -> io::Result<Self> {
         let parent = parent_of(dest);
-        std::fs::create_dir_all(parent)?;
+        create_dir_all(parent)?;
         let name = dest.file_name().and_then(|n| n.to_str()).unwrap_or("out");
         let tmp = tempfile::Builder::new().prefix(&format!(".{name}.staging-")).tempdir_in(parent)?;
         set_mode(tmp.path(), 0o755)?;
@@ -88,6 +99,22 @@ fn set_mode(_: &Path, _: u32) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn created_directories_are_0755_under_any_umask() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let deep = d.path().join("a/b/c");
+        // SAFETY: umask is process-wide; this test restores it before any assertion.
+        let old = unsafe { libc::umask(0o077) };
+        let r = create_dir_all(&deep);
+        unsafe { libc::umask(old) };
+        r.unwrap();
+        for p in [d.path().join("a"), d.path().join("a/b"), deep] {
+            assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o755, "{}", p.display());
+        }
+    }
 
     #[test]
     fn write_atomic_replaces_and_leaves_no_temp() {

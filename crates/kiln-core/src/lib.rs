@@ -7,6 +7,7 @@
 pub mod canonical;
 mod digest;
 pub mod fsx;
+pub mod process;
 pub mod time;
 
 pub use digest::{Digest, DigestError, HashingReader, HashingWriter};

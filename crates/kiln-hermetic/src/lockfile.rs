@@ -115,6 +115,7 @@ fn find_lock(dir: &Path) -> PathBuf {
 pub fn fetch(cargo: &Path, manifest: &Path, cargo_home: &Path) -> Result<(), FetchError> {
     std::fs::create_dir_all(cargo_home).map_err(|source| FetchError::Spawn { command: "mkdir".into(), source })?;
     let mut cmd = Command::new(cargo);
+    kiln_core::process::without_interposers(&mut cmd);
     // No `--target`: every crate the lock pins is fetched, so `check_fetched` can demand all of them.
     cmd.args(["fetch", "--locked", "--manifest-path"])
         .arg(manifest)

@@ -48,7 +48,7 @@ impl SourceDateEpoch {
 }
 
 fn git_commit_time(dir: &Path) -> Option<u64> {
-    let out = Command::new("git")
+    let out = kiln_core::process::without_interposers(&mut Command::new("git"))
         .args(["log", "-1", "--format=%ct", "--", "."])
         .current_dir(dir)
         .env_remove("GIT_DIR")

@@ -24,7 +24,7 @@ pub(crate) struct TempFile {
 impl TempFile {
     pub(crate) fn new(dir: &Path) -> Result<Self> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
-        std::fs::create_dir_all(dir).map_err(Error::io("creating directory", dir))?;
+        kiln_core::fsx::create_dir_all(dir).map_err(Error::io("creating directory", dir))?;
         loop {
             let n = COUNTER.fetch_add(1, Ordering::Relaxed);
             let path = dir.join(format!(".kiln-tmp-{}-{n}", std::process::id()));

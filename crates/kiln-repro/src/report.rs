@@ -796,7 +796,7 @@ pub fn attach_diffoscope(
             let rel = format!("diffoscope/{}/{name}.txt", t.name);
             let dest = out.join(&rel);
             if let Some(parent) = dest.parent() {
-                std::fs::create_dir_all(parent).map_err(io("cannot create", parent))?;
+                kiln_core::fsx::create_dir_all(parent).map_err(io("cannot create", parent))?;
             }
             let status = std::process::Command::new(diffoscope)
                 .arg("--text")

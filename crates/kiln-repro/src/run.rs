@@ -54,32 +54,6 @@ fn quiet_ok(cmd: &mut Command) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// Runs `cmd` quietly; true if it exits successfully within `limit` (else it is killed).
-fn finishes_within(cmd: &mut Command, limit: std::time::Duration) -> bool {
-    let Ok(mut child) = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-    else {
-        return false;
-    };
-    let start = std::time::Instant::now();
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return status.success(),
-            Ok(None) if start.elapsed() < limit => {
-                std::thread::sleep(std::time::Duration::from_millis(50))
-            }
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return false;
-            }
-        }
-    }
-}
-
 /// A small deterministic generator for the shuffled copy (seeded from variations.toml so
 /// an order that breaks a build can be replayed).
 pub struct Rng(pub u64);
@@ -568,30 +542,16 @@ pub fn rebuild(plan: &RebuildPlan, progress: &dyn Fn(&str)) -> Result<Rebuilt> {
         records.push(VariationRecord::new("cpus", "disabled", ""));
     }
     if v.clock.enabled {
-        let rustc = std::env::var_os("RUSTC")
-            .map(PathBuf::from)
-            .or_else(|| find_program("rustc"));
+        // libfaketime deadlocks rustc (wolfcw/libfaketime#130); kiln strips LD_PRELOAD and
+        // FAKETIME* from every tool it starts (kiln_core::process::without_interposers), so
+        // the preload reaches kiln alone — which is the point: kiln must not leak its clock.
         let faketime = find_program("faketime")
             .filter(|f| quiet_ok(Command::new(f).arg(&v.clock.offset).arg("true")));
-        // libfaketime deadlocks rustc's jemalloc at start-up (wolfcw/libfaketime#130), and
-        // kiln probes `rustc -vV` with its own environment, so LD_PRELOAD would reach it.
-        let rustc_ok = match (&faketime, &rustc) {
-            (Some(f), Some(r)) => finishes_within(
-                Command::new(f).arg(&v.clock.offset).arg(r).arg("-vV"),
-                std::time::Duration::from_secs(20),
-            ),
-            _ => true,
-        };
-        match faketime.filter(|_| rustc_ok) {
+        match faketime {
             Some(f) => {
                 argv.extend([f.into(), v.clock.offset.clone().into()]);
-                records.push(VariationRecord::new("clock", "applied", format!("faketime '{}' (LD_PRELOAD reaches kiln; its scrubbed build environment keeps it from the compiler)", v.clock.offset)));
+                records.push(VariationRecord::new("clock", "applied", format!("faketime '{}' (LD_PRELOAD reaches kiln; kiln keeps it from every tool it starts)", v.clock.offset)));
             }
-            None if !rustc_ok => records.push(VariationRecord::new(
-                "clock",
-                "unavailable",
-                "faketime hangs rustc here (libfaketime vs. rustc's jemalloc, wolfcw/libfaketime#130) and kiln's toolchain probe passes LD_PRELOAD on; only the time between the builds differs",
-            )),
             None => records.push(VariationRecord::new("clock", "unavailable", "faketime is not installed (apt-get install faketime); only the time between the builds differs")),
         }
     } else {

@@ -148,6 +148,7 @@ pub struct ResolveRequest {
 /// environment (`cargo xtask sbom`, benchmarks).
 pub fn cargo_command(cargo: &Path, cargo_home: &Path) -> Command {
     let mut c = Command::new(cargo);
+    kiln_core::process::without_interposers(&mut c);
     c.env("CARGO_HOME", cargo_home)
         .env_remove("CARGO_TARGET_DIR");
     c

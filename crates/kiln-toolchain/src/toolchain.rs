@@ -519,7 +519,7 @@ fn describe(program: &Path, args: &[&str]) -> String {
 fn spawn(program: &Path, args: &[&str]) -> Result<Child> {
     let mut attempt = 0;
     loop {
-        let r = Command::new(program)
+        let r = kiln_core::process::without_interposers(&mut Command::new(program))
             .args(args)
             .env("LC_ALL", "C")
             .stdin(Stdio::null())

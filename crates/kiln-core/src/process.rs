@@ -1,0 +1,40 @@
+//! Starting the tools kiln asks questions of (rustc, cc, cargo, git).
+
+use std::process::Command;
+
+/// Removes dynamic-loader interposers from `cmd`'s environment: `LD_PRELOAD`, `LD_AUDIT`
+/// and libfaketime's `FAKETIME*` settings.
+///
+/// kiln is itself run under such tools on purpose (`repro` varies the clock with
+/// libfaketime), and they must not reach the toolchain: libfaketime deadlocks rustc
+/// (jemalloc, wolfcw/libfaketime#130), and any preload could change what the compiler
+/// produces. The build proper already starts from an empty environment; this covers the
+/// queries and the fetch that run before it.
+pub fn without_interposers(cmd: &mut Command) -> &mut Command {
+    cmd.env_remove("LD_PRELOAD").env_remove("LD_AUDIT");
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("FAKETIME") {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn interposers_are_removed_and_the_rest_kept() {
+        // SAFETY: this test is the only one in this crate that touches these variables.
+        unsafe {
+            std::env::set_var("LD_PRELOAD", "/nonexistent/libfaketime.so.1");
+            std::env::set_var("FAKETIME", "+3y");
+            std::env::set_var("FAKETIME_DONT_RESET", "1");
+            std::env::set_var("KILN_KEEP_ME", "kept");
+        }
+        let mut cmd = std::process::Command::new("/usr/bin/env");
+        super::without_interposers(&mut cmd);
+        let out = String::from_utf8(cmd.output().unwrap().stdout).unwrap();
+        assert!(!out.contains("LD_PRELOAD") && !out.contains("FAKETIME"), "{out}");
+        assert!(out.contains("KILN_KEEP_ME=kept"), "{out}");
+    }
+}
