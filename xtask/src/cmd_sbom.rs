@@ -29,7 +29,11 @@ pub fn run(project: PathBuf, args: &Args) -> anyhow::Result<ExitCode> {
     opts.root_dir = args.root.clone();
     opts.evidence.sbom_spec = args.sbom_spec.clone();
     let images = if args.images.is_empty() {
-        kiln_config::Config::load(&opts.project)?.images.iter().map(|i| i.name.clone()).collect()
+        kiln_config::Config::load(&opts.project)?
+            .images
+            .iter()
+            .map(|i| i.name.clone())
+            .collect()
     } else {
         args.images.clone()
     };

@@ -20,7 +20,11 @@ use kiln_build::{BuildOptions, Progress, Summary};
 use kiln_hermetic::Sandbox;
 
 #[derive(Parser)]
-#[command(name = "kiln", version, about = "Hermetic, reproducible builds with evidence a verifier can check")]
+#[command(
+    name = "kiln",
+    version,
+    about = "Hermetic, reproducible builds with evidence a verifier can check"
+)]
 struct Cli {
     /// Run as if started in DIR (the project holding kiln.toml).
     #[arg(short = 'C', global = true, value_name = "DIR")]
@@ -150,7 +154,11 @@ pub(crate) fn project_dir(dir: Option<PathBuf>) -> Result<PathBuf> {
         return Ok(d);
     }
     let cwd = std::env::current_dir().context("cannot read the working directory")?;
-    Ok(cwd.ancestors().find(|d| d.join(kiln_config::FILE_NAME).is_file()).unwrap_or(&cwd).to_path_buf())
+    Ok(cwd
+        .ancestors()
+        .find(|d| d.join(kiln_config::FILE_NAME).is_file())
+        .unwrap_or(&cwd)
+        .to_path_buf())
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
@@ -171,8 +179,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             let summaries = kiln_build::build(&opts, &Stderr)?;
             if args.json {
-                let v = if summaries.len() == 1 { serde_json::to_value(&summaries[0])? } else { serde_json::to_value(&summaries)? };
-                println!("{}", String::from_utf8(kiln_core::canonical::to_vec_pretty(&v)?)?.trim_end());
+                let v = if summaries.len() == 1 {
+                    serde_json::to_value(&summaries[0])?
+                } else {
+                    serde_json::to_value(&summaries)?
+                };
+                println!(
+                    "{}",
+                    String::from_utf8(kiln_core::canonical::to_vec_pretty(&v)?)?.trim_end()
+                );
             } else {
                 print_table(&opts, &summaries);
             }
@@ -183,9 +198,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
             kiln_build::fetch(&opts, &Stderr)?;
             eprintln!("kiln: every locked crate is in kiln's cargo home, checksums verified");
         }
-        Command::Toolchain { command: ToolchainCommand::Lock } => {
+        Command::Toolchain {
+            command: ToolchainCommand::Lock,
+        } => {
             let (path, lock) = kiln_build::lock_toolchain(&project_dir(cli.dir)?)?;
-            println!("wrote {} ({} files pinned, {})", path.display(), lock.files.len(), lock.digest());
+            println!(
+                "wrote {} ({} files pinned, {})",
+                path.display(),
+                lock.files.len(),
+                lock.digest()
+            );
         }
         Command::Sbom(args) => return cmd_sbom::run(project_dir(cli.dir)?, &args),
         Command::Keygen(args) => return cmd_attest::keygen(&args),
@@ -193,24 +215,48 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Gate(args) => return cmd_vex::gate(project_dir(cli.dir)?, &args),
         Command::Repro(args) => return cmd_repro::run(project_dir(cli.dir)?, &args),
         Command::Test(args) => return test_env::run(&args),
-        Command::Bench { command: BenchCommand::Image(args) } => bench::image(&args)?,
-        Command::Bench { command: BenchCommand::Repro(args) } => bench_repro::repro(&args)?,
-        Command::Bench { command: BenchCommand::ImagePack(args) } => bench::image_pack(&args.src, &args.out)?,
-        Command::Bench { command: BenchCommand::Sbom(args) } => bench_sbom::sbom(&args)?,
-        Command::Bench { command: BenchCommand::SbomGen(args) } => bench_sbom::sbom_gen(&args)?,
+        Command::Bench {
+            command: BenchCommand::Image(args),
+        } => bench::image(&args)?,
+        Command::Bench {
+            command: BenchCommand::Repro(args),
+        } => bench_repro::repro(&args)?,
+        Command::Bench {
+            command: BenchCommand::ImagePack(args),
+        } => bench::image_pack(&args.src, &args.out)?,
+        Command::Bench {
+            command: BenchCommand::Sbom(args),
+        } => bench_sbom::sbom(&args)?,
+        Command::Bench {
+            command: BenchCommand::SbomGen(args),
+        } => bench_sbom::sbom_gen(&args)?,
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn print_table(opts: &BuildOptions, summaries: &[Summary]) {
-    let out = opts.out_dir.clone().unwrap_or_else(|| opts.project.join("target/kiln/out"));
+    let out = opts
+        .out_dir
+        .clone()
+        .unwrap_or_else(|| opts.project.join("target/kiln/out"));
     for s in summaries {
         println!("image {}  {}", s.image, s.digest);
-        println!("  sandbox {}, SOURCE_DATE_EPOCH {} ({:?}), toolchain {} {}", s.sandbox, s.source_date_epoch.value, s.source_date_epoch.source, s.toolchain.rustc, s.toolchain.lock_digest);
+        println!(
+            "  sandbox {}, SOURCE_DATE_EPOCH {} ({:?}), toolchain {} {}",
+            s.sandbox,
+            s.source_date_epoch.value,
+            s.source_date_epoch.source,
+            s.toolchain.rustc,
+            s.toolchain.lock_digest
+        );
         for b in &s.binaries {
             println!("  binary {:<28} {:>10} bytes  {}", b.path, b.size, b.sha256);
         }
-        for a in s.artifacts.iter().filter(|a| !a.path.starts_with("oci/blobs/")) {
+        for a in s
+            .artifacts
+            .iter()
+            .filter(|a| !a.path.starts_with("oci/blobs/"))
+        {
             println!("  {:<35} {:>10} bytes  {}", a.path, a.size, a.sha256);
         }
         println!("  outputs in {}", display_rel(&out.join(&s.image)));
@@ -218,5 +264,8 @@ fn print_table(opts: &BuildOptions, summaries: &[Summary]) {
 }
 
 fn display_rel(p: &Path) -> String {
-    std::env::current_dir().ok().and_then(|c| p.strip_prefix(c).ok().map(|r| r.display().to_string())).unwrap_or_else(|| p.display().to_string())
+    std::env::current_dir()
+        .ok()
+        .and_then(|c| p.strip_prefix(c).ok().map(|r| r.display().to_string()))
+        .unwrap_or_else(|| p.display().to_string())
 }

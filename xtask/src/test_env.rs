@@ -42,7 +42,12 @@ const PIP: &[&str] = &[
 ];
 
 /// npm packages: the BSI CSAF validator and Sigstore's own verifier and mock services.
-const NPM: &[&str] = &["@secvisogram/csaf-validator-lib", "@sigstore/verify", "@sigstore/bundle", "@sigstore/mock@0.12"];
+const NPM: &[&str] = &[
+    "@secvisogram/csaf-validator-lib",
+    "@sigstore/verify",
+    "@sigstore/bundle",
+    "@sigstore/mock@0.12",
+];
 
 /// crates.io tools, `cargo install`ed into `target/kiln/tools/cargo` (cached there: the
 /// first install builds them, ~2–3 min): cargo-cyclonedx, the Cargo-native SBOM peer. The
@@ -69,19 +74,28 @@ pub fn run(args: &TestArgs) -> Result<ExitCode> {
         install_cargo_tools(&tools.join("cargo"))?;
     }
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    cmd.current_dir(&repo).args(["test", "--workspace", "--locked"]).args(&args.cargo_args);
+    cmd.current_dir(&repo)
+        .args(["test", "--workspace", "--locked"])
+        .args(&args.cargo_args);
     cmd.env("KILN_TOOLS_BIN", tools.join("venv/bin"));
     cmd.env("KILN_TOOLS_NODE_MODULES", tools.join("node/node_modules"));
     cmd.env("KILN_TOOLS_CARGO_BIN", tools.join("cargo/bin"));
     eprintln!("kiln: running cargo test --workspace --locked");
     let status = cmd.status().context("cannot run cargo test")?;
-    Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if status.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn repo_root() -> Result<PathBuf> {
     // xtask lives at <repo>/xtask.
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    Ok(here.parent().context("xtask has no parent directory")?.to_path_buf())
+    Ok(here
+        .parent()
+        .context("xtask has no parent directory")?
+        .to_path_buf())
 }
 
 fn on_path(program: &str) -> bool {
@@ -103,12 +117,19 @@ fn privileged(program: &str) -> Command {
 }
 
 fn install_apt() -> Result<()> {
-    let missing: Vec<&str> = APT.iter().filter(|(prog, _)| !on_path(prog)).map(|(_, pkg)| *pkg).collect();
+    let missing: Vec<&str> = APT
+        .iter()
+        .filter(|(prog, _)| !on_path(prog))
+        .map(|(_, pkg)| *pkg)
+        .collect();
     if missing.is_empty() {
         return Ok(());
     }
     eprintln!("kiln: installing Debian packages: {}", missing.join(" "));
-    let status = privileged("apt-get").args(["update", "-q"]).status().context("cannot run apt-get")?;
+    let status = privileged("apt-get")
+        .args(["update", "-q"])
+        .status()
+        .context("cannot run apt-get")?;
     if !status.success() {
         bail!("apt-get update failed ({status})");
     }
@@ -130,9 +151,17 @@ fn install_venv(venv: &Path) -> Result<()> {
     if std::fs::read_to_string(&marker).ok().as_deref() == Some(wanted.as_str()) {
         return Ok(());
     }
-    eprintln!("kiln: creating Python virtualenv {} ({})", venv.display(), PIP.join(" "));
+    eprintln!(
+        "kiln: creating Python virtualenv {} ({})",
+        venv.display(),
+        PIP.join(" ")
+    );
     let _ = std::fs::remove_dir_all(venv);
-    let status = Command::new("python3").args(["-m", "venv"]).arg(venv).status().context("cannot run python3 -m venv")?;
+    let status = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(venv)
+        .status()
+        .context("cannot run python3 -m venv")?;
     if !status.success() {
         bail!("python3 -m venv {} failed ({status})", venv.display());
     }
@@ -144,7 +173,8 @@ fn install_venv(venv: &Path) -> Result<()> {
     if !status.success() {
         bail!("pip install {} failed ({status})", PIP.join(" "));
     }
-    std::fs::write(&marker, wanted).with_context(|| format!("cannot write {}", marker.display()))?;
+    std::fs::write(&marker, wanted)
+        .with_context(|| format!("cannot write {}", marker.display()))?;
     Ok(())
 }
 
@@ -154,10 +184,21 @@ fn install_npm(prefix: &Path) -> Result<()> {
     if std::fs::read_to_string(&marker).ok().as_deref() == Some(wanted.as_str()) {
         return Ok(());
     }
-    eprintln!("kiln: installing npm packages into {} ({})", prefix.display(), NPM.join(" "));
-    std::fs::create_dir_all(prefix).with_context(|| format!("cannot create {}", prefix.display()))?;
+    eprintln!(
+        "kiln: installing npm packages into {} ({})",
+        prefix.display(),
+        NPM.join(" ")
+    );
+    std::fs::create_dir_all(prefix)
+        .with_context(|| format!("cannot create {}", prefix.display()))?;
     let status = Command::new("npm")
-        .args(["install", "--no-fund", "--no-audit", "--loglevel=error", "--prefix"])
+        .args([
+            "install",
+            "--no-fund",
+            "--no-audit",
+            "--loglevel=error",
+            "--prefix",
+        ])
         .arg(prefix)
         .args(NPM)
         .status()
@@ -165,7 +206,8 @@ fn install_npm(prefix: &Path) -> Result<()> {
     if !status.success() {
         bail!("npm install {} failed ({status})", NPM.join(" "));
     }
-    std::fs::write(&marker, wanted).with_context(|| format!("cannot write {}", marker.display()))?;
+    std::fs::write(&marker, wanted)
+        .with_context(|| format!("cannot write {}", marker.display()))?;
     Ok(())
 }
 
@@ -174,25 +216,43 @@ fn install_npm(prefix: &Path) -> Result<()> {
 /// installed, as for the venv and npm).
 fn install_cargo_tools(root: &Path) -> Result<()> {
     let marker = root.join(".kiln-requirements");
-    let wanted: String = CARGO_TOOLS.iter().map(|(name, version)| format!("{name}@{version}\n")).collect();
-    let installed = CARGO_TOOLS.iter().all(|(name, _)| root.join("bin").join(name).is_file());
+    let wanted: String = CARGO_TOOLS
+        .iter()
+        .map(|(name, version)| format!("{name}@{version}\n"))
+        .collect();
+    let installed = CARGO_TOOLS
+        .iter()
+        .all(|(name, _)| root.join("bin").join(name).is_file());
     if installed && std::fs::read_to_string(&marker).ok().as_deref() == Some(wanted.as_str()) {
         return Ok(());
     }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     for (name, version) in CARGO_TOOLS {
-        eprintln!("kiln: cargo install {name}@{version} into {} (builds once, then cached)", root.display());
+        eprintln!(
+            "kiln: cargo install {name}@{version} into {} (builds once, then cached)",
+            root.display()
+        );
         let status = Command::new(&cargo)
-            .args(["install", "--locked", "--quiet", &format!("{name}@{version}"), "--root"])
+            .args([
+                "install",
+                "--locked",
+                "--quiet",
+                &format!("{name}@{version}"),
+                "--root",
+            ])
             .arg(root)
             // Not the workspace's target dir (it may be in use by this very cargo run).
             .env_remove("CARGO_TARGET_DIR")
             .status()
             .context("cannot run cargo install")?;
         if !status.success() {
-            bail!("cargo install --locked {name}@{version} --root {} failed ({status})", root.display());
+            bail!(
+                "cargo install --locked {name}@{version} --root {} failed ({status})",
+                root.display()
+            );
         }
     }
-    std::fs::write(&marker, wanted).with_context(|| format!("cannot write {}", marker.display()))?;
+    std::fs::write(&marker, wanted)
+        .with_context(|| format!("cannot write {}", marker.display()))?;
     Ok(())
 }

@@ -12,7 +12,11 @@ fn fails(p: &Project, extra: &[&str], expect: &[&str]) {
         assert!(err.contains(e), "expected `{e}` in:\n{err}");
     }
     assert!(!err.contains("panicked"), "kiln panicked:\n{err}");
-    assert!(p.out_entries().is_empty(), "a failed build left {:?}", p.out_entries());
+    assert!(
+        p.out_entries().is_empty(),
+        "a failed build left {:?}",
+        p.out_entries()
+    );
 }
 
 #[test]
@@ -25,7 +29,11 @@ fn malformed_kiln_toml() {
 #[test]
 fn unknown_key_in_kiln_toml() {
     let p = Project::hello();
-    std::fs::write(p.path().join("kiln.toml"), HELLO_TOML.replace("binaries =", "binarys = [\"x\"]\nbinaries =")).unwrap();
+    std::fs::write(
+        p.path().join("kiln.toml"),
+        HELLO_TOML.replace("binaries =", "binarys = [\"x\"]\nbinaries ="),
+    )
+    .unwrap();
     fails(&p, &[], &["kiln.toml", "image[0].binarys", "line 7"]);
 }
 
@@ -33,24 +41,49 @@ fn unknown_key_in_kiln_toml() {
 fn missing_toolchain_lock() {
     let p = Project::hello();
     std::fs::remove_dir_all(p.path().join("toolchains")).unwrap();
-    fails(&p, &[], &["toolchain lock", "does not exist", "cargo xtask toolchain lock"]);
+    fails(
+        &p,
+        &[],
+        &[
+            "toolchain lock",
+            "does not exist",
+            "cargo xtask toolchain lock",
+        ],
+    );
 }
 
 #[test]
 fn toolchain_lock_that_does_not_match() {
     let p = Project::hello();
-    let lock = p.path().join(format!("toolchains/{}.lock.json", host_target()));
+    let lock = p
+        .path()
+        .join(format!("toolchains/{}.lock.json", host_target()));
     let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&lock).unwrap()).unwrap();
-    let key = v["files"].as_object().unwrap().keys().find(|k| k.contains("libstd")).unwrap().clone();
-    v["files"][&key]["sha256"] = serde_json::Value::String(kiln_core::Digest::of(b"another std").to_string());
+    let key = v["files"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .find(|k| k.contains("libstd"))
+        .unwrap()
+        .clone();
+    v["files"][&key]["sha256"] =
+        serde_json::Value::String(kiln_core::Digest::of(b"another std").to_string());
     std::fs::write(&lock, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
-    fails(&p, &[], &["does not match", &key, "cargo xtask toolchain lock"]);
+    fails(
+        &p,
+        &[],
+        &["does not match", &key, "cargo xtask toolchain lock"],
+    );
 }
 
 #[test]
 fn crate_missing_from_the_fetched_cache_offline() {
     let p = Project::hello();
-    fails(&p, &["--offline"], &["itoa@1.0.19", "missing", "cargo xtask fetch"]);
+    fails(
+        &p,
+        &["--offline"],
+        &["itoa@1.0.19", "missing", "cargo xtask fetch"],
+    );
 }
 
 #[test]
@@ -59,8 +92,13 @@ fn extra_file_symlink_escaping_the_project() {
     let outside = tempfile::tempdir().unwrap();
     std::fs::write(outside.path().join("secret"), "not yours").unwrap();
     std::fs::remove_file(p.path().join("greeting.txt")).unwrap();
-    std::os::unix::fs::symlink(outside.path().join("secret"), p.path().join("greeting.txt")).unwrap();
-    fails(&p, &[], &["image[0].files[0].source", "outside the project"]);
+    std::os::unix::fs::symlink(outside.path().join("secret"), p.path().join("greeting.txt"))
+        .unwrap();
+    fails(
+        &p,
+        &[],
+        &["image[0].files[0].source", "outside the project"],
+    );
 }
 
 /// A base layout pinned by the wrong digest is refused; with the right digest its layers
@@ -84,7 +122,10 @@ fn base_layout_pinned_by_digest() {
     std::fs::write(p.path().join("kiln.toml"), with_base(base_digest)).unwrap();
     let s = p.build();
     assert_eq!(s["base"], base_summary["digest"]);
-    assert_eq!(s["layers"][0], base_summary["layers"][0], "base layer must be reused byte for byte");
+    assert_eq!(
+        s["layers"][0], base_summary["layers"][0],
+        "base layer must be reused byte for byte"
+    );
     assert_eq!(s["layers"].as_array().unwrap().len(), 2);
     let stdout = run_image(&p.out().join("hello/oci"), "v1");
     assert!(stdout.contains("Hello from a hermetic"), "{stdout}");

@@ -11,23 +11,41 @@ use support::*;
 #[test]
 fn default_job_builds_an_image_that_runs() {
     let out_dir = tempfile::tempdir().unwrap();
-    let out = run_ok(kiln().current_dir(repo()).args(["build", "--json", "--out"]).arg(out_dir.path()));
+    let out = run_ok(
+        kiln()
+            .current_dir(repo())
+            .args(["build", "--json", "--out"])
+            .arg(out_dir.path()),
+    );
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let digest = summary["digest"].as_str().unwrap();
     assert_eq!(summary["sandbox"], "netns");
     assert_eq!(summary["source_date_epoch"]["source"], "git_commit");
 
     let image = out_dir.path().join("hello");
-    for f in ["oci/index.json", "oci/oci-layout", "image.oci.tar", "image.docker.tar", "summary.json"] {
+    for f in [
+        "oci/index.json",
+        "oci/oci-layout",
+        "image.oci.tar",
+        "image.docker.tar",
+        "summary.json",
+    ] {
         assert!(image.join(f).is_file(), "{f} missing");
     }
-    let inspect = run_ok(Command::new(tool("skopeo")).arg("inspect").arg(format!("oci:{}:latest", image.join("oci").display())));
+    let inspect = run_ok(
+        Command::new(tool("skopeo"))
+            .arg("inspect")
+            .arg(format!("oci:{}:latest", image.join("oci").display())),
+    );
     let inspect: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
     assert_eq!(inspect["Digest"], digest);
     assert_eq!(inspect["Architecture"], "amd64");
 
     let stdout = run_image(&image.join("oci"), "latest");
-    assert_eq!(stdout.trim(), "Hello from a hermetic, reproducible kiln image! (7 words)");
+    assert_eq!(
+        stdout.trim(),
+        "Hello from a hermetic, reproducible kiln image! (7 words)"
+    );
 }
 
 /// Two builds in different directories, with different TZ, umask, locale and HOME, give
@@ -36,7 +54,13 @@ fn default_job_builds_an_image_that_runs() {
 fn builds_are_byte_identical_across_directories_and_environments() {
     let a = Project::hello();
     let b = Project::hello();
-    run_ok(a.kiln().arg("build").env("TZ", "UTC").env("LC_ALL", "C").env("HOME", a.path()));
+    run_ok(
+        a.kiln()
+            .arg("build")
+            .env("TZ", "UTC")
+            .env("LC_ALL", "C")
+            .env("HOME", a.path()),
+    );
     let mut cmd = Command::new("/bin/sh");
     cmd.args(["-c", "umask 077 && exec \"$0\" \"$@\""])
         .arg(env!("CARGO_BIN_EXE_xtask"))
@@ -50,10 +74,22 @@ fn builds_are_byte_identical_across_directories_and_environments() {
         .env("KILN_IRRELEVANT", "noise");
     run_ok(&mut cmd);
     // umask 077 must not reach the output tree: a shipped layout stays readable.
-    for dir in ["hello", "hello/oci", "hello/oci/blobs", "hello/oci/blobs/sha256"] {
+    for dir in [
+        "hello",
+        "hello/oci",
+        "hello/oci/blobs",
+        "hello/oci/blobs/sha256",
+    ] {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(b.out().join(dir)).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o755, "{dir} has mode {mode:o} after a build under umask 077");
+        let mode = std::fs::metadata(b.out().join(dir))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(
+            mode, 0o755,
+            "{dir} has mode {mode:o} after a build under umask 077"
+        );
     }
     let ta = read_tree(&a.out());
     let tb = read_tree(&b.out());
@@ -62,10 +98,23 @@ fn builds_are_byte_identical_across_directories_and_environments() {
         assert!(bytes == &tb[path], "{path} differs between the two builds");
     }
     // The image itself (plus whatever evidence the build attaches) must be among them.
-    for f in ["hello/oci/index.json", "hello/oci/oci-layout", "hello/image.oci.tar", "hello/image.docker.tar", "hello/summary.json"] {
+    for f in [
+        "hello/oci/index.json",
+        "hello/oci/oci-layout",
+        "hello/image.oci.tar",
+        "hello/image.docker.tar",
+        "hello/summary.json",
+    ] {
         assert!(ta.contains_key(f), "{f} missing from {:?}", ta.keys());
     }
-    assert!(ta.keys().filter(|k| k.starts_with("hello/oci/blobs/sha256/")).count() >= 3, "{:?}", ta.keys());
+    assert!(
+        ta.keys()
+            .filter(|k| k.starts_with("hello/oci/blobs/sha256/"))
+            .count()
+            >= 3,
+        "{:?}",
+        ta.keys()
+    );
 }
 
 /// skopeo reads the layout and both archives and round-trips layout → archive → layout
@@ -81,33 +130,96 @@ fn skopeo_and_podman_accept_layout_and_archives() {
         let out = run_ok(skopeo().args(["inspect", "--raw", &reference]));
         format!("sha256:{}", sha256_hex(&out.stdout))
     };
-    assert_eq!(raw(format!("oci:{}:latest", img.join("oci").display())), digest);
-    assert_eq!(raw(format!("oci-archive:{}:latest", img.join("image.oci.tar").display())), digest);
+    assert_eq!(
+        raw(format!("oci:{}:latest", img.join("oci").display())),
+        digest
+    );
+    assert_eq!(
+        raw(format!(
+            "oci-archive:{}:latest",
+            img.join("image.oci.tar").display()
+        )),
+        digest
+    );
     // docker-archive: skopeo synthesizes a manifest from the config and names the layers
     // by their uncompressed digests (the config's diff_ids).
-    let out = run_ok(skopeo().args(["inspect", &format!("docker-archive:{}", img.join("image.docker.tar").display())]));
+    let out = run_ok(skopeo().args([
+        "inspect",
+        &format!("docker-archive:{}", img.join("image.docker.tar").display()),
+    ]));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["Layers"], summary["layers"].as_array().unwrap().iter().map(|l| l["diff_id"].clone()).collect::<serde_json::Value>());
+    assert_eq!(
+        v["Layers"],
+        summary["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["diff_id"].clone())
+            .collect::<serde_json::Value>()
+    );
 
     let work = tempfile::tempdir().unwrap();
     // `podman load` takes the docker-archive and runs it.
     let podman = |args: &[&str]| {
         let mut c = privileged("podman");
-        c.arg("--root").arg(work.path().join("podman-root")).arg("--runroot").arg(work.path().join("podman-run"));
-        c.args(["--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "file", "--runtime", "runc"]);
+        c.arg("--root")
+            .arg(work.path().join("podman-root"))
+            .arg("--runroot")
+            .arg(work.path().join("podman-run"));
+        c.args([
+            "--storage-driver",
+            "vfs",
+            "--cgroup-manager",
+            "cgroupfs",
+            "--events-backend",
+            "file",
+            "--runtime",
+            "runc",
+        ]);
         c.args(args);
         c
     };
-    let loaded = run_ok(&mut podman(&["load", "-i", &img.join("image.docker.tar").display().to_string()]));
-    assert!(String::from_utf8_lossy(&loaded.stdout).contains("hello:latest"), "{loaded:?}");
-    let ran = run_ok(&mut podman(&["run", "--rm", "--network=none", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", "localhost/hello:latest"]));
-    assert!(String::from_utf8_lossy(&ran.stdout).contains("Hello from a hermetic"), "{ran:?}");
-    let _ = privileged("rm").arg("-rf").arg(work.path().join("podman-root")).arg(work.path().join("podman-run")).output();
+    let loaded = run_ok(&mut podman(&[
+        "load",
+        "-i",
+        &img.join("image.docker.tar").display().to_string(),
+    ]));
+    assert!(
+        String::from_utf8_lossy(&loaded.stdout).contains("hello:latest"),
+        "{loaded:?}"
+    );
+    let ran = run_ok(&mut podman(&[
+        "run",
+        "--rm",
+        "--network=none",
+        "--ulimit",
+        "nofile=1024:1024",
+        "--ulimit",
+        "nproc=1024:1024",
+        "localhost/hello:latest",
+    ]));
+    assert!(
+        String::from_utf8_lossy(&ran.stdout).contains("Hello from a hermetic"),
+        "{ran:?}"
+    );
+    let _ = privileged("rm")
+        .arg("-rf")
+        .arg(work.path().join("podman-root"))
+        .arg(work.path().join("podman-run"))
+        .output();
 
     let archive = work.path().join("copy.tar");
     let back = work.path().join("back");
-    run_ok(skopeo().args(["copy", &format!("oci:{}:latest", img.join("oci").display()), &format!("oci-archive:{}:latest", archive.display())]));
-    run_ok(skopeo().args(["copy", &format!("oci-archive:{}:latest", archive.display()), &format!("oci:{}:again", back.display())]));
+    run_ok(skopeo().args([
+        "copy",
+        &format!("oci:{}:latest", img.join("oci").display()),
+        &format!("oci-archive:{}:latest", archive.display()),
+    ]));
+    run_ok(skopeo().args([
+        "copy",
+        &format!("oci-archive:{}:latest", archive.display()),
+        &format!("oci:{}:again", back.display()),
+    ]));
     assert_eq!(raw(format!("oci:{}:again", back.display())), digest);
 }
 

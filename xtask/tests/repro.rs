@@ -180,7 +180,10 @@ fn hello_is_reproducible_under_every_variation() {
         // faketime is installed by `cargo xtask test`, and kiln keeps its preload away from
         // the tools it starts, so the clock variation must apply. disorderfs needs FUSE,
         // which a container may lack: a shuffled copy stands in and says so.
-        assert!(s == "applied" || (n == "file_order" && s == "fallback"), "{n}: {s}");
+        assert!(
+            s == "applied" || (n == "file_order" && s == "fallback"),
+            "{n}: {s}"
+        );
     }
 
     // Reports and history.

@@ -27,7 +27,11 @@ fn build_script_cannot_reach_the_host_network() {
 
     let err = run_err(p.kiln().arg("build"));
     assert!(err.contains("netprobe: cannot reach 127.0.0.1"), "{err}");
-    assert!(p.out_entries().is_empty(), "a failed build left {:?}", p.out_entries());
+    assert!(
+        p.out_entries().is_empty(),
+        "a failed build left {:?}",
+        p.out_entries()
+    );
 
     // Same project, same connection, sandbox switched off: it gets through.
     listener.set_nonblocking(false).unwrap();

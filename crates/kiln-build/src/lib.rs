@@ -22,7 +22,9 @@ mod sbom;
 mod summary;
 mod vex;
 
-pub use pipeline::{BuildError, BuildOptions, EvidenceOptions, Progress, build, fetch, lock_toolchain};
+pub use pipeline::{
+    BuildError, BuildOptions, EvidenceOptions, Progress, build, fetch, lock_toolchain,
+};
 pub use sbom::regenerate as regenerate_sbom;
 pub use summary::{Artifact, BinaryRecord, Summary, ToolchainRecord};
 

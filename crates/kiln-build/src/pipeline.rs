@@ -4,7 +4,9 @@ use std::process::Stdio;
 
 use kiln_config::{Base, Config, ConfigError, ImageSpec};
 use kiln_core::{Digest, canonical, fsx};
-use kiln_hermetic::{BuildRoot, CargoLock, FetchError, Hermetic, Sandbox, SandboxError, SourceDateEpoch};
+use kiln_hermetic::{
+    BuildRoot, CargoLock, FetchError, Hermetic, Sandbox, SandboxError, SourceDateEpoch,
+};
 use kiln_oci::{BaseImage, Image, ImageConfig, Layer, Platform};
 use kiln_toolchain::{Toolchain, ToolchainLock};
 
@@ -21,19 +23,39 @@ pub enum BuildError {
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
     #[error("image `{image}`: {source}")]
-    Oci { image: String, source: kiln_oci::Error },
+    Oci {
+        image: String,
+        source: kiln_oci::Error,
+    },
     #[error("{0}")]
     SourceDateEpoch(String),
-    #[error("image `{image}`: `{command}` failed ({status}); cargo's messages are above\n  fix: make the project build with `cargo build --release --locked` first")]
-    Compile { image: String, command: String, status: String },
-    #[error("image `{image}`: cargo did not produce binary `{binary}` at {path}\n  fix: check `binaries` in kiln.toml names [[bin]] targets of package `{package}`")]
-    MissingBinary { image: String, binary: String, package: String, path: PathBuf },
+    #[error(
+        "image `{image}`: `{command}` failed ({status}); cargo's messages are above\n  fix: make the project build with `cargo build --release --locked` first"
+    )]
+    Compile {
+        image: String,
+        command: String,
+        status: String,
+    },
+    #[error(
+        "image `{image}`: cargo did not produce binary `{binary}` at {path}\n  fix: check `binaries` in kiln.toml names [[bin]] targets of package `{package}`"
+    )]
+    MissingBinary {
+        image: String,
+        binary: String,
+        package: String,
+        path: PathBuf,
+    },
     /// An SBOM, VEX, provenance, signing or attach step failed; `message` names the input
     /// and the fix.
     #[error("image `{image}`: {message}")]
     Evidence { image: String, message: String },
     #[error("{what} {path}: {source}")]
-    Io { what: &'static str, path: PathBuf, source: std::io::Error },
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 type Result<T, E = BuildError> = std::result::Result<T, E>;
@@ -107,10 +129,16 @@ impl BuildOptions {
         }
     }
     fn out_dir(&self) -> PathBuf {
-        self.out_dir.clone().unwrap_or_else(|| self.project.join("target/kiln/out"))
+        self.out_dir
+            .clone()
+            .unwrap_or_else(|| self.project.join("target/kiln/out"))
     }
     fn root(&self) -> BuildRoot {
-        BuildRoot::new(self.root_dir.clone().unwrap_or_else(|| self.project.join("target/kiln/root")))
+        BuildRoot::new(
+            self.root_dir
+                .clone()
+                .unwrap_or_else(|| self.project.join("target/kiln/root")),
+        )
     }
 }
 
@@ -124,7 +152,11 @@ impl Progress for () {
 }
 
 fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> BuildError + 'a {
-    move |source| BuildError::Io { what, path: path.to_path_buf(), source }
+    move |source| BuildError::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// `cargo xtask toolchain lock`: pins the host toolchain for the project; returns where.
@@ -150,7 +182,8 @@ pub fn fetch(opts: &BuildOptions, progress: &dyn Progress) -> Result<()> {
     let config = Config::load(&opts.project)?;
     let tc = Toolchain::detect(None)?;
     let root = opts.root();
-    root.create().map_err(io("cannot create build root", root.path()))?;
+    root.create()
+        .map_err(io("cannot create build root", root.path()))?;
     for spec in selected(&config, &opts.images)? {
         let manifest = config.resolve(&spec.manifest);
         let lock = CargoLock::for_manifest(&manifest)?;
@@ -167,7 +200,10 @@ fn selected<'a>(config: &'a Config, names: &[String]) -> Result<Vec<&'a ImageSpe
     if names.is_empty() {
         return Ok(config.images.iter().collect());
     }
-    names.iter().map(|n| config.image(n).map_err(BuildError::from)).collect()
+    names
+        .iter()
+        .map(|n| config.image(n).map_err(BuildError::from))
+        .collect()
 }
 
 /// Builds the selected images and returns one summary per image.
@@ -180,26 +216,44 @@ pub fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<Vec<Summary
     let lock_file = lock_path(&config, &tc);
     let lock = tc.verify(&lock_file)?;
     let toolchain = ToolchainRecord {
-        lock: lock_file.strip_prefix(&config.root).unwrap_or(&lock_file).display().to_string(),
+        lock: lock_file
+            .strip_prefix(&config.root)
+            .unwrap_or(&lock_file)
+            .display()
+            .to_string(),
         lock_digest: lock.digest(),
         rustc: lock.rustc.version.clone(),
         target: tc.target.clone(),
     };
 
-    let sde = SourceDateEpoch::resolve(opts.sde_env.as_deref(), &config.root, config.project.source_date_epoch)
-        .map_err(BuildError::SourceDateEpoch)?;
+    let sde = SourceDateEpoch::resolve(
+        opts.sde_env.as_deref(),
+        &config.root,
+        config.project.source_date_epoch,
+    )
+    .map_err(BuildError::SourceDateEpoch)?;
     opts.sandbox.check()?;
     crate::sbom::check_options(opts)?;
 
     let root = opts.root();
-    root.create().map_err(io("cannot create build root", root.path()))?;
+    root.create()
+        .map_err(io("cannot create build root", root.path()))?;
     // Canonical paths, so the remapping matches what rustc sees.
-    let project = config.root.canonicalize().map_err(io("cannot resolve project", &config.root))?;
-    let root = BuildRoot::new(root.path().canonicalize().map_err(io("cannot resolve build root", root.path()))?);
+    let project = config
+        .root
+        .canonicalize()
+        .map_err(io("cannot resolve project", &config.root))?;
+    let root = BuildRoot::new(
+        root.path()
+            .canonicalize()
+            .map_err(io("cannot resolve build root", root.path()))?,
+    );
 
     let mut summaries = Vec::new();
     for spec in specs {
-        summaries.push(build_image(opts, &config, &project, spec, &tc, &toolchain, sde, &root, progress)?);
+        summaries.push(build_image(
+            opts, &config, &project, spec, &tc, &toolchain, sde, &root, progress,
+        )?);
     }
     Ok(summaries)
 }
@@ -217,12 +271,17 @@ fn build_image(
     progress: &dyn Progress,
 ) -> Result<Summary> {
     let name = spec.name.as_str();
-    let oci_err = |source| BuildError::Oci { image: name.to_string(), source };
+    let oci_err = |source| BuildError::Oci {
+        image: name.to_string(),
+        source,
+    };
 
     // Inputs first: a bad base image or a missing crate must fail before compiling.
     let base = match &spec.base {
         Base::Scratch => None,
-        Base::Layout { path, digest } => Some(BaseImage::open(&config.resolve(path), digest).map_err(oci_err)?),
+        Base::Layout { path, digest } => {
+            Some(BaseImage::open(&config.resolve(path), digest).map_err(oci_err)?)
+        }
     };
     let manifest = project.join(&spec.manifest);
     let cargo_lock = CargoLock::for_manifest(&manifest)?;
@@ -241,10 +300,22 @@ fn build_image(
     // The verified tools, by absolute path: neither rustup proxies nor PATH can swap them.
     env.set("RUSTC", tc.rustc.display().to_string());
     env.set("CC", tc.cc.display().to_string());
-    let linker_var = format!("CARGO_TARGET_{}_LINKER", tc.target.to_uppercase().replace(['-', '.'], "_"));
+    let linker_var = format!(
+        "CARGO_TARGET_{}_LINKER",
+        tc.target.to_uppercase().replace(['-', '.'], "_")
+    );
     env.set(&linker_var, tc.cc.display().to_string());
     let mut cmd = env.command(&tc.cargo);
-    cmd.args(["build", "--release", "--locked", "--offline", "--target", &tc.target, "--package", &spec.package]);
+    cmd.args([
+        "build",
+        "--release",
+        "--locked",
+        "--offline",
+        "--target",
+        &tc.target,
+        "--package",
+        &spec.package,
+    ]);
     cmd.arg("--manifest-path").arg(&manifest);
     for b in &spec.binaries {
         cmd.args(["--bin", b]);
@@ -259,11 +330,25 @@ fn build_image(
     if let Ok(fd) = std::os::fd::AsFd::as_fd(&std::io::stderr()).try_clone_to_owned() {
         cmd.stdout(Stdio::from(fd));
     }
-    progress.step(name, &format!("compiling {} ({} sandbox)", spec.package, opts.sandbox));
-    let command = format!("cargo build --release --locked --offline --target {} --package {}", tc.target, spec.package);
-    let status = cmd.status().map_err(|source| BuildError::Io { what: "cannot run", path: tc.cargo.clone(), source })?;
+    progress.step(
+        name,
+        &format!("compiling {} ({} sandbox)", spec.package, opts.sandbox),
+    );
+    let command = format!(
+        "cargo build --release --locked --offline --target {} --package {}",
+        tc.target, spec.package
+    );
+    let status = cmd.status().map_err(|source| BuildError::Io {
+        what: "cannot run",
+        path: tc.cargo.clone(),
+        source,
+    })?;
     if !status.success() {
-        return Err(BuildError::Compile { image: name.into(), command, status: status.to_string() });
+        return Err(BuildError::Compile {
+            image: name.into(),
+            command,
+            status: status.to_string(),
+        });
     }
 
     // Pack.
@@ -274,7 +359,12 @@ fn build_image(
     for b in &spec.binaries {
         let path = release.join(b);
         if !path.is_file() {
-            return Err(BuildError::MissingBinary { image: name.into(), binary: b.clone(), package: spec.package.clone(), path });
+            return Err(BuildError::MissingBinary {
+                image: name.into(),
+                binary: b.clone(),
+                package: spec.package.clone(),
+                path,
+            });
         }
         let image_path = format!("{}/{b}", spec.bin_dir.trim_end_matches('/'));
         let meta = std::fs::metadata(&path).map_err(io("cannot read", &path))?;
@@ -284,10 +374,18 @@ fn build_image(
             sha256: Digest::of_file(&path).map_err(io("cannot read", &path))?,
             size: meta.len(),
         });
-        layer.add_file(image_path.trim_start_matches('/'), path, Some(0o755)).map_err(oci_err)?;
+        layer
+            .add_file(image_path.trim_start_matches('/'), path, Some(0o755))
+            .map_err(oci_err)?;
     }
     for f in &spec.files {
-        layer.add_file(f.path.trim_start_matches('/'), config.resolve(&f.source), f.mode).map_err(oci_err)?;
+        layer
+            .add_file(
+                f.path.trim_start_matches('/'),
+                config.resolve(&f.source),
+                f.mode,
+            )
+            .map_err(oci_err)?;
     }
 
     let entrypoint = match (&spec.entrypoint, &spec.cmd) {
@@ -305,8 +403,18 @@ fn build_image(
         exposed_ports: spec.exposed_ports.clone(),
         annotations: BTreeMap::new(),
     };
-    let created_by = format!("kiln: cargo build --release --locked --package {} ({} binaries, {} files)", spec.package, spec.binaries.len(), spec.files.len());
-    let image = Image { sde: sde.value, base, layers: vec![(layer, created_by)], config: image_config };
+    let created_by = format!(
+        "kiln: cargo build --release --locked --package {} ({} binaries, {} files)",
+        spec.package,
+        spec.binaries.len(),
+        spec.files.len()
+    );
+    let image = Image {
+        sde: sde.value,
+        base,
+        layers: vec![(layer, created_by)],
+        config: image_config,
+    };
 
     let out = opts.out_dir().join(name);
     let staging = fsx::StagingDir::new(&out).map_err(io("cannot create", &out))?;
@@ -339,10 +447,17 @@ fn build_image(
     crate::attest::write(&ctx)?;
 
     progress.step(name, "writing archives");
-    kiln_oci::write_oci_archive(&layout, &staging.path().join("image.oci.tar"), sde.value).map_err(oci_err)?;
-    let repo_tag = format!("{name}:{}", spec.tag);
-    kiln_oci::write_docker_archive(&layout, &built.manifest.digest, &[repo_tag], &staging.path().join("image.docker.tar"), sde.value)
+    kiln_oci::write_oci_archive(&layout, &staging.path().join("image.oci.tar"), sde.value)
         .map_err(oci_err)?;
+    let repo_tag = format!("{name}:{}", spec.tag);
+    kiln_oci::write_docker_archive(
+        &layout,
+        &built.manifest.digest,
+        &[repo_tag],
+        &staging.path().join("image.docker.tar"),
+        sde.value,
+    )
+    .map_err(oci_err)?;
 
     let summary = Summary {
         schema: 1,
@@ -352,7 +467,15 @@ fn build_image(
         platform: spec.platform.clone(),
         digest: built.manifest.digest,
         config_digest: built.config_digest,
-        layers: built.layers.iter().map(|l| LayerRecord { digest: l.digest, diff_id: l.diff_id, size: l.size }).collect(),
+        layers: built
+            .layers
+            .iter()
+            .map(|l| LayerRecord {
+                digest: l.digest,
+                diff_id: l.diff_id,
+                size: l.size,
+            })
+            .collect(),
         base: built.base,
         source_date_epoch: sde,
         sandbox: opts.sandbox,
@@ -364,7 +487,10 @@ fn build_image(
         artifacts: summary::artifacts(staging.path()).map_err(io("cannot hash", staging.path()))?,
     };
     let bytes = canonical::to_vec_pretty(&summary).expect("summary serializes");
-    fsx::write_atomic(&staging.path().join("summary.json"), &bytes).map_err(io("cannot write", &out))?;
-    staging.commit().map_err(io("cannot move outputs into", &out))?;
+    fsx::write_atomic(&staging.path().join("summary.json"), &bytes)
+        .map_err(io("cannot write", &out))?;
+    staging
+        .commit()
+        .map_err(io("cannot move outputs into", &out))?;
     Ok(summary)
 }

@@ -8,13 +8,18 @@ use std::path::{Path, PathBuf};
 use kiln_config::{Config, ImageSpec};
 use kiln_core::{Digest, canonical, fsx};
 use kiln_sbom::cargo::ResolveRequest;
-use kiln_sbom::{BinaryInfo, ImageInfo, SbomError, SbomInput, SpecVersion, ToolInfo, ToolchainInfo};
+use kiln_sbom::{
+    BinaryInfo, ImageInfo, SbomError, SbomInput, SpecVersion, ToolInfo, ToolchainInfo,
+};
 use kiln_toolchain::{Toolchain, ToolchainLock};
 
 use crate::pipeline::{BuildError, BuildOptions, ImageContext};
 
 fn evidence(image: &str) -> impl Fn(SbomError) -> BuildError + '_ {
-    move |e| BuildError::Evidence { image: image.to_string(), message: e.to_string() }
+    move |e| BuildError::Evidence {
+        image: image.to_string(),
+        message: e.to_string(),
+    }
 }
 
 /// Checks the SBOM options before anything is compiled (an unsupported `--sbom-spec` must
@@ -27,7 +32,8 @@ pub(crate) fn check_options(opts: &BuildOptions) -> Result<(), BuildError> {
 /// Writes `sbom.cdx.json` and `sbom.spdx.json` into the staging output directory.
 pub(crate) fn write(ctx: &ImageContext) -> Result<(), BuildError> {
     let name = ctx.spec.name.as_str();
-    let spec = SpecVersion::parse(ctx.opts.evidence.sbom_spec.as_deref()).map_err(evidence(name))?;
+    let spec =
+        SpecVersion::parse(ctx.opts.evidence.sbom_spec.as_deref()).map_err(evidence(name))?;
     let mut cargo = ctx.env.command(&ctx.toolchain.cargo);
     // The sandbox's stdout/stderr are ours; cargo metadata's output is captured.
     cargo.stdin(std::process::Stdio::null());
@@ -43,10 +49,27 @@ pub(crate) fn write(ctx: &ImageContext) -> Result<(), BuildError> {
             base: ctx.built.base,
         },
         sde: ctx.sde.value,
-        binaries: ctx.binaries.iter().map(|b| BinaryInfo { name: b.name.clone(), path: b.path.clone(), sha256: b.sha256 }).collect(),
-        crates: kiln_sbom::cargo::resolve(cargo, &request(ctx.project, ctx.spec, &ctx.toolchain.target)).map_err(evidence(name))?,
-        layers: kiln_sbom::layers::scan_layout(ctx.layout, &ctx.built.manifest.digest).map_err(evidence(name))?,
-        toolchain: toolchain_info(&ctx.toolchain_record.lock, ctx.toolchain_record.lock_digest, &lock),
+        binaries: ctx
+            .binaries
+            .iter()
+            .map(|b| BinaryInfo {
+                name: b.name.clone(),
+                path: b.path.clone(),
+                sha256: b.sha256,
+            })
+            .collect(),
+        crates: kiln_sbom::cargo::resolve(
+            cargo,
+            &request(ctx.project, ctx.spec, &ctx.toolchain.target),
+        )
+        .map_err(evidence(name))?,
+        layers: kiln_sbom::layers::scan_layout(ctx.layout, &ctx.built.manifest.digest)
+            .map_err(evidence(name))?,
+        toolchain: toolchain_info(
+            &ctx.toolchain_record.lock,
+            ctx.toolchain_record.lock_digest,
+            &lock,
+        ),
     };
     write_files(ctx.out, &input, spec)?;
     Ok(())
@@ -62,11 +85,22 @@ fn request(project: &Path, spec: &ImageSpec, target: &str) -> ResolveRequest {
     }
 }
 
-fn write_files(out: &Path, input: &SbomInput, spec: SpecVersion) -> Result<Vec<PathBuf>, BuildError> {
+fn write_files(
+    out: &Path,
+    input: &SbomInput,
+    spec: SpecVersion,
+) -> Result<Vec<PathBuf>, BuildError> {
     let mut written = Vec::new();
-    for (file, bytes) in [(kiln_sbom::CDX_FILE, kiln_sbom::cyclonedx(input, spec)), (kiln_sbom::SPDX_FILE, kiln_sbom::spdx(input))] {
+    for (file, bytes) in [
+        (kiln_sbom::CDX_FILE, kiln_sbom::cyclonedx(input, spec)),
+        (kiln_sbom::SPDX_FILE, kiln_sbom::spdx(input)),
+    ] {
         let path = out.join(file);
-        fsx::write_atomic(&path, &bytes).map_err(|source| BuildError::Io { what: "cannot write", path: path.clone(), source })?;
+        fsx::write_atomic(&path, &bytes).map_err(|source| BuildError::Io {
+            what: "cannot write",
+            path: path.clone(),
+            source,
+        })?;
         written.push(path);
     }
     Ok(written)
@@ -75,23 +109,52 @@ fn write_files(out: &Path, input: &SbomInput, spec: SpecVersion) -> Result<Vec<P
 /// The toolchain as the SBOM's `formulation` names it: rustc and cargo from the sysroot,
 /// the C compiler driver (which is also the linker driver) and the linker it runs.
 fn toolchain_info(lock_path: &str, lock_digest: Digest, lock: &ToolchainLock) -> ToolchainInfo {
-    let file = |pred: &dyn Fn(&str) -> bool| lock.files.iter().find(|(k, _)| pred(k)).map(|(k, f)| (k.clone(), f.sha256));
+    let file = |pred: &dyn Fn(&str) -> bool| {
+        lock.files
+            .iter()
+            .find(|(k, _)| pred(k))
+            .map(|(k, f)| (k.clone(), f.sha256))
+    };
     let tool = |name: &str, version: Option<String>, found: Option<(String, Digest)>| ToolInfo {
         name: name.to_string(),
         version,
         sha256: found.as_ref().map(|f| f.1),
         lock_key: found.map(|f| f.0),
     };
-    let cc_version = lock.cc.version.split_whitespace().last().map(str::to_string);
+    let cc_version = lock
+        .cc
+        .version
+        .split_whitespace()
+        .last()
+        .map(str::to_string);
     ToolchainInfo {
         lock_path: lock_path.to_string(),
         lock_digest,
         target: lock.target.clone(),
         tools: vec![
-            tool("rustc", Some(lock.rustc.version.clone()), file(&|k| k == "sysroot/bin/rustc")),
-            tool("cargo", Some(lock.cargo.version.clone()), file(&|k| k == "sysroot/bin/cargo")),
-            tool("cc", cc_version, file(&|k| k.starts_with("cc:/usr/bin/") && k.contains("gcc"))),
-            tool("ld", None, file(&|k| k.starts_with("cc:") && (k.ends_with("-ld.bfd") || k.ends_with("/ld.bfd") || k.ends_with("/ld")))),
+            tool(
+                "rustc",
+                Some(lock.rustc.version.clone()),
+                file(&|k| k == "sysroot/bin/rustc"),
+            ),
+            tool(
+                "cargo",
+                Some(lock.cargo.version.clone()),
+                file(&|k| k == "sysroot/bin/cargo"),
+            ),
+            tool(
+                "cc",
+                cc_version,
+                file(&|k| k.starts_with("cc:/usr/bin/") && k.contains("gcc")),
+            ),
+            tool(
+                "ld",
+                None,
+                file(&|k| {
+                    k.starts_with("cc:")
+                        && (k.ends_with("-ld.bfd") || k.ends_with("/ld.bfd") || k.ends_with("/ld"))
+                }),
+            ),
         ],
     }
 }
@@ -101,27 +164,66 @@ fn toolchain_info(lock_path: &str, lock_digest: Digest, lock: &ToolchainLock) ->
 /// `Cargo.lock` and kiln's cargo home. Updates the SBOM entries of `summary.json`'s
 /// artifact list. Returns the files written.
 pub fn regenerate(opts: &BuildOptions, image: &str) -> Result<Vec<PathBuf>, BuildError> {
-    let spec_version = SpecVersion::parse(opts.evidence.sbom_spec.as_deref()).map_err(evidence(image))?;
+    let spec_version =
+        SpecVersion::parse(opts.evidence.sbom_spec.as_deref()).map_err(evidence(image))?;
     let config = Config::load(&opts.project)?;
     let spec = config.image(image)?;
-    let project = config.root.canonicalize().map_err(|source| BuildError::Io { what: "cannot resolve project", path: config.root.clone(), source })?;
-    let out = opts.out_dir.clone().unwrap_or_else(|| opts.project.join("target/kiln/out")).join(image);
+    let project = config
+        .root
+        .canonicalize()
+        .map_err(|source| BuildError::Io {
+            what: "cannot resolve project",
+            path: config.root.clone(),
+            source,
+        })?;
+    let out = opts
+        .out_dir
+        .clone()
+        .unwrap_or_else(|| opts.project.join("target/kiln/out"))
+        .join(image);
     let summary_path = out.join("summary.json");
-    let bad = |message: String| BuildError::Evidence { image: image.to_string(), message: format!("{}: {message}\n  fix: build the image first with `cargo xtask build --image {image}`", summary_path.display()) };
+    let bad = |message: String| BuildError::Evidence {
+        image: image.to_string(),
+        message: format!(
+            "{}: {message}\n  fix: build the image first with `cargo xtask build --image {image}`",
+            summary_path.display()
+        ),
+    };
     let raw = std::fs::read(&summary_path).map_err(|e| bad(format!("cannot read: {e}")))?;
-    let summary: serde_json::Value = serde_json::from_slice(&raw).map_err(|e| bad(format!("not JSON: {e}")))?;
+    let summary: serde_json::Value =
+        serde_json::from_slice(&raw).map_err(|e| bad(format!("not JSON: {e}")))?;
     let digest = |v: &serde_json::Value, field: &str| -> Result<Digest, BuildError> {
-        v.as_str().and_then(|s| s.parse().ok()).ok_or_else(|| bad(format!("`{field}` is missing or not a digest")))
+        v.as_str()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| bad(format!("`{field}` is missing or not a digest")))
     };
     let manifest_digest = digest(&summary["digest"], "digest")?;
     let config_digest = digest(&summary["config_digest"], "config_digest")?;
-    let base = if summary["base"].is_null() { None } else { Some(digest(&summary["base"], "base")?) };
-    let sde = summary["source_date_epoch"]["value"].as_u64().ok_or_else(|| bad("`source_date_epoch.value` is missing".into()))?;
-    let lock_rel = summary["toolchain"]["lock"].as_str().ok_or_else(|| bad("`toolchain.lock` is missing".into()))?.to_string();
-    let lock_digest = digest(&summary["toolchain"]["lock_digest"], "toolchain.lock_digest")?;
-    let target = summary["toolchain"]["target"].as_str().ok_or_else(|| bad("`toolchain.target` is missing".into()))?.to_string();
+    let base = if summary["base"].is_null() {
+        None
+    } else {
+        Some(digest(&summary["base"], "base")?)
+    };
+    let sde = summary["source_date_epoch"]["value"]
+        .as_u64()
+        .ok_or_else(|| bad("`source_date_epoch.value` is missing".into()))?;
+    let lock_rel = summary["toolchain"]["lock"]
+        .as_str()
+        .ok_or_else(|| bad("`toolchain.lock` is missing".into()))?
+        .to_string();
+    let lock_digest = digest(
+        &summary["toolchain"]["lock_digest"],
+        "toolchain.lock_digest",
+    )?;
+    let target = summary["toolchain"]["target"]
+        .as_str()
+        .ok_or_else(|| bad("`toolchain.target` is missing".into()))?
+        .to_string();
     let mut binaries = Vec::new();
-    for b in summary["binaries"].as_array().ok_or_else(|| bad("`binaries` is missing".into()))? {
+    for b in summary["binaries"]
+        .as_array()
+        .ok_or_else(|| bad("`binaries` is missing".into()))?
+    {
         binaries.push(BinaryInfo {
             name: b["name"].as_str().unwrap_or_default().to_string(),
             path: b["path"].as_str().unwrap_or_default().to_string(),
@@ -130,16 +232,28 @@ pub fn regenerate(opts: &BuildOptions, image: &str) -> Result<Vec<PathBuf>, Buil
     }
     let lock = ToolchainLock::read(&project.join(&lock_rel))?;
     let tc = Toolchain::detect(Some(&target))?;
-    let root = opts.root_dir.clone().unwrap_or_else(|| opts.project.join("target/kiln/root"));
+    let root = opts
+        .root_dir
+        .clone()
+        .unwrap_or_else(|| opts.project.join("target/kiln/root"));
     let cargo_home = kiln_hermetic::BuildRoot::new(root).cargo_home();
     let mut cargo = kiln_sbom::cargo::cargo_command(&tc.cargo, &cargo_home);
     cargo.env("RUSTC", &tc.rustc);
     let input = SbomInput {
-        image: ImageInfo { name: image.to_string(), tag: spec.tag.clone(), manifest_digest, config_digest, platform: spec.platform.clone(), base },
+        image: ImageInfo {
+            name: image.to_string(),
+            tag: spec.tag.clone(),
+            manifest_digest,
+            config_digest,
+            platform: spec.platform.clone(),
+            base,
+        },
         sde,
         binaries,
-        crates: kiln_sbom::cargo::resolve(cargo, &request(&project, spec, &target)).map_err(evidence(image))?,
-        layers: kiln_sbom::layers::scan_layout(&out.join("oci"), &manifest_digest).map_err(evidence(image))?,
+        crates: kiln_sbom::cargo::resolve(cargo, &request(&project, spec, &target))
+            .map_err(evidence(image))?,
+        layers: kiln_sbom::layers::scan_layout(&out.join("oci"), &manifest_digest)
+            .map_err(evidence(image))?,
         toolchain: toolchain_info(&lock_rel, lock_digest, &lock),
     };
     let written = write_files(&out, &input, spec_version)?;
@@ -148,10 +262,23 @@ pub fn regenerate(opts: &BuildOptions, image: &str) -> Result<Vec<PathBuf>, Buil
     let mut summary = summary;
     if let Some(arts) = summary["artifacts"].as_array_mut() {
         for path in &written {
-            let rel = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
-            let meta = std::fs::metadata(path).map_err(|source| BuildError::Io { what: "cannot read", path: path.clone(), source })?;
-            let sha = Digest::of_file(path).map_err(|source| BuildError::Io { what: "cannot read", path: path.clone(), source })?;
-            let entry = serde_json::json!({"path": rel, "sha256": sha.to_string(), "size": meta.len()});
+            let rel = path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            let meta = std::fs::metadata(path).map_err(|source| BuildError::Io {
+                what: "cannot read",
+                path: path.clone(),
+                source,
+            })?;
+            let sha = Digest::of_file(path).map_err(|source| BuildError::Io {
+                what: "cannot read",
+                path: path.clone(),
+                source,
+            })?;
+            let entry =
+                serde_json::json!({"path": rel, "sha256": sha.to_string(), "size": meta.len()});
             match arts.iter_mut().find(|a| a["path"] == rel.as_str()) {
                 Some(a) => *a = entry,
                 None => arts.push(entry),
@@ -159,7 +286,12 @@ pub fn regenerate(opts: &BuildOptions, image: &str) -> Result<Vec<PathBuf>, Buil
         }
         arts.sort_by(|a, b| a["path"].as_str().cmp(&b["path"].as_str()));
     }
-    let bytes = canonical::to_vec_pretty(&summary).map_err(|e| bad(format!("cannot serialize: {e}")))?;
-    fsx::write_atomic(&summary_path, &bytes).map_err(|source| BuildError::Io { what: "cannot write", path: summary_path.clone(), source })?;
+    let bytes =
+        canonical::to_vec_pretty(&summary).map_err(|e| bad(format!("cannot serialize: {e}")))?;
+    fsx::write_atomic(&summary_path, &bytes).map_err(|source| BuildError::Io {
+        what: "cannot write",
+        path: summary_path.clone(),
+        source,
+    })?;
     Ok(written)
 }

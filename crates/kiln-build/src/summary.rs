@@ -86,9 +86,17 @@ fn walk(base: &Path, dir: &Path, out: &mut Vec<Artifact>) -> std::io::Result<()>
             walk(base, &path, out)?;
         } else if ty.is_file() {
             let rel = path.strip_prefix(base).expect("walk stays under base");
-            let rel = rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
+            let rel = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect::<Vec<_>>()
+                .join("/");
             let size = entry.metadata()?.len();
-            out.push(Artifact { path: rel, sha256: Digest::of_file(&path)?, size });
+            out.push(Artifact {
+                path: rel,
+                sha256: Digest::of_file(&path)?,
+                size,
+            });
         }
     }
     Ok(())

@@ -33,12 +33,22 @@ pub const FILE_NAME: &str = "kiln.toml";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {path}: {source}\n  fix: run kiln from a project that has a kiln.toml, or pass -C DIR")]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error(
+        "cannot read {path}: {source}\n  fix: run kiln from a project that has a kiln.toml, or pass -C DIR"
+    )]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("{path}: {field}: {message}\n  fix: {fix}")]
-    Invalid { path: PathBuf, field: String, message: String, fix: String },
+    Invalid {
+        path: PathBuf,
+        field: String,
+        message: String,
+        fix: String,
+    },
 }
 
 type Result<T, E = ConfigError> = std::result::Result<T, E>;
@@ -160,10 +170,15 @@ impl<'de> Deserialize<'de> for Base {
         let bad = "expected \"scratch\" or { layout = \"DIR\", digest = \"sha256:...\" }";
         match Raw::deserialize(d).map_err(|_| serde::de::Error::custom(bad))? {
             Raw::Word(w) if w == "scratch" => Ok(Base::Scratch),
-            Raw::Word(w) => Err(serde::de::Error::custom(format!("unknown base `{w}`: {bad}"))),
+            Raw::Word(w) => Err(serde::de::Error::custom(format!(
+                "unknown base `{w}`: {bad}"
+            ))),
             Raw::Layout(l) => {
                 let digest = l.digest.parse().map_err(serde::de::Error::custom)?;
-                Ok(Base::Layout { path: l.layout, digest })
+                Ok(Base::Layout {
+                    path: l.layout,
+                    digest,
+                })
             }
         }
     }
@@ -206,7 +221,10 @@ impl Config {
     /// Reads `kiln.toml` from the project directory `dir`.
     pub fn load(dir: &Path) -> Result<Self> {
         let path = dir.join(FILE_NAME);
-        let bytes = std::fs::read(&path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+        let bytes = std::fs::read(&path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
         Self::parse(&path, &bytes)
     }
 
@@ -216,8 +234,12 @@ impl Config {
             path: path.to_path_buf(),
             message: format!("not UTF-8 text ({e})"),
         })?;
-        let parse_err = |message| ConfigError::Parse { path: path.to_path_buf(), message };
-        let de = toml::de::Deserializer::parse(text).map_err(|e| parse_err(describe_toml_error(text, &e, "")))?;
+        let parse_err = |message| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message,
+        };
+        let de = toml::de::Deserializer::parse(text)
+            .map_err(|e| parse_err(describe_toml_error(text, &e, "")))?;
         // serde_path_to_error tells which key a type error belongs to (`image[0].binaries`);
         // toml's own message only shows the offending value.
         let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
@@ -241,7 +263,11 @@ impl Config {
     pub fn image(&self, name: &str) -> Result<&ImageSpec> {
         self.images.iter().find(|i| i.name == name).ok_or_else(|| {
             let known: Vec<_> = self.images.iter().map(|i| i.name.as_str()).collect();
-            self.invalid("image", format!("no image named `{name}`"), format!("use one of: {}", known.join(", ")))
+            self.invalid(
+                "image",
+                format!("no image named `{name}`"),
+                format!("use one of: {}", known.join(", ")),
+            )
         })
     }
 
@@ -250,67 +276,150 @@ impl Config {
         self.root.join(p)
     }
 
-    fn invalid(&self, field: impl Into<String>, message: impl Into<String>, fix: impl Into<String>) -> ConfigError {
-        ConfigError::Invalid { path: self.path.clone(), field: field.into(), message: message.into(), fix: fix.into() }
+    fn invalid(
+        &self,
+        field: impl Into<String>,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.clone(),
+            field: field.into(),
+            message: message.into(),
+            fix: fix.into(),
+        }
     }
 
     fn validate(&self) -> Result<()> {
         if self.images.is_empty() {
-            return Err(self.invalid("image", "no [[image]] table", "add at least one [[image]] with name, package and binaries"));
+            return Err(self.invalid(
+                "image",
+                "no [[image]] table",
+                "add at least one [[image]] with name, package and binaries",
+            ));
         }
         let mut seen = BTreeSet::new();
         for (i, img) in self.images.iter().enumerate() {
             let at = |f: &str| format!("image[{i}].{f}");
             if img.name.is_empty()
-                || !img.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+                || !img
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
             {
-                return Err(self.invalid(at("name"), format!("`{}` is not a valid image name", img.name), "use lowercase letters, digits, '.', '_' and '-'"));
+                return Err(self.invalid(
+                    at("name"),
+                    format!("`{}` is not a valid image name", img.name),
+                    "use lowercase letters, digits, '.', '_' and '-'",
+                ));
             }
             if !seen.insert(img.name.as_str()) {
-                return Err(self.invalid(at("name"), format!("image `{}` is defined twice", img.name), "give each [[image]] a unique name"));
+                return Err(self.invalid(
+                    at("name"),
+                    format!("image `{}` is defined twice", img.name),
+                    "give each [[image]] a unique name",
+                ));
             }
             if img.binaries.is_empty() {
-                return Err(self.invalid(at("binaries"), "no binaries listed", "list the cargo binaries to put in the image"));
+                return Err(self.invalid(
+                    at("binaries"),
+                    "no binaries listed",
+                    "list the cargo binaries to put in the image",
+                ));
             }
-            check_image_path(&img.bin_dir).map_err(|m| self.invalid(at("bin_dir"), m, "use an absolute path such as /usr/local/bin"))?;
+            check_image_path(&img.bin_dir).map_err(|m| {
+                self.invalid(
+                    at("bin_dir"),
+                    m,
+                    "use an absolute path such as /usr/local/bin",
+                )
+            })?;
             if let Some(w) = &img.workdir {
-                check_image_path(w).map_err(|m| self.invalid(at("workdir"), m, "use an absolute path"))?;
+                check_image_path(w)
+                    .map_err(|m| self.invalid(at("workdir"), m, "use an absolute path"))?;
             }
-            if img.tag.is_empty() || img.tag.len() > 128 || !img.tag.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
-                return Err(self.invalid(at("tag"), format!("`{}` is not a valid tag", img.tag), "use letters, digits, '.', '_' and '-' (at most 128)"));
+            if img.tag.is_empty()
+                || img.tag.len() > 128
+                || !img
+                    .tag
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            {
+                return Err(self.invalid(
+                    at("tag"),
+                    format!("`{}` is not a valid tag", img.tag),
+                    "use letters, digits, '.', '_' and '-' (at most 128)",
+                ));
             }
             let expected = format!("linux/{}", host_arch());
             if img.platform != expected {
-                return Err(self.invalid(at("platform"), format!("`{}` cannot be built on this machine", img.platform), format!("kiln builds for the host platform only; use `{expected}`")));
+                return Err(self.invalid(
+                    at("platform"),
+                    format!("`{}` cannot be built on this machine", img.platform),
+                    format!("kiln builds for the host platform only; use `{expected}`"),
+                ));
             }
             for (k, _) in &img.env {
                 if k.is_empty() || k.contains('=') {
-                    return Err(self.invalid(at("env"), format!("`{k}` is not a valid variable name"), "use a name without '='"));
+                    return Err(self.invalid(
+                        at("env"),
+                        format!("`{k}` is not a valid variable name"),
+                        "use a name without '='",
+                    ));
                 }
             }
             for port in &img.exposed_ports {
                 let ok = match port.split_once('/') {
-                    Some((n, proto)) => n.parse::<u16>().is_ok() && matches!(proto, "tcp" | "udp" | "sctp"),
+                    Some((n, proto)) => {
+                        n.parse::<u16>().is_ok() && matches!(proto, "tcp" | "udp" | "sctp")
+                    }
                     None => port.parse::<u16>().is_ok(),
                 };
                 if !ok {
-                    return Err(self.invalid(at("exposed_ports"), format!("`{port}` is not a port"), "write PORT or PORT/tcp, PORT/udp"));
+                    return Err(self.invalid(
+                        at("exposed_ports"),
+                        format!("`{port}` is not a port"),
+                        "write PORT or PORT/tcp, PORT/udp",
+                    ));
                 }
             }
             for (j, f) in img.files.iter().enumerate() {
                 let fat = |g: &str| format!("image[{i}].files[{j}].{g}");
-                check_image_path(&f.path).map_err(|m| self.invalid(fat("path"), m, "use an absolute, normalized path in the image"))?;
+                check_image_path(&f.path).map_err(|m| {
+                    self.invalid(
+                        fat("path"),
+                        m,
+                        "use an absolute, normalized path in the image",
+                    )
+                })?;
                 if let Some(mode) = f.mode
                     && mode > 0o7777
                 {
-                    return Err(self.invalid(fat("mode"), format!("{mode:#o} is not a permission mode"), "use an octal mode such as 0o644"));
+                    return Err(self.invalid(
+                        fat("mode"),
+                        format!("{mode:#o} is not a permission mode"),
+                        "use an octal mode such as 0o644",
+                    ));
                 }
-                self.check_inside(&f.source).map_err(|m| self.invalid(fat("source"), m, "copy the file into the project; kiln only reads files inside it"))?;
+                self.check_inside(&f.source).map_err(|m| {
+                    self.invalid(
+                        fat("source"),
+                        m,
+                        "copy the file into the project; kiln only reads files inside it",
+                    )
+                })?;
             }
             if let Base::Layout { path, .. } = &img.base
                 && !self.resolve(path).join("index.json").is_file()
             {
-                return Err(self.invalid(at("base.layout"), format!("{} is not an OCI image layout (no index.json)", self.resolve(path).display()), "point base.layout at a directory written by `skopeo copy ... oci:DIR`"));
+                return Err(self.invalid(
+                    at("base.layout"),
+                    format!(
+                        "{} is not an OCI image layout (no index.json)",
+                        self.resolve(path).display()
+                    ),
+                    "point base.layout at a directory written by `skopeo copy ... oci:DIR`",
+                ));
             }
         }
         Ok(())
@@ -323,10 +432,20 @@ impl Config {
             return Err(format!("{} is absolute", rel.display()));
         }
         let full = self.resolve(rel);
-        let root = self.root.canonicalize().map_err(|e| format!("project root {}: {e}", self.root.display()))?;
-        let real = full.canonicalize().map_err(|e| format!("{}: {e}", full.display()))?;
+        let root = self
+            .root
+            .canonicalize()
+            .map_err(|e| format!("project root {}: {e}", self.root.display()))?;
+        let real = full
+            .canonicalize()
+            .map_err(|e| format!("{}: {e}", full.display()))?;
         if !real.starts_with(&root) {
-            return Err(format!("{} resolves to {}, outside the project {}", full.display(), real.display(), root.display()));
+            return Err(format!(
+                "{} resolves to {}, outside the project {}",
+                full.display(),
+                real.display(),
+                root.display()
+            ));
         }
         if !real.is_file() {
             return Err(format!("{} is not a regular file", full.display()));
@@ -359,12 +478,20 @@ fn check_image_path(p: &str) -> std::result::Result<(), String> {
 /// toml's message already names the key and shows the line; make sure the line number is
 /// in the first line too, as `LINE:COL`, for editors and CI annotations.
 fn describe_toml_error(text: &str, e: &toml::de::Error, key: &str) -> String {
-    let msg = if key.is_empty() || key == "." { e.message().to_string() } else { format!("key `{key}`: {}", e.message()) };
+    let msg = if key.is_empty() || key == "." {
+        e.message().to_string()
+    } else {
+        format!("key `{key}`: {}", e.message())
+    };
     match e.span() {
         Some(span) => {
             let before = &text[..span.start.min(text.len())];
             let line = before.matches('\n').count() + 1;
-            let col = before.rsplit('\n').next().map(|l| l.chars().count() + 1).unwrap_or(1);
+            let col = before
+                .rsplit('\n')
+                .next()
+                .map(|l| l.chars().count() + 1)
+                .unwrap_or(1);
             let src_line = text.lines().nth(line - 1).unwrap_or("").trim_end();
             format!("line {line}, column {col}: {msg}\n  | {src_line}")
         }

@@ -57,7 +57,10 @@ fn unknown_key_names_key_line_and_file() {
 #[test]
 fn wrong_type_is_an_error() {
     let e = err(&OK.replace("binaries = [\"hello\"]", "binaries = \"hello\""));
-    assert!(e.contains("line 8") && e.contains("image[0].binaries"), "{e}");
+    assert!(
+        e.contains("line 8") && e.contains("image[0].binaries"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -70,11 +73,17 @@ fn malformed_toml_is_an_error() {
 fn base_forms() {
     let e = err(&OK.replace("entrypoint", "base = \"ubuntu\"\nentrypoint"));
     assert!(e.contains("scratch"), "{e}");
-    let e = err(&OK.replace("entrypoint", "base = { layout = \"base\", digest = \"sha256:nothex\" }\nentrypoint"));
+    let e = err(&OK.replace(
+        "entrypoint",
+        "base = { layout = \"base\", digest = \"sha256:nothex\" }\nentrypoint",
+    ));
     assert!(e.contains("not a digest"), "{e}");
     let e = err(&OK.replace(
         "entrypoint",
-        &format!("base = {{ layout = \"nowhere\", digest = \"{}\" }}\nentrypoint", Digest::of(b"")),
+        &format!(
+            "base = {{ layout = \"nowhere\", digest = \"{}\" }}\nentrypoint",
+            Digest::of(b"")
+        ),
     ));
     assert!(e.contains("base.layout") && e.contains("index.json"), "{e}");
 }
@@ -83,14 +92,34 @@ fn base_forms() {
 fn validation_errors_name_the_field() {
     for (from, to, field) in [
         ("name = \"hello\"", "name = \"Hello!\"", "image[0].name"),
-        ("path = \"/etc/greeting.txt\"", "path = \"etc/greeting.txt\"", "files[0].path"),
-        ("path = \"/etc/greeting.txt\"", "path = \"/etc/../x\"", "files[0].path"),
+        (
+            "path = \"/etc/greeting.txt\"",
+            "path = \"etc/greeting.txt\"",
+            "files[0].path",
+        ),
+        (
+            "path = \"/etc/greeting.txt\"",
+            "path = \"/etc/../x\"",
+            "files[0].path",
+        ),
         ("mode = 0o600", "mode = 0o17777", "files[0].mode"),
-        ("source = \"greeting.txt\"", "source = \"missing.txt\"", "files[0].source"),
-        ("source = \"greeting.txt\"", "source = \"/etc/passwd\"", "files[0].source"),
+        (
+            "source = \"greeting.txt\"",
+            "source = \"missing.txt\"",
+            "files[0].source",
+        ),
+        (
+            "source = \"greeting.txt\"",
+            "source = \"/etc/passwd\"",
+            "files[0].source",
+        ),
         ("\"53/udp\"", "\"53/icmp\"", "exposed_ports"),
         ("binaries = [\"hello\"]", "binaries = []", "binaries"),
-        ("[[image]]\nname", "platform = \"x\"\n[[image]]\nname", "unknown field"),
+        (
+            "[[image]]\nname",
+            "platform = \"x\"\n[[image]]\nname",
+            "unknown field",
+        ),
     ] {
         assert!(OK.contains(from), "{from}");
         let e = err(&OK.replace(from, to));
@@ -110,7 +139,8 @@ fn symlink_escaping_the_project_is_rejected() {
     let outside = tempfile::tempdir().unwrap();
     std::fs::write(outside.path().join("secret"), "x").unwrap();
     let d = tempfile::tempdir().unwrap();
-    std::os::unix::fs::symlink(outside.path().join("secret"), d.path().join("greeting.txt")).unwrap();
+    std::os::unix::fs::symlink(outside.path().join("secret"), d.path().join("greeting.txt"))
+        .unwrap();
     std::fs::write(d.path().join(FILE_NAME), OK).unwrap();
     let e = Config::load(d.path()).unwrap_err().to_string();
     assert!(e.contains("outside the project"), "{e}");
@@ -127,10 +157,19 @@ fn missing_file_says_how_to_fix() {
 fn lineage_table_is_optional_and_strict() {
     let (_d, c) = project(OK);
     assert_eq!(c.unwrap().lineage, Lineage::default());
-    let with = format!("{OK}\n[lineage]\nsource = \"https://github.com/o/r\"\ntransform = \"release\"\npolicy_version = \"2\"\n");
+    let with = format!(
+        "{OK}\n[lineage]\nsource = \"https://github.com/o/r\"\ntransform = \"release\"\npolicy_version = \"2\"\n"
+    );
     let (_d, c) = project(&with);
     let l = c.unwrap().lineage;
-    assert_eq!((l.source.as_deref(), l.transform.as_deref(), l.policy_version.as_deref()), (Some("https://github.com/o/r"), Some("release"), Some("2")));
+    assert_eq!(
+        (
+            l.source.as_deref(),
+            l.transform.as_deref(),
+            l.policy_version.as_deref()
+        ),
+        (Some("https://github.com/o/r"), Some("release"), Some("2"))
+    );
     let (_d, c) = project(&format!("{OK}\n[lineage]\nsorce = \"x\"\n"));
     let e = c.unwrap_err().to_string();
     assert!(e.contains("sorce") && e.contains("line"), "{e}");

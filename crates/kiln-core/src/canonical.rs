@@ -26,7 +26,6 @@ pub fn to_vec_pretty<T: Serialize + ?Sized>(value: &T) -> serde_json::Result<Vec
     Ok(out)
 }
 
-
 /// Serializes a `Value` with its object keys in sorted order whatever the map type.
 struct SortedView<'a>(&'a Value);
 
@@ -72,13 +71,19 @@ mod tests {
         }
         let v = serde_json::json!({"b": [ {"y": 1, "x": 2} ], "a": inner});
         let s = String::from_utf8(super::to_vec(&v).unwrap()).unwrap();
-        assert_eq!(s, r#"{"a":{"Beta":1,"alpha":1,"mid":1,"zeta":1},"b":[{"x":2,"y":1}]}"#);
+        assert_eq!(
+            s,
+            r#"{"a":{"Beta":1,"alpha":1,"mid":1,"zeta":1},"b":[{"x":2,"y":1}]}"#
+        );
     }
 
     #[test]
     fn pretty_is_sorted_too() {
         let v = serde_json::json!({"b": 1, "a": {"d": 1, "c": 2}});
         let s = String::from_utf8(super::to_vec_pretty(&v).unwrap()).unwrap();
-        assert_eq!(s, "{\n  \"a\": {\n    \"c\": 2,\n    \"d\": 1\n  },\n  \"b\": 1\n}\n");
+        assert_eq!(
+            s,
+            "{\n  \"a\": {\n    \"c\": 2,\n    \"d\": 1\n  },\n  \"b\": 1\n}\n"
+        );
     }
 }

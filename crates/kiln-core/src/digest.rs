@@ -59,7 +59,11 @@ impl FromStr for Digest {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = || DigestError::Malformed(s.to_string());
         let hex_part = s.strip_prefix("sha256:").ok_or_else(bad)?;
-        if hex_part.len() != 64 || hex_part.bytes().any(|b| !matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        if hex_part.len() != 64
+            || hex_part
+                .bytes()
+                .any(|b| !matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
             return Err(bad());
         }
         let mut out = [0u8; 32];
@@ -91,7 +95,11 @@ pub struct HashingWriter<W> {
 
 impl<W: Write> HashingWriter<W> {
     pub fn new(inner: W) -> Self {
-        HashingWriter { inner, hasher: Sha256::new(), len: 0 }
+        HashingWriter {
+            inner,
+            hasher: Sha256::new(),
+            len: 0,
+        }
     }
     /// Returns the digest and byte count of everything written, and the inner writer.
     pub fn finish(self) -> (Digest, u64, W) {
@@ -120,7 +128,11 @@ pub struct HashingReader<R> {
 
 impl<R: Read> HashingReader<R> {
     pub fn new(inner: R) -> Self {
-        HashingReader { inner, hasher: Sha256::new(), len: 0 }
+        HashingReader {
+            inner,
+            hasher: Sha256::new(),
+            len: 0,
+        }
     }
     pub fn finish(self) -> (Digest, u64) {
         (Digest(self.hasher.finalize().into()), self.len)
@@ -152,7 +164,13 @@ mod tests {
     fn parse_round_trip_and_rejects() {
         let d = Digest::of(b"kiln");
         assert_eq!(d.to_string().parse::<Digest>().unwrap(), d);
-        for bad in ["", "sha256:", "sha512:00", "sha256:XYZ", &d.to_string().to_uppercase()] {
+        for bad in [
+            "",
+            "sha256:",
+            "sha512:00",
+            "sha256:XYZ",
+            &d.to_string().to_uppercase(),
+        ] {
             assert!(bad.parse::<Digest>().is_err(), "{bad} accepted");
         }
     }

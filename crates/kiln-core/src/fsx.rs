@@ -10,7 +10,10 @@ use std::path::{Path, PathBuf};
 /// Creates `path` and any missing parents with mode 0755 whatever the umask, so an output
 /// tree built under `umask 077` is as readable as one built under `umask 022`.
 pub fn create_dir_all(path: &Path) -> io::Result<()> {
-    let missing: Vec<&Path> = path.ancestors().take_while(|p| !p.as_os_str().is_empty() && !p.exists()).collect();
+    let missing: Vec<&Path> = path
+        .ancestors()
+        .take_while(|p| !p.as_os_str().is_empty() && !p.exists())
+        .collect();
     std::fs::create_dir_all(path)?;
     for dir in missing {
         set_mode(dir, 0o755)?;
@@ -22,7 +25,9 @@ pub fn create_dir_all(path: &Path) -> io::Result<()> {
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = parent_of(path);
     create_dir_all(dir)?;
-    let mut tmp = tempfile::Builder::new().prefix(".kiln-tmp-").tempfile_in(dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".kiln-tmp-")
+        .tempfile_in(dir)?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
     set_mode(tmp.path(), 0o644)?;
@@ -43,13 +48,21 @@ impl StagingDir {
         let parent = parent_of(dest);
         create_dir_all(parent)?;
         let name = dest.file_name().and_then(|n| n.to_str()).unwrap_or("out");
-        let tmp = tempfile::Builder::new().prefix(&format!(".{name}.staging-")).tempdir_in(parent)?;
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".{name}.staging-"))
+            .tempdir_in(parent)?;
         set_mode(tmp.path(), 0o755)?;
-        Ok(StagingDir { tmp: Some(tmp), dest: dest.to_path_buf() })
+        Ok(StagingDir {
+            tmp: Some(tmp),
+            dest: dest.to_path_buf(),
+        })
     }
 
     pub fn path(&self) -> &Path {
-        self.tmp.as_ref().expect("staging dir present until commit").path()
+        self.tmp
+            .as_ref()
+            .expect("staging dir present until commit")
+            .path()
     }
 
     /// Swaps the staged directory into place, replacing any previous one.
@@ -112,7 +125,12 @@ mod tests {
         unsafe { libc::umask(old) };
         r.unwrap();
         for p in [d.path().join("a"), d.path().join("a/b"), deep] {
-            assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o755, "{}", p.display());
+            assert_eq!(
+                std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+                0o755,
+                "{}",
+                p.display()
+            );
         }
     }
 

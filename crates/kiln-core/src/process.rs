@@ -34,7 +34,10 @@ mod tests {
         let mut cmd = std::process::Command::new("/usr/bin/env");
         super::without_interposers(&mut cmd);
         let out = String::from_utf8(cmd.output().unwrap().stdout).unwrap();
-        assert!(!out.contains("LD_PRELOAD") && !out.contains("FAKETIME"), "{out}");
+        assert!(
+            !out.contains("LD_PRELOAD") && !out.contains("FAKETIME"),
+            "{out}"
+        );
         assert!(out.contains("KILN_KEEP_ME=kept"), "{out}");
     }
 }

@@ -33,7 +33,12 @@ impl BuildRoot {
     }
     /// Creates the directories (the cargo home is left to `fetch`).
     pub fn create(&self) -> std::io::Result<()> {
-        for d in [self.home(), self.tmp(), self.target_dir(), self.cargo_home()] {
+        for d in [
+            self.home(),
+            self.tmp(),
+            self.target_dir(),
+            self.cargo_home(),
+        ] {
             std::fs::create_dir_all(d)?;
         }
         Ok(())
@@ -60,9 +65,18 @@ pub const REMAPPED_SOURCE: &str = "/kiln/src";
 impl Hermetic {
     /// `tool_dirs` are prepended to a minimal PATH (the C compiler's directory, which
     /// rustc needs to find the linker driver).
-    pub fn new(root: BuildRoot, sandbox: Sandbox, sde: SourceDateEpoch, tool_dirs: &[&Path]) -> Self {
+    pub fn new(
+        root: BuildRoot,
+        sandbox: Sandbox,
+        sde: SourceDateEpoch,
+        tool_dirs: &[&Path],
+    ) -> Self {
         let mut path: Vec<String> = Vec::new();
-        for d in tool_dirs.iter().map(|d| d.display().to_string()).chain(["/usr/bin".into(), "/bin".into()]) {
+        for d in tool_dirs
+            .iter()
+            .map(|d| d.display().to_string())
+            .chain(["/usr/bin".into(), "/bin".into()])
+        {
             if !path.contains(&d) {
                 path.push(d);
             }
@@ -81,7 +95,12 @@ impl Hermetic {
         vars.insert("CARGO_INCREMENTAL".into(), "0".into());
         vars.insert("CARGO_TERM_COLOR".into(), "never".into());
         vars.insert("CARGO_NET_OFFLINE".into(), "true".into());
-        Hermetic { root, sandbox, sde, vars }
+        Hermetic {
+            root,
+            sandbox,
+            sde,
+            vars,
+        }
     }
 
     /// Sets (or overrides) a variable; it becomes part of the recorded allowlist.
@@ -98,15 +117,23 @@ impl Hermetic {
     /// matching prefix, so the more specific build root comes after the project.
     pub fn remap_flags(&self, project: &Path) -> Vec<String> {
         vec![
-            format!("--remap-path-prefix={}={REMAPPED_SOURCE}", project.display()),
-            format!("--remap-path-prefix={}={REMAPPED_ROOT}", self.root.path().display()),
+            format!(
+                "--remap-path-prefix={}={REMAPPED_SOURCE}",
+                project.display()
+            ),
+            format!(
+                "--remap-path-prefix={}={REMAPPED_ROOT}",
+                self.root.path().display()
+            ),
         ]
     }
 
     /// A command that runs `program` with exactly this environment, inside the sandbox.
     pub fn command(&self, program: &Path) -> Command {
         let mut cmd = Command::new(program);
-        cmd.env_clear().envs(&self.vars).current_dir(self.root.path());
+        cmd.env_clear()
+            .envs(&self.vars)
+            .current_dir(self.root.path());
         self.sandbox.apply(&mut cmd);
         cmd
     }
@@ -122,7 +149,10 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let root = BuildRoot::new(d.path());
         root.create().unwrap();
-        let sde = SourceDateEpoch { value: 99, source: SdeSource::Config };
+        let sde = SourceDateEpoch {
+            value: 99,
+            source: SdeSource::Config,
+        };
         let h = Hermetic::new(root, Sandbox::None, sde, &[]);
         // SAFETY: tests in this module do not read the variable concurrently.
         unsafe { std::env::set_var("KILN_LEAK_PROBE", "leaked") };

@@ -9,20 +9,41 @@ const CRATES_IO: &str = "registry+https://github.com/rust-lang/crates.io-index";
 
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    #[error("{path}: cannot read the lock file: {source}\n  fix: run `cargo generate-lockfile` in the project and commit Cargo.lock; kiln only builds locked dependencies")]
-    NoLock { path: PathBuf, source: std::io::Error },
+    #[error(
+        "{path}: cannot read the lock file: {source}\n  fix: run `cargo generate-lockfile` in the project and commit Cargo.lock; kiln only builds locked dependencies"
+    )]
+    NoLock {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {message}")]
     BadLock { path: PathBuf, message: String },
     #[error(
         "{count} locked crate(s) are missing from kiln's cargo home {cargo_home}: {names}\n  fix: run `cargo xtask fetch` (the only step that uses the network), or build without --offline"
     )]
-    Missing { cargo_home: PathBuf, count: usize, names: String },
-    #[error("{file}: checksum {found} does not match Cargo.lock's {locked} for {krate}\n  fix: delete the file and run `cargo xtask fetch` again; if it persists the registry served different bytes than the lock pins")]
-    Checksum { file: PathBuf, krate: String, locked: String, found: String },
-    #[error("`{command}` failed ({status})\n  fix: check network access to the registry, and that Cargo.lock is up to date (`cargo update -w` in the project)")]
+    Missing {
+        cargo_home: PathBuf,
+        count: usize,
+        names: String,
+    },
+    #[error(
+        "{file}: checksum {found} does not match Cargo.lock's {locked} for {krate}\n  fix: delete the file and run `cargo xtask fetch` again; if it persists the registry served different bytes than the lock pins"
+    )]
+    Checksum {
+        file: PathBuf,
+        krate: String,
+        locked: String,
+        found: String,
+    },
+    #[error(
+        "`{command}` failed ({status})\n  fix: check network access to the registry, and that Cargo.lock is up to date (`cargo update -w` in the project)"
+    )]
     FetchFailed { command: String, status: String },
     #[error("cannot run `{command}`: {source}")]
-    Spawn { command: String, source: std::io::Error },
+    Spawn {
+        command: String,
+        source: std::io::Error,
+    },
 }
 
 /// A crate pinned by `Cargo.lock`.
@@ -50,7 +71,10 @@ impl CargoLock {
     pub fn for_manifest(manifest: &Path) -> Result<Self, FetchError> {
         let dir = manifest.parent().unwrap_or(Path::new("."));
         let path = find_lock(dir);
-        let bytes = std::fs::read(&path).map_err(|source| FetchError::NoLock { path: path.clone(), source })?;
+        let bytes = std::fs::read(&path).map_err(|source| FetchError::NoLock {
+            path: path.clone(),
+            source,
+        })?;
         Self::parse(&path, &bytes)
     }
 
@@ -67,15 +91,22 @@ impl CargoLock {
             source: Option<String>,
             checksum: Option<String>,
         }
-        let bad = |message: String| FetchError::BadLock { path: path.to_path_buf(), message };
+        let bad = |message: String| FetchError::BadLock {
+            path: path.to_path_buf(),
+            message,
+        };
         let text = std::str::from_utf8(bytes).map_err(|e| bad(format!("not UTF-8 ({e})")))?;
-        let raw: Raw = toml::from_str(text).map_err(|e| bad(format!("not a Cargo.lock: {}", e.message())))?;
+        let raw: Raw =
+            toml::from_str(text).map_err(|e| bad(format!("not a Cargo.lock: {}", e.message())))?;
         let mut crates = Vec::with_capacity(raw.package.len());
         for p in raw.package {
             match (&p.source, &p.checksum) {
                 (Some(s), Some(_)) if s == CRATES_IO => {}
                 (Some(s), None) if s == CRATES_IO => {
-                    return Err(bad(format!("package {}@{} has no checksum\n  fix: regenerate the lock with `cargo generate-lockfile`", p.name, p.version)));
+                    return Err(bad(format!(
+                        "package {}@{} has no checksum\n  fix: regenerate the lock with `cargo generate-lockfile`",
+                        p.name, p.version
+                    )));
                 }
                 (Some(s), _) => {
                     return Err(bad(format!(
@@ -85,10 +116,19 @@ impl CargoLock {
                 }
                 (None, _) => {}
             }
-            crates.push(LockedCrate { name: p.name, version: p.version, source: p.source, checksum: p.checksum });
+            crates.push(LockedCrate {
+                name: p.name,
+                version: p.version,
+                source: p.source,
+                checksum: p.checksum,
+            });
         }
         crates.sort();
-        Ok(CargoLock { path: path.to_path_buf(), digest: Digest::of(bytes), crates })
+        Ok(CargoLock {
+            path: path.to_path_buf(),
+            digest: Digest::of(bytes),
+            crates,
+        })
     }
 
     /// The registry crates (everything that must be fetched).
@@ -113,7 +153,10 @@ fn find_lock(dir: &Path) -> PathBuf {
 /// Fills `cargo_home` with every crate `Cargo.lock` pins, through `cargo fetch --locked`.
 /// Cargo verifies each download against the lock's checksum; [`check_fetched`] checks again.
 pub fn fetch(cargo: &Path, manifest: &Path, cargo_home: &Path) -> Result<(), FetchError> {
-    std::fs::create_dir_all(cargo_home).map_err(|source| FetchError::Spawn { command: "mkdir".into(), source })?;
+    std::fs::create_dir_all(cargo_home).map_err(|source| FetchError::Spawn {
+        command: "mkdir".into(),
+        source,
+    })?;
     let mut cmd = Command::new(cargo);
     kiln_core::process::without_interposers(&mut cmd);
     // No `--target`: every crate the lock pins is fetched, so `check_fetched` can demand all of them.
@@ -121,17 +164,30 @@ pub fn fetch(cargo: &Path, manifest: &Path, cargo_home: &Path) -> Result<(), Fet
         .arg(manifest)
         .env("CARGO_HOME", cargo_home)
         .env_remove("CARGO_TARGET_DIR");
-    let command = format!("{} fetch --locked --manifest-path {}", cargo.display(), manifest.display());
-    let status = cmd.status().map_err(|source| FetchError::Spawn { command: command.clone(), source })?;
+    let command = format!(
+        "{} fetch --locked --manifest-path {}",
+        cargo.display(),
+        manifest.display()
+    );
+    let status = cmd.status().map_err(|source| FetchError::Spawn {
+        command: command.clone(),
+        source,
+    })?;
     if !status.success() {
-        return Err(FetchError::FetchFailed { command, status: status.to_string() });
+        return Err(FetchError::FetchFailed {
+            command,
+            status: status.to_string(),
+        });
     }
     Ok(())
 }
 
 /// Checks that every registry crate of `lock` is in `cargo_home`'s download cache with the
 /// checksum the lock names. Returns the `.crate` files found, by crate.
-pub fn check_fetched(lock: &CargoLock, cargo_home: &Path) -> Result<BTreeMap<String, PathBuf>, FetchError> {
+pub fn check_fetched(
+    lock: &CargoLock,
+    cargo_home: &Path,
+) -> Result<BTreeMap<String, PathBuf>, FetchError> {
     let caches: Vec<PathBuf> = std::fs::read_dir(cargo_home.join("registry/cache"))
         .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
         .unwrap_or_default();
@@ -140,12 +196,24 @@ pub fn check_fetched(lock: &CargoLock, cargo_home: &Path) -> Result<BTreeMap<Str
     for c in lock.registry_crates() {
         let file_name = format!("{}-{}.crate", c.name, c.version);
         let key = format!("{}@{}", c.name, c.version);
-        match caches.iter().map(|d| d.join(&file_name)).find(|p| p.is_file()) {
+        match caches
+            .iter()
+            .map(|d| d.join(&file_name))
+            .find(|p| p.is_file())
+        {
             Some(file) => {
-                let got = Digest::of_file(&file).map_err(|source| FetchError::Spawn { command: format!("read {}", file.display()), source })?;
+                let got = Digest::of_file(&file).map_err(|source| FetchError::Spawn {
+                    command: format!("read {}", file.display()),
+                    source,
+                })?;
                 let locked = c.checksum.clone().unwrap_or_default();
                 if got.hex() != locked {
-                    return Err(FetchError::Checksum { file, krate: key, locked, found: got.hex() });
+                    return Err(FetchError::Checksum {
+                        file,
+                        krate: key,
+                        locked,
+                        found: got.hex(),
+                    });
                 }
                 found.insert(key, file);
             }
@@ -154,11 +222,20 @@ pub fn check_fetched(lock: &CargoLock, cargo_home: &Path) -> Result<BTreeMap<Str
     }
     if !missing.is_empty() {
         let count = missing.len();
-        let mut names = missing.iter().take(10).cloned().collect::<Vec<_>>().join(", ");
+        let mut names = missing
+            .iter()
+            .take(10)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
         if count > 10 {
             names.push_str(&format!(", ... and {} more", count - 10));
         }
-        return Err(FetchError::Missing { cargo_home: cargo_home.to_path_buf(), count, names });
+        return Err(FetchError::Missing {
+            cargo_home: cargo_home.to_path_buf(),
+            count,
+            names,
+        });
     }
     Ok(found)
 }
@@ -206,7 +283,10 @@ checksum = "CHECKSUM"
         let lock = CargoLock::parse(Path::new("Cargo.lock"), lock.as_bytes()).unwrap();
         let h = tempfile::tempdir().unwrap();
         let e = check_fetched(&lock, h.path()).unwrap_err().to_string();
-        assert!(e.contains("itoa@1.0.19") && e.contains("cargo xtask fetch"), "{e}");
+        assert!(
+            e.contains("itoa@1.0.19") && e.contains("cargo xtask fetch"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -220,10 +300,17 @@ checksum = "CHECKSUM"
 
     #[test]
     fn unpinned_sources_are_rejected() {
-        let git = LOCK.replace("registry+https://github.com/rust-lang/crates.io-index", "git+https://example.invalid/x#abc");
-        let e = CargoLock::parse(Path::new("Cargo.lock"), git.as_bytes()).unwrap_err().to_string();
+        let git = LOCK.replace(
+            "registry+https://github.com/rust-lang/crates.io-index",
+            "git+https://example.invalid/x#abc",
+        );
+        let e = CargoLock::parse(Path::new("Cargo.lock"), git.as_bytes())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("git+") && e.contains("Cargo.lock"), "{e}");
-        let e = CargoLock::parse(Path::new("Cargo.lock"), b"[[package]]\nname=1").unwrap_err().to_string();
+        let e = CargoLock::parse(Path::new("Cargo.lock"), b"[[package]]\nname=1")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not a Cargo.lock"), "{e}");
     }
 }

@@ -28,7 +28,9 @@ impl std::str::FromStr for Sandbox {
         match s {
             "netns" => Ok(Sandbox::Netns),
             "none" => Ok(Sandbox::None),
-            _ => Err(format!("unknown sandbox `{s}`: use `netns` (default) or `none`")),
+            _ => Err(format!(
+                "unknown sandbox `{s}`: use `netns` (default) or `none`"
+            )),
         }
     }
 }
@@ -73,7 +75,9 @@ impl Sandbox {
         self.apply(&mut cmd);
         match cmd.status() {
             Ok(s) if s.success() => Ok(()),
-            Ok(s) => Err(SandboxError::Refused { source: io::Error::other(format!("probe exited with {s}")) }),
+            Ok(s) => Err(SandboxError::Refused {
+                source: io::Error::other(format!("probe exited with {s}")),
+            }),
             Err(source) => Err(SandboxError::Refused { source }),
         }
     }
@@ -160,9 +164,17 @@ mod tests {
             cmd.stderr(std::process::Stdio::null());
             cmd.status().unwrap().success()
         };
-        Sandbox::Netns.check().expect("this machine must allow network namespaces");
-        assert!(probe(Sandbox::None), "connection outside the sandbox failed");
-        assert!(!probe(Sandbox::Netns), "connection inside the sandbox succeeded");
+        Sandbox::Netns
+            .check()
+            .expect("this machine must allow network namespaces");
+        assert!(
+            probe(Sandbox::None),
+            "connection outside the sandbox failed"
+        );
+        assert!(
+            !probe(Sandbox::Netns),
+            "connection inside the sandbox succeeded"
+        );
     }
 
     #[test]
@@ -185,7 +197,13 @@ mod tests {
         cmd.args(["-c", script]);
         Sandbox::Netns.apply(&mut cmd);
         let out = String::from_utf8(cmd.output().unwrap().stdout).unwrap();
-        let ifaces: Vec<&str> = out.lines().skip(2).filter_map(|l| l.split(':').next()).map(str::trim).filter(|l| !l.is_empty() && *l != "LOOPBACK-OK").collect();
+        let ifaces: Vec<&str> = out
+            .lines()
+            .skip(2)
+            .filter_map(|l| l.split(':').next())
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && *l != "LOOPBACK-OK")
+            .collect();
         assert_eq!(ifaces, ["lo"], "{out}");
         assert!(out.contains("LOOPBACK-OK"), "{out}");
     }

@@ -30,20 +30,36 @@ impl SourceDateEpoch {
     ///
     /// A malformed `$SOURCE_DATE_EPOCH` is an error rather than silently ignored: a
     /// release pipeline that sets it means it.
-    pub fn resolve(env_value: Option<&str>, project: &Path, configured: Option<u64>) -> Result<Self, String> {
+    pub fn resolve(
+        env_value: Option<&str>,
+        project: &Path,
+        configured: Option<u64>,
+    ) -> Result<Self, String> {
         if let Some(v) = env_value {
             let value = v.trim().parse::<u64>().map_err(|_| {
                 format!("SOURCE_DATE_EPOCH=`{v}` is not a non-negative integer number of seconds\n  fix: set it to e.g. `$(git log -1 --format=%ct)` or unset it")
             })?;
-            return Ok(SourceDateEpoch { value, source: SdeSource::Env });
+            return Ok(SourceDateEpoch {
+                value,
+                source: SdeSource::Env,
+            });
         }
         if let Some(value) = git_commit_time(project) {
-            return Ok(SourceDateEpoch { value, source: SdeSource::GitCommit });
+            return Ok(SourceDateEpoch {
+                value,
+                source: SdeSource::GitCommit,
+            });
         }
         if let Some(value) = configured {
-            return Ok(SourceDateEpoch { value, source: SdeSource::Config });
+            return Ok(SourceDateEpoch {
+                value,
+                source: SdeSource::Config,
+            });
         }
-        Ok(SourceDateEpoch { value: 0, source: SdeSource::Default })
+        Ok(SourceDateEpoch {
+            value: 0,
+            source: SdeSource::Default,
+        })
     }
 }
 
@@ -73,7 +89,11 @@ mod tests {
         assert_eq!((r.value, r.source), (7, SdeSource::Config));
         let r = SourceDateEpoch::resolve(None, d.path(), None).unwrap();
         assert_eq!((r.value, r.source), (0, SdeSource::Default));
-        assert!(SourceDateEpoch::resolve(Some("yesterday"), d.path(), None).unwrap_err().contains("SOURCE_DATE_EPOCH"));
+        assert!(
+            SourceDateEpoch::resolve(Some("yesterday"), d.path(), None)
+                .unwrap_err()
+                .contains("SOURCE_DATE_EPOCH")
+        );
     }
 
     #[test]

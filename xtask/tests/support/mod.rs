@@ -10,7 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// The kiln CLI under test.
@@ -22,7 +25,9 @@ pub fn kiln() -> Command {
 
 /// Path of a required tool; panics with how to install it when absent.
 pub fn tool(name: &str) -> PathBuf {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("KILN_TOOLS_BIN").map(|p| vec![PathBuf::from(p)]).unwrap_or_default();
+    let mut dirs: Vec<PathBuf> = std::env::var_os("KILN_TOOLS_BIN")
+        .map(|p| vec![PathBuf::from(p)])
+        .unwrap_or_default();
     dirs.push(repo().join("target/kiln/tools/venv/bin"));
     if let Some(p) = std::env::var_os("PATH") {
         dirs.extend(std::env::split_paths(&p));
@@ -54,7 +59,9 @@ pub fn privileged(name: &str) -> Command {
 /// Runs `cmd`, panicking with its output unless it succeeds.
 #[track_caller]
 pub fn run_ok(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
@@ -68,16 +75,24 @@ pub fn run_ok(cmd: &mut Command) -> Output {
 /// Runs `cmd` expecting failure; returns its stderr.
 #[track_caller]
 pub fn run_err(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success(), "{cmd:?} succeeded but should have failed:\n{stderr}");
+    assert!(
+        !out.status.success(),
+        "{cmd:?} succeeded but should have failed:\n{stderr}"
+    );
     stderr
 }
 
 pub fn host_target() -> String {
     let out = run_ok(Command::new("rustc").arg("-vV"));
     let text = String::from_utf8(out.stdout).unwrap();
-    text.lines().find_map(|l| l.strip_prefix("host: ")).unwrap().to_string()
+    text.lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .unwrap()
+        .to_string()
 }
 
 /// A throw-away copy of `testdata/hello` as a kiln project of its own, with the
@@ -106,12 +121,16 @@ impl Project {
     }
 
     pub fn from_testdata(name: &str, kiln_toml: &str) -> Self {
-        let dir = tempfile::Builder::new().prefix("kiln-test-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("kiln-test-")
+            .tempdir()
+            .unwrap();
         copy_tree(&repo().join("testdata").join(name), dir.path());
         std::fs::write(dir.path().join("kiln.toml"), kiln_toml).unwrap();
         let lock = format!("toolchains/{}.lock.json", host_target());
         std::fs::create_dir_all(dir.path().join("toolchains")).unwrap();
-        std::fs::copy(repo().join(&lock), dir.path().join(&lock)).unwrap_or_else(|e| panic!("{lock}: {e}"));
+        std::fs::copy(repo().join(&lock), dir.path().join(&lock))
+            .unwrap_or_else(|e| panic!("{lock}: {e}"));
         Project { dir }
     }
 
@@ -137,7 +156,9 @@ impl Project {
     /// Files under target/kiln/out (to prove a failed build wrote nothing).
     pub fn out_entries(&self) -> Vec<String> {
         match std::fs::read_dir(self.out()) {
-            Ok(rd) => rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect(),
+            Ok(rd) => rd
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect(),
             Err(_) => Vec::new(),
         }
     }
@@ -182,13 +203,25 @@ pub fn read_tree(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
 pub fn run_image(layout: &Path, reference: &str) -> String {
     let work = tempfile::tempdir().unwrap();
     let bundle = work.path().join("bundle");
-    run_ok(privileged("umoci").arg("unpack").arg("--image").arg(format!("{}:{reference}", layout.display())).arg(&bundle));
+    run_ok(
+        privileged("umoci")
+            .arg("unpack")
+            .arg("--image")
+            .arg(format!("{}:{reference}", layout.display()))
+            .arg(&bundle),
+    );
     let config_path = bundle.join("config.json");
-    let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
     config["process"]["terminal"] = serde_json::Value::Bool(false);
     std::fs::write(&config_path, serde_json::to_vec(&config).unwrap()).unwrap();
     let name = format!("kiln-test-{}", std::process::id());
-    let out = run_ok(privileged("runc").arg("run").arg(&name).current_dir(&bundle));
+    let out = run_ok(
+        privileged("runc")
+            .arg("run")
+            .arg(&name)
+            .current_dir(&bundle),
+    );
     let _ = privileged("runc").args(["delete", "-f", &name]).output();
     let _ = privileged("rm").arg("-rf").arg(&bundle).output();
     String::from_utf8(out.stdout).unwrap()
@@ -196,9 +229,15 @@ pub fn run_image(layout: &Path, reference: &str) -> String {
 
 /// The Python of the virtualenv `cargo xtask test` makes (validators, verifiers, peers).
 pub fn venv_python() -> PathBuf {
-    let bin = std::env::var_os("KILN_TOOLS_BIN").map(PathBuf::from).unwrap_or_else(|| repo().join("target/kiln/tools/venv/bin"));
+    let bin = std::env::var_os("KILN_TOOLS_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target/kiln/tools/venv/bin"));
     let py = bin.join("python3");
-    assert!(py.is_file(), "{} is missing: run the tests with `cargo xtask test`, which creates it", py.display());
+    assert!(
+        py.is_file(),
+        "{} is missing: run the tests with `cargo xtask test`, which creates it",
+        py.display()
+    );
     py
 }
 
@@ -210,8 +249,14 @@ pub fn python(script: &str, args: &[&std::ffi::OsStr]) -> Output {
 
 /// `node_modules` of the npm packages `cargo xtask test` installs.
 pub fn node_modules() -> PathBuf {
-    let nm = std::env::var_os("KILN_TOOLS_NODE_MODULES").map(PathBuf::from).unwrap_or_else(|| repo().join("target/kiln/tools/node/node_modules"));
-    assert!(nm.is_dir(), "{} is missing: run the tests with `cargo xtask test`, which installs it", nm.display());
+    let nm = std::env::var_os("KILN_TOOLS_NODE_MODULES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target/kiln/tools/node/node_modules"));
+    assert!(
+        nm.is_dir(),
+        "{} is missing: run the tests with `cargo xtask test`, which installs it",
+        nm.display()
+    );
     nm
 }
 
@@ -220,7 +265,11 @@ pub fn node_modules() -> PathBuf {
 pub fn node(script: &str, args: &[&std::ffi::OsStr]) -> Output {
     let nm = node_modules();
     // A module file inside the tools prefix, so bare imports resolve to its node_modules.
-    let file = tempfile::Builder::new().prefix(".kiln-test-").suffix(".mjs").tempfile_in(nm.parent().unwrap()).unwrap();
+    let file = tempfile::Builder::new()
+        .prefix(".kiln-test-")
+        .suffix(".mjs")
+        .tempfile_in(nm.parent().unwrap())
+        .unwrap();
     std::fs::write(file.path(), script).unwrap();
     run_ok(Command::new("node").arg(file.path()).args(args))
 }
@@ -248,7 +297,9 @@ impl SigstoreMock {
             .unwrap_or_else(|e| panic!("cannot run node (Node.js 20 is needed): {e}"));
         let mut line = String::new();
         let stdout = child.stdout.take().unwrap();
-        std::io::BufReader::new(stdout).read_line(&mut line).unwrap();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .unwrap();
         let info: serde_json::Value = match serde_json::from_str(&line) {
             Ok(v) => v,
             Err(e) => {
