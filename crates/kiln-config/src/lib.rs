@@ -359,7 +359,7 @@ impl Config {
                     format!("kiln builds for the host platform only; use `{expected}`"),
                 ));
             }
-            for (k, _) in &img.env {
+            for k in img.env.keys() {
                 if k.is_empty() || k.contains('=') {
                     return Err(self.invalid(
                         at("env"),
