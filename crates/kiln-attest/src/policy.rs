@@ -114,11 +114,7 @@ impl Policy {
             path: path.into(),
             message,
         };
-        let de = toml::de::Deserializer::parse(text).map_err(|e| err(describe(text, &e, "")))?;
-        let raw: RawPolicy = serde_path_to_error::deserialize(de).map_err(|e| {
-            let key = e.path().to_string();
-            err(describe(text, e.inner(), &key))
-        })?;
+        let raw: RawPolicy = kiln_core::strict_toml::from_str(text).map_err(err)?;
         let base = path.parent().unwrap_or(Path::new("."));
         let mut keys = Vec::new();
         for (i, k) in raw.keys.iter().enumerate() {
@@ -178,23 +174,6 @@ impl Policy {
             rekor_keys,
             requires: raw.requires,
         })
-    }
-}
-
-fn describe(text: &str, e: &toml::de::Error, key: &str) -> String {
-    let msg = if key.is_empty() || key == "." {
-        e.message().to_string()
-    } else {
-        format!("key `{key}`: {}", e.message())
-    };
-    match e.span() {
-        Some(span) => {
-            let before = &text[..span.start.min(text.len())];
-            let line = before.matches('\n').count() + 1;
-            let src = text.lines().nth(line - 1).unwrap_or("").trim_end();
-            format!("line {line}: {msg}\n  | {src}")
-        }
-        None => msg,
     }
 }
 

@@ -238,14 +238,7 @@ impl Config {
             path: path.to_path_buf(),
             message,
         };
-        let de = toml::de::Deserializer::parse(text)
-            .map_err(|e| parse_err(describe_toml_error(text, &e, "")))?;
-        // serde_path_to_error tells which key a type error belongs to (`image[0].binaries`);
-        // toml's own message only shows the offending value.
-        let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
-            let key = e.path().to_string();
-            parse_err(describe_toml_error(text, e.inner(), &key))
-        })?;
+        let raw: RawConfig = kiln_core::strict_toml::from_str(text).map_err(parse_err)?;
         let root = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let config = Config {
             path: path.to_path_buf(),
@@ -473,30 +466,6 @@ fn check_image_path(p: &str) -> std::result::Result<(), String> {
         return Err(format!("`{p}` is not normalized"));
     }
     Ok(())
-}
-
-/// toml's message already names the key and shows the line; make sure the line number is
-/// in the first line too, as `LINE:COL`, for editors and CI annotations.
-fn describe_toml_error(text: &str, e: &toml::de::Error, key: &str) -> String {
-    let msg = if key.is_empty() || key == "." {
-        e.message().to_string()
-    } else {
-        format!("key `{key}`: {}", e.message())
-    };
-    match e.span() {
-        Some(span) => {
-            let before = &text[..span.start.min(text.len())];
-            let line = before.matches('\n').count() + 1;
-            let col = before
-                .rsplit('\n')
-                .next()
-                .map(|l| l.chars().count() + 1)
-                .unwrap_or(1);
-            let src_line = text.lines().nth(line - 1).unwrap_or("").trim_end();
-            format!("line {line}, column {col}: {msg}\n  | {src_line}")
-        }
-        None => msg,
-    }
 }
 
 #[cfg(test)]

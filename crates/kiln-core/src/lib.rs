@@ -8,6 +8,7 @@ pub mod canonical;
 mod digest;
 pub mod fsx;
 pub mod process;
+pub mod strict_toml;
 pub mod time;
 
 pub use digest::{Digest, DigestError, HashingReader, HashingWriter};

@@ -176,10 +176,11 @@ impl Variations {
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<Self> {
-        let v: Variations = toml::from_str(text).map_err(|e| Error::Variations {
-            path: path.to_path_buf(),
-            message: e.to_string().trim_end().to_string(),
-        })?;
+        let v: Variations =
+            kiln_core::strict_toml::from_str(text).map_err(|message| Error::Variations {
+                path: path.to_path_buf(),
+                message,
+            })?;
         let bad = |message: String| {
             Err(Error::Variations {
                 path: path.to_path_buf(),

@@ -196,12 +196,8 @@ impl Statements {
     pub fn parse(path: &Path, bytes: &[u8], sbom: &Sbom) -> Result<Statements> {
         let text = std::str::from_utf8(bytes)
             .map_err(|e| VexError::parse(path, format!("not UTF-8 text ({e})")))?;
-        let de = toml::de::Deserializer::parse(text)
-            .map_err(|e| VexError::parse(path, describe_toml_error(text, &e, "")))?;
-        let raw: RawFile = serde_path_to_error::deserialize(de).map_err(|e| {
-            let key = e.path().to_string();
-            VexError::parse(path, describe_toml_error(text, e.inner(), &key))
-        })?;
+        let raw: RawFile =
+            kiln_core::strict_toml::from_str(text).map_err(|m| VexError::parse(path, m))?;
         let nonblank = |s: &Option<String>| {
             s.as_deref()
                 .map(str::trim)
@@ -368,29 +364,5 @@ impl Statements {
             namespace,
             statements,
         })
-    }
-}
-
-/// `line L, column C: key `k`: message` plus the offending line, worded as kiln-config
-/// words kiln.toml errors.
-fn describe_toml_error(text: &str, e: &toml::de::Error, key: &str) -> String {
-    let msg = if key.is_empty() || key == "." {
-        e.message().trim_end().to_string()
-    } else {
-        format!("key `{key}`: {}", e.message().trim_end())
-    };
-    match e.span() {
-        Some(span) => {
-            let before = text.get(..span.start.min(text.len())).unwrap_or(text);
-            let line = before.matches('\n').count() + 1;
-            let col = before
-                .rsplit('\n')
-                .next()
-                .map(|l| l.chars().count() + 1)
-                .unwrap_or(1);
-            let src_line = text.lines().nth(line - 1).unwrap_or("").trim_end();
-            format!("line {line}, column {col}: {msg}\n  | {src_line}")
-        }
-        None => msg,
     }
 }
