@@ -130,3 +130,10 @@ fn base_layout_pinned_by_digest() {
     let stdout = run_image(&p.out().join("hello/oci"), "v1");
     assert!(stdout.contains("Hello from a hermetic"), "{stdout}");
 }
+
+#[test]
+fn missing_cargo_lock() {
+    let p = Project::hello();
+    std::fs::remove_file(p.path().join("Cargo.lock")).unwrap();
+    fails(&p, &[], &["Cargo.lock", "cargo generate-lockfile"]);
+}
