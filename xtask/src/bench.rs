@@ -205,15 +205,23 @@ fn add_tree(layer: &mut kiln_oci::Layer, dir: &Path, prefix: &str) -> Result<()>
     Ok(())
 }
 
-/// What [`run_measured`] observed of one child process (shared with `bench sbom`).
+/// What [`run_measured`] observed of one child process (shared with `bench sbom` and
+/// `bench repro`).
 pub(crate) struct Measured {
     pub(crate) wall: Duration,
     /// `ru_maxrss` of the child and the descendants it waited for, in KiB.
     pub(crate) max_rss_kib: i64,
+    /// Exit code (-1 when killed by a signal).
+    pub(crate) code: i32,
 }
 
-/// Runs `cmd` to completion, reading its peak RSS with `wait4(2)`.
-pub(crate) fn run_measured(mut cmd: Command) -> Result<Measured> {
+/// Runs `cmd` to completion, reading its peak RSS with `wait4(2)`; fails unless it exits 0.
+pub(crate) fn run_measured(cmd: Command) -> Result<Measured> {
+    run_measured_accepting(cmd, &[0])
+}
+
+/// [`run_measured`], accepting any exit code in `ok` (diff tools exit 1 on "different").
+pub(crate) fn run_measured_accepting(mut cmd: Command, ok: &[i32]) -> Result<Measured> {
     let start = Instant::now();
     let child = cmd.spawn().with_context(|| format!("starting {cmd:?}"))?;
     let pid = child.id() as libc::pid_t;
@@ -227,12 +235,18 @@ pub(crate) fn run_measured(mut cmd: Command) -> Result<Measured> {
         bail!("wait4 on {cmd:?}: {}", std::io::Error::last_os_error());
     }
     drop(child);
-    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    if !ok.contains(&code) {
         bail!("{cmd:?} failed (wait status {status:#x})");
     }
     Ok(Measured {
         wall,
         max_rss_kib: ru.ru_maxrss,
+        code,
     })
 }
 

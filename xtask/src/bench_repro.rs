@@ -10,9 +10,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
 #[derive(clap::Args)]
 pub struct ReproBenchArgs {
@@ -21,41 +21,13 @@ pub struct ReproBenchArgs {
     dir: Option<PathBuf>,
 }
 
-struct Measured {
-    wall: Duration,
-    max_rss_kib: i64,
-    code: i32,
-}
+use crate::bench::Measured;
 
-/// Runs `cmd`, accepting the exit codes in `ok`, and reads its peak RSS with `wait4(2)`.
+/// Runs `cmd` with its output discarded, accepting the exit codes in `ok`.
 fn measured(mut cmd: Command, ok: &[i32]) -> Result<Measured> {
     cmd.stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
-    let start = Instant::now();
-    let child = cmd.spawn().with_context(|| format!("starting {cmd:?}"))?;
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: a zeroed rusage is valid; wait4 fills it for our own, not yet reaped child.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
-    let wall = start.elapsed();
-    if r != pid {
-        bail!("wait4 on {cmd:?}: {}", std::io::Error::last_os_error());
-    }
-    drop(child);
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        -1
-    };
-    if !ok.contains(&code) {
-        bail!("{cmd:?} exited {code}");
-    }
-    Ok(Measured {
-        wall,
-        max_rss_kib: ru.ru_maxrss,
-        code,
-    })
+    crate::bench::run_measured_accepting(cmd, ok)
 }
 
 fn project(repo: &Path, dir: &Path, name: &str, toml: &str) -> Result<PathBuf> {
