@@ -12,7 +12,7 @@
 //! window completes.
 //!
 //! Fixed parameters (changing any of them changes every layer digest):
-//! * deflate implementation: miniz_oxide (flate2's `rust_backend`, pinned in the workspace);
+//! * deflate implementation: zlib-rs (flate2's `zlib-rs` feature, pinned in the workspace);
 //! * level 6;
 //! * gzip header: no flags (no file name, comment or extra field), MTIME 0, XFL 0,
 //!   OS 255 ("unknown", so the bytes do not claim any host OS).
