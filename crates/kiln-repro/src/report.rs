@@ -69,6 +69,16 @@ pub struct TargetReport {
     pub causes: Vec<CauseSummary>,
 }
 
+impl TargetReport {
+    /// How many of this target's artifacts rebuilt byte for byte (the ratio's numerator).
+    pub fn identical(&self) -> usize {
+        self.artifacts
+            .iter()
+            .filter(|a| a.diff.verdict == Verdict::Identical)
+            .count()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Ratio {
     pub numerator: usize,
@@ -274,11 +284,7 @@ pub fn compare(a: &Path, b: &Path, ctx: &CompareContext) -> Result<Report> {
         });
     }
     let total: usize = targets.iter().map(|t| t.artifacts.len()).sum();
-    let identical = targets
-        .iter()
-        .flat_map(|t| &t.artifacts)
-        .filter(|a| a.diff.verdict == Verdict::Identical)
-        .count();
+    let identical: usize = targets.iter().map(TargetReport::identical).sum();
     let reproducible = targets
         .iter()
         .filter(|t| t.status == Status::Reproducible)
@@ -345,11 +351,7 @@ impl Report {
             "| target | status | identical artifacts | root causes |\n| --- | --- | --- | --- |"
         );
         for t in &self.targets {
-            let ident = t
-                .artifacts
-                .iter()
-                .filter(|a| a.diff.verdict == Verdict::Identical)
-                .count();
+            let ident = t.identical();
             let _ = writeln!(
                 s,
                 "| {} | {} | {} / {} | {} |",
@@ -441,11 +443,7 @@ impl Report {
             "<h2>Targets</h2><table><tr><th>target</th><th>status</th><th>identical</th><th>root causes</th></tr>"
         );
         for t in &self.targets {
-            let ident = t
-                .artifacts
-                .iter()
-                .filter(|a| a.diff.verdict == Verdict::Identical)
-                .count();
+            let ident = t.identical();
             let class = match t.status {
                 Status::Reproducible => "reproducible",
                 Status::Unreproducible => "unreproducible",

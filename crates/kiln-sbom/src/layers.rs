@@ -309,28 +309,17 @@ fn scan_tar<R: Read>(reader: R, layer: Digest, state: &mut State) -> Result<()> 
         if interesting {
             let text = String::from_utf8_lossy(&content);
             match path.as_str() {
-                DPKG_STATUS => {
-                    let pkgs = parse_dpkg_status(&text).map_err(|(line, message)| {
-                        SbomError::PackageDb {
-                            layer: layer.to_string(),
-                            file: format!("/{path}"),
-                            line,
-                            message,
-                        }
-                    })?;
-                    state.dbs.insert(
-                        path,
-                        pkgs.into_iter().map(|p| OsPackage { layer, ..p }).collect(),
-                    );
-                }
-                APK_INSTALLED => {
-                    let pkgs = parse_apk_installed(&text).map_err(|(line, message)| {
-                        SbomError::PackageDb {
-                            layer: layer.to_string(),
-                            file: format!("/{path}"),
-                            line,
-                            message,
-                        }
+                DPKG_STATUS | APK_INSTALLED => {
+                    let parse = if path == DPKG_STATUS {
+                        parse_dpkg_status
+                    } else {
+                        parse_apk_installed
+                    };
+                    let pkgs = parse(&text).map_err(|(line, message)| SbomError::PackageDb {
+                        layer: layer.to_string(),
+                        file: format!("/{path}"),
+                        line,
+                        message,
                     })?;
                     state.dbs.insert(
                         path,
