@@ -24,7 +24,8 @@ mod toolchain;
 
 pub use error::{Error, Result};
 pub use lock::{
-    CcInfo, Difference, FileEntry, Mismatch, RELOCK_COMMAND, SCHEMA, ToolVersion, ToolchainLock,
+    CcInfo, Difference, FileEntry, Mismatch, RELOCK_COMMAND, SCHEMA, TargetCfg, ToolVersion,
+    ToolchainLock,
     default_lock_path,
 };
 pub use toolchain::Toolchain;

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 /// The lock format version this crate reads and writes.
-pub const SCHEMA: u32 = 1;
+/// Schema 2 added [`ToolchainLock::cfg`].
+pub const SCHEMA: u32 = 2;
 
 /// How many differences [`Mismatch`]'s message lists before summarizing the rest.
 const MAX_LISTED: usize = 20;
@@ -34,8 +35,22 @@ pub struct ToolchainLock {
     pub rustc: ToolVersion,
     pub cargo: ToolVersion,
     pub cc: CcInfo,
+    /// What `rustc --print cfg` says for the target and the host: the facts cargo matches
+    /// `[target.'cfg(..)'.dependencies]` against. They follow from the pinned files, and
+    /// recording them lets an SBOM resolve the build's crates without running rustc.
+    pub cfg: TargetCfg,
     /// Every file that shapes the output, by portable key (see the crate docs).
     pub files: BTreeMap<String, FileEntry>,
+}
+
+/// `rustc --print cfg` lines (e.g. `unix`, `target_os="linux"`), sorted, for the target
+/// and for the host (where build scripts and proc macros run). Without any `-C` flags:
+/// a build that passes `-Ctarget-feature=..` adds what that flag implies itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetCfg {
+    pub target: Vec<String>,
+    pub host: Vec<String>,
 }
 
 /// A Rust tool's identity from its `-vV` output.
@@ -191,6 +206,16 @@ impl ToolchainLock {
         }
         field("cc version", &self.cc.version, &actual.cc.version);
         field("cc machine", &self.cc.machine, &actual.cc.machine);
+        field(
+            "target cfg",
+            &self.cfg.target.join(" "),
+            &actual.cfg.target.join(" "),
+        );
+        field(
+            "host cfg",
+            &self.cfg.host.join(" "),
+            &actual.cfg.host.join(" "),
+        );
 
         let (mut changed, mut missing, mut extra) = (Vec::new(), Vec::new(), Vec::new());
         for (key, lock) in &self.files {

@@ -44,6 +44,10 @@ fn sample_lock() -> ToolchainLock {
             version: "cc (Debian 12.2.0-14) 12.2.0".into(),
             machine: "x86_64-linux-gnu".into(),
         },
+        cfg: TargetCfg {
+            target: vec!["target_os=\"linux\"".into(), "unix".into()],
+            host: vec!["target_os=\"linux\"".into(), "unix".into()],
+        },
         files,
     }
 }
@@ -153,12 +157,13 @@ fn write_read_round_trip_and_digest_is_file_bytes() {
         !text.contains("llvm_version\": null"),
         "absent LLVM version must be omitted: {text}"
     );
-    // Keys sorted: cargo before cc before files before host.
+    // Keys sorted: cargo before cc before cfg before files before host.
     let pos = |s: &str| text.find(s).unwrap();
     assert!(
         pos("\"cargo\"") < pos("\"cc\"")
-            && pos("\"cc\"") < pos("\"files\"")
-            && pos("\"files\"") < pos("\"host\"")
+            && pos("\"cc\"") < pos("\"cfg\"")
+            && pos("\"cfg\"") < pos("\"files\"")
+            && pos("\"files\"") < pos("\"host\": \"")
     );
     assert_eq!(ToolchainLock::read(&path).unwrap(), lock);
     // The digest changes with the content.
@@ -243,12 +248,12 @@ fn other_schema_is_reported_as_such() {
     let d = tempfile::tempdir().unwrap();
     let path = d.path().join("x.lock.json");
     let mut v = serde_json::to_value(sample_lock()).unwrap();
-    v["schema"] = 2.into();
+    v["schema"] = 3.into();
     v["new_pins"] = serde_json::json!({});
     std::fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
     let err = ToolchainLock::read(&path).unwrap_err();
     assert!(matches!(err, Error::UnsupportedSchema { .. }), "{err:?}");
-    assert!(err.to_string().contains("schema 2"), "{err}");
+    assert!(err.to_string().contains("schema 3"), "{err}");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -429,7 +434,12 @@ mod fake {
         let rustc = script(
             &sys,
             "bin/rustc",
-            &vv("rustc", "echo 'LLVM version: 22.1.2'\n"),
+            &format!(
+                "if [ \"$1 $2 $3\" = '--print cfg --target' ]; then\n\
+                 case \"$4\" in wasm32-*) echo 'target_arch=\"wasm32\"';; \
+                 *) echo 'unix'; echo 'target_os=\"linux\"';; esac; exit 0; fi\n{}",
+                vv("rustc", "echo 'LLVM version: 22.1.2'\n")
+            ),
         );
         let cargo = script(&sys, "bin/cargo", &vv("cargo", ""));
         file(&sys, "bin/rustdoc", b"not pinned");
@@ -551,6 +561,14 @@ esac
                 machine: "x86_64-linux-gnu".into()
             }
         );
+        assert_eq!(
+            lock.cfg,
+            TargetCfg {
+                target: vec!["target_os=\"linux\"".into(), "unix".into()],
+                host: vec!["target_os=\"linux\"".into(), "unix".into()],
+            },
+            "sorted `rustc --print cfg` lines"
+        );
         assert_eq!(lock.to_bytes(), f.tc.lock().unwrap().to_bytes());
     }
 
@@ -571,6 +589,8 @@ esac
             )
         );
         assert_eq!(lock.target, "wasm32-unknown-unknown");
+        assert_eq!(lock.cfg.target, ["target_arch=\"wasm32\""]);
+        assert_eq!(lock.cfg.host, ["target_os=\"linux\"", "unix"]);
 
         let missing = Toolchain {
             target: "aarch64-apple-darwin".into(),

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use kiln_core::HashingWriter;
 
 use crate::error::{Error, Result};
-use crate::lock::{CcInfo, FileEntry, SCHEMA, ToolVersion, ToolchainLock};
+use crate::lock::{CcInfo, FileEntry, SCHEMA, TargetCfg, ToolVersion, ToolchainLock};
 
 /// Programs the C driver runs, asked for with `cc -print-prog-name=NAME`. `ld` and
 /// `collect2` are the linker path; `as` and `cc1` compile the C that build scripts hand
@@ -148,6 +148,11 @@ impl Toolchain {
             machine: run(&self.cc, &["-dumpmachine"])?.trim().to_string(),
         };
 
+        let cfg = TargetCfg {
+            target: print_cfg(&self.rustc, &self.target)?,
+            host: print_cfg(&self.rustc, &self.host)?,
+        };
+
         Ok(ToolchainLock {
             schema: SCHEMA,
             host: self.host.clone(),
@@ -155,6 +160,7 @@ impl Toolchain {
             rustc,
             cargo,
             cc,
+            cfg,
             files: hash_all(files)?,
         })
     }
@@ -401,6 +407,19 @@ fn hash_file(path: &Path, buf: &mut [u8]) -> io::Result<FileEntry> {
     }
     let (sha256, size, _) = h.finish();
     Ok(FileEntry { sha256, size })
+}
+
+/// `rustc --print cfg --target <triple>`, one cfg per line, sorted.
+fn print_cfg(rustc: &Path, triple: &str) -> Result<Vec<String>> {
+    let out = run(rustc, &["--print", "cfg", "--target", triple])?;
+    let mut cfg: Vec<String> = out
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
+    cfg.sort();
+    Ok(cfg)
 }
 
 fn parse_vv(out: &str, program: &Path) -> Result<ToolVersion> {
