@@ -5,9 +5,10 @@
 //! `wait4(2)` exactly as in `bench image` (the helpers are shared with [`crate::bench`]):
 //!
 //! 1. **kiln**: this executable re-invoked as the hidden `bench sbom-gen`, which does what
-//!    the build's SBOM step does minus the image: `kiln_sbom::cargo::resolve` (one
-//!    `cargo metadata --locked --offline --filter-platform <host>` plus the scope walk and
-//!    the `Cargo.lock` checksums) and the CycloneDX 1.6 serialization. The layer scan
+//!    the build's SBOM step does minus the image: `kiln_sbom::cargo::resolve` (reading
+//!    `Cargo.lock`, the manifests and the toolchain lock's target cfg, then cargo's
+//!    feature resolver and the scope walk, all in-process) and the CycloneDX 1.6
+//!    serialization. The layer scan
 //!    (`layers::scan_layout`) is **excluded**: there is no image here, and for a kiln image
 //!    it is a linear hash of the layer bytes that `bench image` already bounds.
 //! 2. **cargo-cyclonedx** (`cargo cyclonedx --all`, one SBOM per workspace member);
@@ -68,9 +69,9 @@ pub struct SbomGenArgs {
     /// Where to write the CycloneDX 1.6 JSON.
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
-    /// Target triple (default: the host).
-    #[arg(long)]
-    pub target: Option<String>,
+    /// The toolchain lock whose target and cfg the build would use.
+    #[arg(long, value_name = "PATH")]
+    pub toolchain_lock: PathBuf,
 }
 
 /// The arguments with which [`sbom`] re-invokes the current executable to run
@@ -82,19 +83,14 @@ pub const SBOM_GEN_ARGV: [&str; 2] = ["bench", "sbom-gen"];
 /// fixed string, no binaries, no layers, no toolchain formulation), so the figure is the
 /// cargo resolution plus serialization, nothing else.
 pub fn sbom_gen(args: &SbomGenArgs) -> Result<()> {
-    let tc = kiln_toolchain::Toolchain::detect(args.target.as_deref())
-        .context("detecting the toolchain (rustc, cargo, cc) for cargo metadata")?;
-    let cargo_home = cargo_home()?;
-    let mut cargo = kiln_sbom::cargo::cargo_command(&tc.cargo, &cargo_home);
-    cargo.env("RUSTC", &tc.rustc);
-    let req = kiln_sbom::cargo::ResolveRequest {
-        manifest: args.manifest.clone(),
-        package: args.package.clone(),
-        target: tc.target.clone(),
-        features: Vec::new(),
-        no_default_features: false,
-    };
-    let crates = kiln_sbom::cargo::resolve(cargo, &req).with_context(|| {
+    let lock = kiln_toolchain::ToolchainLock::read(&args.toolchain_lock)?;
+    let req = kiln_build::sbom_resolve_request(
+        args.manifest.clone(),
+        &args.package,
+        &lock,
+        cargo_home()?,
+    );
+    let crates = kiln_sbom::cargo::resolve(&req).with_context(|| {
         format!(
             "resolving the crates of `{}` in {}",
             args.package,
@@ -118,22 +114,13 @@ pub fn sbom_gen(args: &SbomGenArgs) -> Result<()> {
         toolchain: kiln_sbom::ToolchainInfo {
             lock_path: String::new(),
             lock_digest: placeholder,
-            target: tc.target.clone(),
+            target: lock.target.clone(),
             tools: Vec::new(),
         },
     };
     let bytes = kiln_sbom::cyclonedx(&input, kiln_sbom::SpecVersion::V1_6);
     kiln_core::fsx::write_atomic(&args.out, &bytes)
         .with_context(|| format!("writing {}", args.out.display()))?;
-    // The wait4 figure of the bench covers this process and `cargo metadata`, whichever
-    // is larger; this process's own peak tells them apart.
-    // SAFETY: a zeroed rusage is valid; getrusage only fills it.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    let self_rss_kib = if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } == 0 {
-        ru.ru_maxrss
-    } else {
-        -1
-    };
     let by_scope = |s: kiln_sbom::cargo::Scope| {
         input
             .crates
@@ -143,12 +130,11 @@ pub fn sbom_gen(args: &SbomGenArgs) -> Result<()> {
             .count()
     };
     println!(
-        "{} crates ({} runtime, {} proc-macro, {} build); kiln process alone: peak RSS {:.1} MiB",
+        "{} crates ({} runtime, {} proc-macro, {} build)",
         input.crates.crates.len(),
         by_scope(kiln_sbom::cargo::Scope::Runtime),
         by_scope(kiln_sbom::cargo::Scope::ProcMacro),
         by_scope(kiln_sbom::cargo::Scope::Build),
-        self_rss_kib as f64 / 1024.0
     );
     Ok(())
 }
@@ -209,6 +195,9 @@ pub fn sbom(args: &SbomBenchArgs) -> Result<()> {
 
     let exe = std::env::current_exe().context("locating the current executable")?;
     let package = args.package.clone();
+    // The toolchain lock the build would verify (found once, outside the measurement).
+    let lock_rel =
+        Path::new("toolchains").join(format!("{}.lock.json", kiln_build::host_target()?));
     candidates.push(Candidate {
         name: "kiln",
         command: Box::new(move |ws, out| {
@@ -217,6 +206,8 @@ pub fn sbom(args: &SbomBenchArgs) -> Result<()> {
                 .arg("--manifest")
                 .arg(ws.join("Cargo.toml"))
                 .args(["--package", &package])
+                .arg("--toolchain-lock")
+                .arg(ws.join(&lock_rel))
                 .arg("--out")
                 .arg(out);
             c

@@ -400,6 +400,77 @@ fn features_project_matches_cargo_tree() {
     );
 }
 
+/// kiln's own workspace (~150 crates, proc macros, build scripts, per-platform and
+/// optional dependencies, workspace inheritance) as the ground truth for the in-process
+/// resolver: the crates it says `xtask` compiles are exactly `cargo tree -e normal`'s.
+/// Reads the cargo home this test suite was compiled from, which holds every crate.
+#[test]
+fn kiln_workspace_resolution_matches_cargo_tree() {
+    let repo = support::repo();
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("xtask.cdx.json");
+    run_ok(
+        kiln()
+            .args(["bench", "sbom-gen", "--package", "xtask", "--manifest"])
+            .arg(repo.join("Cargo.toml"))
+            .arg("--toolchain-lock")
+            .arg(repo.join(format!("toolchains/{}.lock.json", host_target())))
+            .arg("--out")
+            .arg(&out),
+    );
+    let bom = read_json(&out);
+    let found = crates(&bom);
+    let compiled: BTreeSet<String> = found
+        .iter()
+        .filter(|(_, (s, _))| s == "runtime" || s == "proc-macro")
+        .map(|(k, _)| k.clone())
+        .collect();
+    let tree = run_ok(
+        Command::new("cargo")
+            .args(["tree", "-e", "normal", "--target", &host_target()])
+            .args([
+                "--prefix",
+                "none",
+                "--format",
+                "{p}",
+                "--locked",
+                "--offline",
+            ])
+            .args(["-p", "xtask", "--manifest-path"])
+            .arg(repo.join("Cargo.toml"))
+            .env("CARGO_TARGET_DIR", work.path().join("target")),
+    );
+    let truth: BTreeSet<String> = String::from_utf8(tree.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            Some(format!(
+                "{}@{}",
+                it.next()?,
+                it.next()?.trim_start_matches('v')
+            ))
+        })
+        .collect();
+    assert!(truth.len() > 100, "{truth:?}");
+    assert_eq!(
+        compiled, truth,
+        "crates kiln resolves for xtask (left) vs `cargo tree -e normal` (right)"
+    );
+    let sums = lock_checksums(&repo.join("Cargo.lock"));
+    for (k, (_, c)) in &found {
+        let sum = c["hashes"]
+            .as_array()
+            .and_then(|h| h.iter().find(|h| h["alg"] == "SHA-256"))
+            .map(|h| h["content"].as_str().unwrap().to_string());
+        assert_eq!(
+            sum.as_ref(),
+            sums.get(k),
+            "{k}: checksum must be Cargo.lock's"
+        );
+    }
+}
+
 /// `name@version` of every `pkg:cargo/` component of a peer's CycloneDX document.
 fn peer_crates(bom: &serde_json::Value) -> BTreeSet<String> {
     bom["components"]

@@ -96,13 +96,19 @@ pub struct EvidenceOptions {
 
 /// Everything known about one image once its layout is written: the input to every
 /// evidence step (SBOM, VEX, provenance, signing, attaching).
+/// Every kiln binary is linked statically (the default image is `scratch`). The flag
+/// reaches target code only (cargo does not apply `--target` rustflags to build scripts
+/// or proc macros), and it adds [`CRT_STATIC_CFG`] to the target's cfg.
+pub(crate) const CRT_STATIC_FLAG: &str = "-Ctarget-feature=+crt-static";
+/// The cfg [`CRT_STATIC_FLAG`] turns on, as `rustc --print cfg` would show it.
+pub(crate) const CRT_STATIC_CFG: &str = "target_feature=\"crt-static\"";
+
 pub(crate) struct ImageContext<'a> {
     pub opts: &'a BuildOptions,
     pub config: &'a Config,
     /// Canonical project root.
     pub project: &'a Path,
     pub spec: &'a ImageSpec,
-    pub toolchain: &'a Toolchain,
     pub toolchain_record: &'a ToolchainRecord,
     pub sde: SourceDateEpoch,
     pub env: &'a Hermetic,
@@ -294,7 +300,7 @@ fn build_image(
     // Compile, cut off from the network.
     let cc_dir = tc.cc.parent().unwrap_or(Path::new("/usr/bin"));
     let mut env = Hermetic::new(root.clone(), opts.sandbox, sde, &[cc_dir]);
-    let mut rustflags = vec!["-Ctarget-feature=+crt-static".to_string()];
+    let mut rustflags = vec![CRT_STATIC_FLAG.to_string()];
     rustflags.extend(env.remap_flags(project));
     env.set("CARGO_ENCODED_RUSTFLAGS", rustflags.join("\u{1f}"));
     // The verified tools, by absolute path: neither rustup proxies nor PATH can swap them.
@@ -430,7 +436,6 @@ fn build_image(
         config,
         project,
         spec,
-        toolchain: tc,
         toolchain_record: toolchain,
         sde,
         env: &env,

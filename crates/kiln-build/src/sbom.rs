@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 
 use kiln_config::{Config, ImageSpec};
 use kiln_core::{Digest, canonical, fsx};
-use kiln_sbom::cargo::ResolveRequest;
+use kiln_sbom::cargo::{Platform, ResolveRequest};
 use kiln_sbom::{
     BinaryInfo, ImageInfo, SbomError, SbomInput, SpecVersion, ToolInfo, ToolchainInfo,
 };
-use kiln_toolchain::{Toolchain, ToolchainLock};
+use kiln_toolchain::ToolchainLock;
 
 use crate::pipeline::{BuildError, BuildOptions, ImageContext};
 
@@ -34,9 +34,6 @@ pub(crate) fn write(ctx: &ImageContext) -> Result<(), BuildError> {
     let name = ctx.spec.name.as_str();
     let spec =
         SpecVersion::parse(ctx.opts.evidence.sbom_spec.as_deref()).map_err(evidence(name))?;
-    let mut cargo = ctx.env.command(&ctx.toolchain.cargo);
-    // The sandbox's stdout/stderr are ours; cargo metadata's output is captured.
-    cargo.stdin(std::process::Stdio::null());
     let lock_file = ctx.project.join(&ctx.toolchain_record.lock);
     let lock = ToolchainLock::read(&lock_file)?;
     let input = SbomInput {
@@ -58,10 +55,12 @@ pub(crate) fn write(ctx: &ImageContext) -> Result<(), BuildError> {
                 sha256: b.sha256,
             })
             .collect(),
-        crates: kiln_sbom::cargo::resolve(
-            cargo,
-            &request(ctx.project, ctx.spec, &ctx.toolchain.target),
-        )
+        crates: kiln_sbom::cargo::resolve(&request(
+            ctx.project,
+            ctx.spec,
+            &lock,
+            ctx.env.root.cargo_home(),
+        ))
         .map_err(evidence(name))?,
         layers: kiln_sbom::layers::scan_layout(ctx.layout, &ctx.built.manifest.digest)
             .map_err(evidence(name))?,
@@ -75,13 +74,51 @@ pub(crate) fn write(ctx: &ImageContext) -> Result<(), BuildError> {
     Ok(())
 }
 
-fn request(project: &Path, spec: &ImageSpec, target: &str) -> ResolveRequest {
+/// The selection the build compiled: the image's package and features, for the locked
+/// toolchain's target (with the cfg kiln's own rustflags add) and host, with the crates
+/// unpacked in `cargo_home`.
+fn request(
+    project: &Path,
+    spec: &ImageSpec,
+    lock: &ToolchainLock,
+    cargo_home: PathBuf,
+) -> ResolveRequest {
+    let mut req = resolve_request(
+        project.join(&spec.manifest),
+        &spec.package,
+        lock,
+        cargo_home,
+    );
+    req.features = spec.features.clone();
+    req.no_default_features = spec.no_default_features;
+    req
+}
+
+/// The [`ResolveRequest`] for building `package` (default features) of the workspace at
+/// `manifest` the way `cargo xtask build` does: for the locked toolchain's target, with
+/// the cfg kiln's own rustflags add, and its host.
+pub fn resolve_request(
+    manifest: PathBuf,
+    package: &str,
+    lock: &ToolchainLock,
+    cargo_home: PathBuf,
+) -> ResolveRequest {
+    let mut target_cfg = lock.cfg.target.clone();
+    target_cfg.push(crate::pipeline::CRT_STATIC_CFG.to_string());
     ResolveRequest {
-        manifest: project.join(&spec.manifest),
-        package: spec.package.clone(),
-        target: target.to_string(),
-        features: spec.features.clone(),
-        no_default_features: spec.no_default_features,
+        manifest,
+        package: package.to_string(),
+        target: Platform {
+            triple: lock.target.clone(),
+            cfg: target_cfg,
+        },
+        host: Platform {
+            triple: lock.host.clone(),
+            cfg: lock.cfg.host.clone(),
+        },
+        features: Vec::new(),
+        no_default_features: false,
+        cargo_home,
     }
 }
 
@@ -231,14 +268,20 @@ pub fn regenerate(opts: &BuildOptions, image: &str) -> Result<Vec<PathBuf>, Buil
         });
     }
     let lock = ToolchainLock::read(&project.join(&lock_rel))?;
-    let tc = Toolchain::detect(Some(&target))?;
+    // The SBOM names the toolchain the image was built with: the lock must still be it.
+    if lock.digest() != lock_digest || lock.target != target {
+        return Err(bad(format!(
+            "`toolchain.lock_digest` is {lock_digest}, but {} now has digest {} (target {}): the toolchain lock changed since the build\n  fix: rebuild the image with `cargo xtask build`",
+            project.join(&lock_rel).display(),
+            lock.digest(),
+            lock.target
+        )));
+    }
     let root = opts
         .root_dir
         .clone()
         .unwrap_or_else(|| opts.project.join("target/kiln/root"));
     let cargo_home = kiln_hermetic::BuildRoot::new(root).cargo_home();
-    let mut cargo = kiln_sbom::cargo::cargo_command(&tc.cargo, &cargo_home);
-    cargo.env("RUSTC", &tc.rustc);
     let input = SbomInput {
         image: ImageInfo {
             name: image.to_string(),
@@ -250,7 +293,7 @@ pub fn regenerate(opts: &BuildOptions, image: &str) -> Result<Vec<PathBuf>, Buil
         },
         sde,
         binaries,
-        crates: kiln_sbom::cargo::resolve(cargo, &request(&project, spec, &target))
+        crates: kiln_sbom::cargo::resolve(&request(&project, spec, &lock, cargo_home))
             .map_err(evidence(image))?,
         layers: kiln_sbom::layers::scan_layout(&out.join("oci"), &manifest_digest)
             .map_err(evidence(image))?,

@@ -22,23 +22,32 @@ pub enum SbomError {
         message: String,
     },
     #[error(
-        "{path}: Cargo.lock is stale: it would change under `cargo metadata --locked` ({detail})\n  fix: run `cargo update -w` (or `cargo generate-lockfile`) in {dir}, review and commit the new Cargo.lock, then rebuild"
+        "{path}: Cargo.lock is stale: it does not match the manifests, so `cargo build --locked` would refuse it ({detail})\n  fix: run `cargo update -w` (or `cargo generate-lockfile`) in {dir}, review and commit the new Cargo.lock, then rebuild"
     )]
     StaleLock {
         path: PathBuf,
         dir: PathBuf,
         detail: String,
     },
-    #[error(
-        "`{command}` failed ({status}):\n{stderr}\n  fix: make `cargo metadata --locked --offline` succeed for the project (is kiln's cargo home fetched? run `cargo xtask fetch`)"
-    )]
-    Metadata {
-        command: String,
-        status: String,
-        stderr: String,
+    #[error("{path}{}: {message}\n  fix: correct the manifest (cargo reports the same problem)", line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Manifest {
+        path: PathBuf,
+        line: Option<usize>,
+        message: String,
     },
-    #[error("`{command}` printed output kiln cannot read: {message}")]
-    MetadataFormat { command: String, message: String },
+    #[error(
+        "{krate} is locked but its sources are not unpacked under {}/registry/src\n  fix: run `cargo xtask fetch` (or build the image first); kiln reads each crate's manifest from the cargo home the build used",
+        cargo_home.display()
+    )]
+    MissingSource { krate: String, cargo_home: PathBuf },
+    #[error(
+        "the toolchain lock's cfg `{cfg}` for {triple} is not one cargo understands: {message}\n  fix: regenerate the lock with `cargo xtask toolchain lock`"
+    )]
+    Cfg {
+        triple: String,
+        cfg: String,
+        message: String,
+    },
     #[error(
         "package `{package}` is not in the cargo workspace of {manifest}\n  fix: set `package` in kiln.toml to one of the workspace's packages"
     )]
@@ -62,11 +71,6 @@ pub enum SbomError {
     Io {
         what: &'static str,
         path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("cannot run `{command}`: {source}")]
-    Spawn {
-        command: String,
         source: std::io::Error,
     },
 }
