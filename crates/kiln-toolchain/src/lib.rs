@@ -25,8 +25,7 @@ mod toolchain;
 pub use error::{Error, Result};
 pub use lock::{
     CcInfo, Difference, FileEntry, Mismatch, RELOCK_COMMAND, SCHEMA, TargetCfg, ToolVersion,
-    ToolchainLock,
-    default_lock_path,
+    ToolchainLock, default_lock_path,
 };
 pub use toolchain::Toolchain;
 
