@@ -139,7 +139,7 @@ pub fn sbom_gen(args: &SbomGenArgs) -> Result<()> {
     Ok(())
 }
 
-/// The cargo home whose registry cache `cargo metadata --offline` reads: `$CARGO_HOME`,
+/// The cargo home whose unpacked registry sources kiln reads manifests from: `$CARGO_HOME`,
 /// else `~/.cargo` (a bench describes the developer's checkout, not a kiln build root).
 fn cargo_home() -> Result<PathBuf> {
     if let Some(h) = std::env::var_os("CARGO_HOME") {

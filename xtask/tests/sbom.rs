@@ -685,8 +685,8 @@ fn cargo_cyclonedx(project: &Project, features: &[&str]) -> CargoCyclonedx {
     found
 }
 
-/// Compares kiln's crates with cargo-cyclonedx's for the same selection. Both start from
-/// `cargo metadata`; cargo-cyclonedx calls everything reached over normal edges `required`
+/// Compares kiln's crates with cargo-cyclonedx's for the same selection. cargo-cyclonedx
+/// reads `cargo metadata`; it calls everything reached over normal edges `required`
 /// (proc-macros included) and build-dependencies `excluded`, while kiln separates
 /// proc-macros (compile-time only) from runtime crates. So: every crate cargo-cyclonedx
 /// requires is runtime or proc-macro in kiln, every crate it excludes is build-scoped in
@@ -812,7 +812,7 @@ fn unsupported_spec_fails_before_writing() {
 fn stale_cargo_lock_is_named() {
     let p = Project::hello();
     p.build();
-    // A new dependency the lock does not have: `cargo metadata --locked` would change it.
+    // A new dependency the lock does not have: `cargo build --locked` would refuse it.
     let manifest = p.path().join("Cargo.toml");
     let text = std::fs::read_to_string(&manifest)
         .unwrap()
