@@ -376,7 +376,7 @@ pub fn sbom(args: &SbomBenchArgs) -> Result<()> {
             }
             let in_lock = found.intersection(&lock_crates).count();
             println!(
-                "{:<16} {run:>3} {:>8.2} {:>13.1} {:>7} {:>8} {:>10.1}  {load}",
+                "{:<16} {run:>3} {:>8.3} {:>13.1} {:>7} {:>8} {:>10.1}  {load}",
                 cand.name,
                 m.wall.as_secs_f64(),
                 m.max_rss_kib as f64 / 1024.0,
