@@ -6,7 +6,8 @@
 //! what makes the verdict an order of magnitude cheaper than diffoscope, which unpacks
 //! and renders everything.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -168,8 +169,7 @@ fn blob_roles(dir: &Path, files: &[String]) -> BTreeMap<String, String> {
                     format!("{role}/{name}")
                 };
                 roles.insert(rel.clone(), format!("{layout}blobs/{child_role}"));
-                if let Ok(bytes) = std::fs::read(base.join(format!("blobs/sha256/{hex}")))
-                    && bytes.first() == Some(&b'{')
+                if let Some(bytes) = read_if_json(&base.join(format!("blobs/sha256/{hex}")))
                     && let Ok(v) = serde_json::from_slice::<Value>(&bytes)
                 {
                     queue.push((child_role, v));
@@ -178,6 +178,20 @@ fn blob_roles(dir: &Path, files: &[String]) -> BTreeMap<String, String> {
         }
     }
     roles
+}
+
+/// The bytes of `path` if it can be read and starts with `{`; a layer is not read past its
+/// first byte.
+fn read_if_json(path: &Path) -> Option<Vec<u8>> {
+    let mut f = std::fs::File::open(path).ok()?;
+    let mut first = [0u8; 1];
+    f.read_exact(&mut first).ok()?;
+    if first[0] != b'{' {
+        return None;
+    }
+    let mut bytes = first.to_vec();
+    f.read_to_end(&mut bytes).ok()?;
+    Some(bytes)
 }
 
 fn listed(dir: &Path) -> Result<Vec<Listed>> {
@@ -196,15 +210,98 @@ fn listed(dir: &Path) -> Result<Vec<Listed>> {
         .collect())
 }
 
-fn side(l: &Listed) -> Result<Side> {
+/// Files up to this size are kept in memory by [`scan`]; larger ones are read again only
+/// if they differ (and then streamed where their type allows).
+const KEEP_WHOLE: u64 = 64 << 10;
+/// Enough of a file's start to tell gzip, ELF and tar apart (see [`kind_of_head`]).
+const HEAD: usize = 512;
+
+/// One file after its hashing pass: its [`Side`], and its bytes when small, else its head.
+struct Scanned {
+    side: Side,
+    head: Vec<u8>,
+    whole: bool,
+}
+
+/// Hashes a file in one streaming pass, keeping its bytes if it is small and its first
+/// [`HEAD`] bytes otherwise, so a large file that is identical is never held in memory.
+fn scan(l: &Listed) -> Result<Scanned> {
     let meta = std::fs::metadata(&l.abs).map_err(io("cannot stat", &l.abs))?;
-    Ok(Side {
-        path: l.rel.clone(),
-        sha256: Digest::of_file(&l.abs)
-            .map_err(io("cannot read", &l.abs))?
-            .to_string(),
-        size: meta.len(),
+    let mut f = std::fs::File::open(&l.abs).map_err(io("cannot read", &l.abs))?;
+    let mut h = kiln_core::HashingWriter::new(std::io::sink());
+    let whole = meta.len() <= KEEP_WHOLE;
+    let mut head = Vec::with_capacity(if whole { meta.len() as usize } else { HEAD });
+    let mut buf = vec![0u8; 64 << 10];
+    let mut total = 0usize;
+    loop {
+        let n = match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io("cannot read", &l.abs)(e)),
+        };
+        let chunk = &buf[..n];
+        std::io::Write::write_all(&mut h, chunk).map_err(io("cannot read", &l.abs))?;
+        let keep = if whole {
+            n
+        } else {
+            HEAD.saturating_sub(total).min(n)
+        };
+        head.extend_from_slice(&chunk[..keep]);
+        total += n;
+    }
+    // A file that grew past KEEP_WHOLE while being read is not whole; one that shrank is.
+    let whole = whole && head.len() == total;
+    if !whole {
+        head.truncate(HEAD);
+    }
+    Ok(Scanned {
+        side: Side {
+            path: l.rel.clone(),
+            sha256: h.finish().0.to_string(),
+            size: meta.len(),
+        },
+        head,
+        whole,
     })
+}
+
+impl Scanned {
+    /// The file's type, as [`kind_of`] of its whole bytes would say.
+    fn kind(&self, abs: &Path) -> Result<&'static str> {
+        if self.whole {
+            return Ok(kind_of(&self.head));
+        }
+        match kind_of_head(&self.head) {
+            Some(k) => Ok(k),
+            None => Ok(kind_of(&self.bytes(abs)?)),
+        }
+    }
+
+    /// The file's whole bytes.
+    fn bytes(&self, abs: &Path) -> Result<Cow<'_, [u8]>> {
+        if self.whole {
+            Ok(Cow::Borrowed(&self.head))
+        } else {
+            Ok(Cow::Owned(
+                std::fs::read(abs).map_err(io("cannot read", abs))?,
+            ))
+        }
+    }
+}
+
+/// [`kind_of`] for the kinds a file's first [`HEAD`] bytes decide (when the file is at
+/// least that long); `None` when the whole file is needed.
+fn kind_of_head(head: &[u8]) -> Option<&'static str> {
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Some("gzip")
+    } else if head.starts_with(b"\x7fELF") {
+        Some("elf")
+    } else if is_tar(head) {
+        Some("tar")
+    } else {
+        None
+    }
 }
 
 /// Compares two directories of outputs (one target's) artifact by artifact.
@@ -220,39 +317,49 @@ pub fn diff_dirs(a: &Path, b: &Path, hints: &Hints) -> Result<Vec<ArtifactDiff>>
     }
     let mut out = Vec::new();
     for (name, (fa, fb)) in by_name {
-        let sa = fa.map(side).transpose()?;
-        let sb = fb.map(side).transpose()?;
+        let sa = fa.map(scan).transpose()?;
+        let sb = fb.map(scan).transpose()?;
         let mut art = ArtifactDiff {
             path: name.to_string(),
             kind: String::new(),
             verdict: Verdict::Identical,
-            a: sa.clone(),
-            b: sb.clone(),
+            a: sa.as_ref().map(|s| s.side.clone()),
+            b: sb.as_ref().map(|s| s.side.clone()),
             differences: Vec::new(),
         };
-        match (fa, fb) {
-            (Some(fa), Some(fb)) => {
-                let ba = std::fs::read(&fa.abs).map_err(io("cannot read", &fa.abs))?;
-                art.kind = kind_of(&ba).to_string();
-                if sa.as_ref().map(|s| &s.sha256) != sb.as_ref().map(|s| &s.sha256) {
+        match (fa.zip(sa.as_ref()), fb.zip(sb.as_ref())) {
+            (Some((fa, sa)), Some((fb, sb))) => {
+                let ka = sa.kind(&fa.abs)?;
+                art.kind = ka.to_string();
+                if sa.side.sha256 != sb.side.sha256 {
                     art.verdict = Verdict::Different;
-                    let bb = std::fs::read(&fb.abs).map_err(io("cannot read", &fb.abs))?;
                     let mut d = Differ {
                         hints,
                         out: Vec::new(),
                     };
-                    d.content("", &ba, &bb, 0);
+                    if ka == "gzip" && sb.kind(&fb.abs)? == "gzip" {
+                        // What `content` does with two gzip files, streamed from disk.
+                        let inflated = (
+                            inflate_file(&fa.abs, sa.side.size),
+                            inflate_file(&fb.abs, sb.side.size),
+                        );
+                        match inflated {
+                            (Ok(ia), Ok(ib)) => d.inflated("", &sa.head, &sb.head, &ia, &ib, 0),
+                            _ => d.bytes("", &sa.bytes(&fa.abs)?, &sb.bytes(&fb.abs)?),
+                        }
+                    } else {
+                        d.content("", &sa.bytes(&fa.abs)?, &sb.bytes(&fb.abs)?, 0);
+                    }
                     art.differences = d.finish();
                 }
             }
-            (Some(f), None) | (None, Some(f)) => {
+            (Some((f, s)), None) | (None, Some((f, s))) => {
                 art.verdict = if fa.is_some() {
                     Verdict::OnlyInA
                 } else {
                     Verdict::OnlyInB
                 };
-                let bytes = std::fs::read(&f.abs).map_err(io("cannot read", &f.abs))?;
-                art.kind = kind_of(&bytes).to_string();
+                art.kind = s.kind(&f.abs)?.to_string();
                 art.differences.push(Difference {
                     location: name.to_string(),
                     what: format!("only in {}", if fa.is_some() { "A" } else { "B" }),
@@ -295,18 +402,22 @@ fn is_json(b: &[u8]) -> bool {
 
 /// The type an artifact is diffed as.
 pub fn kind_of(b: &[u8]) -> &'static str {
-    if b.starts_with(&[0x1f, 0x8b]) {
-        "gzip"
-    } else if b.starts_with(b"\x7fELF") {
-        "elf"
-    } else if is_tar(b) {
-        "tar"
-    } else if is_json(b) && serde_json::from_slice::<Value>(b).is_ok() {
-        "json"
+    sniff(b).0
+}
+
+/// [`kind_of`], and for JSON the parsed document (so it is parsed once).
+fn sniff(b: &[u8]) -> (&'static str, Option<Value>) {
+    if let Some(k) = kind_of_head(b) {
+        return (k, None);
+    }
+    if is_json(b)
+        && let Ok(v) = serde_json::from_slice::<Value>(b)
+    {
+        ("json", Some(v))
     } else if std::str::from_utf8(b).is_ok() {
-        "text"
+        ("text", None)
     } else {
-        "bytes"
+        ("bytes", None)
     }
 }
 
@@ -333,29 +444,37 @@ fn sha(b: &[u8]) -> String {
     Digest::of(b).to_string()
 }
 
-/// A printable run of at least `min` bytes.
-fn strings(b: &[u8], min: usize) -> Vec<String> {
+fn printable(c: u8) -> bool {
+    (0x20..0x7f).contains(&c) || c == b'\t'
+}
+
+/// The printable runs of at least `min` bytes, borrowed from `b`.
+fn strings(b: &[u8], min: usize) -> Vec<&str> {
     let mut out = Vec::new();
-    let mut start = None;
-    for (i, &c) in b.iter().chain(std::iter::once(&0u8)).enumerate() {
-        let printable = (0x20..0x7f).contains(&c) || c == b'\t';
-        match (printable, start) {
-            (true, None) => start = Some(i),
-            (false, Some(s)) => {
-                if i - s >= min {
-                    out.push(String::from_utf8_lossy(&b[s..i]).into_owned());
-                }
-                start = None;
-            }
-            _ => {}
+    let mut i = 0;
+    while i < b.len() {
+        while i < b.len() && !printable(b[i]) {
+            i += 1;
+        }
+        let start = i;
+        while i < b.len() && printable(b[i]) {
+            i += 1;
+        }
+        // Printable bytes are ASCII, so always UTF-8.
+        if i > start
+            && i - start >= min
+            && let Ok(s) = std::str::from_utf8(&b[start..i])
+        {
+            out.push(s);
         }
     }
     out
 }
 
 /// Strings only one side has (as multisets), each side in its own order.
-fn string_delta(a: &[String], b: &[String]) -> (Vec<String>, Vec<String>) {
-    let mut count: BTreeMap<&str, i64> = BTreeMap::new();
+fn string_delta<'s>(a: &[&'s str], b: &[&'s str]) -> (Vec<&'s str>, Vec<&'s str>) {
+    // Only looked up, never iterated: the order of the output is that of `a` and `b`.
+    let mut count: HashMap<&str, i64> = HashMap::with_capacity(a.len().max(b.len()));
     for s in a {
         *count.entry(s).or_default() += 1;
     }
@@ -365,19 +484,19 @@ fn string_delta(a: &[String], b: &[String]) -> (Vec<String>, Vec<String>) {
     let mut left = count.clone();
     let mut only_a = Vec::new();
     for s in a {
-        let c = left.get_mut(s.as_str()).expect("counted");
+        let c = left.get_mut(s).expect("counted");
         if *c > 0 {
             *c -= 1;
-            only_a.push(s.clone());
+            only_a.push(*s);
         }
     }
     let mut left = count;
     let mut only_b = Vec::new();
     for s in b {
-        let c = left.get_mut(s.as_str()).expect("counted");
+        let c = left.get_mut(s).expect("counted");
         if *c < 0 {
             *c += 1;
-            only_b.push(s.clone());
+            only_b.push(*s);
         }
     }
     (only_a, only_b)
@@ -389,7 +508,7 @@ struct Differ<'h> {
 }
 
 #[derive(Debug)]
-struct TarEntry {
+struct TarEntry<'a> {
     path: String,
     kind: u8,
     mode: u32,
@@ -400,10 +519,11 @@ struct TarEntry {
     mtime: u64,
     size: u64,
     link: String,
-    data: Vec<u8>,
+    /// The entry's content: a slice of the archive when stored contiguously, else read out.
+    data: Cow<'a, [u8]>,
 }
 
-fn read_tar(bytes: &[u8]) -> std::result::Result<Vec<TarEntry>, String> {
+fn read_tar(bytes: &[u8]) -> std::result::Result<Vec<TarEntry<'_>>, String> {
     let mut ar = tar::Archive::new(bytes);
     let mut out = Vec::new();
     for e in ar.entries().map_err(|e| e.to_string())? {
@@ -414,8 +534,24 @@ fn read_tar(bytes: &[u8]) -> std::result::Result<Vec<TarEntry>, String> {
             .link_name_bytes()
             .map(|l| String::from_utf8_lossy(&l).into_owned())
             .unwrap_or_default();
-        let mut data = Vec::new();
-        e.read_to_end(&mut data).map_err(|e| e.to_string())?;
+        // A non-sparse entry reads as exactly `size` bytes from its file position, so
+        // borrow them; the archive skips them as if read. Sparse entries (holes read as
+        // zeros) and entries running past the end are read, as before.
+        let at = usize::try_from(e.raw_file_position()).ok();
+        let len = usize::try_from(e.size()).ok();
+        let range = at
+            .zip(len)
+            .and_then(|(at, len)| Some(at..at.checked_add(len)?));
+        let data = match range {
+            Some(r) if !h.entry_type().is_gnu_sparse() && r.end <= bytes.len() => {
+                Cow::Borrowed(&bytes[r])
+            }
+            _ => {
+                let mut data = Vec::new();
+                e.read_to_end(&mut data).map_err(|e| e.to_string())?;
+                Cow::Owned(data)
+            }
+        };
         out.push(TarEntry {
             path,
             kind: h.entry_type().as_byte(),
@@ -431,6 +567,63 @@ fn read_tar(bytes: &[u8]) -> std::result::Result<Vec<TarEntry>, String> {
         });
     }
     Ok(out)
+}
+
+/// Capacity for inflating a gzip stream: the uncompressed size its trailer states (ISIZE,
+/// the last member's size mod 2^32), only as a hint — capped by what deflate can expand
+/// `compressed` bytes to (1032:1) and by [`MAX_INFLATE`]; the buffer still grows if needed.
+fn inflate_hint(trailer: Option<[u8; 4]>, compressed: u64) -> usize {
+    let claimed = trailer.map_or(0, |t| u64::from(u32::from_le_bytes(t)));
+    let cap = compressed.saturating_mul(1032).min(MAX_INFLATE);
+    usize::try_from(claimed.min(cap)).unwrap_or(0)
+}
+
+/// Inflates every gzip member `r` holds, up to [`MAX_INFLATE`] bytes, into a buffer of
+/// `hint` bytes' capacity.
+fn inflate_from(r: impl Read, hint: usize) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    // Only a hint: if the allocator refuses, grow as needed instead.
+    let _ = out.try_reserve_exact(hint);
+    flate2::read::MultiGzDecoder::new(r)
+        .take(MAX_INFLATE)
+        .read_to_end(&mut out)?;
+    Ok(out)
+}
+
+fn inflate_bytes(x: &[u8]) -> std::io::Result<Vec<u8>> {
+    let trailer = x.len().checked_sub(4).and_then(|i| x[i..].try_into().ok());
+    inflate_from(x, inflate_hint(trailer, x.len() as u64))
+}
+
+/// [`inflate_bytes`] of a file's contents, streamed from disk rather than read whole.
+fn inflate_file(path: &Path, size: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Seek, SeekFrom};
+    let mut f = std::fs::File::open(path)?;
+    let mut trailer = None;
+    if size >= 4 {
+        let mut t = [0u8; 4];
+        f.seek(SeekFrom::End(-4))?;
+        f.read_exact(&mut t)?;
+        f.seek(SeekFrom::Start(0))?;
+        trailer = Some(t);
+    }
+    inflate_from(f, inflate_hint(trailer, size))
+}
+
+/// Whether `s` holds a run of at least `n` lowercase hex digits (as a sha256 in a path).
+fn has_hex_run(s: &str, n: usize) -> bool {
+    let mut run = 0;
+    for c in s.bytes() {
+        if matches!(c, b'0'..=b'9' | b'a'..=b'f') {
+            run += 1;
+            if run >= n {
+                return true;
+            }
+        } else {
+            run = 0;
+        }
+    }
+    false
 }
 
 /// The name a tar entry is paired by: digests replaced by `<digest>` (archives name blobs
@@ -512,7 +705,7 @@ impl Differ<'_> {
         if a == b {
             return;
         }
-        let (ka, kb) = (kind_of(a), kind_of(b));
+        let ((ka, va), (kb, vb)) = (sniff(a), sniff(b));
         if depth >= MAX_DEPTH || ka != kb {
             self.bytes(loc, a, b);
             return;
@@ -522,10 +715,7 @@ impl Differ<'_> {
             "elf" => self.elf(loc, a, b),
             "tar" => self.tar(loc, a, b, depth),
             "json" => {
-                let (Ok(va), Ok(vb)) = (
-                    serde_json::from_slice::<Value>(a),
-                    serde_json::from_slice::<Value>(b),
-                ) else {
+                let (Some(va), Some(vb)) = (va, vb) else {
                     return self.bytes(loc, a, b);
                 };
                 let before = self.out.len();
@@ -547,31 +737,31 @@ impl Differ<'_> {
     }
 
     fn gzip(&mut self, loc: &str, a: &[u8], b: &[u8], depth: usize) {
-        let inflate = |x: &[u8]| {
-            let mut out = Vec::new();
-            flate2::read::MultiGzDecoder::new(x)
-                .take(MAX_INFLATE)
-                .read_to_end(&mut out)
-                .map(|_| out)
-        };
-        match (inflate(a), inflate(b)) {
-            (Ok(ia), Ok(ib)) if ia == ib => {
-                let hdr = a.len() >= 10 && b.len() >= 10 && a[..10] != b[..10];
-                let (what, cause) = if hdr && a[4..8] != b[4..8] {
-                    (
-                        "gzip header mtime differs, content identical",
-                        Cause::Timestamp,
-                    )
-                } else {
-                    (
-                        "compressed bytes differ, uncompressed content identical (compressor or its settings)",
-                        Cause::Toolchain,
-                    )
-                };
-                self.push(join(loc, "gzip"), what, None, None, cause, None);
-            }
-            (Ok(ia), Ok(ib)) => self.content(loc, &ia, &ib, depth + 1),
+        match (inflate_bytes(a), inflate_bytes(b)) {
+            (Ok(ia), Ok(ib)) => self.inflated(loc, a, b, &ia, &ib, depth),
             _ => self.bytes(loc, a, b),
+        }
+    }
+
+    /// Two gzip streams, inflated: `a` and `b` are the compressed bytes or at least their
+    /// first 10 (the header).
+    fn inflated(&mut self, loc: &str, a: &[u8], b: &[u8], ia: &[u8], ib: &[u8], depth: usize) {
+        if ia == ib {
+            let hdr = a.len() >= 10 && b.len() >= 10 && a[..10] != b[..10];
+            let (what, cause) = if hdr && a[4..8] != b[4..8] {
+                (
+                    "gzip header mtime differs, content identical",
+                    Cause::Timestamp,
+                )
+            } else {
+                (
+                    "compressed bytes differ, uncompressed content identical (compressor or its settings)",
+                    Cause::Toolchain,
+                )
+            };
+            self.push(join(loc, "gzip"), what, None, None, cause, None);
+        } else {
+            self.content(loc, ia, ib, depth + 1);
         }
     }
 
@@ -741,12 +931,20 @@ impl Differ<'_> {
                 }
             }
             if x.data != y.data {
-                let (sa, sb) = (sha(&x.data), sha(&y.data));
-                let addressed = |e: &TarEntry, s: &str| {
+                // Hash only what can be content-addressed: a path naming a digest needs a
+                // run of 64 lowercase hex digits; anything else is hashed only if reported.
+                let addressed = |e: &TarEntry| {
+                    if !has_hex_run(&e.path, 64) {
+                        return None;
+                    }
+                    let s = sha(&e.data);
                     s.strip_prefix("sha256:")
                         .is_some_and(|h| e.path.contains(h))
+                        .then_some(s)
                 };
-                if addressed(x, &sa) && addressed(y, &sb) {
+                if let Some(sa) = addressed(x)
+                    && let Some(sb) = addressed(y)
+                {
                     // A content-addressed blob: its own diff (in the layout) explains it.
                     self.push(join(&at, "content"), format!("content-addressed blob differs ({} → {} bytes); see the blob's own entry", x.size, y.size), Some(sa), Some(sb), Cause::Derived, None);
                 } else {
@@ -756,8 +954,8 @@ impl Differ<'_> {
                         self.push(
                             join(&at, "content"),
                             "content differs",
-                            Some(sa),
-                            Some(sb),
+                            Some(sha(&x.data)),
+                            Some(sha(&y.data)),
                             Cause::Unknown,
                             None,
                         );
@@ -1175,5 +1373,252 @@ mod tests {
         );
         assert_eq!(entry_key(&format!("{hx}.tar")), "<digest>.tar");
         assert_eq!(entry_key("abc/def"), "abc/def");
+    }
+
+    /// What `read_tar` returned before it borrowed: every entry read out through the tar
+    /// crate.
+    fn read_tar_copying(bytes: &[u8]) -> std::result::Result<Vec<Vec<u8>>, String> {
+        let mut ar = tar::Archive::new(bytes);
+        let mut out = Vec::new();
+        for e in ar.entries().map_err(|e| e.to_string())? {
+            let mut e = e.map_err(|e| e.to_string())?;
+            let mut data = Vec::new();
+            e.read_to_end(&mut data).map_err(|e| e.to_string())?;
+            out.push(data);
+        }
+        Ok(out)
+    }
+
+    fn octal(field: &mut [u8], v: u64) {
+        let s = format!("{v:0w$o}\0", w = field.len() - 1);
+        field.copy_from_slice(s.as_bytes());
+    }
+
+    /// A GNU sparse entry: `data` stored, read back after `hole` zero bytes.
+    fn sparse_tar(path: &str, hole: u64, data: &[u8]) -> Vec<u8> {
+        let mut hd = tar::Header::new_gnu();
+        hd.set_path(path).unwrap();
+        hd.set_entry_type(tar::EntryType::GNUSparse);
+        hd.set_mode(0o644);
+        hd.set_size(data.len() as u64);
+        let gnu = hd.as_gnu_mut().unwrap();
+        octal(&mut gnu.sparse[0].offset, hole);
+        octal(&mut gnu.sparse[0].numbytes, data.len() as u64);
+        octal(&mut gnu.realsize, hole + data.len() as u64);
+        hd.set_cksum();
+        let mut b = tar::Builder::new(Vec::new());
+        b.append(&hd, data).unwrap();
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn tar_entries_borrowed_read_as_the_tar_crate_reads_them() {
+        let long = format!("{}/file.txt", "d".repeat(150));
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, data) in [
+            ("a", &b"alpha"[..]),
+            ("empty", &b""[..]),
+            (long.as_str(), &[7u8; 1500][..]),
+            ("exact", &[1u8; 512][..]),
+        ] {
+            let mut hd = tar::Header::new_gnu();
+            hd.set_mode(0o644);
+            hd.set_size(data.len() as u64);
+            b.append_data(&mut hd, path, data).unwrap();
+        }
+        let mut pax = tar::Header::new_ustar();
+        pax.set_mode(0o600);
+        pax.set_size(3);
+        b.append_pax_extensions([("path", &b"pax/named"[..])])
+            .unwrap();
+        b.append_data(&mut pax, "short", &b"pax"[..]).unwrap();
+        let ar = b.into_inner().unwrap();
+
+        let got = read_tar(&ar).unwrap();
+        let want = read_tar_copying(&ar).unwrap();
+        assert_eq!(got.len(), 5);
+        for (g, w) in got.iter().zip(&want) {
+            assert!(matches!(g.data, Cow::Borrowed(_)), "{}", g.path);
+            assert_eq!(&*g.data, w.as_slice(), "{}", g.path);
+        }
+        assert_eq!(got[2].path, long);
+        assert_eq!(got[4].path, "pax/named");
+    }
+
+    #[test]
+    fn tar_sparse_entries_are_read_not_borrowed() {
+        let ar = sparse_tar("holey", 10, b"hello");
+        let got = read_tar(&ar).unwrap();
+        assert_eq!(got.len(), 1);
+        assert!(matches!(got[0].data, Cow::Owned(_)));
+        let mut want = vec![0u8; 10];
+        want.extend_from_slice(b"hello");
+        assert_eq!(&*got[0].data, want.as_slice());
+        assert_eq!(read_tar_copying(&ar).unwrap(), vec![want]);
+    }
+
+    #[test]
+    fn truncated_tars_fail_as_before() {
+        let ar = tar_of(&[("big", 0, 0o644, &[5u8; 1000]), ("next", 0, 0o644, b"x")]);
+        // Cut inside the first entry's data, inside its padding, inside the next header.
+        for cut in [512 + 600, 512 + 1000 + 10, 1536 + 100] {
+            let t = &ar[..cut];
+            assert_eq!(
+                read_tar(t).is_err(),
+                read_tar_copying(t).is_err(),
+                "cut at {cut}"
+            );
+            assert!(read_tar(t).is_err(), "cut at {cut}");
+        }
+        assert!(read_tar(&ar).is_ok());
+    }
+
+    fn gz(b: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(b).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn inflate_hint_trusts_the_trailer_only_within_bounds() {
+        assert_eq!(inflate_hint(None, 100), 0);
+        assert_eq!(inflate_hint(Some(1000u32.to_le_bytes()), 100), 1000);
+        // Deflate expands at most 1032:1; a larger claim is capped, not allocated.
+        assert_eq!(inflate_hint(Some(u32::MAX.to_le_bytes()), 10), 10_320);
+        assert_eq!(
+            inflate_hint(Some(u32::MAX.to_le_bytes()), u64::MAX) as u64,
+            MAX_INFLATE
+        );
+    }
+
+    #[test]
+    fn inflating_files_and_bytes_agree() {
+        let d = tempfile::tempdir().unwrap();
+        let body: Vec<u8> = (0..200_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
+        let one = gz(&body);
+        let mut two = gz(&body[..1000]);
+        two.extend(gz(&body[1000..]));
+        // A trailer that lies about the size changes nothing but the first allocation.
+        let mut lying = one.clone();
+        let n = lying.len();
+        lying[n - 4..].copy_from_slice(&7u32.to_le_bytes());
+        for (name, bytes) in [("one", &one), ("two", &two)] {
+            let p = d.path().join(name);
+            std::fs::write(&p, bytes).unwrap();
+            assert_eq!(
+                inflate_file(&p, bytes.len() as u64).unwrap(),
+                body,
+                "{name}"
+            );
+            assert_eq!(inflate_bytes(bytes).unwrap(), body, "{name}");
+        }
+        // The lying trailer is also a CRC/size mismatch: both paths refuse it alike.
+        let p = d.path().join("lying");
+        std::fs::write(&p, &lying).unwrap();
+        assert!(inflate_file(&p, lying.len() as u64).is_err());
+        assert!(inflate_bytes(&lying).is_err());
+        // Truncated and tiny inputs fail without panicking.
+        for bad in [&one[..one.len() / 2], &one[..3], &[][..]] {
+            let p = d.path().join("bad");
+            std::fs::write(&p, bad).unwrap();
+            assert!(inflate_file(&p, bad.len() as u64).is_err());
+            assert!(inflate_bytes(bad).is_err());
+        }
+    }
+
+    #[test]
+    fn scan_hashes_and_keeps_small_files_whole_and_heads_of_large_ones() {
+        let d = tempfile::tempdir().unwrap();
+        let small = br#"{"a": 1}"#.to_vec();
+        let big_json = format!("[{}0]", "1,".repeat(40_000)).into_bytes();
+        let big_gz = gz(&(0..100_000u32)
+            .flat_map(|i| i.to_le_bytes())
+            .collect::<Vec<u8>>());
+        let big_text = "text line\n".repeat(10_000).into_bytes();
+        let mut big_bytes = vec![0xffu8; 100_000];
+        big_bytes[5] = 0;
+        let big_tar = tar_of(&[("f", 0, 0o644, &[b'a'; 70_000])]);
+        for (name, bytes) in [
+            ("small", &small),
+            ("big_json", &big_json),
+            ("big_gz", &big_gz),
+            ("big_text", &big_text),
+            ("big_bytes", &big_bytes),
+            ("big_tar", &big_tar),
+        ] {
+            let abs = d.path().join(name);
+            std::fs::write(&abs, bytes).unwrap();
+            let l = Listed {
+                logical: name.into(),
+                rel: name.into(),
+                abs: abs.clone(),
+            };
+            let s = scan(&l).unwrap();
+            assert_eq!(s.side.sha256, Digest::of(bytes).to_string(), "{name}");
+            assert_eq!(s.side.size, bytes.len() as u64, "{name}");
+            assert_eq!(s.whole, bytes.len() as u64 <= KEEP_WHOLE, "{name}");
+            let head = if s.whole { bytes.len() } else { HEAD };
+            assert_eq!(s.head, bytes[..head], "{name}");
+            assert_eq!(s.kind(&abs).unwrap(), kind_of(bytes), "{name}");
+            assert_eq!(&*s.bytes(&abs).unwrap(), bytes.as_slice(), "{name}");
+        }
+    }
+
+    /// Two trees holding one large gzip file each: the streamed path gives what the
+    /// in-memory one gives, for a real difference and for a corrupt stream.
+    #[test]
+    fn large_gzip_files_stream_to_the_same_differences() {
+        let big = |mtime: u64| {
+            let data: Vec<u8> = (0..300_000u32)
+                .flat_map(|i| (i.wrapping_mul(2_654_435_761)).to_le_bytes())
+                .collect();
+            gz(&tar_of(&[
+                ("f", mtime, 0o644, &data),
+                ("g", 1, 0o644, b"x"),
+            ]))
+        };
+        let (la, lb) = (big(1), big(2));
+        assert!(la.len() as u64 > KEEP_WHOLE);
+        let mut corrupt = lb.clone();
+        let mid = corrupt.len() / 2;
+        corrupt[mid] ^= 0xff;
+        for (name, b) in [("differs", &lb), ("corrupt", &corrupt)] {
+            let d = tempfile::tempdir().unwrap();
+            for (side, bytes) in [("a", &la), ("b", b)] {
+                std::fs::create_dir_all(d.path().join(side)).unwrap();
+                std::fs::write(d.path().join(side).join("layer.tar.gz"), bytes).unwrap();
+            }
+            let got = diff_dirs(&d.path().join("a"), &d.path().join("b"), &h()).unwrap();
+            assert_eq!(got.len(), 1);
+            assert_eq!(got[0].kind, "gzip");
+            assert_eq!(got[0].verdict, Verdict::Different);
+            assert_eq!(got[0].differences, diff_bytes(&la, b, &h()), "{name}");
+        }
+    }
+
+    #[test]
+    fn printable_runs_and_their_delta() {
+        assert_eq!(
+            strings(b"ab\0abcd\x01\tefgh ij\xffxyz", 4),
+            ["abcd", "\tefgh ij"]
+        );
+        assert_eq!(strings(b"abcd", 4), ["abcd"]);
+        assert!(strings(b"", 1).is_empty());
+        let (a, b) = string_delta(&["x", "y", "x", "z"], &["x", "z", "w"]);
+        // The first occurrences are the surplus: each side keeps its own order.
+        assert_eq!((a, b), (vec!["x", "y"], vec!["w"]));
+    }
+
+    #[test]
+    fn hex_runs() {
+        assert!(has_hex_run(
+            &format!("blobs/sha256/{}", "0a".repeat(32)),
+            64
+        ));
+        assert!(!has_hex_run(&format!("blobs/{}", "0a".repeat(31)), 64));
+        assert!(!has_hex_run(&"A".repeat(64), 64));
     }
 }
