@@ -112,7 +112,8 @@ impl Graph {
                 locked.key()
             )));
         } else {
-            let dir = self.dirs[pkg].clone().ok_or_else(|| {
+            let patched = self.ws.patches.get(&locked.name).cloned();
+            let dir = self.dirs[pkg].clone().or(patched).ok_or_else(|| {
                 self.stale(format!(
                     "path package {} is locked but no manifest of the workspace declares where it is",
                     locked.key()
@@ -224,11 +225,13 @@ impl Graph {
                 .deps
                 .iter()
                 .copied()
-                .filter(|&d| {
-                    locked[d].name == decl.package
-                        && locked[d].source.is_none() == decl.path.is_some()
-                })
+                .filter(|&d| locked[d].name == decl.package)
                 .collect();
+            // A path dependency resolves to a path package, a registry one to a registry
+            // package, unless `[patch]` replaced it (then only the patch is locked).
+            if found.len() > 1 {
+                found.retain(|&d| locked[d].source.is_none() == decl.path.is_some());
+            }
             // Two versions of one package (a renamed second copy): the requirement picks.
             let req = decl
                 .version

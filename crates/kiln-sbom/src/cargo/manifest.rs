@@ -80,6 +80,9 @@ struct RawManifest {
     features: BTreeMap<String, Vec<String>>,
     lib: Option<RawLib>,
     workspace: Option<RawWorkspace>,
+    /// `[patch.<registry>]`: replacements for registry crates (path ones are followed).
+    #[serde(default)]
+    patch: BTreeMap<String, BTreeMap<String, RawDep>>,
 }
 
 #[derive(Deserialize)]
@@ -197,6 +200,8 @@ pub(crate) struct Workspace {
     exclude: Vec<PathBuf>,
     package: BTreeMap<String, toml::Value>,
     dependencies: BTreeMap<String, RawDepDetail>,
+    /// Directories of `[patch.*]` path replacements, by package name.
+    pub patches: BTreeMap<String, PathBuf>,
 }
 
 impl Workspace {
@@ -250,8 +255,22 @@ impl Workspace {
                 .unwrap_or_default(),
             package: table.map(|t| t.package.clone()).unwrap_or_default(),
             dependencies: BTreeMap::new(),
+            patches: BTreeMap::new(),
             root: root.clone(),
         };
+        for table in raw.patch.values() {
+            for (name, d) in table {
+                if let RawDep::Detailed(RawDepDetail {
+                    path: Some(p),
+                    package,
+                    ..
+                }) = d
+                {
+                    let name = package.clone().unwrap_or_else(|| name.clone());
+                    ws.patches.insert(name, normalize_path(&root.join(p)));
+                }
+            }
+        }
         if let Some(t) = table {
             for (name, d) in &t.dependencies {
                 let detail = match d {

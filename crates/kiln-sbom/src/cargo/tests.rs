@@ -255,3 +255,28 @@ fn an_unknown_package_is_named() {
     let e = resolve(&req).unwrap_err().to_string();
     assert!(e.contains("`nope`"), "{e}");
 }
+
+#[test]
+fn a_path_patch_replaces_the_registry_crate() {
+    let f = fake("[dependencies]\nrt = \"1\"\n[patch.crates-io]\nrt = { path = \"vendor/rt\" }\n");
+    write(
+        &f.ws.join("vendor/rt/Cargo.toml"),
+        "[package]\nname = \"rt\"\nversion = \"1.0.0\"\nlicense = \"0BSD\"\n[dependencies]\nboth = \"1\"\n",
+    );
+    krate(&f, "both", "");
+    let text = format!(
+        "version = 4\n\n[[package]]\nname = \"app\"\nversion = \"0.1.0\"\ndependencies = [\"rt\"]\n\n\
+         [[package]]\nname = \"both\"\nversion = \"1.0.0\"\nsource = \"{CRATES_IO}\"\nchecksum = \"{}\"\n\n\
+         [[package]]\nname = \"rt\"\nversion = \"1.0.0\"\ndependencies = [\"both\"]\n",
+        "cd".repeat(32)
+    );
+    write(&f.ws.join("Cargo.lock"), &text);
+    let r = resolve(&request(&f, &[])).unwrap();
+    let rt = &r.crates["rt@1.0.0"];
+    assert_eq!(
+        (rt.source.clone(), rt.license.as_deref()),
+        (Source::Path, Some("0BSD"))
+    );
+    assert_eq!(rt.checksum, None);
+    assert_eq!(r.crates["both@1.0.0"].scope, Scope::Runtime);
+}
