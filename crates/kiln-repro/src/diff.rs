@@ -304,10 +304,35 @@ fn kind_of_head(head: &[u8]) -> Option<&'static str> {
     }
 }
 
+/// Files at least this large are hashed on two threads, one per side: above it, hashing
+/// costs more than starting a thread.
+const PARALLEL_SCAN: u64 = 256 << 10;
+
+/// Runs `a` here and `b` on a scoped thread, returning both (a panic in `b` propagates).
+fn both<A, B>(a: impl FnOnce() -> A, b: impl FnOnce() -> B + Send) -> (A, B)
+where
+    B: Send,
+{
+    std::thread::scope(|s| {
+        let hb = s.spawn(b);
+        let ra = a();
+        let rb = hb.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+        (ra, rb)
+    })
+}
+
+fn size_of(l: &Listed) -> u64 {
+    std::fs::metadata(&l.abs).map_or(0, |m| m.len())
+}
+
 /// Compares two directories of outputs (one target's) artifact by artifact.
+///
+/// Both sides are listed, hashed (when large) and inflated (when differing gzip) side by
+/// side on two threads; everything that decides the output happens in the same order as
+/// on one thread, and of two errors the one side A's would be reported first.
 pub fn diff_dirs(a: &Path, b: &Path, hints: &Hints) -> Result<Vec<ArtifactDiff>> {
-    let la = listed(a)?;
-    let lb = listed(b)?;
+    let (la, lb) = both(|| listed(a), || listed(b));
+    let (la, lb) = (la?, lb?);
     let mut by_name: BTreeMap<&str, (Option<&Listed>, Option<&Listed>)> = BTreeMap::new();
     for l in &la {
         by_name.entry(&l.logical).or_default().0 = Some(l);
@@ -317,8 +342,13 @@ pub fn diff_dirs(a: &Path, b: &Path, hints: &Hints) -> Result<Vec<ArtifactDiff>>
     }
     let mut out = Vec::new();
     for (name, (fa, fb)) in by_name {
-        let sa = fa.map(scan).transpose()?;
-        let sb = fb.map(scan).transpose()?;
+        let (sa, sb) = match (fa, fb) {
+            (Some(x), Some(y)) if size_of(x).min(size_of(y)) >= PARALLEL_SCAN => {
+                let (sa, sb) = both(|| scan(x), || scan(y));
+                (Some(sa?), Some(sb?))
+            }
+            _ => (fa.map(scan).transpose()?, fb.map(scan).transpose()?),
+        };
         let mut art = ArtifactDiff {
             path: name.to_string(),
             kind: String::new(),
@@ -328,30 +358,37 @@ pub fn diff_dirs(a: &Path, b: &Path, hints: &Hints) -> Result<Vec<ArtifactDiff>>
             differences: Vec::new(),
         };
         match (fa.zip(sa.as_ref()), fb.zip(sb.as_ref())) {
+            (Some((fa, sa)), Some((_, sb))) if sa.side.sha256 == sb.side.sha256 => {
+                art.kind = sa.kind(&fa.abs)?.to_string();
+            }
             (Some((fa, sa)), Some((fb, sb))) => {
-                let ka = sa.kind(&fa.abs)?;
-                art.kind = ka.to_string();
-                if sa.side.sha256 != sb.side.sha256 {
-                    art.verdict = Verdict::Different;
-                    let mut d = Differ {
-                        hints,
-                        out: Vec::new(),
-                    };
-                    if ka == "gzip" && sb.kind(&fb.abs)? == "gzip" {
-                        // What `content` does with two gzip files, streamed from disk.
-                        let inflated = (
-                            inflate_file(&fa.abs, sa.side.size),
-                            inflate_file(&fb.abs, sb.side.size),
-                        );
-                        match inflated {
-                            (Ok(ia), Ok(ib)) => d.inflated("", &sa.head, &sb.head, &ia, &ib, 0),
-                            _ => d.bytes("", &sa.bytes(&fa.abs)?, &sb.bytes(&fb.abs)?),
-                        }
-                    } else {
-                        d.content("", &sa.bytes(&fa.abs)?, &sb.bytes(&fb.abs)?, 0);
+                art.verdict = Verdict::Different;
+                let mut d = Differ {
+                    hints,
+                    out: Vec::new(),
+                };
+                let streamed = |s: &Scanned| !s.whole && kind_of_head(&s.head) == Some("gzip");
+                if streamed(sa) && streamed(sb) {
+                    // What `content` does with two gzip files, streamed from disk, the two
+                    // inflated side by side (inflating is most of a differing layer's cost).
+                    art.kind = "gzip".into();
+                    let inflated = both(
+                        || inflate_file(&fa.abs, sa.side.size),
+                        || inflate_file(&fb.abs, sb.side.size),
+                    );
+                    match inflated {
+                        (Ok(ia), Ok(ib)) => d.inflated("", &sa.head, &sb.head, &ia, &ib, 0),
+                        _ => d.bytes("", &sa.bytes(&fa.abs)?, &sb.bytes(&fb.abs)?),
                     }
-                    art.differences = d.finish();
+                } else {
+                    let (ba, bb) = (sa.bytes(&fa.abs)?, sb.bytes(&fb.abs)?);
+                    let (ka, va) = sniff(&ba);
+                    art.kind = ka.to_string();
+                    if ba != bb {
+                        d.sniffed("", &ba, &bb, (ka, va), sniff(&bb), 0);
+                    }
                 }
+                art.differences = d.finish();
             }
             (Some((f, s)), None) | (None, Some((f, s))) => {
                 art.verdict = if fa.is_some() {
@@ -705,7 +742,19 @@ impl Differ<'_> {
         if a == b {
             return;
         }
-        let ((ka, va), (kb, vb)) = (sniff(a), sniff(b));
+        self.sniffed(loc, a, b, sniff(a), sniff(b), depth);
+    }
+
+    /// [`Differ::content`] of two differing byte strings already [`sniff`]ed.
+    fn sniffed(
+        &mut self,
+        loc: &str,
+        a: &[u8],
+        b: &[u8],
+        (ka, va): (&'static str, Option<Value>),
+        (kb, vb): (&'static str, Option<Value>),
+        depth: usize,
+    ) {
         if depth >= MAX_DEPTH || ka != kb {
             self.bytes(loc, a, b);
             return;
