@@ -308,17 +308,23 @@ fn kind_of_head(head: &[u8]) -> Option<&'static str> {
 /// costs more than starting a thread.
 const PARALLEL_SCAN: u64 = 256 << 10;
 
-/// Runs `a` here and `b` on a scoped thread, returning both (a panic in `b` propagates).
-fn both<A, B>(a: impl FnOnce() -> A, b: impl FnOnce() -> B + Send) -> (A, B)
-where
-    B: Send,
-{
-    std::thread::scope(|s| {
-        let hb = s.spawn(b);
-        let ra = a();
-        let rb = hb.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
-        (ra, rb)
-    })
+/// Runs `a` and `b`, `b` on another core if one is free (rayon's work stealing: if no
+/// worker has taken `b` when `a` is done, this thread runs it, so a busy machine costs no
+/// waiting). The results are returned in place, so the order of everything is unchanged.
+fn both<A: Send, B: Send>(a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B + Send) -> (A, B) {
+    rayon::join(a, b)
+}
+
+/// What [`scan_ahead`] returns: the scan, and the inflated bytes when inflated ahead.
+type ScannedAhead = (Scanned, Option<std::io::Result<Vec<u8>>>);
+
+/// [`scan`], then, if `inflate` and the file is a gzip stream too large to be kept whole,
+/// [`inflate_file`] of it.
+fn scan_ahead(l: &Listed, inflate: bool) -> Result<ScannedAhead> {
+    let s = scan(l)?;
+    let gz = !s.whole && kind_of_head(&s.head) == Some("gzip");
+    let inflated = (inflate && gz).then(|| inflate_file(&l.abs, s.side.size));
+    Ok((s, inflated))
 }
 
 fn size_of(l: &Listed) -> u64 {
@@ -342,10 +348,19 @@ pub fn diff_dirs(a: &Path, b: &Path, hints: &Hints) -> Result<Vec<ArtifactDiff>>
     }
     let mut out = Vec::new();
     for (name, (fa, fb)) in by_name {
+        // Inflated large gzip files, when inflated ahead (see below).
+        let mut ahead = None;
         let (sa, sb) = match (fa, fb) {
             (Some(x), Some(y)) if size_of(x).min(size_of(y)) >= PARALLEL_SCAN => {
-                let (sa, sb) = both(|| scan(x), || scan(y));
-                (Some(sa?), Some(sb?))
+                // Two blobs under different digest names all but surely differ: each side's
+                // thread goes on to inflate its file if it is gzip, rather than waiting for
+                // both hashes. Only a schedule: the verdict is still the hashes', and the
+                // inflated bytes are used only if they differ.
+                let early = x.rel != y.rel;
+                let (ra, rb) = both(|| scan_ahead(x, early), || scan_ahead(y, early));
+                let ((sa, ia), (sb, ib)) = (ra?, rb?);
+                ahead = ia.zip(ib);
+                (Some(sa), Some(sb))
             }
             _ => (fa.map(scan).transpose()?, fb.map(scan).transpose()?),
         };
@@ -372,10 +387,12 @@ pub fn diff_dirs(a: &Path, b: &Path, hints: &Hints) -> Result<Vec<ArtifactDiff>>
                     // What `content` does with two gzip files, streamed from disk, the two
                     // inflated side by side (inflating is most of a differing layer's cost).
                     art.kind = "gzip".into();
-                    let inflated = both(
-                        || inflate_file(&fa.abs, sa.side.size),
-                        || inflate_file(&fb.abs, sb.side.size),
-                    );
+                    let inflated = ahead.unwrap_or_else(|| {
+                        both(
+                            || inflate_file(&fa.abs, sa.side.size),
+                            || inflate_file(&fb.abs, sb.side.size),
+                        )
+                    });
                     match inflated {
                         (Ok(ia), Ok(ib)) => d.inflated("", &sa.head, &sb.head, &ia, &ib, 0),
                         _ => d.bytes("", &sa.bytes(&fa.abs)?, &sb.bytes(&fb.abs)?),
@@ -1159,6 +1176,32 @@ impl Differ<'_> {
         };
         let (sa, sb) = (secs(&fa), secs(&fb));
         let names: BTreeSet<&String> = sa.keys().chain(sb.keys()).collect();
+        // The printable strings of every differing data section the loop below compares,
+        // side A's here and side B's on a second thread (pure, so nothing else changes).
+        let compared: Vec<(&String, &Sec, &Sec)> = names
+            .iter()
+            .filter_map(|n| Some((*n, sa.get(*n)?, sb.get(*n)?)))
+            .filter(|(_, x, y)| !x.exec && (x.data != y.data || x.size != y.size))
+            .collect();
+        let (strs_a, strs_b) = both(
+            || {
+                compared
+                    .iter()
+                    .map(|(_, x, _)| strings(x.data, 6))
+                    .collect::<Vec<_>>()
+            },
+            || {
+                compared
+                    .iter()
+                    .map(|(_, _, y)| strings(y.data, 6))
+                    .collect::<Vec<_>>()
+            },
+        );
+        let mut strs: BTreeMap<&String, (Vec<&str>, Vec<&str>)> = compared
+            .iter()
+            .map(|(n, _, _)| *n)
+            .zip(strs_a.into_iter().zip(strs_b))
+            .collect();
         let mut unexplained = Vec::new();
         let mut root_found = false;
         for name in names {
@@ -1189,7 +1232,10 @@ impl Differ<'_> {
                     );
                     let mut explained = false;
                     if !x.exec {
-                        let (oa, ob) = string_delta(&strings(x.data, 6), &strings(y.data, 6));
+                        let (xs, ys) = strs
+                            .remove(name)
+                            .unwrap_or_else(|| (strings(x.data, 6), strings(y.data, 6)));
+                        let (oa, ob) = string_delta(&xs, &ys);
                         if !(oa.is_empty() && ob.is_empty()) {
                             let findings =
                                 classify_text(&oa.join("\n"), &ob.join("\n"), self.hints);
@@ -1645,6 +1691,49 @@ mod tests {
             assert_eq!(got[0].kind, "gzip");
             assert_eq!(got[0].verdict, Verdict::Different);
             assert_eq!(got[0].differences, diff_bytes(&la, b, &h()), "{name}");
+        }
+    }
+
+    /// The same through an OCI layout, where the two layers pair by role under different
+    /// digest names, so each side inflates its layer as soon as it has hashed it.
+    #[test]
+    fn differing_layers_of_layouts_inflate_ahead_to_the_same_differences() {
+        let big = |note: &[u8]| {
+            let data: Vec<u8> = (0..300_000u32)
+                .flat_map(|i| (i.wrapping_mul(2_654_435_761)).to_le_bytes())
+                .collect();
+            gz(&tar_of(&[("f", 1, 0o644, &data), ("note", 1, 0o644, note)]))
+        };
+        let la = big(b"built in /tmp/ab/cd/e");
+        let lb = big(b"built in /tmp/zz/cd/e");
+        let mut corrupt = lb.clone();
+        let n = corrupt.len();
+        corrupt[n / 2] ^= 0xff;
+        let layout = |dir: &Path, layer: &[u8]| {
+            let hex = Digest::of(layer).hex();
+            std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+            std::fs::write(dir.join(format!("blobs/sha256/{hex}")), layer).unwrap();
+            std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+            let index = format!(r#"{{"manifests":[{{"digest":"sha256:{hex}"}}]}}"#);
+            std::fs::write(dir.join("index.json"), index).unwrap();
+        };
+        for (name, b) in [("differs", &lb), ("corrupt", &corrupt), ("same", &la)] {
+            let d = tempfile::tempdir().unwrap();
+            layout(&d.path().join("a"), &la);
+            layout(&d.path().join("b"), b);
+            let got = diff_dirs(&d.path().join("a"), &d.path().join("b"), &h()).unwrap();
+            let layer = got
+                .iter()
+                .find(|x| x.path == "blobs/manifests[0]")
+                .expect("the layer pairs by role");
+            assert_eq!(layer.kind, "gzip", "{name}");
+            assert_eq!(layer.differences, diff_bytes(&la, b, &h()), "{name}");
+            let want = if name == "same" {
+                Verdict::Identical
+            } else {
+                Verdict::Different
+            };
+            assert_eq!(layer.verdict, want, "{name}");
         }
     }
 
