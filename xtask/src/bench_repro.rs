@@ -179,11 +179,15 @@ pub fn repro(args: &ReproBenchArgs) -> Result<()> {
         }
     }
 
-    println!("{:<44} {:>9} {:>13}", "candidate", "wall s", "peak RSS MiB");
+    // Milliseconds: the diff step takes a few, which seconds to two places would hide.
+    println!(
+        "{:<44} {:>10} {:>13}",
+        "candidate", "wall ms", "peak RSS MiB"
+    );
     for (name, m) in &rows {
         println!(
-            "{name:<44} {:>9.2} {:>13.1}",
-            m.wall.as_secs_f64(),
+            "{name:<44} {:>10.1} {:>13.1}",
+            m.wall.as_secs_f64() * 1e3,
             m.max_rss_kib as f64 / 1024.0
         );
     }
