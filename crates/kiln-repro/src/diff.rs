@@ -81,6 +81,8 @@ struct Listed {
     logical: String,
     rel: String,
     abs: PathBuf,
+    /// The file's bytes, when listing already read them (index.json, JSON blobs).
+    read: Option<Vec<u8>>,
 }
 
 /// Lists the regular files under `dir` (relative, `/`-separated, sorted), skipping
@@ -119,14 +121,21 @@ pub fn list_files(dir: &Path) -> Result<Vec<String>> {
 
 /// Names each blob of every OCI layout under `dir` by its role, walking from index.json:
 /// `manifests[i]`, then `config` and `layers[j]` of each manifest, nested indexes too.
-fn blob_roles(dir: &Path, files: &[String]) -> BTreeMap<String, String> {
+/// The files it reads whole (index.json, JSON blobs) are kept in `read`, by relative path.
+fn blob_roles(
+    dir: &Path,
+    files: &[String],
+    read: &mut BTreeMap<String, Vec<u8>>,
+) -> BTreeMap<String, String> {
     let mut roles = BTreeMap::new();
     for layout in files.iter().filter_map(|f| f.strip_suffix("oci-layout")) {
         let base = dir.join(layout);
         let Ok(index) = std::fs::read(base.join("index.json")) else {
             continue;
         };
-        let Ok(index) = serde_json::from_slice::<Value>(&index) else {
+        let parsed = serde_json::from_slice::<Value>(&index);
+        read.insert(format!("{layout}index.json"), index);
+        let Ok(index) = parsed else {
             continue;
         };
         let mut queue: Vec<(String, Value)> = vec![(String::new(), index)];
@@ -169,10 +178,11 @@ fn blob_roles(dir: &Path, files: &[String]) -> BTreeMap<String, String> {
                     format!("{role}/{name}")
                 };
                 roles.insert(rel.clone(), format!("{layout}blobs/{child_role}"));
-                if let Some(bytes) = read_if_json(&base.join(format!("blobs/sha256/{hex}")))
-                    && let Ok(v) = serde_json::from_slice::<Value>(&bytes)
-                {
-                    queue.push((child_role, v));
+                if let Some(bytes) = read_if_json(&base.join(format!("blobs/sha256/{hex}"))) {
+                    if let Ok(v) = serde_json::from_slice::<Value>(&bytes) {
+                        queue.push((child_role, v));
+                    }
+                    read.insert(rel, bytes);
                 }
             }
         }
@@ -199,12 +209,14 @@ fn listed(dir: &Path) -> Result<Vec<Listed>> {
         return Ok(Vec::new());
     }
     let files = list_files(dir)?;
-    let roles = blob_roles(dir, &files);
+    let mut read = BTreeMap::new();
+    let roles = blob_roles(dir, &files, &mut read);
     Ok(files
         .into_iter()
         .map(|rel| Listed {
             logical: roles.get(&rel).cloned().unwrap_or_else(|| rel.clone()),
             abs: dir.join(&rel),
+            read: read.remove(&rel),
             rel,
         })
         .collect())
@@ -225,7 +237,21 @@ struct Scanned {
 
 /// Hashes a file in one streaming pass, keeping its bytes if it is small and its first
 /// [`HEAD`] bytes otherwise, so a large file that is identical is never held in memory.
+/// A file the listing already read is hashed from those bytes instead of read again.
 fn scan(l: &Listed) -> Result<Scanned> {
+    if let Some(bytes) = &l.read {
+        let whole = bytes.len() as u64 <= KEEP_WHOLE;
+        let keep = if whole { bytes.len() } else { HEAD };
+        return Ok(Scanned {
+            side: Side {
+                path: l.rel.clone(),
+                sha256: Digest::of(bytes).to_string(),
+                size: bytes.len() as u64,
+            },
+            head: bytes[..keep.min(bytes.len())].to_vec(),
+            whole,
+        });
+    }
     let meta = std::fs::metadata(&l.abs).map_err(io("cannot stat", &l.abs))?;
     let mut f = std::fs::File::open(&l.abs).map_err(io("cannot read", &l.abs))?;
     let mut h = kiln_core::HashingWriter::new(std::io::sink());
@@ -1646,12 +1672,21 @@ mod tests {
         ] {
             let abs = d.path().join(name);
             std::fs::write(&abs, bytes).unwrap();
-            let l = Listed {
+            let mut l = Listed {
                 logical: name.into(),
                 rel: name.into(),
                 abs: abs.clone(),
+                read: None,
             };
             let s = scan(&l).unwrap();
+            // Bytes already read by the listing scan to the same result.
+            l.read = Some(bytes.clone());
+            let r = scan(&l).unwrap();
+            assert_eq!(
+                (&r.side, &r.head, r.whole),
+                (&s.side, &s.head, s.whole),
+                "{name}"
+            );
             assert_eq!(s.side.sha256, Digest::of(bytes).to_string(), "{name}");
             assert_eq!(s.side.size, bytes.len() as u64, "{name}");
             assert_eq!(s.whole, bytes.len() as u64 <= KEEP_WHOLE, "{name}");
@@ -1721,6 +1756,20 @@ mod tests {
             let d = tempfile::tempdir().unwrap();
             layout(&d.path().join("a"), &la);
             layout(&d.path().join("b"), b);
+            // The listing keeps what it read whole (index.json), not the layer.
+            let l = listed(&d.path().join("a")).unwrap();
+            let kept: Vec<(&str, bool)> = l
+                .iter()
+                .map(|x| (x.logical.as_str(), x.read.is_some()))
+                .collect();
+            assert_eq!(
+                kept,
+                [
+                    ("blobs/manifests[0]", false),
+                    ("index.json", true),
+                    ("oci-layout", false)
+                ]
+            );
             let got = diff_dirs(&d.path().join("a"), &d.path().join("b"), &h()).unwrap();
             let layer = got
                 .iter()
