@@ -4,7 +4,10 @@
 //! Pure Rust and single-pass: identical files are settled by sha256 alone, so a
 //! reproducible tree costs one hash per file; only differing pairs are parsed. That is
 //! what makes the verdict an order of magnitude cheaper than diffoscope, which unpacks
-//! and renders everything.
+//! and renders everything. Large files are streamed (a differing gzip layer is inflated
+//! from disk, its tar entries borrowed from the inflated bytes), and the two sides of a
+//! pair are hashed, inflated and scanned for strings side by side; none of that changes
+//! what is compared or in which order the differences are recorded.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
