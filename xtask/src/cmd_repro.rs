@@ -129,32 +129,11 @@ fn write_reports(
         Some(h) => kiln_repro::report::append_history(h, &line)?,
         None => vec![line],
     };
-    let write = |name: &str, bytes: &[u8]| {
-        kiln_core::fsx::write_atomic(&out.join(name), bytes)
-            .with_context(|| format!("cannot write {}", out.join(name).display()))
-    };
-    let (json_bytes, md) = (report.to_json(), report.to_markdown());
-    // Three independent files, each still written atomically (temp file, fsync, rename):
-    // side by side, so their syncs and renames overlap. All three are attempted; the first
-    // error, in the order json, md, html, is the one reported.
-    kiln_core::fsx::create_dir_all(out)
-        .with_context(|| format!("cannot create {}", out.display()))?;
-    let (json, (md_written, html)) = std::thread::scope(|s| {
-        let json = s.spawn(|| write("report.json", &json_bytes));
-        let html = s.spawn(|| write("report.html", report.to_html(&history).as_bytes()));
-        let md_written = write("report.md", md.as_bytes());
-        let join = |h: std::thread::ScopedJoinHandle<'_, Result<()>>| {
-            h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
-        };
-        (join(json), (md_written, join(html)))
-    });
-    json?;
-    md_written?;
-    html?;
+    let written = report.write(out, &history)?;
     if args.json {
-        print!("{}", String::from_utf8_lossy(&json_bytes));
+        print!("{}", String::from_utf8_lossy(&written.json));
     } else {
-        print!("{md}");
+        print!("{}", written.markdown);
     }
     eprintln!("kiln: repro: reports in {}", out.display());
     let ratio = report.ratio.artifacts;

@@ -309,7 +309,43 @@ fn missing_side(tree: &Path) -> PathBuf {
     tree.join(".kiln-repro-missing-target")
 }
 
+/// The report files [`Report::write`] puts in a directory.
+pub const REPORT_FILES: [&str; 3] = ["report.json", "report.md", "report.html"];
+
+/// What [`Report::write`] wrote, for the caller to print.
+pub struct Written {
+    pub json: Vec<u8>,
+    pub markdown: String,
+}
+
 impl Report {
+    /// Writes `report.json`, `report.md` and `report.html` (with the trend of `history`)
+    /// into `out`. Each file is written atomically (temp file, fsync, rename), and the
+    /// three side by side so their syncs overlap; all three are attempted, and the first
+    /// error in that order is returned.
+    pub fn write(&self, out: &Path, history: &[HistoryLine]) -> Result<Written> {
+        kiln_core::fsx::create_dir_all(out).map_err(io("cannot create", out))?;
+        let (json, markdown) = (self.to_json(), self.to_markdown());
+        let [json_name, md_name, html_name] = REPORT_FILES;
+        let write = |name: &str, bytes: &[u8]| {
+            let path = out.join(name);
+            kiln_core::fsx::write_atomic(&path, bytes).map_err(io("cannot write", &path))
+        };
+        let (json_written, (md_written, html_written)) = std::thread::scope(|s| {
+            let json = s.spawn(|| write(json_name, &json));
+            let html = s.spawn(|| write(html_name, self.to_html(history).as_bytes()));
+            let md = write(md_name, markdown.as_bytes());
+            let join = |h: std::thread::ScopedJoinHandle<'_, Result<()>>| {
+                h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+            };
+            (join(json), (md, join(html)))
+        });
+        json_written?;
+        md_written?;
+        html_written?;
+        Ok(Written { json, markdown })
+    }
+
     /// Canonical JSON (sorted keys), pretty.
     pub fn to_json(&self) -> Vec<u8> {
         kiln_core::canonical::to_vec_pretty(self).expect("a report serializes")
