@@ -124,6 +124,14 @@ fn cargo_tree(project: &Project, manifest: &str, features: &[&str]) -> BTreeSet<
         .collect()
 }
 
+/// A component's SHA-256 hash, if it has one.
+fn sbom_sha256(c: &serde_json::Value) -> Option<String> {
+    c["hashes"]
+        .as_array()
+        .and_then(|h| h.iter().find(|h| h["alg"] == "SHA-256"))
+        .map(|h| h["content"].as_str().unwrap().to_string())
+}
+
 /// `name@version` → checksum from a Cargo.lock.
 fn lock_checksums(lock: &Path) -> BTreeMap<String, String> {
     let v: toml_lite::Lock = toml_lite::parse(&std::fs::read_to_string(lock).unwrap());
@@ -191,13 +199,9 @@ fn check_against_ground_truth(
             .join("Cargo.lock"),
     );
     for (k, (_, c)) in &found {
-        let sbom_sum = c["hashes"]
-            .as_array()
-            .and_then(|h| h.iter().find(|h| h["alg"] == "SHA-256"))
-            .map(|h| h["content"].as_str().unwrap().to_string());
         assert_eq!(
-            sbom_sum.as_ref(),
-            sums.get(k),
+            sbom_sha256(c),
+            sums.get(k).cloned(),
             "{k}: checksum must be Cargo.lock's"
         );
         // Licenses: the crate's own manifest, from the fetched sources.
@@ -459,13 +463,9 @@ fn kiln_workspace_resolution_matches_cargo_tree() {
     );
     let sums = lock_checksums(&repo.join("Cargo.lock"));
     for (k, (_, c)) in &found {
-        let sum = c["hashes"]
-            .as_array()
-            .and_then(|h| h.iter().find(|h| h["alg"] == "SHA-256"))
-            .map(|h| h["content"].as_str().unwrap().to_string());
         assert_eq!(
-            sum.as_ref(),
-            sums.get(k),
+            sbom_sha256(c),
+            sums.get(k).cloned(),
             "{k}: checksum must be Cargo.lock's"
         );
     }
