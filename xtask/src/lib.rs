@@ -141,10 +141,29 @@ pub fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", render_error(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes, joined by ": " like anyhow's `{:#}`, except that a cause
+/// whose text an earlier message already quotes is left out: kiln's errors put their
+/// source into their own message (so a library caller sees it too), and printing the
+/// chain would say it twice.
+fn render_error(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 /// The project directory: `-C DIR`, else the nearest ancestor of the working directory
@@ -268,4 +287,36 @@ fn display_rel(p: &Path) -> String {
         .ok()
         .and_then(|c| p.strip_prefix(c).ok().map(|r| r.display().to_string()))
         .unwrap_or_else(|| p.display().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{path}: cannot read: {source}")]
+    struct Quoting {
+        path: String,
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn a_cause_the_message_already_quotes_is_not_repeated() {
+        let e = anyhow::Error::new(Quoting {
+            path: "/x/Cargo.lock".into(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        })
+        .context("resolving `app`");
+        let text = render_error(&e);
+        assert_eq!(
+            text,
+            format!(
+                "resolving `app`: /x/Cargo.lock: cannot read: {}",
+                std::io::Error::from(std::io::ErrorKind::NotFound)
+            )
+        );
+        // A cause the message does not quote is still printed.
+        let e = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(render_error(&e), "outer: inner");
+    }
 }
