@@ -404,64 +404,74 @@ fn features_project_matches_cargo_tree() {
     );
 }
 
-/// kiln's own workspace (~150 crates, proc macros, build scripts, per-platform and
-/// optional dependencies, workspace inheritance) as the ground truth for the in-process
-/// resolver: the crates it says `xtask` compiles are exactly `cargo tree -e normal`'s.
-/// Reads the cargo home this test suite was compiled from, which holds every crate.
-#[test]
-fn kiln_workspace_resolution_matches_cargo_tree() {
-    let repo = support::repo();
+/// Resolves `package` of the workspace at `workspace` with kiln (in-process, through the
+/// bench's `sbom-gen`) and checks the result against cargo itself: the runtime and
+/// proc-macro crates are exactly `cargo tree -e normal`'s, the build-only crates exactly
+/// what `-e normal,build` adds, and every checksum is Cargo.lock's. Reads the cargo home
+/// this test suite runs with, which must hold the workspace's crates.
+fn assert_resolution_matches_cargo_tree(workspace: &Path, package: &str) {
     let work = tempfile::tempdir().unwrap();
-    let out = work.path().join("xtask.cdx.json");
+    let out = work.path().join("sbom.cdx.json");
     run_ok(
         kiln()
-            .args(["bench", "sbom-gen", "--package", "xtask", "--manifest"])
-            .arg(repo.join("Cargo.toml"))
+            .args(["bench", "sbom-gen", "--package", package, "--manifest"])
+            .arg(workspace.join("Cargo.toml"))
             .arg("--toolchain-lock")
-            .arg(repo.join(format!("toolchains/{}.lock.json", host_target())))
+            .arg(support::repo().join(format!("toolchains/{}.lock.json", host_target())))
             .arg("--out")
             .arg(&out),
     );
-    let bom = read_json(&out);
-    let found = crates(&bom);
-    let compiled: BTreeSet<String> = found
-        .iter()
-        .filter(|(_, (s, _))| s == "runtime" || s == "proc-macro")
-        .map(|(k, _)| k.clone())
-        .collect();
-    let tree = run_ok(
-        Command::new("cargo")
-            .args(["tree", "-e", "normal", "--target", &host_target()])
-            .args([
-                "--prefix",
-                "none",
-                "--format",
-                "{p}",
-                "--locked",
-                "--offline",
-            ])
-            .args(["-p", "xtask", "--manifest-path"])
-            .arg(repo.join("Cargo.toml"))
-            .env("CARGO_TARGET_DIR", work.path().join("target")),
-    );
-    let truth: BTreeSet<String> = String::from_utf8(tree.stdout)
-        .unwrap()
-        .lines()
-        .filter_map(|l| {
-            let mut it = l.split_whitespace();
-            Some(format!(
-                "{}@{}",
-                it.next()?,
-                it.next()?.trim_start_matches('v')
-            ))
-        })
-        .collect();
-    assert!(truth.len() > 100, "{truth:?}");
+    let found = crates(&read_json(&out));
+    let scoped = |want: &[&str]| -> BTreeSet<String> {
+        found
+            .iter()
+            .filter(|(_, (s, _))| want.contains(&s.as_str()))
+            .map(|(k, _)| k.clone())
+            .collect()
+    };
+    let tree = |edges: &str| -> BTreeSet<String> {
+        let out = run_ok(
+            Command::new("cargo")
+                .args(["tree", "-e", edges, "--target", &host_target()])
+                .args([
+                    "--prefix",
+                    "none",
+                    "--format",
+                    "{p}",
+                    "--locked",
+                    "--offline",
+                ])
+                .args(["-p", package, "--manifest-path"])
+                .arg(workspace.join("Cargo.toml"))
+                .env("CARGO_TARGET_DIR", work.path().join("target")),
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .filter_map(|l| {
+                let mut it = l.split_whitespace();
+                Some(format!(
+                    "{}@{}",
+                    it.next()?,
+                    it.next()?.trim_start_matches('v')
+                ))
+            })
+            .collect()
+    };
+    let normal = tree("normal");
+    assert!(normal.len() > 100, "{normal:?}");
     assert_eq!(
-        compiled, truth,
-        "crates kiln resolves for xtask (left) vs `cargo tree -e normal` (right)"
+        scoped(&["runtime", "proc-macro"]),
+        normal,
+        "crates kiln resolves for {package} (left) vs `cargo tree -e normal` (right)"
     );
-    let sums = lock_checksums(&repo.join("Cargo.lock"));
+    let build_only: BTreeSet<String> = tree("normal,build").difference(&normal).cloned().collect();
+    assert_eq!(
+        scoped(&["build"]),
+        build_only,
+        "build-only crates (left) vs what `cargo tree -e normal,build` adds (right)"
+    );
+    let sums = lock_checksums(&workspace.join("Cargo.lock"));
     for (k, (_, c)) in &found {
         assert_eq!(
             sbom_sha256(c),
@@ -469,6 +479,29 @@ fn kiln_workspace_resolution_matches_cargo_tree() {
             "{k}: checksum must be Cargo.lock's"
         );
     }
+}
+
+/// kiln's own workspace (~150 crates, proc macros, build scripts, per-platform and
+/// optional dependencies, workspace inheritance): its crates are in the cargo home that
+/// compiled this test.
+#[test]
+fn kiln_workspace_resolution_matches_cargo_tree() {
+    assert_resolution_matches_cargo_tree(&support::repo(), "xtask");
+}
+
+/// `testdata/resolver`: ~280 locked packages (tokio, reqwest/rustls, tonic/prost, clap,
+/// image, ...), resolver 3, inherited workspace dependencies, a renamed dependency, weak
+/// and `dep:` features, and Windows/wasm/Apple-only crates that must not appear. Its
+/// crates are fetched first (the only network use here, pinned by Cargo.lock checksums).
+#[test]
+fn large_real_graph_resolution_matches_cargo_tree() {
+    let ws = support::repo().join("testdata/resolver");
+    run_ok(
+        Command::new("cargo")
+            .args(["fetch", "--locked", "--quiet", "--manifest-path"])
+            .arg(ws.join("Cargo.toml")),
+    );
+    assert_resolution_matches_cargo_tree(&ws, "app");
 }
 
 /// `name@version` of every `pkg:cargo/` component of a peer's CycloneDX document.
