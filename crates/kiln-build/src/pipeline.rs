@@ -109,6 +109,8 @@ pub(crate) struct ImageContext<'a> {
     /// Canonical project root.
     pub project: &'a Path,
     pub spec: &'a ImageSpec,
+    /// The lock as verified against this machine at the start of the build.
+    pub toolchain_lock: &'a ToolchainLock,
     pub toolchain_record: &'a ToolchainRecord,
     pub sde: SourceDateEpoch,
     pub env: &'a Hermetic,
@@ -258,7 +260,7 @@ pub fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<Vec<Summary
     let mut summaries = Vec::new();
     for spec in specs {
         summaries.push(build_image(
-            opts, &config, &project, spec, &tc, &toolchain, sde, &root, progress,
+            opts, &config, &project, spec, &tc, &lock, &toolchain, sde, &root, progress,
         )?);
     }
     Ok(summaries)
@@ -271,6 +273,7 @@ fn build_image(
     project: &Path,
     spec: &ImageSpec,
     tc: &Toolchain,
+    lock: &ToolchainLock,
     toolchain: &ToolchainRecord,
     sde: SourceDateEpoch,
     root: &BuildRoot,
@@ -436,6 +439,7 @@ fn build_image(
         config,
         project,
         spec,
+        toolchain_lock: lock,
         toolchain_record: toolchain,
         sde,
         env: &env,

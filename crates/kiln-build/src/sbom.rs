@@ -34,8 +34,8 @@ pub(crate) fn write(ctx: &ImageContext) -> Result<(), BuildError> {
     let name = ctx.spec.name.as_str();
     let spec =
         SpecVersion::parse(ctx.opts.evidence.sbom_spec.as_deref()).map_err(evidence(name))?;
-    let lock_file = ctx.project.join(&ctx.toolchain_record.lock);
-    let lock = ToolchainLock::read(&lock_file)?;
+    // The lock verified at the start of the build, not a second read of the file.
+    let lock = ctx.toolchain_lock;
     let input = SbomInput {
         image: ImageInfo {
             name: name.to_string(),
@@ -58,7 +58,7 @@ pub(crate) fn write(ctx: &ImageContext) -> Result<(), BuildError> {
         crates: kiln_sbom::cargo::resolve(&request(
             ctx.project,
             ctx.spec,
-            &lock,
+            lock,
             ctx.env.root.cargo_home(),
         ))
         .map_err(evidence(name))?,
@@ -67,7 +67,7 @@ pub(crate) fn write(ctx: &ImageContext) -> Result<(), BuildError> {
         toolchain: toolchain_info(
             &ctx.toolchain_record.lock,
             ctx.toolchain_record.lock_digest,
-            &lock,
+            lock,
         ),
     };
     write_files(ctx.out, &input, spec)?;
