@@ -17,6 +17,13 @@ pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, String> {
     })
 }
 
+/// The 1-based line of byte `offset` in `text` (clamped to the end): where a TOML error's
+/// span starts, for messages that name `file:line`.
+pub fn line_at(text: &str, offset: usize) -> usize {
+    let before = text.get(..offset.min(text.len())).unwrap_or(text);
+    before.matches('\n').count() + 1
+}
+
 fn describe(text: &str, e: &toml::de::Error, key: &str) -> String {
     let message = e.message().trim_end();
     let msg = if key.is_empty() || key == "." {
@@ -27,7 +34,7 @@ fn describe(text: &str, e: &toml::de::Error, key: &str) -> String {
     match e.span() {
         Some(span) => {
             let before = text.get(..span.start.min(text.len())).unwrap_or(text);
-            let line = before.matches('\n').count() + 1;
+            let line = line_at(text, span.start);
             let col = before
                 .rsplit('\n')
                 .next()

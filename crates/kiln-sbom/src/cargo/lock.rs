@@ -82,7 +82,7 @@ impl Lock {
             path: path.to_path_buf(),
             line: e
                 .span()
-                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1),
+                .map(|s| kiln_core::strict_toml::line_at(text, s.start)),
             message: format!("not a Cargo.lock: {}", e.message()),
         })?;
         let mut by_name: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
@@ -150,7 +150,7 @@ impl Lock {
 
 fn line_of(text: &str, needle: &str) -> Option<usize> {
     text.find(needle)
-        .map(|at| text[..at].matches('\n').count() + 1)
+        .map(|at| kiln_core::strict_toml::line_at(text, at))
 }
 
 #[cfg(test)]

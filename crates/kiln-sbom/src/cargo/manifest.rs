@@ -171,7 +171,7 @@ fn read_raw(path: &Path) -> Result<RawManifest> {
         path: path.to_path_buf(),
         line: e
             .span()
-            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1),
+            .map(|s| kiln_core::strict_toml::line_at(&text, s.start)),
         message: e.message().to_string(),
     })
 }
