@@ -492,35 +492,11 @@ pub(crate) fn cargo_purls(doc: &serde_json::Value, out: &mut BTreeSet<String>) {
 
 /// `pkg:cargo/name@version?...#...` → `name@version` (percent-decoded), else None.
 fn cargo_key(purl: &str) -> Option<String> {
-    let rest = purl.strip_prefix("pkg:cargo/")?;
-    let rest = rest.split(['?', '#']).next()?;
-    let (name, version) = rest.rsplit_once('@')?;
-    Some(format!(
-        "{}@{}",
-        percent_decode(name),
-        percent_decode(version)
-    ))
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let Some(v) = std::str::from_utf8(&b[i + 1..i + 3])
-                .ok()
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        {
-            out.push(v);
-            i += 3;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
+    let p = kiln_vex::purl::Purl::parse(purl).ok()?;
+    if p.ty != "cargo" {
+        return None;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    Some(format!("{}@{}", p.name, p.version?))
 }
 
 /// `name@version` of every crates.io package in a Cargo.lock (kiln-sbom's own reader,
