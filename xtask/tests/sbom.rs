@@ -59,11 +59,13 @@ fn prop<'a>(c: &'a serde_json::Value, name: &str) -> Option<&'a str> {
         .as_str()
 }
 
-/// `name@version` → (scope, component) of every crate in a CycloneDX SBOM.
-fn crates(bom: &serde_json::Value) -> BTreeMap<String, (String, serde_json::Value)> {
+/// `(name@version, component)` of every top-level `pkg:cargo/` component of a CycloneDX
+/// document.
+fn cargo_components(bom: &serde_json::Value) -> impl Iterator<Item = (String, &serde_json::Value)> {
     bom["components"]
         .as_array()
-        .unwrap()
+        .map(|a| a.as_slice())
+        .unwrap_or_default()
         .iter()
         .filter(|c| {
             c["purl"]
@@ -71,44 +73,45 @@ fn crates(bom: &serde_json::Value) -> BTreeMap<String, (String, serde_json::Valu
                 .is_some_and(|p| p.starts_with("pkg:cargo/"))
         })
         .map(|c| {
-            (
-                format!(
-                    "{}@{}",
-                    c["name"].as_str().unwrap(),
-                    c["version"].as_str().unwrap()
-                ),
-                (prop(c, "kiln:cargo:scope").unwrap().to_string(), c.clone()),
-            )
+            let key = format!(
+                "{}@{}",
+                c["name"].as_str().unwrap(),
+                c["version"].as_str().unwrap()
+            );
+            (key, c)
+        })
+}
+
+/// `name@version` → (scope, component) of every crate in a kiln CycloneDX SBOM.
+fn crates(bom: &serde_json::Value) -> BTreeMap<String, (String, serde_json::Value)> {
+    cargo_components(bom)
+        .map(|(k, c)| {
+            let scope = prop(c, "kiln:cargo:scope").unwrap().to_string();
+            (k, (scope, c.clone()))
         })
         .collect()
 }
 
-/// Ground truth: `cargo tree -e normal --target <host>` with the project's cargo home.
-fn cargo_tree(project: &Project, manifest: &str, features: &[&str]) -> BTreeSet<String> {
+/// `name@version` of every package `cargo tree -e <edges> --target <host>` lists for
+/// `manifest` (offline, locked); `configure` adds the selection and the environment.
+fn tree_crates(
+    manifest: &Path,
+    edges: &str,
+    configure: impl FnOnce(&mut Command),
+) -> BTreeSet<String> {
     let mut cmd = Command::new("cargo");
-    cmd.args([
-        "tree",
-        "-e",
-        "normal",
-        "--target",
-        &host_target(),
-        "--prefix",
-        "none",
-        "--format",
-        "{p}",
-        "--locked",
-        "--offline",
-        "--manifest-path",
-    ])
-    .arg(project.path().join(manifest))
-    .env(
-        "CARGO_HOME",
-        project.path().join("target/kiln/root/cargo-home"),
-    )
-    .env("CARGO_TARGET_DIR", project.path().join("target/tree"));
-    if !features.is_empty() {
-        cmd.args(["--features", &features.join(",")]);
-    }
+    cmd.args(["tree", "-e", edges, "--target", &host_target()])
+        .args([
+            "--prefix",
+            "none",
+            "--format",
+            "{p}",
+            "--locked",
+            "--offline",
+        ])
+        .arg("--manifest-path")
+        .arg(manifest);
+    configure(&mut cmd);
     let out = run_ok(&mut cmd);
     String::from_utf8(out.stdout)
         .unwrap()
@@ -122,6 +125,20 @@ fn cargo_tree(project: &Project, manifest: &str, features: &[&str]) -> BTreeSet<
             ))
         })
         .collect()
+}
+
+/// Ground truth: `cargo tree -e normal --target <host>` with the project's cargo home.
+fn cargo_tree(project: &Project, manifest: &str, features: &[&str]) -> BTreeSet<String> {
+    tree_crates(&project.path().join(manifest), "normal", |cmd| {
+        cmd.env(
+            "CARGO_HOME",
+            project.path().join("target/kiln/root/cargo-home"),
+        )
+        .env("CARGO_TARGET_DIR", project.path().join("target/tree"));
+        if !features.is_empty() {
+            cmd.args(["--features", &features.join(",")]);
+        }
+    })
 }
 
 /// A component's SHA-256 hash, if it has one.
@@ -429,34 +446,11 @@ fn assert_resolution_matches_cargo_tree(workspace: &Path, package: &str) {
             .map(|(k, _)| k.clone())
             .collect()
     };
-    let tree = |edges: &str| -> BTreeSet<String> {
-        let out = run_ok(
-            Command::new("cargo")
-                .args(["tree", "-e", edges, "--target", &host_target()])
-                .args([
-                    "--prefix",
-                    "none",
-                    "--format",
-                    "{p}",
-                    "--locked",
-                    "--offline",
-                ])
-                .args(["-p", package, "--manifest-path"])
-                .arg(workspace.join("Cargo.toml"))
-                .env("CARGO_TARGET_DIR", work.path().join("target")),
-        );
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .filter_map(|l| {
-                let mut it = l.split_whitespace();
-                Some(format!(
-                    "{}@{}",
-                    it.next()?,
-                    it.next()?.trim_start_matches('v')
-                ))
-            })
-            .collect()
+    let tree = |edges: &str| {
+        tree_crates(&workspace.join("Cargo.toml"), edges, |cmd| {
+            cmd.args(["-p", package])
+                .env("CARGO_TARGET_DIR", work.path().join("target"));
+        })
     };
     let normal = tree("normal");
     assert!(normal.len() > 100, "{normal:?}");
@@ -506,24 +500,7 @@ fn large_real_graph_resolution_matches_cargo_tree() {
 
 /// `name@version` of every `pkg:cargo/` component of a peer's CycloneDX document.
 fn peer_crates(bom: &serde_json::Value) -> BTreeSet<String> {
-    bom["components"]
-        .as_array()
-        .map(|a| a.as_slice())
-        .unwrap_or_default()
-        .iter()
-        .filter(|c| {
-            c["purl"]
-                .as_str()
-                .is_some_and(|p| p.starts_with("pkg:cargo/"))
-        })
-        .map(|c| {
-            format!(
-                "{}@{}",
-                c["name"].as_str().unwrap(),
-                c["version"].as_str().unwrap()
-            )
-        })
-        .collect()
+    cargo_components(bom).map(|(k, _)| k).collect()
 }
 
 /// syft (`oci-dir:`) and trivy (`image --input`) on a built image's layout: the crates each
