@@ -137,3 +137,28 @@ fn missing_cargo_lock() {
     std::fs::remove_file(p.path().join("Cargo.lock")).unwrap();
     fails(&p, &[], &["Cargo.lock", "cargo generate-lockfile"]);
 }
+
+/// `$KILN_SIGNING_KEY` holding a private key's base64 without its PEM armour: refused, and
+/// no 8-character piece of the key reaches stderr (it used to be taken as a path and the
+/// whole key printed in "cannot read signing key ...").
+#[test]
+fn signing_key_env_without_armour_is_never_echoed() {
+    let p = Project::hello();
+    let keys = tempfile::tempdir().unwrap();
+    run_ok(kiln().arg("keygen").arg("--out").arg(keys.path().join("k")));
+    let pem = std::fs::read_to_string(keys.path().join("k.key")).unwrap();
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let err = run_err(
+        p.kiln()
+            .arg("build")
+            .env("KILN_SIGNING_KEY", &body)
+            .env_remove("GITHUB_ACTIONS"),
+    );
+    assert!(err.contains("KILN_SIGNING_KEY"), "{err}");
+    for w in body.as_bytes().windows(8) {
+        let w = std::str::from_utf8(w).unwrap();
+        assert!(!err.contains(w), "key material {w:?} echoed in:\n{err}");
+    }
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(p.out_entries().is_empty(), "{:?}", p.out_entries());
+}

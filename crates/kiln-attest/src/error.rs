@@ -15,6 +15,14 @@ pub enum Error {
     )]
     InsecureKey { path: PathBuf, mode: u32 },
     #[error(
+        "signing key {path} is {kind}, not a key file\n  fix: pass the PKCS#8 PEM file itself (`cargo xtask keygen --out PREFIX` writes PREFIX.key)"
+    )]
+    KeyNotAFile { path: PathBuf, kind: &'static str },
+    #[error(
+        "${var} is neither PEM text (no `-----BEGIN PRIVATE KEY-----` line) nor the path of an existing file (value of {len} characters, not shown: it may be key material)\n  fix: set it to the whole PKCS#8 PEM, armour lines included, or to the path of the key file"
+    )]
+    KeyEnvUnusable { var: &'static str, len: usize },
+    #[error(
         "{origin}: not a PKCS#8 PEM ECDSA P-256 private key ({why})\n  fix: create one with `cargo xtask keygen`"
     )]
     BadPrivateKey { origin: String, why: String },
