@@ -291,11 +291,12 @@ impl fmt::Display for Difference {
                 write!(f, "{field}: lock {lock}, found {found}")
             }
             Difference::Changed { key, lock, found } => {
-                write!(f, "changed  {key} (lock {}", short(&lock.sha256))?;
+                // Both digests in full: two that share a long prefix must not look equal.
+                write!(f, "changed  {key} (lock {}", lock.sha256)?;
                 if lock.size != found.size {
                     write!(f, ", {} bytes", lock.size)?;
                 }
-                write!(f, "; found {}", short(&found.sha256))?;
+                write!(f, "; found {}", found.sha256)?;
                 if lock.size != found.size {
                     write!(f, ", {} bytes", found.size)?;
                 }
@@ -305,11 +306,6 @@ impl fmt::Display for Difference {
             Difference::Extra { key, .. } => write!(f, "extra    {key}"),
         }
     }
-}
-
-/// `sha256:` and the first 16 hex digits: enough to tell digests apart by eye.
-fn short(d: &Digest) -> String {
-    format!("sha256:{}..", &d.hex()[..16])
 }
 
 impl fmt::Display for Mismatch {

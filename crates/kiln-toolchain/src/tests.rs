@@ -312,12 +312,12 @@ fn verify_reports_changed_missing_extra_and_versions() {
         "toolchain lock toolchains/x86_64-unknown-linux-gnu.lock.json does not match this machine:\n\
          \x20 rustc version: lock 1.94.0, found 1.95.0\n\
          \x20 rustc LLVM version: lock 21.1.0, found (none)\n\
-         \x20 changed  {std_key} (lock sha256:{}.., 3 bytes; found sha256:{}.., 11 bytes)\n\
+         \x20 changed  {std_key} (lock {}, 3 bytes; found {}, 11 bytes)\n\
          \x20 missing  cc:/usr/lib/x86_64-linux-gnu/libc.a\n\
          \x20 extra    cc:/usr/lib/x86_64-linux-gnu/libm.a\n\
          If this toolchain change is intended, re-pin it with: cargo xtask toolchain lock",
-        &Digest::of(b"std").hex()[..16],
-        &Digest::of(b"patched std").hex()[..16],
+        Digest::of(b"std"),
+        Digest::of(b"patched std"),
     );
     assert_eq!(msg, expected);
 }
@@ -689,4 +689,30 @@ esac
         .unwrap_err();
         assert!(matches!(err, Error::Spawn { .. }), "{err:?}");
     }
+}
+
+/// Two digests that agree on their first 63 hex digits are printed so that they differ
+/// (they used to be cut to the same 16-digit prefix and look identical).
+#[test]
+fn changed_file_digests_are_printed_in_full() {
+    let mut a = [0x5au8; 32];
+    let lock = FileEntry {
+        sha256: Digest::from_bytes(a),
+        size: 10,
+    };
+    a[31] = 0x5b;
+    let found = FileEntry {
+        sha256: Digest::from_bytes(a),
+        size: 10,
+    };
+    let line = Difference::Changed {
+        key: "sysroot/lib/libstd.rlib".into(),
+        lock: lock.clone(),
+        found: found.clone(),
+    }
+    .to_string();
+    assert!(
+        line.contains(&lock.sha256.to_string()) && line.contains(&found.sha256.to_string()),
+        "{line}"
+    );
 }
