@@ -96,11 +96,8 @@ pub fn write_docker_archive(
         }
     }
     let bytes = read_blob_verified(layout, manifest, None)?;
-    let m: Manifest = serde_json::from_slice(&bytes).map_err(|source| Error::Json {
-        path: blob_path(layout, manifest),
-        what: "image manifest",
-        source,
-    })?;
+    let m: Manifest =
+        crate::layout::parse_json(&bytes, &blob_path(layout, manifest), "image manifest")?;
     read_blob_verified(layout, &m.config.digest, Some(m.config.size))?;
 
     let rel = |d: &Digest| format!("blobs/sha256/{}", d.hex());

@@ -9,7 +9,7 @@ use oci_spec::image::{ImageIndex, ImageManifest, MediaType};
 use crate::error::{Error, Result};
 use crate::image::ConfigFile;
 use crate::layer::LayerDescriptor;
-use crate::layout::{read_blob_verified, verify_blob_file};
+use crate::layout::{parse_json, read_blob_verified, verify_blob_file};
 
 const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
@@ -42,11 +42,7 @@ impl BaseImage {
                 "cannot read `oci-layout` ({e}); is this an OCI image layout directory?"
             ))
         })?;
-        let v: serde_json::Value = serde_json::from_slice(&text).map_err(|source| Error::Json {
-            path: oci_layout.clone(),
-            what: "oci-layout file",
-            source,
-        })?;
+        let v: serde_json::Value = parse_json(&text, &oci_layout, "oci-layout file")?;
         if v.get("imageLayoutVersion").and_then(|v| v.as_str()) != Some("1.0.0") {
             return Err(layout_err(
                 "`oci-layout` does not declare imageLayoutVersion 1.0.0".into(),
@@ -64,22 +60,20 @@ impl BaseImage {
 
         let manifest_bytes = read_blob_verified(layout, pinned, Some(manifest_size))?;
         let manifest_path = crate::layout::blob_path(layout, pinned);
-        let manifest = ImageManifest::from_reader(&manifest_bytes[..]).map_err(|e| {
-            layout_err(format!(
-                "manifest {pinned} (`{}`) is not a valid image manifest: {e}",
-                manifest_path.display()
-            ))
-        })?;
+        let manifest: ImageManifest = parse_json(
+            &manifest_bytes,
+            &manifest_path,
+            "image manifest (the pinned base)",
+        )?;
 
         let config_digest = to_digest(layout, manifest.config().digest().as_ref())?;
         let config_bytes =
             read_blob_verified(layout, &config_digest, Some(manifest.config().size()))?;
-        let config: ConfigFile =
-            serde_json::from_slice(&config_bytes).map_err(|source| Error::Json {
-                path: crate::layout::blob_path(layout, &config_digest),
-                what: "image config",
-                source,
-            })?;
+        let config: ConfigFile = parse_json(
+            &config_bytes,
+            &crate::layout::blob_path(layout, &config_digest),
+            "image config",
+        )?;
 
         let mut layers = Vec::new();
         for l in manifest.layers() {
@@ -131,10 +125,7 @@ impl BaseImage {
 }
 
 fn parse_index(bytes: &[u8], path: &Path) -> Result<ImageIndex> {
-    ImageIndex::from_reader(bytes).map_err(|e| Error::Layout {
-        layout: path.to_path_buf(),
-        what: format!("not a valid image index: {e}"),
-    })
+    parse_json(bytes, path, "OCI image index")
 }
 
 fn to_digest(layout: &Path, s: &str) -> Result<Digest> {

@@ -80,11 +80,16 @@ pub enum Error {
     #[error("writing the layer stream: {0}")]
     Write(#[source] std::io::Error),
 
-    /// A JSON document of an image layout could not be parsed.
-    #[error("`{path}` is not a valid {what}: {source}")]
+    /// A JSON document of an image layout could not be parsed: names the file, the JSON
+    /// path of the offending value (`.` for the document itself) and, through serde's
+    /// message, the line, column and what was expected there.
+    #[error(
+        "`{path}` is not a valid {what}: at `{at}`: {source}\n  fix: the layout is damaged or not an OCI image layout; re-fetch the base image (e.g. `skopeo copy docker://IMAGE oci:DIR:TAG`)"
+    )]
     Json {
         path: PathBuf,
         what: &'static str,
+        at: String,
         #[source]
         source: serde_json::Error,
     },

@@ -201,3 +201,23 @@ pub(crate) fn verify_blob_file(layout: &Path, digest: &Digest, size: u64) -> Res
 pub(crate) fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     kiln_core::fsx::write_atomic(path, bytes).map_err(Error::io("writing", path))
 }
+
+/// Parses one JSON document of an image layout; an error names `path`, the JSON path of
+/// the value that failed and (in serde's message) the line, column and what was expected.
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    path: &Path,
+    what: &'static str,
+) -> Result<T> {
+    let err = |at: String, source| Error::Json {
+        path: path.to_path_buf(),
+        what,
+        at,
+        source,
+    };
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de)
+        .map_err(|e| err(e.path().to_string(), e.into_inner()))?;
+    de.end().map_err(|e| err(".".into(), e))?;
+    Ok(value)
+}

@@ -327,3 +327,33 @@ fn docker_archive_manifest_json() {
     let e = write_docker_archive(&layout, &missing, &tags, &out, SDE).unwrap_err();
     assert!(matches!(e, Error::BlobMissing { .. }), "{e}");
 }
+
+/// Garbage in a base's index.json: the error names the file, where in the JSON (path and
+/// line) and what was expected, not only "serde failed".
+#[test]
+fn base_index_garbage_names_file_json_path_line_and_expectation() {
+    let (bd, bb) = base_layout();
+    let index = bd.path().join("index.json");
+    let index_text = index.display().to_string();
+    std::fs::write(&index, "{\n  \"schemaVersion\": 2,\n  \"manifests\": [\n    {\"mediaType\": \"application/vnd.oci.image.manifest.v1+json\", \"digest\": 17, \"size\": 3}\n  ]\n}\n").unwrap();
+    let e = BaseImage::open(bd.path(), &bb.manifest.digest)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(&index_text)
+            && e.contains("manifests[0].digest")
+            && e.contains("line 4")
+            && e.contains("expected"),
+        "{e}"
+    );
+    assert!(!e.contains("serde failed"), "{e}");
+
+    std::fs::write(&index, "not json at all").unwrap();
+    let e = BaseImage::open(bd.path(), &bb.manifest.digest)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(&index_text) && e.contains("line 1") && e.contains("index"),
+        "{e}"
+    );
+}
