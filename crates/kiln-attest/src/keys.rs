@@ -64,12 +64,11 @@ impl PublicKey {
 
     /// Parses an SPKI PEM public key; `origin` names where it came from, for errors.
     pub fn from_pem(pem: &str, origin: &str) -> Result<Self> {
-        let key = VerifyingKey::from_public_key_pem(pem.trim()).map_err(|e| {
-            Error::BadPublicKey {
+        let key =
+            VerifyingKey::from_public_key_pem(pem.trim()).map_err(|e| Error::BadPublicKey {
                 origin: origin.to_string(),
                 why: describe_pem(pem, false).unwrap_or_else(|| e.to_string()),
-            }
-        })?;
+            })?;
         Ok(Self::new(key))
     }
 
@@ -284,7 +283,10 @@ fn sec1_curve(der: &[u8]) -> Option<String> {
         if n == 0 || n > 2 {
             return None;
         }
-        let len = b.get(2..2 + n)?.iter().fold(0usize, |a, &x| a << 8 | x as usize);
+        let len = b
+            .get(2..2 + n)?
+            .iter()
+            .fold(0usize, |a, &x| a << 8 | x as usize);
         Some((tag, 2 + n, len))
     }
     let (tag, h, _) = header(der)?;
@@ -462,7 +464,10 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(e.contains(found) && e.contains("P-256 only"), "{file}: {e}");
-            assert!(!e.contains("1.2.840.10045"), "{file}: P-256 OIDs quoted: {e}");
+            assert!(
+                !e.contains("1.2.840.10045"),
+                "{file}: P-256 OIDs quoted: {e}"
+            );
         }
         for (file, found) in [
             ("rsa.pub", "found an RSA key"),
@@ -474,7 +479,10 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(e.contains(found), "{file}: {e}");
-            assert!(!e.contains("1.2.840.10045"), "{file}: P-256 OIDs quoted: {e}");
+            assert!(
+                !e.contains("1.2.840.10045"),
+                "{file}: P-256 OIDs quoted: {e}"
+            );
         }
         // A P-256 key in SEC1 form: the fix is a conversion, not another key.
         let e = SigningKey::from_pem(&foreign("p256.sec1.key"), "sec1")

@@ -707,8 +707,8 @@ fn changed_file_digests_are_printed_in_full() {
     };
     let line = Difference::Changed {
         key: "sysroot/lib/libstd.rlib".into(),
-        lock: lock.clone(),
-        found: found.clone(),
+        lock,
+        found,
     }
     .to_string();
     assert!(
