@@ -89,8 +89,9 @@ pub fn run(project: PathBuf, args: &Args) -> Result<ExitCode> {
                 project: project.clone(),
                 images: args.images.clone(),
                 variations,
-                work: out.join("work"),
+                work: None,
                 trees: out.join("trees"),
+                logs: out.join("logs"),
             };
             let rebuilt = kiln_repro::rebuild(&plan, &|m| eprintln!("kiln: repro: {m}"))?;
             eprintln!("kiln: repro: comparing the two output trees");
@@ -136,6 +137,28 @@ fn write_reports(
         print!("{}", written.markdown);
     }
     eprintln!("kiln: repro: reports in {}", out.display());
+    let failed = report.failed_to_build();
+    if !failed.is_empty() {
+        for t in &report.targets {
+            if failed.contains(&t.name.as_str()) {
+                eprintln!(
+                    "error: target `{}` failed to build: {}",
+                    t.name,
+                    t.note.as_deref().unwrap_or("no outputs")
+                );
+                for l in &t.error {
+                    eprintln!("  | {l}");
+                }
+            }
+        }
+        eprintln!(
+            "error: {} of {} target(s) failed to build; nothing to compare for them (report in {})",
+            failed.len(),
+            report.targets.len(),
+            out.display()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
     let ratio = report.ratio.artifacts;
     if let Some(min) = args.min_ratio
         && ratio.value < min

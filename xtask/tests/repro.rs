@@ -101,9 +101,14 @@ fn verdicts_agree_with_diffoscope(report: &Value, tree_a: &Path, tree_b: &Path) 
     }
 }
 
+/// kiln's own default job layout (kiln.toml at the root of a Cargo workspace, the image a
+/// package the workspace excludes), in a git repository, with a build script that needs
+/// the commit: both copies build (outside any enclosing workspace), both see the same
+/// source identity, and every artifact is identical.
 #[test]
 fn hello_is_reproducible_under_every_variation() {
-    let p = Project::hello();
+    let p = Project::hello_in_workspace();
+    let head = git(p.path(), &["rev-parse", "HEAD"]);
     let out = p.path().join("target/kiln/repro");
     let history = p.path().join("history.jsonl");
     let r = repro(
@@ -206,6 +211,25 @@ fn hello_is_reproducible_under_every_variation() {
 
     let (ta, tb) = (out.join("trees/a"), out.join("trees/b"));
     verdicts_agree_with_diffoscope(&r, &ta, &tb);
+
+    // Both builds name the original tree's commit and origin as their source.
+    for tree in [&ta, &tb] {
+        let prov: Value =
+            serde_json::from_slice(&std::fs::read(tree.join("hello/provenance.json")).unwrap())
+                .unwrap();
+        let def = &prov["predicate"]["buildDefinition"];
+        assert_eq!(
+            def["resolvedDependencies"][0]["digest"]["gitCommit"],
+            head,
+            "{}: {def}",
+            tree.display()
+        );
+        assert_eq!(
+            def["resolvedDependencies"][0]["uri"],
+            format!("git+https://example.invalid/kiln-test.git@{head}")
+        );
+        assert_eq!(def["externalParameters"]["source"]["revision"], head);
+    }
 
     // compare on the two kept trees: the same verdicts.
     let c = serde_json::from_slice::<Value>(
@@ -472,4 +496,41 @@ fn bad_variations_file_names_key_and_file() {
     std::fs::write(&f, "[tz]\nenabled = true\nvalue = \"UTC\"\nzone = 1\n").unwrap();
     let err = run_err(p.kiln().arg("repro").arg("--variations").arg(&f));
     assert!(err.contains("v.toml") && err.contains("zone"), "{err}");
+}
+
+/// A target that fails to build makes `repro` fail, and every report quotes the error.
+#[test]
+fn a_failed_build_fails_the_run_and_the_report_quotes_the_error() {
+    let p = Project::hello();
+    std::fs::write(
+        p.path().join("src/main.rs"),
+        "fn main() {\n    println!(\"{}\", no_such_value);\n}\n",
+    )
+    .unwrap();
+    let out = p.path().join("target/kiln/repro");
+    let err = run_err(p.kiln().arg("repro").arg("--out").arg(&out));
+    assert!(err.contains("target `hello` failed to build"), "{err}");
+    assert!(err.contains("cannot find value `no_such_value`"), "{err}");
+    let r: Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    let t = &r["targets"][0];
+    assert_eq!(t["status"], "failed_to_build");
+    let error: Vec<&str> = t["error"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no error lines: {t}"))
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert!(
+        error
+            .iter()
+            .any(|l| l.contains("cannot find value `no_such_value`")),
+        "{error:?}"
+    );
+    for f in ["report.md", "report.html"] {
+        let text = std::fs::read_to_string(out.join(f)).unwrap();
+        assert!(text.contains("no_such_value"), "{f}: {text}");
+    }
+    // The logs stay for a closer look.
+    assert!(out.join("logs/build-a.log").is_file());
 }

@@ -24,12 +24,18 @@ pub enum Error {
         command: String,
         source: std::io::Error,
     },
+    #[error("`{command}` failed: {message}")]
+    Git { command: String, message: String },
     #[error("`{command}` failed ({status}); its output is in {log}")]
     Failed {
         command: String,
         status: String,
         log: PathBuf,
     },
+    #[error(
+        "cannot build in {work}: {by} holds a Cargo workspace or a git repository that would capture the project's copies\n  fix: point TMPDIR at a directory outside any Cargo workspace and git repository"
+    )]
+    Captured { work: PathBuf, by: PathBuf },
     #[error(
         "{0} is not a directory of build outputs (expected <image>/summary.json or an OCI layout)"
     )]

@@ -15,6 +15,7 @@
 pub mod diff;
 mod error;
 pub mod explain;
+mod git;
 pub mod report;
 mod run;
 pub mod variations;
@@ -22,6 +23,11 @@ pub mod variations;
 pub use diff::{ArtifactDiff, Difference, Verdict};
 pub use error::{Error, Result};
 pub use explain::{Cause, Hints};
-pub use report::{CompareContext, HistoryLine, Ratio, Ratios, Report, Status, TargetReport};
-pub use run::{RebuildPlan, Rebuilt, Rng, copy_project, now, rebuild};
+pub use git::GitIdentity;
+pub use report::{
+    BuildFailure, CompareContext, HistoryLine, Ratio, Ratios, Report, Status, TargetReport,
+};
+pub use run::{
+    RebuildPlan, Rebuilt, Rng, WorkDir, copy_project, enclosing_workspace, now, rebuild, work_dir,
+};
 pub use variations::{VariationRecord, Variations};

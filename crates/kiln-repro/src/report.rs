@@ -64,6 +64,9 @@ pub struct TargetReport {
     /// Why it failed to build (which side), when it did.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub note: Option<String>,
+    /// The failing build's error lines (its log's tail when it printed no `error`).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub error: Vec<String>,
     pub artifacts: Vec<ArtifactReport>,
     /// Root causes over all artifacts (derived differences left out).
     pub causes: Vec<CauseSummary>,
@@ -133,8 +136,16 @@ pub struct CompareContext {
     /// Targets that must exist (from kiln.toml); missing ones failed to build.
     pub expected: Vec<String>,
     /// Why each side's build failed, when it did.
-    pub failed_a: Option<String>,
-    pub failed_b: Option<String>,
+    pub failed_a: Option<BuildFailure>,
+    pub failed_b: Option<BuildFailure>,
+}
+
+/// A build that exited non-zero: its status, its log and what the log says failed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BuildFailure {
+    pub status: String,
+    pub log: String,
+    pub error: Vec<String>,
 }
 
 /// The targets of an output tree: `DIR` itself when it is one image's outputs, else each
@@ -250,28 +261,34 @@ pub fn compare(a: &Path, b: &Path, ctx: &CompareContext) -> Result<Report> {
             }),
             applied.as_deref(),
         );
-        let (status, note) = match (da, db) {
+        let (status, note, error) = match (da, db) {
             (Some(_), Some(_))
                 if artifacts
                     .iter()
                     .all(|a| a.diff.verdict == Verdict::Identical) =>
             {
-                (Status::Reproducible, None)
+                (Status::Reproducible, None, Vec::new())
             }
-            (Some(_), Some(_)) => (Status::Unreproducible, None),
+            (Some(_), Some(_)) => (Status::Unreproducible, None, Vec::new()),
             (x, _) => {
-                let side = if x.is_none() {
+                let (side, failure) = if x.is_none() {
                     ("A", &ctx.failed_a)
                 } else {
                     ("B", &ctx.failed_b)
                 };
-                let why = side.1.clone().unwrap_or_else(|| "no outputs".into());
+                let (why, error) = match failure {
+                    Some(f) => (
+                        format!("kiln build {}; log {}", f.status, f.log),
+                        f.error.clone(),
+                    ),
+                    None => ("no outputs".to_string(), Vec::new()),
+                };
                 (
                     Status::FailedToBuild,
                     Some(format!(
-                        "build {} produced no outputs for this target: {why}",
-                        side.0
+                        "build {side} produced no outputs for this target: {why}"
                     )),
+                    error,
                 )
             }
         };
@@ -279,6 +296,7 @@ pub fn compare(a: &Path, b: &Path, ctx: &CompareContext) -> Result<Report> {
             name,
             status,
             note,
+            error,
             artifacts,
             causes,
         });
@@ -402,6 +420,9 @@ impl Report {
             if let Some(n) = &t.note {
                 let _ = writeln!(s, "\n**{}**: {}", md(&t.name), md(n));
             }
+            if !t.error.is_empty() {
+                let _ = writeln!(s, "\n```text\n{}\n```", fence(&t.error.join("\n")));
+            }
             let differing: Vec<&ArtifactReport> = t
                 .artifacts
                 .iter()
@@ -425,11 +446,7 @@ impl Report {
                     .take(3)
                     .map(|d| format!("{} ({}){}", md(&d.location), d.cause.as_str(), values(d)))
                     .collect();
-                let causes = if a.causes.is_empty() {
-                    "derived".to_string()
-                } else {
-                    cause_list(&a.causes)
-                };
+                let causes = artifact_causes(a);
                 let _ = writeln!(
                     s,
                     "| `{}` | {} | {:?} | {} | {} |",
@@ -500,6 +517,9 @@ impl Report {
             if let Some(n) = &t.note {
                 let _ = writeln!(s, "<p>{}</p>", esc(n));
             }
+            if !t.error.is_empty() {
+                let _ = writeln!(s, "<pre>{}</pre>", esc(&t.error.join("\n")));
+            }
             s.push_str(
                 "<table><tr><th>artifact</th><th>kind</th><th>verdict</th><th>causes</th></tr>\n",
             );
@@ -510,7 +530,7 @@ impl Report {
                     esc(&a.diff.path),
                     a.diff.kind,
                     a.diff.verdict,
-                    esc(&cause_list(&a.causes))
+                    esc(&artifact_causes(a))
                 );
             }
             s.push_str("</table>\n");
@@ -567,6 +587,15 @@ impl Report {
         s
     }
 
+    /// The targets that failed to build on either side.
+    pub fn failed_to_build(&self) -> Vec<&str> {
+        self.targets
+            .iter()
+            .filter(|t| t.status == Status::FailedToBuild)
+            .map(|t| t.name.as_str())
+            .collect()
+    }
+
     /// The history line for this run, stamped with `unix_time` (the history is a log of
     /// runs, not a build artifact, so a wall-clock time belongs there).
     pub fn history_line(&self, unix_time: u64) -> HistoryLine {
@@ -608,6 +637,21 @@ fn esc(s: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
+}
+
+/// An artifact's causes as both renderings show them: `none` when it is identical,
+/// `derived` when it differs only because content it covers differs.
+fn artifact_causes(a: &ArtifactReport) -> String {
+    match (a.diff.verdict, a.causes.is_empty()) {
+        (Verdict::Identical, _) => "none".into(),
+        (_, true) => "derived".into(),
+        (_, false) => cause_list(&a.causes),
+    }
+}
+
+/// Text inside a Markdown code fence cannot close it.
+fn fence(s: &str) -> String {
+    s.replace("```", "` ` `")
 }
 
 fn cause_list(c: &[CauseSummary]) -> String {
@@ -890,5 +934,75 @@ mod tests {
         assert!(r.to_html(&[]).contains("<svg"));
         let back: Report = serde_json::from_slice(&r.to_json()).unwrap();
         assert_eq!(back, r);
+    }
+
+    #[test]
+    fn markdown_and_html_name_an_artifacts_causes_alike() {
+        let d = tempfile::tempdir().unwrap();
+        for side in ["a", "b"] {
+            let t = d.path().join(side).join("img");
+            std::fs::create_dir_all(&t).unwrap();
+            std::fs::write(t.join("same.txt"), "same").unwrap();
+        }
+        let digest = |c: char| format!("{{\"layer\":\"sha256:{}\"}}", c.to_string().repeat(64));
+        std::fs::write(d.path().join("a/img/summary.json"), digest('a')).unwrap();
+        std::fs::write(d.path().join("b/img/summary.json"), digest('b')).unwrap();
+        let ctx = CompareContext {
+            mode: "compare".into(),
+            ..Default::default()
+        };
+        let r = compare(&d.path().join("a"), &d.path().join("b"), &ctx).unwrap();
+        let md = r.to_markdown();
+        let html = r.to_html(&[]);
+        assert!(
+            md.contains("| `summary.json` | json | Different | derived |"),
+            "{md}"
+        );
+        assert!(
+            html.contains(
+                "<td><code>summary.json</code></td><td>json</td><td>Different</td><td>derived</td>"
+            ),
+            "{html}"
+        );
+        assert!(
+            html.contains(
+                "<td><code>same.txt</code></td><td>text</td><td>Identical</td><td>none</td>"
+            ),
+            "{html}"
+        );
+    }
+
+    #[test]
+    fn a_failed_side_is_quoted_in_every_rendering() {
+        let d = tempfile::tempdir().unwrap();
+        let t = d.path().join("a/img");
+        std::fs::create_dir_all(&t).unwrap();
+        std::fs::write(t.join("summary.json"), "{}").unwrap();
+        let ctx = CompareContext {
+            mode: "rebuild".into(),
+            expected: vec!["img".into()],
+            failed_b: Some(BuildFailure {
+                status: "exit status: 1".into(),
+                log: "/logs/build-b.log".into(),
+                error: vec![
+                    "error[E0425]: cannot find value `x` in this scope".into(),
+                    " --> src/main.rs:2:20".into(),
+                ],
+            }),
+            ..Default::default()
+        };
+        let r = compare(&d.path().join("a"), &d.path().join("b"), &ctx).unwrap();
+        assert_eq!(r.failed_to_build(), ["img"]);
+        let t = &r.targets[0];
+        assert_eq!(t.status, Status::FailedToBuild);
+        assert!(t.note.as_deref().unwrap().contains("/logs/build-b.log"));
+        let json = String::from_utf8(r.to_json()).unwrap();
+        for text in [json, r.to_markdown(), r.to_html(&[])] {
+            assert!(
+                text.contains("cannot find value `x` in this scope"),
+                "{text}"
+            );
+            assert!(text.contains("src/main.rs:2:20"), "{text}");
+        }
     }
 }

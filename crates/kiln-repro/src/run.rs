@@ -12,7 +12,8 @@ use std::process::{Command, Stdio};
 
 use crate::error::{Error, Result, io};
 use crate::explain::Hints;
-use crate::report::CompareContext;
+use crate::git::GitIdentity;
+use crate::report::{BuildFailure, CompareContext};
 use crate::variations::{VariationRecord, Variations};
 
 /// What to rebuild and where.
@@ -24,10 +25,14 @@ pub struct RebuildPlan {
     /// Images to build; empty means all of kiln.toml's.
     pub images: Vec<String>,
     pub variations: Variations,
-    /// Scratch space for the copies and build roots (emptied first, removed after).
-    pub work: PathBuf,
+    /// Scratch space for the copies and build roots (created empty, removed after). `None`:
+    /// a fresh directory under the temporary directory that no Cargo workspace or git
+    /// repository encloses (see [`work_dir`]). A directory given here is checked the same way.
+    pub work: Option<PathBuf>,
     /// Where the two output trees go (`<trees>/a`, `<trees>/b`), kept for `compare`.
     pub trees: PathBuf,
+    /// Where the fetch and build logs go (kept, and quoted in the report on failure).
+    pub logs: PathBuf,
 }
 
 /// The result of the two builds: the trees to compare and what is known about them.
@@ -135,6 +140,128 @@ fn remove_dir(p: &Path) -> Result<()> {
     }
 }
 
+/// The first directory from `dir` up to `/` that would capture a project copied below it:
+/// one holding a `Cargo.toml` with a `[workspace]` table (cargo would take the copy for a
+/// member it does not list: "current package believes it's in a workspace when it's
+/// not"), or a `.git` (a build script asking git would see that repository instead of the
+/// project's). A `Cargo.toml` that does not parse counts as capturing.
+pub fn enclosing_workspace(dir: &Path) -> Option<PathBuf> {
+    dir.ancestors().find_map(|d| {
+        let manifest = d.join("Cargo.toml");
+        let captures = match std::fs::read_to_string(&manifest) {
+            Ok(text) => text
+                .parse::<toml::Table>()
+                .map_or(true, |t| t.contains_key("workspace")),
+            Err(_) => false,
+        };
+        (captures || d.join(".git").exists()).then(|| d.to_path_buf())
+    })
+}
+
+/// The scratch directory of one run, removed (with anything mounted in it) when dropped.
+pub struct WorkDir {
+    path: PathBuf,
+}
+
+impl WorkDir {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        unmount_leftovers(&self.path);
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Unmounts whatever is mounted under `work` (a disorderfs view of a copy), deepest first.
+fn unmount_leftovers(work: &Path) {
+    let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") else {
+        return;
+    };
+    let mut points: Vec<PathBuf> = mounts
+        .lines()
+        .filter_map(|l| l.split(' ').nth(1))
+        // /proc/mounts escapes spaces and the like as octal; such paths are not ours.
+        .map(PathBuf::from)
+        .filter(|p| p.starts_with(work) && p != work)
+        .collect();
+    points.sort();
+    for p in points.into_iter().rev() {
+        drop(Mount(p));
+    }
+}
+
+const WORK_PREFIX: &str = "kiln-repro-";
+
+/// Makes the run's scratch directory: `explicit` if given, else a fresh
+/// `kiln-repro-<pid>-<n>` under `$TMPDIR`, `/var/tmp` or `/tmp` — the first that no Cargo
+/// workspace or git repository encloses ([`enclosing_workspace`]), so the copies build
+/// as the project does, whatever the project and wherever it lives. Leftovers of killed
+/// runs (their process gone) are removed first.
+pub fn work_dir(explicit: Option<&Path>) -> Result<WorkDir> {
+    if let Some(dir) = explicit {
+        remove_dir(dir)?;
+        std::fs::create_dir_all(dir).map_err(io("cannot create", dir))?;
+        let path = dir.canonicalize().map_err(io("cannot resolve", dir))?;
+        if let Some(ws) = enclosing_workspace(&path) {
+            let _ = std::fs::remove_dir(&path);
+            return Err(Error::Captured { work: path, by: ws });
+        }
+        return Ok(WorkDir { path });
+    }
+    let mut tried = Vec::new();
+    for base in [std::env::temp_dir(), "/var/tmp".into(), "/tmp".into()] {
+        let Ok(base) = base.canonicalize() else {
+            continue;
+        };
+        if tried.iter().any(|(b, _): &(PathBuf, PathBuf)| *b == base) {
+            continue;
+        }
+        if let Some(ws) = enclosing_workspace(&base) {
+            tried.push((base, ws));
+            continue;
+        }
+        remove_stale(&base);
+        for n in 0u32.. {
+            let path = base.join(format!("{WORK_PREFIX}{}-{n}", std::process::id()));
+            match std::fs::create_dir(&path) {
+                Ok(()) => return Ok(WorkDir { path }),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(io("cannot create", &path)(e)),
+            }
+        }
+    }
+    let (work, by) = tried
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| (std::env::temp_dir(), PathBuf::from("/")));
+    Err(Error::Captured { work, by })
+}
+
+/// Removes `kiln-repro-<pid>-*` directories under `base` whose process is gone.
+fn remove_stale(base: &Path) {
+    let Ok(rd) = std::fs::read_dir(base) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(WORK_PREFIX)
+            .and_then(|r| r.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            unmount_leftovers(&e.path());
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 /// Copies the fetched inputs (registry index and `.crate` files, not the unpacked sources)
 /// into a build root's cargo home.
 fn seed_cargo_home(registry: &Path, root: &Path) -> Result<()> {
@@ -158,8 +285,12 @@ struct Side {
     log: PathBuf,
 }
 
-/// Runs `argv` (program first) with `env`, logging to `side.log`; returns why it failed.
-fn run_build(argv: &[OsString], env: &[(String, OsString)], side: &Side) -> Result<Option<String>> {
+/// Runs `argv` (program first) with `env`, logging to `side.log`; says why it failed.
+fn run_build(
+    argv: &[OsString],
+    env: &[(String, OsString)],
+    side: &Side,
+) -> Result<Option<BuildFailure>> {
     let log = std::fs::File::create(&side.log).map_err(io("cannot create", &side.log))?;
     let log2 = log.try_clone().map_err(io("cannot create", &side.log))?;
     let mut cmd = Command::new(&argv[0]);
@@ -179,8 +310,60 @@ fn run_build(argv: &[OsString], env: &[(String, OsString)], side: &Side) -> Resu
         command: shown,
         source,
     })?;
-    Ok((!status.success()).then(|| format!("kiln build {status}; log {}", side.log.display())))
+    if status.success() {
+        return Ok(None);
+    }
+    let text = std::fs::read(&side.log).unwrap_or_default();
+    Ok(Some(BuildFailure {
+        status: status.to_string(),
+        log: side.log.display().to_string(),
+        error: error_lines(&String::from_utf8_lossy(&text)),
+    }))
 }
+
+/// The lines of a build log that say what failed: each `error` line with the lines that
+/// belong to it (up to a blank line or the next message), at most [`MAX_ERROR_LINES`];
+/// the log's last lines when it has no `error` line.
+pub fn error_lines(log: &str) -> Vec<String> {
+    const TAIL: usize = 20;
+    let lines: Vec<&str> = log.lines().map(str::trim_end).collect();
+    let is_msg = |l: &str| {
+        let t = l.trim_start();
+        t.starts_with("error") || t.starts_with("warning") || t.starts_with("kiln: ")
+    };
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < lines.len() && out.len() < MAX_ERROR_LINES {
+        if lines[i].trim_start().starts_with("error") {
+            out.push(lines[i].to_string());
+            let mut j = i + 1;
+            while j < lines.len()
+                && j - i < 12
+                && !lines[j].trim().is_empty()
+                && !is_msg(lines[j])
+                && out.len() < MAX_ERROR_LINES
+            {
+                out.push(lines[j].to_string());
+                j += 1;
+            }
+            i = j;
+        } else {
+            i += 1;
+        }
+    }
+    if out.is_empty() {
+        let start = lines.len().saturating_sub(TAIL);
+        out = lines[start..]
+            .iter()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| l.to_string())
+            .collect();
+    }
+    out
+}
+
+/// At most this many lines of a failed build's log are quoted in the report.
+pub const MAX_ERROR_LINES: usize = 40;
 
 fn kiln_build_args(plan: &RebuildPlan, side: &Side) -> Vec<OsString> {
     let mut v: Vec<OsString> = vec![
@@ -227,20 +410,21 @@ pub fn rebuild(plan: &RebuildPlan, progress: &dyn Fn(&str)) -> Result<Rebuilt> {
         message,
     })?;
 
-    // A mount left by a killed run must go before its directory can.
-    let mount_b = plan.work.join("b/varied-build-path/project");
-    if mount_b.exists() {
-        drop(Mount(mount_b.clone()));
-    }
-    remove_dir(&plan.work)?;
+    let work_guard = work_dir(plan.work.as_deref())?;
+    let work = work_guard.path().to_path_buf();
     remove_dir(&plan.trees)?;
-    let logs = plan.work.join("logs");
-    std::fs::create_dir_all(&logs).map_err(io("cannot create", &logs))?;
-    let work = plan
-        .work
+    remove_dir(&plan.logs)?;
+    std::fs::create_dir_all(&plan.logs).map_err(io("cannot create", &plan.logs))?;
+    let logs = plan
+        .logs
         .canonicalize()
-        .map_err(io("cannot resolve", &plan.work))?;
-    let logs = work.join("logs");
+        .map_err(io("cannot resolve", &plan.logs))?;
+    // The source identity both copies get (the copies leave `.git` behind).
+    let identity = GitIdentity::of(&project);
+    let subdir = identity
+        .as_ref()
+        .map(|i| i.subdir.clone())
+        .unwrap_or_default();
 
     // The one networked step, before either build; both then build --offline.
     progress("fetching locked crates once (the inputs both builds share)");
@@ -263,7 +447,7 @@ pub fn rebuild(plan: &RebuildPlan, progress: &dyn Fn(&str)) -> Result<Rebuilt> {
     if let Some(why) = run_build(&fetch, &[], &fetch_side)? {
         return Err(Error::Failed {
             command: "kiln fetch".into(),
-            status: why,
+            status: format!("{}: {}", why.status, why.error.join("\n  ")),
             log: fetch_log,
         });
     }
@@ -294,16 +478,22 @@ pub fn rebuild(plan: &RebuildPlan, progress: &dyn Fn(&str)) -> Result<Rebuilt> {
         (work.join("build"), work.join("build"))
     };
     let a = Side {
-        project: dir_a.join("project"),
+        project: dir_a.join("project").join(&subdir),
         root: dir_a.join("root"),
         tree: trees.join("a"),
         log: logs.join("build-a.log"),
     };
     let b = Side {
-        project: dir_b.join("project"),
+        project: dir_b.join("project").join(&subdir),
         root: dir_b.join("root"),
         tree: trees.join("b"),
         log: logs.join("build-b.log"),
+    };
+    let plant = |dir: &Path| -> Result<()> {
+        match &identity {
+            Some(id) => id.plant(&dir.join("project"), &dir.join("git")),
+            None => Ok(()),
+        }
     };
     let mut records = Vec::new();
     let mut hints = Hints {
@@ -314,6 +504,7 @@ pub fn rebuild(plan: &RebuildPlan, progress: &dyn Fn(&str)) -> Result<Rebuilt> {
     // Build A: plain.
     progress(&format!("build A in {}", a.project.display()));
     copy_project(&project, &a.project, None)?;
+    plant(&dir_a)?;
     seed_cargo_home(&registry, &a.root)?;
     let failed_a = run_build(&kiln_build_args(plan, &a), &base_env, &a)?;
     hints.build_dirs.extend([
@@ -387,6 +578,7 @@ pub fn rebuild(plan: &RebuildPlan, progress: &dyn Fn(&str)) -> Result<Rebuilt> {
         copy_project(&project, &b.project, None)?;
         records.push(VariationRecord::new("file_order", "disabled", ""));
     }
+    plant(&dir_b)?;
     seed_cargo_home(&registry, &b.root)?;
 
     let mut env = base_env.clone();
@@ -567,10 +759,7 @@ pub fn rebuild(plan: &RebuildPlan, progress: &dyn Fn(&str)) -> Result<Rebuilt> {
         home_b.display().to_string(),
     ]);
     drop(_mount);
-    remove_dir(&dir_b)?;
-    if !v.build_path.enabled {
-        remove_dir(&work.join("b"))?;
-    }
+    drop(work_guard);
     records.sort_by(|x, y| x.name.cmp(&y.name));
     records.insert(0, VariationRecord::new("rebuild", "applied", "two builds from scratch: separate copies, build roots, cargo homes and target dirs; only the fetched, checksummed crates shared"));
 
@@ -614,5 +803,52 @@ mod tests {
         copy_project(&src, &d.path().join("dst"), Some(&mut Rng(7))).unwrap();
         let files = crate::diff::list_files(&d.path().join("dst")).unwrap();
         assert_eq!(files, ["a", "b", "c", "d", "sub/e"]);
+    }
+
+    #[test]
+    fn error_lines_quote_each_error_with_its_context_else_the_tail() {
+        let log = "kiln: [hello] compiling hello\n   Compiling itoa v1.0.0\nerror[E0425]: cannot find value `x` in this scope\n --> src/main.rs:2:20\n  |\n2 |     println!(\"{}\", x);\n\nwarning: unused\nerror: could not compile `hello` (bin \"hello\")\n";
+        assert_eq!(
+            error_lines(log),
+            [
+                "error[E0425]: cannot find value `x` in this scope",
+                " --> src/main.rs:2:20",
+                "  |",
+                "2 |     println!(\"{}\", x);",
+                "error: could not compile `hello` (bin \"hello\")",
+            ]
+        );
+        let quiet: String = (0..30).map(|i| format!("line {i}\n")).collect();
+        let tail = error_lines(&quiet);
+        assert_eq!(tail.len(), 20);
+        assert_eq!(tail.last().unwrap(), "line 29");
+    }
+
+    #[test]
+    fn the_work_dir_is_outside_any_workspace_and_a_captured_one_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let w = work_dir(None).unwrap();
+        assert!(
+            enclosing_workspace(w.path()).is_none(),
+            "{}",
+            w.path().display()
+        );
+        let kept = w.path().to_path_buf();
+        drop(w);
+        assert!(!kept.exists());
+        // Inside a workspace (as target/kiln/repro/work of a workspace root would be).
+        std::fs::write(d.path().join("Cargo.toml"), "[workspace]\nmembers = []\n").unwrap();
+        let inside = d.path().join("target/kiln/repro/work");
+        let e = work_dir(Some(&inside)).err().unwrap().to_string();
+        assert!(e.contains("Cargo workspace") && e.contains("TMPDIR"), "{e}");
+        assert_eq!(
+            enclosing_workspace(&inside),
+            Some(d.path().canonicalize().unwrap())
+        );
+        // A package manifest alone does not capture.
+        std::fs::write(d.path().join("Cargo.toml"), "[package]\nname = \"p\"\n").unwrap();
+        if enclosing_workspace(d.path().parent().unwrap()).is_none() {
+            assert!(work_dir(Some(&inside)).is_ok());
+        }
     }
 }

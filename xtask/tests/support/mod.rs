@@ -134,6 +134,76 @@ impl Project {
         Project { dir }
     }
 
+    /// kiln's own default-job layout: `kiln.toml` at the root of a Cargo workspace (a member
+    /// `tool` that is never built) whose image is `testdata/hello`, a package the workspace
+    /// excludes. The hello copy gets a build script that embeds `git rev-parse HEAD` and
+    /// fails without it; the project is a git repository (one commit, an `origin`).
+    pub fn hello_in_workspace() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("kiln-test-ws-")
+            .tempdir()
+            .unwrap();
+        let root = dir.path();
+        std::fs::write(
+            root.join("Cargo.toml"),
+            "[workspace]\nresolver = \"2\"\nmembers = [\"tool\"]\nexclude = [\"testdata\"]\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(root.join("tool/src")).unwrap();
+        std::fs::write(
+            root.join("tool/Cargo.toml"),
+            "[package]\nname = \"tool\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+        )
+        .unwrap();
+        std::fs::write(root.join("tool/src/main.rs"), "fn main() {}\n").unwrap();
+        let hello = root.join("testdata/hello");
+        copy_tree(&repo().join("testdata/hello"), &hello);
+        std::fs::write(
+            hello.join("build.rs"),
+            r#"fn main() {
+    let out = std::process::Command::new("git").args(["rev-parse", "HEAD"]).output().expect("git runs");
+    assert!(out.status.success(), "the build must see the project's git commit: {out:?}");
+    let rev = String::from_utf8(out.stdout).unwrap();
+    println!("cargo::rustc-env=HELLO_GIT_REV={}", rev.trim());
+}
+"#,
+        )
+        .unwrap();
+        let main = std::fs::read_to_string(hello.join("src/main.rs")).unwrap();
+        std::fs::write(
+            hello.join("src/main.rs"),
+            format!("{main}\n#[used]\nstatic GIT_REV: &str = env!(\"HELLO_GIT_REV\");\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            root.join("kiln.toml"),
+            HELLO_TOML
+                .replace(
+                    "package = \"hello\"",
+                    "manifest = \"testdata/hello/Cargo.toml\"\npackage = \"hello\"",
+                )
+                .replace("\"greeting.txt\"", "\"testdata/hello/greeting.txt\""),
+        )
+        .unwrap();
+        let lock = format!("toolchains/{}.lock.json", host_target());
+        std::fs::create_dir_all(root.join("toolchains")).unwrap();
+        std::fs::copy(repo().join(&lock), root.join(&lock)).unwrap();
+        std::fs::write(root.join(".gitignore"), "target/\n").unwrap();
+        git(root, &["init", "-q", "-b", "main"]);
+        git(root, &["add", "."]);
+        git(root, &["commit", "-q", "-m", "sample"]);
+        git(
+            root,
+            &[
+                "remote",
+                "add",
+                "origin",
+                "https://example.invalid/kiln-test.git",
+            ],
+        );
+        Project { dir }
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
@@ -162,6 +232,24 @@ impl Project {
             Err(_) => Vec::new(),
         }
     }
+}
+
+/// Runs git in `dir` with a fixed identity and dates, panicking on failure; its stdout.
+#[track_caller]
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = run_ok(
+        Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .env("GIT_AUTHOR_NAME", "kiln test")
+            .env("GIT_AUTHOR_EMAIL", "test@example.invalid")
+            .env("GIT_COMMITTER_NAME", "kiln test")
+            .env("GIT_COMMITTER_EMAIL", "test@example.invalid")
+            .env("GIT_AUTHOR_DATE", "@1700000000 +0000")
+            .env("GIT_COMMITTER_DATE", "@1700000000 +0000"),
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 pub fn copy_tree(from: &Path, to: &Path) {
