@@ -3,6 +3,7 @@
 //! calls the kiln crates and prints. No build logic lives here.
 
 mod bench;
+mod bench_gate;
 mod bench_repro;
 mod bench_sbom;
 mod cmd_attest;
@@ -122,6 +123,8 @@ enum BenchCommand {
     Sbom(bench_sbom::SbomBenchArgs),
     #[command(hide = true)]
     SbomGen(bench_sbom::SbomGenArgs),
+    /// The gate on a generated 250k-result SARIF: wall time and peak RSS.
+    Gate(bench_gate::GateBenchArgs),
 }
 
 struct Stderr;
@@ -249,6 +252,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bench {
             command: BenchCommand::SbomGen(args),
         } => bench_sbom::sbom_gen(&args)?,
+        Command::Bench {
+            command: BenchCommand::Gate(args),
+        } => bench_gate::gate(&args)?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -414,3 +414,76 @@ fn build_refuses_a_statement_for_a_component_not_in_the_sbom() {
         p.out_entries()
     );
 }
+
+/// Three advisories for one component, CVE ~ GHSA and GHSA ~ RUSTSEC aliasing pairwise (CVE
+/// and RUSTSEC never side by side), a statement clearing the CVE: in every one of the 6
+/// `--osv` orders they are one finding, the gate passes, and gate.json has the same bytes.
+/// (Grouping by the first overlapping group used to split them in some orders, and the
+/// RUSTSEC half then blocked.)
+#[test]
+fn gate_alias_groups_are_transitive_and_independent_of_osv_order() {
+    let p = gate_project();
+    let st = p.path().join("vex/statements.toml");
+    let mut text = std::fs::read_to_string(&st).unwrap();
+    text.push_str("\n[[statement]]\nvulnerability = \"CVE-2099-0100\"\ncomponent = \"pkg:cargo/itoa@1.0.19\"\nstatus = \"not_affected\"\njustification = \"vulnerable_code_not_present\"\nimpact_statement = \"TEST DATA: the chain of aliases names one problem.\"\n");
+    std::fs::write(&st, text).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let advisory = |id: &str, aliases: &[&str]| {
+        let path = dir.path().join(format!("{id}.json"));
+        let doc = serde_json::json!({
+            "schema_version": "1.6.0",
+            "id": id,
+            "modified": "2026-01-01T00:00:00Z",
+            "aliases": aliases,
+            "summary": format!("TEST DATA — not a real advisory ({id})"),
+            "severity": [{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}],
+            "affected": [{"package": {"ecosystem": "crates.io", "name": "itoa"},
+                "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": "9.0.0"}]}]}],
+        });
+        std::fs::write(&path, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+        path
+    };
+    let osv = [
+        advisory("CVE-2099-0100", &[]),
+        advisory(
+            "GHSA-k1n0-te57-0100",
+            &["CVE-2099-0100", "RUSTSEC-2099-0100"],
+        ),
+        advisory("RUSTSEC-2099-0100", &[]),
+    ];
+    let orders = [
+        [0, 1, 2],
+        [0, 2, 1],
+        [1, 0, 2],
+        [1, 2, 0],
+        [2, 0, 1],
+        [2, 1, 0],
+    ];
+    let gate_json = p.out().join("hello/gate.json");
+    let mut first: Option<(Option<i32>, Vec<u8>)> = None;
+    for order in orders {
+        let mut cmd = p.kiln();
+        cmd.arg("gate");
+        for i in order {
+            cmd.arg("--osv").arg(&osv[i]);
+        }
+        let out = cmd.output().unwrap();
+        let got = (out.status.code(), std::fs::read(&gate_json).unwrap());
+        let report: serde_json::Value = serde_json::from_slice(&got.1).unwrap();
+        let rows: Vec<&serde_json::Value> = report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["id"].as_str().unwrap().ends_with("2099-0100"))
+            .collect();
+        assert_eq!(rows.len(), 1, "order {order:?}: not one group: {rows:#?}");
+        assert_eq!(rows[0]["status"], "not_affected", "order {order:?}");
+        match &first {
+            None => first = Some(got),
+            Some(f) => {
+                assert_eq!(f.0, got.0, "exit code differs for order {order:?}");
+                assert!(f.1 == got.1, "gate.json differs for order {order:?}");
+            }
+        }
+    }
+}

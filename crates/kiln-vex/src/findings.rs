@@ -33,14 +33,6 @@ impl Finding {
         std::iter::once(&self.id).chain(self.aliases.iter())
     }
 
-    fn same_target(&self, other: &Finding) -> bool {
-        match (&self.component, &other.component) {
-            (Some(a), Some(b)) => a.purl_text == b.purl_text,
-            (None, None) => self.package == other.package,
-            _ => false,
-        }
-    }
-
     /// The component's purl, or what the input named.
     pub fn target(&self) -> &str {
         self.component
@@ -52,45 +44,114 @@ impl Finding {
 /// Merges findings about the same component whose ids or aliases overlap (a scanner's
 /// RUSTSEC id and an advisory's CVE alias are one problem, reported once), keeping the
 /// highest severity, every alias and every source; then sorts by id and target.
+///
+/// Overlap is transitive (CVE ~ GHSA and GHSA ~ RUSTSEC make one group even when CVE and
+/// RUSTSEC never appear together): a union-find over (target, id) pairs, so the groups, and
+/// every field of a merged finding, are the same whatever order the inputs came in. Linear
+/// in the number of ids (plus a sort), not quadratic in findings.
 pub fn merge(findings: Vec<Finding>) -> Vec<Finding> {
-    let mut out: Vec<Finding> = Vec::new();
-    for f in findings {
-        let ids: BTreeSet<&String> = f.ids().collect();
-        if let Some(m) = out
-            .iter_mut()
-            .find(|m| m.same_target(&f) && m.ids().any(|i| ids.contains(i)))
-        {
-            // Prefer the advisory's own id over an alias: the lexicographically smaller
-            // of the two keeps the choice independent of input order.
-            let mut all: BTreeSet<String> = m.aliases.union(&f.aliases).cloned().collect();
-            all.insert(m.id.clone());
-            all.insert(f.id.clone());
-            let keep = std::cmp::min(m.id.clone(), f.id.clone());
-            all.remove(&keep);
-            m.id = keep;
-            m.aliases = all;
-            if f.severity != Severity::Unknown
-                && (m.severity == Severity::Unknown || f.severity > m.severity)
-            {
-                m.severity = f.severity;
+    use std::collections::HashMap;
+    use std::collections::hash_map::Entry;
+
+    fn find(parent: &mut [usize], mut i: usize) -> usize {
+        while parent[i] != i {
+            parent[i] = parent[parent[i]];
+            i = parent[i];
+        }
+        i
+    }
+
+    let n = findings.len();
+    let mut parent: Vec<usize> = (0..n).collect();
+    {
+        // Lookups only: the map is never iterated, so its order cannot reach the output.
+        let mut first: HashMap<(bool, &str, &str), usize> = HashMap::with_capacity(n);
+        for (i, f) in findings.iter().enumerate() {
+            let target = (f.component.is_some(), f.target());
+            for id in f.ids() {
+                match first.entry((target.0, target.1, id.as_str())) {
+                    Entry::Vacant(v) => {
+                        v.insert(i);
+                    }
+                    Entry::Occupied(o) => {
+                        let (a, b) = (find(&mut parent, i), find(&mut parent, *o.get()));
+                        if a != b {
+                            parent[a.max(b)] = a.min(b);
+                        }
+                    }
+                }
             }
-            m.score = match (m.score, f.score) {
-                (Some(a), Some(b)) => Some(a.max(b)),
-                (a, b) => a.or(b),
-            };
-            if m.summary.is_none() {
-                m.summary = f.summary;
-            }
-            // An affected match wins over "outside the ranges" from another source.
-            if f.affected && !m.affected {
-                m.affected = true;
-                m.why = f.why;
-            }
-            m.sources.extend(f.sources);
-        } else {
-            out.push(f);
         }
     }
+    let mut groups: Vec<Vec<Finding>> = (0..n).map(|_| Vec::new()).collect();
+    for (i, f) in findings.into_iter().enumerate() {
+        let r = find(&mut parent, i);
+        groups[r].push(f);
+    }
+    let mut out: Vec<Finding> = groups
+        .into_iter()
+        .filter(|g| !g.is_empty())
+        .map(merge_group)
+        .collect();
     out.sort_by(|a, b| (&a.id, a.target()).cmp(&(&b.id, b.target())));
     out
+}
+
+/// Folds one group of overlapping findings (same target) into one, after putting its
+/// members in a canonical order so that no field depends on the input order.
+fn merge_group(mut group: Vec<Finding>) -> Finding {
+    group.sort_by(|a, b| {
+        (
+            &a.id,
+            &a.aliases,
+            a.severity,
+            a.score.map(f64::to_bits),
+            !a.affected,
+            &a.summary,
+            &a.why,
+            &a.sources,
+            &a.package,
+        )
+            .cmp(&(
+                &b.id,
+                &b.aliases,
+                b.severity,
+                b.score.map(f64::to_bits),
+                !b.affected,
+                &b.summary,
+                &b.why,
+                &b.sources,
+                &b.package,
+            ))
+    });
+    let mut members = group.into_iter();
+    let mut m = members.next().expect("groups are never empty");
+    for f in members {
+        // The advisory's own id over an alias: the smallest id of the group.
+        m.aliases.extend(f.aliases);
+        m.aliases.insert(f.id.clone());
+        if f.id < m.id {
+            m.aliases.insert(std::mem::replace(&mut m.id, f.id));
+        }
+        if f.severity != Severity::Unknown
+            && (m.severity == Severity::Unknown || f.severity > m.severity)
+        {
+            m.severity = f.severity;
+        }
+        m.score = match (m.score, f.score) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        if m.summary.is_none() {
+            m.summary = f.summary;
+        }
+        // An affected match wins over "outside the ranges" from another source.
+        if f.affected && !m.affected {
+            m.affected = true;
+            m.why = f.why;
+        }
+        m.sources.extend(f.sources);
+    }
+    m.aliases.remove(&m.id.clone());
+    m
 }

@@ -4,7 +4,7 @@
 //! `Package: NAME` / `Installed Version: V` lines (trivy) or `package: NAME, version V`
 //! (grype) of the message.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use serde::Deserialize;
@@ -108,10 +108,22 @@ pub fn parse(path: &Path, bytes: &[u8], sbom: &Sbom) -> Result<Vec<Finding>> {
         ));
     }
     let mut out = Vec::new();
+    // Components by package name, so matching a result is not a scan of the whole SBOM.
+    let mut by_name: HashMap<&str, Vec<&crate::sbom::Component>> = HashMap::new();
+    for c in &sbom.components {
+        by_name.entry(c.purl.name.as_str()).or_default().push(c);
+    }
     for (r, run) in raw.runs.iter().enumerate() {
+        // The first rule of each id (a lookup table: never iterated).
+        let mut rule_by_id: HashMap<&str, &RawRule> = HashMap::new();
+        for rule in run.tool.driver.rules.iter().rev() {
+            rule_by_id.insert(rule.id.as_str(), rule);
+        }
         for (i, res) in run.results.iter().enumerate() {
-            let entry = format!("runs[{r}].results[{i}]");
-            let bad = |m: String, fix: &str| VexError::invalid(path, entry.clone(), m, fix);
+            // Formatted only for an error: 250k results must not cost 250k strings.
+            let bad = |m: String, fix: &str| {
+                VexError::invalid(path, format!("runs[{r}].results[{i}]"), m, fix)
+            };
             let rule = match (&res.rule_id, res.rule_index) {
                 (_, Some(k)) => Some(run.tool.driver.rules.get(k).ok_or_else(|| {
                     bad(
@@ -119,7 +131,7 @@ pub fn parse(path: &Path, bytes: &[u8], sbom: &Sbom) -> Result<Vec<Finding>> {
                         "fix the scanner output",
                     )
                 })?),
-                (Some(id), None) => run.tool.driver.rules.iter().find(|x| &x.id == id),
+                (Some(id), None) => rule_by_id.get(id.as_str()).copied(),
                 (None, None) => None,
             };
             let id = res
@@ -140,10 +152,13 @@ pub fn parse(path: &Path, bytes: &[u8], sbom: &Sbom) -> Result<Vec<Finding>> {
                 Package::Purl(p, _) => p.name.clone(),
                 Package::NameVersion(n, _) => n.clone(),
             };
-            let id = id
-                .strip_suffix(&format!("-{pkg_name}"))
-                .map(str::to_string)
-                .unwrap_or(id);
+            let id = match id
+                .strip_suffix(pkg_name.as_str())
+                .and_then(|s| s.strip_suffix('-'))
+            {
+                Some(s) => s.to_string(),
+                None => id,
+            };
             let (severity, score) = severity_of(res, rule).map_err(|m| {
                 bad(
                     m,
@@ -170,9 +185,10 @@ pub fn parse(path: &Path, bytes: &[u8], sbom: &Sbom) -> Result<Vec<Finding>> {
             };
             match &package {
                 Package::Purl(p, text) => {
-                    let comps: Vec<_> = sbom
-                        .components
-                        .iter()
+                    let comps: Vec<_> = by_name
+                        .get(p.name.as_str())
+                        .into_iter()
+                        .flatten()
                         .filter(|c| p.designates(&c.purl))
                         .collect();
                     if comps.is_empty() {
@@ -180,16 +196,17 @@ pub fn parse(path: &Path, bytes: &[u8], sbom: &Sbom) -> Result<Vec<Finding>> {
                     }
                     for c in comps {
                         push(
-                            Some(c.clone()),
+                            Some((*c).clone()),
                             c.purl_text.clone(),
                             "reported by the scanner".into(),
                         );
                     }
                 }
                 Package::NameVersion(n, v) => {
-                    let comps: Vec<_> = sbom
-                        .components
-                        .iter()
+                    let comps: Vec<_> = by_name
+                        .get(n.as_str())
+                        .into_iter()
+                        .flatten()
                         .filter(|c| {
                             &c.purl.name == n
                                 && c.purl.version.as_ref().or(c.version.as_ref()) == Some(v)
@@ -200,7 +217,7 @@ pub fn parse(path: &Path, bytes: &[u8], sbom: &Sbom) -> Result<Vec<Finding>> {
                     }
                     for c in comps {
                         push(
-                            Some(c.clone()),
+                            Some((*c).clone()),
                             c.purl_text.clone(),
                             "reported by the scanner".into(),
                         );
