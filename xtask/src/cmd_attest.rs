@@ -46,8 +46,9 @@ pub fn verify(project: PathBuf, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
             match config.images.as_slice() {
                 [one] => project.join("target/kiln/out").join(&one.name),
                 many => bail!(
-                    "kiln.toml has {} images; name the one to verify: cargo xtask verify target/kiln/out/<{}> --policy FILE",
+                    "kiln.toml has {} images; name the one to verify: {} target/kiln/out/<{}> --policy FILE",
                     many.len(),
+                    kiln_core::cli::cmd("verify"),
                     many.iter()
                         .map(|i| i.name.as_str())
                         .collect::<Vec<_>>()
@@ -58,8 +59,9 @@ pub fn verify(project: PathBuf, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     };
     if !dir.join("oci/index.json").is_file() {
         bail!(
-            "{} is not a kiln image output directory (no oci/index.json)\n  fix: pass target/kiln/out/<image> after `cargo xtask build`",
-            dir.display()
+            "{} is not a kiln image output directory (no oci/index.json)\n  fix: pass target/kiln/out/<image> after `{}`",
+            dir.display(),
+            kiln_core::cli::cmd("build")
         );
     }
     let report = kiln_attest::verify(&dir, &policy);

@@ -141,7 +141,21 @@ impl Progress for Stderr {
 
 /// Entry point of both binaries (`xtask` and `kiln`).
 pub fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    // Suggested commands say `cargo xtask ...` only where that works (this repository,
+    // through the `xtask` binary); `kiln ...` everywhere else.
+    let binary = std::env::args_os()
+        .next()
+        .and_then(|a| {
+            Path::new(&a)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+        })
+        .unwrap_or_default();
+    if let Ok(project) = project_dir(cli.dir.clone()) {
+        kiln_core::cli::set_program(kiln_core::cli::program_for(&binary, &project));
+    }
+    match run(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", render_error(&e));

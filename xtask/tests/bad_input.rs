@@ -12,6 +12,11 @@ fn fails(p: &Project, extra: &[&str], expect: &[&str]) {
         assert!(err.contains(e), "expected `{e}` in:\n{err}");
     }
     assert!(!err.contains("panicked"), "kiln panicked:\n{err}");
+    // These projects have no `cargo xtask` alias: nothing may send the user there.
+    assert!(
+        !err.contains("cargo xtask"),
+        "suggests `cargo xtask`:\n{err}"
+    );
     assert!(
         p.out_entries().is_empty(),
         "a failed build left {:?}",
@@ -47,7 +52,8 @@ fn missing_toolchain_lock() {
         &[
             "toolchain lock",
             "does not exist",
-            "cargo xtask toolchain lock",
+            // A project without kiln's `cargo xtask` alias is told the `kiln` command.
+            "kiln toolchain lock",
         ],
     );
 }
@@ -69,11 +75,7 @@ fn toolchain_lock_that_does_not_match() {
     v["files"][&key]["sha256"] =
         serde_json::Value::String(kiln_core::Digest::of(b"another std").to_string());
     std::fs::write(&lock, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
-    fails(
-        &p,
-        &[],
-        &["does not match", &key, "cargo xtask toolchain lock"],
-    );
+    fails(&p, &[], &["does not match", &key, "kiln toolchain lock"]);
 }
 
 #[test]
@@ -82,7 +84,7 @@ fn crate_missing_from_the_fetched_cache_offline() {
     fails(
         &p,
         &["--offline"],
-        &["itoa@1.0.19", "missing", "cargo xtask fetch"],
+        &["itoa@1.0.19", "missing", "kiln fetch"],
     );
 }
 
@@ -161,4 +163,45 @@ fn signing_key_env_without_armour_is_never_echoed() {
     }
     assert!(!err.contains("panicked"), "{err}");
     assert!(p.out_entries().is_empty(), "{:?}", p.out_entries());
+}
+
+#[test]
+fn wrong_package_is_found_in_cargo_lock_before_fetching() {
+    let p = Project::hello();
+    std::fs::write(
+        p.path().join("kiln.toml"),
+        HELLO_TOML.replace("package = \"hello\"", "package = \"helo\""),
+    )
+    .unwrap();
+    // Before any fetch: the cargo home stays empty.
+    fails(
+        &p,
+        &[],
+        &["image[0].package", "`helo`", "use one of: hello"],
+    );
+    assert!(
+        !p.path()
+            .join("target/kiln/root/cargo-home/registry")
+            .exists(),
+        "fetched before checking the package"
+    );
+}
+
+#[test]
+fn rust_version_above_the_pinned_toolchain_names_both_and_the_lock_command() {
+    let p = Project::hello();
+    let manifest = p.path().join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let text = text.replacen("[package]\n", "[package]\nrust-version = \"1.999\"\n", 1);
+    std::fs::write(&manifest, text).unwrap();
+    let err = run_err(p.kiln().arg("build"));
+    for e in [
+        "package `hello` needs rustc 1.999",
+        "the pinned toolchain is rustc 1.95.0",
+        "kiln toolchain lock",
+    ] {
+        assert!(err.contains(e), "expected `{e}` in:\n{err}");
+    }
+    // Said before compiling: nothing of hello was built.
+    assert!(!err.contains("Compiling"), "{err}");
 }

@@ -226,3 +226,43 @@ fn skopeo_and_podman_accept_layout_and_archives() {
 fn sha256_hex(bytes: &[u8]) -> String {
     kiln_core::Digest::of(bytes).hex()
 }
+
+#[test]
+fn dash_c_locks_and_builds_with_the_projects_own_toolchain() {
+    // The project asks for `stable` by name; kiln runs from this repository, whose
+    // rust-toolchain.toml (and the RUSTUP_TOOLCHAIN rustup hands `cargo test`) say 1.95.0.
+    let p = Project::hello();
+    std::fs::write(
+        p.path().join("rust-toolchain.toml"),
+        "[toolchain]\nchannel = \"stable\"\n",
+    )
+    .unwrap();
+    run_ok(p.kiln().current_dir(repo()).args(["toolchain", "lock"]));
+    let lock_path = p
+        .path()
+        .join(format!("toolchains/{}.lock.json", host_target()));
+    let lock: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&lock_path).unwrap()).unwrap();
+    assert_eq!(
+        lock["rustup_toolchain"],
+        format!("stable-{}", host_target()),
+        "the lock must record the project's rustup toolchain"
+    );
+    let vv = run_ok(
+        std::process::Command::new("rustc")
+            .arg("-vV")
+            .env("RUSTUP_TOOLCHAIN", "stable")
+            .env_remove("RUSTUP_TOOLCHAIN_SOURCE"),
+    );
+    let vv = String::from_utf8(vv.stdout).unwrap();
+    let release = vv
+        .lines()
+        .find_map(|l| l.strip_prefix("release: "))
+        .unwrap()
+        .trim()
+        .to_string();
+    assert_eq!(lock["rustc"]["version"], release.as_str());
+    // Building from outside the project selects the pinned toolchain: no drift.
+    let summary = p.build();
+    assert_eq!(summary["toolchain"]["rustc"], release.as_str());
+}

@@ -17,6 +17,7 @@
 //! The xtask only parses arguments and prints; everything a build decides lives here.
 
 mod attest;
+mod package;
 mod pipeline;
 mod sbom;
 mod summary;

@@ -50,6 +50,14 @@ pub enum BuildError {
     /// and the fix.
     #[error("image `{image}`: {message}")]
     Evidence { image: String, message: String },
+    #[error(
+        "`{command}` failed: {message}\n  fix: make the project build with `cargo build --release --locked` first"
+    )]
+    Metadata { command: String, message: String },
+    /// The package's `rust-version` exceeds the pinned rustc; `message` names both, the
+    /// manifest, the lock and the command that re-pins.
+    #[error("image `{image}`: {message}")]
+    RustVersion { image: String, message: String },
     #[error("{what} {path}: {source}")]
     Io {
         what: &'static str,
@@ -167,14 +175,34 @@ fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> 
     }
 }
 
-/// `cargo xtask toolchain lock`: pins the host toolchain for the project; returns where.
+/// `kiln toolchain lock`: pins the toolchain the project uses — the one rustup picks
+/// inside the project directory (its `rust-toolchain.toml`), wherever kiln runs from —
+/// and records which rustup toolchain it is; returns where the lock went.
 pub fn lock_toolchain(project: &Path) -> Result<(PathBuf, ToolchainLock)> {
     let config = Config::load(project)?;
-    let tc = Toolchain::detect(None)?;
+    let tc = Toolchain::detect_for(&config.root, None, None)?;
     let path = lock_path(&config, &tc);
     let lock = tc.lock()?;
     lock.write(&path)?;
     Ok((path, lock))
+}
+
+/// The toolchain a build uses: the rustup toolchain the project's lock pins (selected
+/// whatever directory kiln runs from), else the one rustup picks inside the project.
+/// Returns it with the lock's path; verifying it is the caller's next step.
+fn select_toolchain(config: &Config) -> Result<(Toolchain, PathBuf)> {
+    let found = Toolchain::detect_for(&config.root, None, None)?;
+    let lock_file = lock_path(config, &found);
+    let pinned = ToolchainLock::read(&lock_file)
+        .ok()
+        .and_then(|l| l.rustup_toolchain);
+    match pinned {
+        Some(name) if found.rustup_toolchain.as_deref() != Some(name.as_str()) => {
+            let tc = Toolchain::detect_for(&config.root, Some(&name), None)?;
+            Ok((tc, lock_file))
+        }
+        _ => Ok((found, lock_file)),
+    }
 }
 
 fn lock_path(config: &Config, tc: &Toolchain) -> PathBuf {
@@ -188,13 +216,14 @@ fn lock_path(config: &Config, tc: &Toolchain) -> PathBuf {
 /// `Cargo.lock`s pin. The only step that uses the network.
 pub fn fetch(opts: &BuildOptions, progress: &dyn Progress) -> Result<()> {
     let config = Config::load(&opts.project)?;
-    let tc = Toolchain::detect(None)?;
+    let (tc, _) = select_toolchain(&config)?;
     let root = opts.root();
     root.create()
         .map_err(io("cannot create build root", root.path()))?;
     for spec in selected(&config, &opts.images)? {
         let manifest = config.resolve(&spec.manifest);
         let lock = CargoLock::for_manifest(&manifest)?;
+        crate::package::check_in_lock(&config, index_of(&config, spec), spec, &lock)?;
         if kiln_hermetic::check_fetched(&lock, &root.cargo_home()).is_err() {
             progress.step(&spec.name, "fetching locked crates (network)");
             kiln_hermetic::fetch(&tc.cargo, &manifest, &root.cargo_home())?;
@@ -202,6 +231,61 @@ pub fn fetch(opts: &BuildOptions, progress: &dyn Progress) -> Result<()> {
         kiln_hermetic::check_fetched(&lock, &root.cargo_home())?;
     }
     Ok(())
+}
+
+fn index_of(config: &Config, spec: &ImageSpec) -> usize {
+    config
+        .images
+        .iter()
+        .position(|i| i.name == spec.name)
+        .unwrap_or(0)
+}
+
+/// Checks what can be checked about an image before anything is fetched or compiled, and
+/// fills in what kiln.toml left to defaults: the package is in the workspace's
+/// `Cargo.lock`, it builds with the pinned rustc (`rust-version`), and `binaries` (when
+/// omitted) are the package's `[[bin]]` targets.
+fn prepare_spec(
+    config: &Config,
+    spec: &ImageSpec,
+    tc: &Toolchain,
+    lock: &ToolchainLock,
+    lock_file: &Path,
+    root: &BuildRoot,
+) -> Result<ImageSpec> {
+    let manifest = config.resolve(&spec.manifest);
+    let cargo_lock = CargoLock::for_manifest(&manifest)?;
+    crate::package::check_in_lock(config, index_of(config, spec), spec, &cargo_lock)?;
+    let info = crate::package::describe(&tc.cargo, &root.cargo_home(), &manifest, &spec.package)?;
+    if let Some(required) = &info.rust_version
+        && !crate::package::satisfies(&lock.rustc.version, required)
+    {
+        return Err(BuildError::RustVersion {
+            image: spec.name.clone(),
+            message: format!(
+                "package `{}` needs rustc {required} (rust-version in {}), but the pinned toolchain is rustc {} ({})\n  fix: install rustc {required} or newer (`rustup toolchain install {required}`, and `channel = \"{required}\"` in the project's rust-toolchain.toml), then re-pin it with `{}`",
+                spec.package,
+                info.manifest_path.display(),
+                lock.rustc.version,
+                lock_file.display(),
+                kiln_toolchain::relock_command()
+            ),
+        });
+    }
+    let mut spec = spec.clone();
+    if spec.binaries.is_empty() {
+        if info.bins.is_empty() {
+            return Err(BuildError::Config(ConfigError::Invalid {
+                path: config.path.clone(),
+                field: format!("image[{}].binaries", index_of(config, &spec)),
+                message: format!("package `{}` has no [[bin]] target", spec.package),
+                fix: "list the binaries to put in the image, or pick a package that has some"
+                    .into(),
+            }));
+        }
+        spec.binaries = info.bins;
+    }
+    Ok(spec)
 }
 
 fn selected<'a>(config: &'a Config, names: &[String]) -> Result<Vec<&'a ImageSpec>> {
@@ -220,8 +304,7 @@ pub fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<Vec<Summary
     let specs = selected(&config, &opts.images)?;
 
     progress.step("*", "verifying the toolchain lock");
-    let tc = Toolchain::detect(None)?;
-    let lock_file = lock_path(&config, &tc);
+    let (tc, lock_file) = select_toolchain(&config)?;
     let lock = tc.verify(&lock_file)?;
     let toolchain = ToolchainRecord {
         lock: lock_file
@@ -257,8 +340,13 @@ pub fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<Vec<Summary
             .map_err(io("cannot resolve build root", root.path()))?,
     );
 
+    // Every image's package, rust-version and binaries are checked before any compiles.
+    let specs = specs
+        .into_iter()
+        .map(|s| prepare_spec(&config, s, &tc, &lock, &lock_file, &root))
+        .collect::<Result<Vec<_>>>()?;
     let mut summaries = Vec::new();
-    for spec in specs {
+    for spec in &specs {
         summaries.push(build_image(
             opts, &config, &project, spec, &tc, &lock, &toolchain, sde, &root, progress,
         )?);

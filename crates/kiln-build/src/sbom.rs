@@ -222,8 +222,9 @@ pub fn regenerate(opts: &BuildOptions, image: &str) -> Result<Vec<PathBuf>, Buil
     let bad = |message: String| BuildError::Evidence {
         image: image.to_string(),
         message: format!(
-            "{}: {message}\n  fix: build the image first with `cargo xtask build --image {image}`",
-            summary_path.display()
+            "{}: {message}\n  fix: build the image first with `{} --image {image}`",
+            summary_path.display(),
+            kiln_core::cli::cmd("build")
         ),
     };
     let raw = std::fs::read(&summary_path).map_err(|e| bad(format!("cannot read: {e}")))?;
@@ -271,10 +272,11 @@ pub fn regenerate(opts: &BuildOptions, image: &str) -> Result<Vec<PathBuf>, Buil
     // The SBOM names the toolchain the image was built with: the lock must still be it.
     if lock.digest() != lock_digest || lock.target != target {
         return Err(bad(format!(
-            "`toolchain.lock_digest` is {lock_digest}, but {} now has digest {} (target {}): the toolchain lock changed since the build\n  fix: rebuild the image with `cargo xtask build`",
+            "`toolchain.lock_digest` is {lock_digest}, but {} now has digest {} (target {}): the toolchain lock changed since the build\n  fix: rebuild the image with `{}`",
             project.join(&lock_rel).display(),
             lock.digest(),
-            lock.target
+            lock.target,
+            kiln_core::cli::cmd("build")
         )));
     }
     let root = opts

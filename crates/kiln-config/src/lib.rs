@@ -99,7 +99,9 @@ pub struct ImageSpec {
     pub manifest: PathBuf,
     /// The cargo package whose binaries go into the image.
     pub package: String,
-    /// Binaries of `package` to put in the image.
+    /// Binaries of `package` to put in the image. Omitted (or empty): every `[[bin]]`
+    /// target of the package, auto-discovered ones included (kiln-build fills them in).
+    #[serde(default)]
     pub binaries: Vec<String>,
     /// Directory in the image that receives the binaries.
     #[serde(default = "default_bin_dir")]
@@ -313,11 +315,15 @@ impl Config {
                     "give each [[image]] a unique name",
                 ));
             }
-            if img.binaries.is_empty() {
+            if let Some(b) = img
+                .binaries
+                .iter()
+                .find(|b| b.is_empty() || b.contains('/'))
+            {
                 return Err(self.invalid(
                     at("binaries"),
-                    "no binaries listed",
-                    "list the cargo binaries to put in the image",
+                    format!("`{b}` is not a binary target name"),
+                    "name [[bin]] targets of the package, or omit `binaries` for all of them",
                 ));
             }
             check_image_path(&img.bin_dir).map_err(|m| {

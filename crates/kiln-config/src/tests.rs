@@ -114,7 +114,7 @@ fn validation_errors_name_the_field() {
             "files[0].source",
         ),
         ("\"53/udp\"", "\"53/icmp\"", "exposed_ports"),
-        ("binaries = [\"hello\"]", "binaries = []", "binaries"),
+        ("binaries = [\"hello\"]", "binaries = [\"a/b\"]", "binaries"),
         (
             "[[image]]\nname",
             "platform = \"x\"\n[[image]]\nname",
@@ -173,4 +173,14 @@ fn lineage_table_is_optional_and_strict() {
     let (_d, c) = project(&format!("{OK}\n[lineage]\nsorce = \"x\"\n"));
     let e = c.unwrap_err().to_string();
     assert!(e.contains("sorce") && e.contains("line"), "{e}");
+}
+
+#[test]
+fn binaries_may_be_omitted() {
+    // kiln-build fills in the package's [[bin]] targets.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kiln.toml");
+    let text = "[[image]]\nname = \"app\"\npackage = \"app\"\n";
+    let c = Config::parse(&path, text.as_bytes()).unwrap();
+    assert!(c.images[0].binaries.is_empty());
 }

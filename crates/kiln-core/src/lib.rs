@@ -5,6 +5,7 @@
 //! hashing function, one JSON encoding, one way of making a file appear.
 
 pub mod canonical;
+pub mod cli;
 mod digest;
 pub mod fsx;
 pub mod process;

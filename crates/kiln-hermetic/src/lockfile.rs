@@ -19,7 +19,8 @@ pub enum FetchError {
     #[error("{path}: {message}")]
     BadLock { path: PathBuf, message: String },
     #[error(
-        "{count} locked crate(s) are missing from kiln's cargo home {cargo_home}: {names}\n  fix: run `cargo xtask fetch` (the only step that uses the network), or build without --offline"
+        "{count} locked crate(s) are missing from kiln's cargo home {cargo_home}: {names}\n  fix: run `{}` (the only step that uses the network), or build without --offline",
+        kiln_core::cli::cmd("fetch")
     )]
     Missing {
         cargo_home: PathBuf,
@@ -27,7 +28,8 @@ pub enum FetchError {
         names: String,
     },
     #[error(
-        "{file}: checksum {found} does not match Cargo.lock's {locked} for {krate}\n  fix: delete the file and run `cargo xtask fetch` again; if it persists the registry served different bytes than the lock pins"
+        "{file}: checksum {found} does not match Cargo.lock's {locked} for {krate}\n  fix: delete the file and run `{}` again; if it persists the registry served different bytes than the lock pins",
+        kiln_core::cli::cmd("fetch")
     )]
     Checksum {
         file: PathBuf,
@@ -283,10 +285,7 @@ checksum = "CHECKSUM"
         let lock = CargoLock::parse(Path::new("Cargo.lock"), lock.as_bytes()).unwrap();
         let h = tempfile::tempdir().unwrap();
         let e = check_fetched(&lock, h.path()).unwrap_err().to_string();
-        assert!(
-            e.contains("itoa@1.0.19") && e.contains("cargo xtask fetch"),
-            "{e}"
-        );
+        assert!(e.contains("itoa@1.0.19") && e.contains("kiln fetch"), "{e}");
     }
 
     #[test]

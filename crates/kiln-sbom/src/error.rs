@@ -41,7 +41,8 @@ pub enum SbomError {
     )]
     MissingSource { krate: String, cargo_home: PathBuf },
     #[error(
-        "the toolchain lock's cfg `{cfg}` for {triple} is not one cargo understands: {message}\n  fix: regenerate the lock with `cargo xtask toolchain lock`"
+        "the toolchain lock's cfg `{cfg}` for {triple} is not one cargo understands: {message}\n  fix: regenerate the lock with `{}`",
+        kiln_core::cli::cmd("toolchain lock")
     )]
     Cfg {
         triple: String,

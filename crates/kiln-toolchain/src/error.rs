@@ -49,12 +49,12 @@ pub enum Error {
     #[error("path {} is not valid UTF-8, so it cannot be named in a toolchain lock", path.display())]
     NonUtf8Path { path: PathBuf },
 
-    #[error("toolchain lock {} does not exist; create it with: cargo xtask toolchain lock", path.display())]
+    #[error("toolchain lock {} does not exist; create it with: {}", path.display(), crate::relock_command())]
     LockMissing { path: PathBuf },
 
     #[error(
-        "toolchain lock {} is malformed: {error}\nFix the file or regenerate it with: cargo xtask toolchain lock",
-        path.display()
+        "toolchain lock {} is malformed: {error}\nFix the file or regenerate it with: {}",
+        path.display(), crate::relock_command()
     )]
     LockMalformed {
         path: PathBuf,
@@ -62,8 +62,8 @@ pub enum Error {
     },
 
     #[error(
-        "toolchain lock {} has schema {found}, but this kiln reads schema {expected}; regenerate it with: cargo xtask toolchain lock",
-        path.display()
+        "toolchain lock {} has schema {found}, but this kiln reads schema {expected} (schema 3 records which rustup toolchain was pinned, so every build selects it); regenerate it with: {}",
+        path.display(), crate::relock_command()
     )]
     UnsupportedSchema {
         path: PathBuf,
@@ -76,6 +76,12 @@ pub enum Error {
         path: PathBuf,
         error: std::io::Error,
     },
+
+    #[error(
+        "the toolchain lock pins rustup toolchain `{name}`, which cannot be run here: {detail}\n  fix: install it with `rustup toolchain install {name}`, or pin the toolchain you have with: {}",
+        crate::relock_command()
+    )]
+    PinnedToolchainUnavailable { name: String, detail: String },
 
     #[error(transparent)]
     Mismatch(#[from] Mismatch),

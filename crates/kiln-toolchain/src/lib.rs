@@ -24,8 +24,8 @@ mod toolchain;
 
 pub use error::{Error, Result};
 pub use lock::{
-    CcInfo, Difference, FileEntry, Mismatch, RELOCK_COMMAND, SCHEMA, TargetCfg, ToolVersion,
-    ToolchainLock, default_lock_path,
+    CcInfo, Difference, FileEntry, Mismatch, SCHEMA, TargetCfg, ToolVersion, ToolchainLock,
+    default_lock_path, relock_command,
 };
 pub use toolchain::Toolchain;
 

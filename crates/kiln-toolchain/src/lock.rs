@@ -10,14 +10,17 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 /// The lock format version this crate reads and writes.
-/// Schema 2 added [`ToolchainLock::cfg`].
-pub const SCHEMA: u32 = 2;
+/// Schema 2 added [`ToolchainLock::cfg`]; schema 3 [`ToolchainLock::rustup_toolchain`].
+pub const SCHEMA: u32 = 3;
 
 /// How many differences [`Mismatch`]'s message lists before summarizing the rest.
 const MAX_LISTED: usize = 20;
 
-/// The command that (re)creates a lock; every error about a lock ends by pointing at it.
-pub const RELOCK_COMMAND: &str = "cargo xtask toolchain lock";
+/// The command that (re)creates a lock (`kiln toolchain lock`, or `cargo xtask toolchain
+/// lock` in kiln's repository); every error about a lock ends by pointing at it.
+pub fn relock_command() -> String {
+    kiln_core::cli::cmd("toolchain lock")
+}
 
 /// The pinned toolchain, as written to `toolchains/<target>.lock.json`.
 ///
@@ -28,6 +31,10 @@ pub const RELOCK_COMMAND: &str = "cargo xtask toolchain lock";
 pub struct ToolchainLock {
     /// Always [`SCHEMA`].
     pub schema: u32,
+    /// The rustup toolchain pinned (`1.95.0-x86_64-unknown-linux-gnu`), which builds select
+    /// whatever directory they run from; absent for a toolchain rustup does not manage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rustup_toolchain: Option<String>,
     /// The rustc host triple (where build scripts and proc macros run).
     pub host: String,
     /// The target triple the build produces code for.
@@ -172,6 +179,11 @@ impl ToolchainLock {
             "schema",
             &self.schema.to_string(),
             &actual.schema.to_string(),
+        );
+        field(
+            "rustup toolchain",
+            self.rustup_toolchain.as_deref().unwrap_or("(none)"),
+            actual.rustup_toolchain.as_deref().unwrap_or("(none)"),
         );
         field("host", &self.host, &actual.host);
         field("target", &self.target, &actual.target);
@@ -326,7 +338,8 @@ impl fmt::Display for Mismatch {
         }
         write!(
             f,
-            "If this toolchain change is intended, re-pin it with: {RELOCK_COMMAND}"
+            "If this toolchain change is intended, re-pin it with: {}",
+            relock_command()
         )
     }
 }

@@ -26,6 +26,7 @@ fn sample_lock() -> ToolchainLock {
     );
     ToolchainLock {
         schema: SCHEMA,
+        rustup_toolchain: Some("1.94.0-x86_64-unknown-linux-gnu".into()),
         host: "x86_64-unknown-linux-gnu".into(),
         target: "x86_64-unknown-linux-gnu".into(),
         rustc: ToolVersion {
@@ -180,7 +181,7 @@ fn missing_lock_says_how_to_create_it() {
     assert!(matches!(err, Error::LockMissing { .. }), "{err:?}");
     let msg = err.to_string();
     assert!(
-        msg.contains(&path.display().to_string()) && msg.contains("cargo xtask toolchain lock"),
+        msg.contains(&path.display().to_string()) && msg.contains(&crate::relock_command()),
         "{msg}"
     );
 }
@@ -195,7 +196,7 @@ fn malformed_lock_names_path_serde_message_and_fix() {
     let msg = err.to_string();
     assert!(msg.contains(&path.display().to_string()), "{msg}");
     assert!(msg.contains("line 4"), "serde position missing: {msg}");
-    assert!(msg.contains("cargo xtask toolchain lock"), "{msg}");
+    assert!(msg.contains(&crate::relock_command()), "{msg}");
 
     // Well-formed JSON of the wrong shape.
     std::fs::write(&path, b"[1, 2]").unwrap();
@@ -248,12 +249,59 @@ fn other_schema_is_reported_as_such() {
     let d = tempfile::tempdir().unwrap();
     let path = d.path().join("x.lock.json");
     let mut v = serde_json::to_value(sample_lock()).unwrap();
-    v["schema"] = 3.into();
+    v["schema"] = 4.into();
     v["new_pins"] = serde_json::json!({});
     std::fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
     let err = ToolchainLock::read(&path).unwrap_err();
     assert!(matches!(err, Error::UnsupportedSchema { .. }), "{err:?}");
-    assert!(err.to_string().contains("schema 3"), "{err}");
+    assert!(err.to_string().contains("schema 4"), "{err}");
+}
+
+#[test]
+fn a_schema_2_lock_is_refused_with_the_relock_command() {
+    // Schema 2 did not record the rustup toolchain: reading one must say so and how to
+    // re-pin, not report its missing field.
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("x.lock.json");
+    let mut v = serde_json::to_value(sample_lock()).unwrap();
+    v["schema"] = 2.into();
+    v.as_object_mut().unwrap().remove("rustup_toolchain");
+    std::fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
+    let msg = ToolchainLock::read(&path).unwrap_err().to_string();
+    assert!(
+        msg.contains("schema 2")
+            && msg.contains("rustup toolchain")
+            && msg.contains(&crate::relock_command()),
+        "{msg}"
+    );
+}
+
+#[test]
+fn the_rustup_toolchain_is_the_sysroot_directory_under_toolchains() {
+    use std::path::Path;
+    assert_eq!(
+        crate::toolchain::rustup_name(Path::new(
+            "/root/.rustup/toolchains/1.95.0-x86_64-unknown-linux-gnu"
+        ))
+        .as_deref(),
+        Some("1.95.0-x86_64-unknown-linux-gnu")
+    );
+    assert_eq!(crate::toolchain::rustup_name(Path::new("/usr")), None);
+    assert_eq!(crate::toolchain::rustup_name(Path::new("/")), None);
+}
+
+#[test]
+fn a_different_rustup_toolchain_is_a_difference() {
+    let lock = sample_lock();
+    let mut other = lock.clone();
+    other.rustup_toolchain = Some("nightly-x86_64-unknown-linux-gnu".into());
+    let m = lock.verify_against(&other).unwrap_err();
+    assert!(
+        m.to_string().contains(
+            "rustup toolchain: lock 1.94.0-x86_64-unknown-linux-gnu, found nightly-x86_64-unknown-linux-gnu"
+        ),
+        "{m}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -315,9 +363,10 @@ fn verify_reports_changed_missing_extra_and_versions() {
          \x20 changed  {std_key} (lock {}, 3 bytes; found {}, 11 bytes)\n\
          \x20 missing  cc:/usr/lib/x86_64-linux-gnu/libc.a\n\
          \x20 extra    cc:/usr/lib/x86_64-linux-gnu/libm.a\n\
-         If this toolchain change is intended, re-pin it with: cargo xtask toolchain lock",
+         If this toolchain change is intended, re-pin it with: {}",
         Digest::of(b"std"),
         Digest::of(b"patched std"),
+        crate::relock_command(),
     );
     assert_eq!(msg, expected);
 }
@@ -387,7 +436,7 @@ fn long_mismatch_lists_are_truncated() {
         "{msg}"
     );
     assert!(
-        msg.ends_with("re-pin it with: cargo xtask toolchain lock"),
+        msg.ends_with(&format!("re-pin it with: {}", crate::relock_command())),
         "{msg}"
     );
 }
@@ -504,6 +553,7 @@ esac
             cc,
             host: HOST.into(),
             target: HOST.into(),
+            rustup_toolchain: None,
         };
         Fake {
             _dir: dir,
@@ -650,7 +700,7 @@ esac
             "{msg}"
         );
         assert!(
-            msg.ends_with("re-pin it with: cargo xtask toolchain lock"),
+            msg.ends_with(&format!("re-pin it with: {}", crate::relock_command())),
             "{msg}"
         );
     }

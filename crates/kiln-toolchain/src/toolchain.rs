@@ -70,6 +70,10 @@ pub struct Toolchain {
     pub host: String,
     /// The triple being built for (the host unless asked otherwise).
     pub target: String,
+    /// The rustup toolchain this is (`1.95.0-x86_64-unknown-linux-gnu`, `nightly-...`): the
+    /// sysroot's directory name when it sits in rustup's `toolchains/`; `None` for a
+    /// toolchain rustup does not manage.
+    pub rustup_toolchain: Option<String>,
 }
 
 impl Toolchain {
@@ -79,10 +83,50 @@ impl Toolchain {
     /// `PATH`, canonicalized (`$CC` must name a single program; wrappers with arguments
     /// are not supported).
     ///
-    /// `target` defaults to the host; its standard library must be installed.
+    /// `target` defaults to the host; its standard library must be installed. rustup
+    /// resolves the toolchain for the working directory; see [`Toolchain::detect_for`].
     pub fn detect(target: Option<&str>) -> Result<Self> {
+        Self::detect_for(Path::new("."), None, target)
+    }
+
+    /// Like [`Toolchain::detect`], as if run inside `project`: rustup picks the toolchain
+    /// from `project`'s `rust-toolchain.toml` or directory override, not the caller's.
+    ///
+    /// A toolchain the *caller's* directory chose (rustup passes `RUSTUP_TOOLCHAIN` down to
+    /// `cargo xtask` with `RUSTUP_TOOLCHAIN_SOURCE=toolchain-file`) is dropped, while one
+    /// the user asked for (`cargo +nightly`, `RUSTUP_TOOLCHAIN=...`) is kept, exactly as it
+    /// would be inside `project`. With `pinned` (the rustup toolchain a lock names), that
+    /// toolchain is selected, without installing it.
+    pub fn detect_for(project: &Path, pinned: Option<&str>, target: Option<&str>) -> Result<Self> {
         let rustc_cmd = env_program("RUSTC", "rustc");
-        let sysroot_out = run(Path::new(&rustc_cmd), &["--print", "sysroot"])?;
+        let args = ["--print", "sysroot"];
+        let mut cmd = Command::new(&rustc_cmd);
+        kiln_core::process::without_interposers(&mut cmd);
+        cmd.args(args)
+            .current_dir(project)
+            .stdin(Stdio::null())
+            .env("LC_ALL", "C");
+        rustup_env(&mut cmd, pinned);
+        let shown = describe(Path::new(&rustc_cmd), &args);
+        let out = cmd.output().map_err(|error| Error::Spawn {
+            command: shown.clone(),
+            error,
+        })?;
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+            return Err(match pinned {
+                Some(name) => Error::PinnedToolchainUnavailable {
+                    name: name.to_string(),
+                    detail: stderr,
+                },
+                None => Error::CommandFailed {
+                    command: shown,
+                    status: out.status,
+                    stderr,
+                },
+            });
+        }
+        let sysroot_out = String::from_utf8_lossy(&out.stdout);
         let sysroot_str = sysroot_out.trim();
         if sysroot_str.is_empty() {
             return Err(Error::UnexpectedOutput {
@@ -111,7 +155,14 @@ impl Toolchain {
             detail: "no `host:` line".into(),
         })?;
         let target = target.unwrap_or(&host).to_string();
+        // rustup's name for it: what a lock records and a build selects. The directory
+        // name alone can be another name's target (a toolchain linked to another).
+        let rustup_toolchain = match pinned {
+            Some(name) => Some(name.to_string()),
+            None => rustup_name(&sysroot).map(|dir| active_toolchain(project).unwrap_or(dir)),
+        };
         let tc = Toolchain {
+            rustup_toolchain,
             sysroot,
             rustc,
             cargo,
@@ -155,6 +206,7 @@ impl Toolchain {
 
         Ok(ToolchainLock {
             schema: SCHEMA,
+            rustup_toolchain: self.rustup_toolchain.clone(),
             host: self.host.clone(),
             target: self.target.clone(),
             rustc,
@@ -521,6 +573,66 @@ fn utf8(p: &Path) -> Result<&str> {
     p.to_str().ok_or_else(|| Error::NonUtf8Path {
         path: p.to_path_buf(),
     })
+}
+
+/// True when `RUSTUP_TOOLCHAIN` in our environment was chosen by rustup from the caller's
+/// directory (a `rust-toolchain.toml`, a directory override or the default) rather than by
+/// the user (`+toolchain` on the command line, or the variable set by hand).
+fn inherited_toolchain_choice() -> bool {
+    std::env::var_os("RUSTUP_TOOLCHAIN").is_some()
+        && matches!(
+            std::env::var("RUSTUP_TOOLCHAIN_SOURCE").as_deref(),
+            Ok("toolchain-file" | "override" | "default")
+        )
+}
+
+/// Makes `cmd` (a rustup proxy or rustup) resolve the toolchain as inside its working
+/// directory, or select `pinned`; see [`Toolchain::detect_for`].
+fn rustup_env(cmd: &mut Command, pinned: Option<&str>) {
+    match pinned {
+        Some(name) => {
+            cmd.env("RUSTUP_TOOLCHAIN", name)
+                .env("RUSTUP_AUTO_INSTALL", "0")
+                .env_remove("RUSTUP_TOOLCHAIN_SOURCE");
+        }
+        None if inherited_toolchain_choice() => {
+            cmd.env_remove("RUSTUP_TOOLCHAIN")
+                .env_remove("RUSTUP_TOOLCHAIN_SOURCE");
+        }
+        None => {}
+    }
+}
+
+/// `rustup show active-toolchain` in `project`: the name rustup resolved
+/// (`1.95.0-x86_64-unknown-linux-gnu`), or `None` when rustup cannot say.
+fn active_toolchain(project: &Path) -> Option<String> {
+    let rustup = find_in_path(OsStr::new("rustup"))?;
+    let mut cmd = Command::new(rustup);
+    kiln_core::process::without_interposers(&mut cmd);
+    rustup_env(&mut cmd, None);
+    let out = cmd
+        .args(["show", "active-toolchain"])
+        .current_dir(project)
+        .env("RUSTUP_AUTO_INSTALL", "0")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let text = String::from_utf8(out.stdout).ok()?;
+    let name = text.split_whitespace().next()?;
+    Some(name.to_string())
+}
+
+/// The rustup toolchain a sysroot is: its directory name under rustup's `toolchains/`.
+pub(crate) fn rustup_name(sysroot: &Path) -> Option<String> {
+    let parent = sysroot.parent()?;
+    if parent.file_name()? != "toolchains" {
+        return None;
+    }
+    sysroot.file_name()?.to_str().map(str::to_string)
 }
 
 fn describe(program: &Path, args: &[&str]) -> String {

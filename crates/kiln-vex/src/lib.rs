@@ -120,7 +120,10 @@ pub fn run_gate(inputs: &GateInputs) -> Result<GateReport> {
             &inputs.sbom,
             "sbom",
             "no SBOM here",
-            "build the image first (`cargo xtask build`), or pass --image",
+            format!(
+                "build the image first (`{}`), or pass --image",
+                kiln_core::cli::cmd("build")
+            ),
         ));
     }
     let sbom = Sbom::load(&inputs.sbom)?;
