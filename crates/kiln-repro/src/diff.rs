@@ -24,7 +24,7 @@ use crate::explain::{Cause, Hints, classify_text, tokens};
 /// Parsing and recursion limits: a hostile or huge input gets a shallower explanation,
 /// never a crash or an unbounded allocation.
 const MAX_DEPTH: usize = 4;
-const MAX_INFLATE: u64 = 2 << 30;
+pub(crate) const MAX_INFLATE: u64 = 2 << 30;
 const MAX_DIFFERENCES: usize = 200;
 const MAX_VALUE: usize = 240;
 
@@ -86,10 +86,13 @@ struct Listed {
     abs: PathBuf,
     /// The file's bytes, when listing already read them (index.json, JSON blobs).
     read: Option<Vec<u8>>,
+    /// The target, when the entry is a symlink.
+    link: Option<PathBuf>,
 }
 
-/// Lists the regular files under `dir` (relative, `/`-separated, sorted), skipping
-/// kiln's hidden staging leftovers.
+/// Lists the regular files and symlinks under `dir` (relative, `/`-separated, sorted),
+/// skipping kiln's hidden staging leftovers. A symlink is an entry of its own (compared by
+/// its target), never followed: a loop or a link out of the tree is still listed.
 pub fn list_files(dir: &Path) -> Result<Vec<String>> {
     fn walk(base: &Path, d: &Path, out: &mut Vec<String>) -> Result<()> {
         for e in std::fs::read_dir(d).map_err(io("cannot list", d))? {
@@ -103,7 +106,7 @@ pub fn list_files(dir: &Path) -> Result<Vec<String>> {
             let ty = e.file_type().map_err(io("cannot stat", &e.path()))?;
             if ty.is_dir() {
                 walk(base, &e.path(), out)?;
-            } else if ty.is_file() {
+            } else if ty.is_file() || ty.is_symlink() {
                 let p = e.path();
                 let rel = p.strip_prefix(base).unwrap_or(&p);
                 out.push(
@@ -214,15 +217,28 @@ fn listed(dir: &Path) -> Result<Vec<Listed>> {
     let files = list_files(dir)?;
     let mut read = BTreeMap::new();
     let roles = blob_roles(dir, &files, &mut read);
-    Ok(files
+    files
         .into_iter()
-        .map(|rel| Listed {
-            logical: roles.get(&rel).cloned().unwrap_or_else(|| rel.clone()),
-            abs: dir.join(&rel),
-            read: read.remove(&rel),
-            rel,
+        .map(|rel| {
+            let abs = dir.join(&rel);
+            let link = std::fs::symlink_metadata(&abs)
+                .is_ok_and(|m| m.file_type().is_symlink())
+                .then(|| std::fs::read_link(&abs))
+                .transpose()
+                .map_err(io("cannot read link", &abs))?;
+            Ok(Listed {
+                logical: roles.get(&rel).cloned().unwrap_or_else(|| rel.clone()),
+                read: if link.is_some() {
+                    None
+                } else {
+                    read.remove(&rel)
+                },
+                abs,
+                link,
+                rel,
+            })
         })
-        .collect())
+        .collect::<Result<Vec<_>>>()
 }
 
 /// Files up to this size are kept in memory by [`scan`]; larger ones are read again only
@@ -236,12 +252,29 @@ struct Scanned {
     side: Side,
     head: Vec<u8>,
     whole: bool,
+    /// A symlink: `head` is its target.
+    link: bool,
 }
 
 /// Hashes a file in one streaming pass, keeping its bytes if it is small and its first
 /// [`HEAD`] bytes otherwise, so a large file that is identical is never held in memory.
 /// A file the listing already read is hashed from those bytes instead of read again.
 fn scan(l: &Listed) -> Result<Scanned> {
+    if let Some(target) = &l.link {
+        let target = target.as_os_str().as_encoded_bytes().to_vec();
+        let mut named = b"symlink\0".to_vec();
+        named.extend_from_slice(&target);
+        return Ok(Scanned {
+            side: Side {
+                path: l.rel.clone(),
+                sha256: Digest::of(&named).to_string(),
+                size: target.len() as u64,
+            },
+            head: target,
+            whole: true,
+            link: true,
+        });
+    }
     if let Some(bytes) = &l.read {
         let whole = bytes.len() as u64 <= KEEP_WHOLE;
         let keep = if whole { bytes.len() } else { HEAD };
@@ -253,6 +286,7 @@ fn scan(l: &Listed) -> Result<Scanned> {
             },
             head: bytes[..keep.min(bytes.len())].to_vec(),
             whole,
+            link: false,
         });
     }
     let meta = std::fs::metadata(&l.abs).map_err(io("cannot stat", &l.abs))?;
@@ -292,12 +326,16 @@ fn scan(l: &Listed) -> Result<Scanned> {
         },
         head,
         whole,
+        link: false,
     })
 }
 
 impl Scanned {
     /// The file's type, as [`kind_of`] of its whole bytes would say.
     fn kind(&self, abs: &Path) -> Result<&'static str> {
+        if self.link {
+            return Ok("symlink");
+        }
         if self.whole {
             return Ok(kind_of(&self.head));
         }
@@ -349,10 +387,10 @@ type ScannedAhead = (Scanned, Option<std::io::Result<Vec<u8>>>);
 
 /// [`scan`], then, if `inflate` and the file is a gzip stream too large to be kept whole,
 /// [`inflate_file`] of it.
-fn scan_ahead(l: &Listed, inflate: bool) -> Result<ScannedAhead> {
+fn scan_ahead(l: &Listed, inflate: bool, limit: u64) -> Result<ScannedAhead> {
     let s = scan(l)?;
     let gz = !s.whole && kind_of_head(&s.head) == Some("gzip");
-    let inflated = (inflate && gz).then(|| inflate_file(&l.abs, s.side.size));
+    let inflated = (inflate && gz).then(|| inflate_file(&l.abs, s.side.size, limit));
     Ok((s, inflated))
 }
 
@@ -386,7 +424,11 @@ pub fn diff_dirs(a: &Path, b: &Path, hints: &Hints) -> Result<Vec<ArtifactDiff>>
                 // both hashes. Only a schedule: the verdict is still the hashes', and the
                 // inflated bytes are used only if they differ.
                 let early = x.rel != y.rel;
-                let (ra, rb) = both(|| scan_ahead(x, early), || scan_ahead(y, early));
+                let limit = hints.inflate_limit();
+                let (ra, rb) = both(
+                    || scan_ahead(x, early, limit),
+                    || scan_ahead(y, early, limit),
+                );
                 let ((sa, ia), (sb, ib)) = (ra?, rb?);
                 ahead = ia.zip(ib);
                 (Some(sa), Some(sb))
@@ -412,18 +454,27 @@ pub fn diff_dirs(a: &Path, b: &Path, hints: &Hints) -> Result<Vec<ArtifactDiff>>
                     out: Vec::new(),
                 };
                 let streamed = |s: &Scanned| !s.whole && kind_of_head(&s.head) == Some("gzip");
-                if streamed(sa) && streamed(sb) {
+                if sa.link || sb.link {
+                    art.kind = if sa.link && sb.link {
+                        "symlink".into()
+                    } else {
+                        "symlink/file".into()
+                    };
+                    d.symlinks(name, sa, sb);
+                } else if streamed(sa) && streamed(sb) {
                     // What `content` does with two gzip files, streamed from disk, the two
                     // inflated side by side (inflating is most of a differing layer's cost).
                     art.kind = "gzip".into();
+                    let limit = hints.inflate_limit();
                     let inflated = ahead.unwrap_or_else(|| {
                         both(
-                            || inflate_file(&fa.abs, sa.side.size),
-                            || inflate_file(&fb.abs, sb.side.size),
+                            || inflate_file(&fa.abs, sa.side.size, limit),
+                            || inflate_file(&fb.abs, sb.side.size, limit),
                         )
                     });
                     match inflated {
                         (Ok(ia), Ok(ib)) => d.inflated("", &sa.head, &sb.head, &ia, &ib, 0),
+                        (x, y) if too_large(&x) || too_large(&y) => d.too_large(""),
                         _ => d.bytes("", &sa.bytes(&fa.abs)?, &sb.bytes(&fb.abs)?),
                     }
                 } else {
@@ -661,25 +712,38 @@ fn inflate_hint(trailer: Option<[u8; 4]>, compressed: u64) -> usize {
     usize::try_from(claimed.min(cap)).unwrap_or(0)
 }
 
-/// Inflates every gzip member `r` holds, up to [`MAX_INFLATE`] bytes, into a buffer of
-/// `hint` bytes' capacity.
-fn inflate_from(r: impl Read, hint: usize) -> std::io::Result<Vec<u8>> {
+/// Inflates every gzip member `r` holds into a buffer of `hint` bytes' capacity; a stream
+/// that inflates to more than `limit` bytes is an error of kind `FileTooLarge` (comparing
+/// truncated prefixes would call two different layers identical).
+fn inflate_from(r: impl Read, hint: usize, limit: u64) -> std::io::Result<Vec<u8>> {
     let mut out = Vec::new();
     // Only a hint: if the allocator refuses, grow as needed instead.
-    let _ = out.try_reserve_exact(hint);
+    let _ = out.try_reserve_exact(hint.min(usize::try_from(limit).unwrap_or(usize::MAX)));
     flate2::read::MultiGzDecoder::new(r)
-        .take(MAX_INFLATE)
+        .take(limit.saturating_add(1))
         .read_to_end(&mut out)?;
+    if out.len() as u64 > limit {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::FileTooLarge,
+            format!("inflates to more than {limit} bytes"),
+        ));
+    }
     Ok(out)
 }
 
-fn inflate_bytes(x: &[u8]) -> std::io::Result<Vec<u8>> {
+/// Whether inflating stopped at the limit.
+fn too_large<T>(r: &std::io::Result<T>) -> bool {
+    r.as_ref()
+        .is_err_and(|e| e.kind() == std::io::ErrorKind::FileTooLarge)
+}
+
+fn inflate_bytes(x: &[u8], limit: u64) -> std::io::Result<Vec<u8>> {
     let trailer = x.len().checked_sub(4).and_then(|i| x[i..].try_into().ok());
-    inflate_from(x, inflate_hint(trailer, x.len() as u64))
+    inflate_from(x, inflate_hint(trailer, x.len() as u64), limit)
 }
 
 /// [`inflate_bytes`] of a file's contents, streamed from disk rather than read whole.
-fn inflate_file(path: &Path, size: u64) -> std::io::Result<Vec<u8>> {
+fn inflate_file(path: &Path, size: u64, limit: u64) -> std::io::Result<Vec<u8>> {
     use std::io::{Seek, SeekFrom};
     let mut f = std::fs::File::open(path)?;
     let mut trailer = None;
@@ -690,7 +754,7 @@ fn inflate_file(path: &Path, size: u64) -> std::io::Result<Vec<u8>> {
         f.seek(SeekFrom::Start(0))?;
         trailer = Some(t);
     }
-    inflate_from(f, inflate_hint(trailer, size))
+    inflate_from(f, inflate_hint(trailer, size), limit)
 }
 
 /// Whether `s` holds a run of at least `n` lowercase hex digits (as a sha256 in a path).
@@ -832,9 +896,68 @@ impl Differ<'_> {
     }
 
     fn gzip(&mut self, loc: &str, a: &[u8], b: &[u8], depth: usize) {
-        match (inflate_bytes(a), inflate_bytes(b)) {
+        let limit = self.hints.inflate_limit();
+        match (inflate_bytes(a, limit), inflate_bytes(b, limit)) {
             (Ok(ia), Ok(ib)) => self.inflated(loc, a, b, &ia, &ib, depth),
+            (x, y) if too_large(&x) || too_large(&y) => self.too_large(loc),
             _ => self.bytes(loc, a, b),
+        }
+    }
+
+    /// Two gzip streams at least one of which inflates past the limit: they differ, and
+    /// no more can be said without inflating them whole.
+    fn too_large(&mut self, loc: &str) {
+        self.push(
+            join(loc, "gzip"),
+            format!(
+                "too large to compare: inflates to more than {} bytes (the compressed bytes differ)",
+                self.hints.inflate_limit()
+            ),
+            None,
+            None,
+            Cause::Unknown,
+            None,
+        );
+    }
+
+    /// Two entries of the same name, at least one a symlink: compared by target.
+    fn symlinks(&mut self, loc: &str, a: &Scanned, b: &Scanned) {
+        let target = |s: &Scanned| {
+            if s.link {
+                String::from_utf8_lossy(&s.head).into_owned()
+            } else {
+                "(a regular file)".to_string()
+            }
+        };
+        let (ta, tb) = (target(a), target(b));
+        if a.link && b.link {
+            let cause = classify_text(&ta, &tb, self.hints)
+                .into_iter()
+                .map(|f| f.cause)
+                .find(|c| *c != Cause::Unknown)
+                .unwrap_or(Cause::Unknown);
+            self.push(
+                loc.to_string(),
+                "symlink target differs",
+                Some(ta),
+                Some(tb),
+                cause,
+                None,
+            );
+        } else {
+            let what = if a.link {
+                "a symlink in A, a regular file in B"
+            } else {
+                "a regular file in A, a symlink in B"
+            };
+            self.push(
+                loc.to_string(),
+                what,
+                Some(ta),
+                Some(tb),
+                Cause::Unknown,
+                None,
+            );
         }
     }
 
@@ -1633,23 +1756,23 @@ mod tests {
             let p = d.path().join(name);
             std::fs::write(&p, bytes).unwrap();
             assert_eq!(
-                inflate_file(&p, bytes.len() as u64).unwrap(),
+                inflate_file(&p, bytes.len() as u64, MAX_INFLATE).unwrap(),
                 body,
                 "{name}"
             );
-            assert_eq!(inflate_bytes(bytes).unwrap(), body, "{name}");
+            assert_eq!(inflate_bytes(bytes, MAX_INFLATE).unwrap(), body, "{name}");
         }
         // The lying trailer is also a CRC/size mismatch: both paths refuse it alike.
         let p = d.path().join("lying");
         std::fs::write(&p, &lying).unwrap();
-        assert!(inflate_file(&p, lying.len() as u64).is_err());
-        assert!(inflate_bytes(&lying).is_err());
+        assert!(inflate_file(&p, lying.len() as u64, MAX_INFLATE).is_err());
+        assert!(inflate_bytes(&lying, MAX_INFLATE).is_err());
         // Truncated and tiny inputs fail without panicking.
         for bad in [&one[..one.len() / 2], &one[..3], &[][..]] {
             let p = d.path().join("bad");
             std::fs::write(&p, bad).unwrap();
-            assert!(inflate_file(&p, bad.len() as u64).is_err());
-            assert!(inflate_bytes(bad).is_err());
+            assert!(inflate_file(&p, bad.len() as u64, MAX_INFLATE).is_err());
+            assert!(inflate_bytes(bad, MAX_INFLATE).is_err());
         }
     }
 
@@ -1680,6 +1803,7 @@ mod tests {
                 rel: name.into(),
                 abs: abs.clone(),
                 read: None,
+                link: None,
             };
             let s = scan(&l).unwrap();
             // Bytes already read by the listing scan to the same result.
@@ -1810,5 +1934,89 @@ mod tests {
         ));
         assert!(!has_hex_run(&format!("blobs/{}", "0a".repeat(31)), 64));
         assert!(!has_hex_run(&"A".repeat(64), 64));
+    }
+
+    #[test]
+    fn symlinks_are_entries_compared_by_target() {
+        let d = tempfile::tempdir().unwrap();
+        for side in ["a", "b"] {
+            let t = d.path().join(side);
+            std::fs::create_dir_all(&t).unwrap();
+            std::fs::write(t.join("same.txt"), "same").unwrap();
+            std::os::unix::fs::symlink("same.txt", t.join("alias")).unwrap();
+        }
+        // B: an extra symlink loop, a link whose target differs, a file that is a link.
+        std::os::unix::fs::symlink("loop", d.path().join("b/loop")).unwrap();
+        std::os::unix::fs::symlink("x", d.path().join("a/moved")).unwrap();
+        std::os::unix::fs::symlink("y", d.path().join("b/moved")).unwrap();
+        std::fs::write(d.path().join("a/kind"), "file").unwrap();
+        std::os::unix::fs::symlink("same.txt", d.path().join("b/kind")).unwrap();
+        let diffs = diff_dirs(&d.path().join("a"), &d.path().join("b"), &h()).unwrap();
+        let by: BTreeMap<&str, &ArtifactDiff> =
+            diffs.iter().map(|x| (x.path.as_str(), x)).collect();
+        assert_eq!(
+            by.keys().copied().collect::<Vec<_>>(),
+            ["alias", "kind", "loop", "moved", "same.txt"]
+        );
+        assert_eq!(by["alias"].verdict, Verdict::Identical);
+        assert_eq!(by["alias"].kind, "symlink");
+        assert_eq!(by["loop"].verdict, Verdict::OnlyInB);
+        assert_eq!(by["loop"].kind, "symlink");
+        assert_eq!(by["moved"].verdict, Verdict::Different);
+        let m = &by["moved"].differences[0];
+        assert_eq!(
+            (m.what.as_str(), m.a.as_deref(), m.b.as_deref()),
+            ("symlink target differs", Some("x"), Some("y"))
+        );
+        assert_eq!(by["kind"].verdict, Verdict::Different);
+        assert_eq!(
+            by["kind"].differences[0].what,
+            "a regular file in A, a symlink in B"
+        );
+    }
+
+    #[test]
+    fn a_difference_past_the_inflate_limit_is_too_large_not_toolchain() {
+        // Equal for the first 4096 bytes, different after: inflating only up to a limit
+        // of 4096 would see two identical streams and blame the compressor.
+        let mut x = vec![7u8; 8192];
+        let a = gz(&x);
+        x[6000] = 8;
+        let b = gz(&x);
+        let hints = Hints {
+            max_inflate: Some(4096),
+            ..h()
+        };
+        let diffs = diff_bytes(&a, &b, &hints);
+        assert_eq!(diffs.len(), 1, "{diffs:?}");
+        assert!(
+            diffs[0].what.starts_with("too large to compare"),
+            "{diffs:?}"
+        );
+        assert_ne!(diffs[0].cause, Cause::Toolchain);
+        // Within the limit, the same pair is explained by content.
+        let diffs = diff_bytes(&a, &b, &h());
+        assert!(
+            diffs.iter().all(|d| !d.what.contains("too large")),
+            "{diffs:?}"
+        );
+        // Large files streamed from disk take the same path.
+        let dir = tempfile::tempdir().unwrap();
+        let big = |fill: u8| gz(&vec![fill; 600_000]);
+        for (side, fill) in [("a", 1u8), ("b", 2u8)] {
+            let t = dir.path().join(side);
+            std::fs::create_dir_all(&t).unwrap();
+            std::fs::write(t.join("layer.gz"), big(fill)).unwrap();
+        }
+        let hints = Hints {
+            max_inflate: Some(1000),
+            ..h()
+        };
+        let d = diff_dirs(&dir.path().join("a"), &dir.path().join("b"), &hints).unwrap();
+        assert!(
+            d[0].differences[0].what.starts_with("too large to compare"),
+            "{:?}",
+            d[0].differences
+        );
     }
 }

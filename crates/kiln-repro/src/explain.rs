@@ -72,6 +72,15 @@ pub struct Hints {
     pub env_values: Vec<(String, String)>,
     /// Unix time of the run; 10-digit numbers within years of it read as timestamps.
     pub now: u64,
+    /// How far a gzip stream is inflated to compare it (default 2 GiB); past it, two
+    /// differing streams are "too large to compare".
+    pub max_inflate: Option<u64>,
+}
+
+impl Hints {
+    pub fn inflate_limit(&self) -> u64 {
+        self.max_inflate.unwrap_or(crate::diff::MAX_INFLATE)
+    }
 }
 
 /// One explained part of a difference: a cause with the tokens that show it.
@@ -413,6 +422,7 @@ mod tests {
             build_dirs: vec!["/tmp/r/a".into(), "/tmp/r/b-x".into()],
             env_values: vec![("hostname".into(), "kiln-repro-b".into())],
             now: 1_763_600_000,
+            ..Default::default()
         }
     }
 
