@@ -205,3 +205,50 @@ fn rust_version_above_the_pinned_toolchain_names_both_and_the_lock_command() {
     // Said before compiling: nothing of hello was built.
     assert!(!err.contains("Compiling"), "{err}");
 }
+
+/// A base image with a hostile layer (testdata/layers: `..` path, a write through an
+/// escaping symlink, a hard link to a file no layer provides, a device node): the build
+/// fails before compiling, naming the layer digest, the entry and the reason, and writes
+/// nothing. (It used to succeed, and the SBOM listed `/../../../../tmp/...`.)
+#[test]
+fn hostile_base_layers_are_refused() {
+    let layers = repo().join("testdata/layers");
+    let ok = std::fs::read(layers.join("ok-normalized.tar")).unwrap();
+    for (file, entry, reason) in [
+        ("hostile-dotdot.tar", "../../../../tmp/kiln-escape", "`..`"),
+        (
+            "hostile-symlink.tar",
+            "etc/cron.d/evil",
+            "outside the image's root",
+        ),
+        (
+            "hostile-hardlink.tar",
+            "etc/shadow-copy",
+            "hard link to `/etc/shadow`",
+        ),
+        ("hostile-device.tar", "dev/mem", "character device"),
+    ] {
+        let p = Project::hello();
+        let bad = std::fs::read(layers.join(file)).unwrap();
+        let digest = raw_base_layout(&p.path().join("base"), &[ok.clone(), bad.clone()]);
+        std::fs::write(
+            p.path().join("kiln.toml"),
+            HELLO_TOML.replace(
+                "binaries = [\"hello\"]",
+                &format!(
+                    "binaries = [\"hello\"]\nbase = {{ layout = \"base\", digest = \"{digest}\" }}"
+                ),
+            ),
+        )
+        .unwrap();
+        fails(
+            &p,
+            &[],
+            &[
+                &kiln_core::Digest::of(&bad).to_string(),
+                &format!("entry `{entry}`"),
+                reason,
+            ],
+        );
+    }
+}

@@ -8,6 +8,7 @@ pub mod canonical;
 pub mod cli;
 mod digest;
 pub mod fsx;
+pub mod layerpath;
 pub mod process;
 pub mod strict_toml;
 pub mod time;

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use kiln_core::Digest;
+use kiln_core::layerpath::{EntryKind, LayerSet};
 use oci_spec::image::{ImageIndex, ImageManifest, MediaType};
 
 use crate::error::{Error, Result};
@@ -96,6 +97,7 @@ impl BaseImage {
         for (l, d) in layers.iter_mut().zip(&config.rootfs.diff_ids) {
             l.diff_id = *d;
         }
+        check_layers(layout, &layers)?;
         Ok(BaseImage {
             layout: layout.to_path_buf(),
             digest: *pinned,
@@ -133,6 +135,87 @@ fn to_digest(layout: &Path, s: &str) -> Result<Digest> {
         layout: layout.to_path_buf(),
         what: format!("digest `{s}` is not sha256; kiln only reads sha256 layouts"),
     })
+}
+
+/// Walks every base layer's tar entries in order through a [`LayerSet`]: a base whose
+/// layers could write outside the image (`..`, writes through a symlink leaving the root,
+/// hard links to files no layer provides) or carry device nodes is refused, naming the
+/// layer, the entry and why.
+fn check_layers(layout: &Path, layers: &[LayerDescriptor]) -> Result<()> {
+    let mut set = LayerSet::new();
+    for l in layers {
+        let path = crate::layout::blob_path(layout, &l.digest);
+        let file = std::fs::File::open(&path).map_err(Error::io("reading", &path))?;
+        let reader = std::io::BufReader::with_capacity(1 << 20, file);
+        let mt = l.media_type.as_str();
+        if mt.ends_with("+gzip") {
+            check_tar(
+                layout,
+                l,
+                flate2::read::MultiGzDecoder::new(reader),
+                &mut set,
+            )?;
+        } else if mt.ends_with(".tar") {
+            check_tar(layout, l, reader, &mut set)?;
+        } else {
+            return Err(Error::Layout {
+                layout: layout.to_path_buf(),
+                what: format!(
+                    "layer {} has media type `{mt}`; kiln reads gzip or uncompressed tar layers only",
+                    l.digest
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn check_tar<R: std::io::Read>(
+    layout: &Path,
+    l: &LayerDescriptor,
+    reader: R,
+    set: &mut LayerSet,
+) -> Result<()> {
+    let hostile = |entry: String, reason: String| Error::HostileLayer {
+        layout: layout.to_path_buf(),
+        layer: l.digest.to_string(),
+        entry,
+        reason,
+    };
+    let mut archive = tar::Archive::new(reader);
+    let entries = archive
+        .entries()
+        .map_err(|e| hostile(String::new(), format!("not a tar stream: {e}")))?;
+    for entry in entries {
+        let entry =
+            entry.map_err(|e| hostile("?".into(), format!("cannot read the tar entry: {e}")))?;
+        let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let link = entry
+            .link_name_bytes()
+            .map(|b| String::from_utf8_lossy(&b).into_owned());
+        set.entry(
+            &raw,
+            entry_kind(entry.header().entry_type()),
+            link.as_deref(),
+        )
+        .map_err(|r| hostile(r.entry, r.reason))?;
+    }
+    Ok(())
+}
+
+/// The [`EntryKind`] of a tar entry type.
+fn entry_kind(t: tar::EntryType) -> EntryKind {
+    use tar::EntryType as T;
+    match t {
+        T::Regular | T::Continuous => EntryKind::File,
+        T::Directory => EntryKind::Dir,
+        T::Symlink => EntryKind::Symlink,
+        T::Link => EntryKind::HardLink,
+        T::Char => EntryKind::CharDevice,
+        T::Block => EntryKind::BlockDevice,
+        T::Fifo => EntryKind::Fifo,
+        other => EntryKind::Other(other.as_byte()),
+    }
 }
 
 /// Docker schema-2 layer types name the same bytes as their OCI counterparts; an OCI

@@ -133,6 +133,18 @@ pub enum Error {
         actual: u64,
     },
 
+    /// A base layer entry that could write outside the image or smuggle host state in.
+    #[error(
+        "base image layout `{layout}`: layer {layer}: entry `{entry}`: {reason}\n  fix: kiln refuses base layers with `..` paths, writes through symlinks leaving the root, hard links to files no layer provides and device nodes; rebuild the base image without them"
+    )]
+    HostileLayer {
+        layout: PathBuf,
+        /// `sha256:...` (a string keeps the error small).
+        layer: String,
+        entry: String,
+        reason: String,
+    },
+
     /// Something in an image layout kiln does not support or that breaks the OCI spec.
     #[error("image layout `{layout}`: {what}")]
     Layout { layout: PathBuf, what: String },

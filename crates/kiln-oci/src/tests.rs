@@ -357,3 +357,87 @@ fn base_index_garbage_names_file_json_path_line_and_expectation() {
         "{e}"
     );
 }
+
+/// A base layout whose layers are the given uncompressed tars; returns it and its pinned
+/// manifest digest.
+fn raw_base(layers: &[Vec<u8>]) -> (tempfile::TempDir, Digest) {
+    let d = tempfile::tempdir().unwrap();
+    let blobs = d.path().join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let put = |bytes: &[u8]| {
+        let dg = Digest::of(bytes);
+        std::fs::write(blobs.join(dg.hex()), bytes).unwrap();
+        dg
+    };
+    let descs: Vec<Value> = layers
+        .iter()
+        .map(|l| serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": put(l).to_string(), "size": l.len()}))
+        .collect();
+    let diff_ids: Vec<String> = layers.iter().map(|l| Digest::of(l).to_string()).collect();
+    let config = serde_json::to_vec(&serde_json::json!({"architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": diff_ids}}))
+    .unwrap();
+    let manifest = serde_json::to_vec(&serde_json::json!({"schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": put(&config).to_string(), "size": config.len()},
+        "layers": descs})).unwrap();
+    let md = put(&manifest);
+    std::fs::write(
+        d.path().join("index.json"),
+        serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "manifests": [
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md.to_string(), "size": manifest.len()}]}))
+        .unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        d.path().join("oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    (d, md)
+}
+
+fn layer_fixture(name: &str) -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../testdata/layers")
+            .join(name),
+    )
+    .unwrap()
+}
+
+/// Hand-made hostile base layers (testdata/layers/make.py) are refused before anything of
+/// the base is reused, naming the layer digest, the entry and the reason; what OCI allows
+/// (`./`, a leading `/`, whiteouts, a hard link inside the layer set) still opens.
+#[test]
+fn hostile_base_layers_are_refused_naming_layer_entry_and_reason() {
+    let ok = layer_fixture("ok-normalized.tar");
+    let (d, m) = raw_base(std::slice::from_ref(&ok));
+    BaseImage::open(d.path(), &m).unwrap();
+    for (file, entry, reason) in [
+        ("hostile-dotdot.tar", "../../../../tmp/kiln-escape", "`..`"),
+        (
+            "hostile-symlink.tar",
+            "etc/cron.d/evil",
+            "symlink `/etc/cron.d` -> `../../../../etc/cron.d`",
+        ),
+        (
+            "hostile-hardlink.tar",
+            "etc/shadow-copy",
+            "hard link to `/etc/shadow`",
+        ),
+        ("hostile-device.tar", "dev/mem", "character device"),
+    ] {
+        let bad = layer_fixture(file);
+        let (d, m) = raw_base(&[ok.clone(), bad.clone()]);
+        let e = BaseImage::open(d.path(), &m).unwrap_err();
+        assert!(matches!(e, Error::HostileLayer { .. }), "{file}: {e}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains(&Digest::of(&bad).to_string())
+                && msg.contains(&format!("entry `{entry}`"))
+                && msg.contains(reason),
+            "{file}: {msg}"
+        );
+    }
+}

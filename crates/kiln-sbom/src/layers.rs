@@ -11,6 +11,7 @@ use std::io::Read;
 use std::path::Path;
 
 use kiln_core::Digest;
+use kiln_core::layerpath::{Accepted, EntryKind, LayerSet};
 use serde::Deserialize;
 
 use crate::error::{Result, SbomError, io};
@@ -146,6 +147,8 @@ struct State {
     dbs: BTreeMap<String, Vec<OsPackage>>,
     /// `os-release` candidates by path: content, or a symlink target.
     os_release: BTreeMap<String, OsRelease>,
+    /// What the layers so far may do (see `kiln_core::layerpath`).
+    guard: LayerSet,
 }
 
 enum OsRelease {
@@ -183,13 +186,18 @@ impl State {
     }
 }
 
-/// Normalizes a tar path: no `./` or leading `/`, no trailing `/`.
-fn normalize(p: &str) -> String {
-    let p = p
-        .trim_start_matches("./")
-        .trim_start_matches('/')
-        .trim_end_matches('/');
-    p.to_string()
+fn entry_kind(t: tar::EntryType) -> EntryKind {
+    use tar::EntryType as T;
+    match t {
+        T::Regular | T::Continuous => EntryKind::File,
+        T::Directory => EntryKind::Dir,
+        T::Symlink => EntryKind::Symlink,
+        T::Link => EntryKind::HardLink,
+        T::Char => EntryKind::CharDevice,
+        T::Block => EntryKind::BlockDevice,
+        T::Fifo => EntryKind::Fifo,
+        other => EntryKind::Other(other.as_byte()),
+    }
 }
 
 /// Resolves a symlink target relative to the link's directory (for `os-release` only).
@@ -228,27 +236,26 @@ fn scan_tar<R: Read>(reader: R, layer: Digest, state: &mut State) -> Result<()> 
     let mut this_layer: BTreeMap<String, ImageFile> = BTreeMap::new();
     for entry in entries {
         let mut entry = entry.map_err(|e| lerr(format!("cannot read tar entry: {e}")))?;
-        let raw = entry
-            .path()
-            .map_err(|e| lerr(format!("bad path in tar entry: {e}")))?
-            .to_string_lossy()
-            .into_owned();
-        let path = normalize(&raw);
-        let (dir, base) = path.rsplit_once('/').unwrap_or(("", path.as_str()));
-        if base == ".wh..wh..opq" {
-            state.remove(dir, true);
-            continue;
-        }
-        if let Some(hidden) = base.strip_prefix(".wh.") {
-            let target = if dir.is_empty() {
-                hidden.to_string()
-            } else {
-                format!("{dir}/{hidden}")
-            };
-            state.remove(&target, false);
-            continue;
-        }
+        let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let ty = entry.header().entry_type();
+        let link = entry
+            .link_name_bytes()
+            .map(|b| String::from_utf8_lossy(&b).into_owned());
+        // `..`, writes through symlinks leaving the root, hard links to nothing and device
+        // nodes are refused; `./` and leading `/` are normalized away.
+        let (path, link) = match state
+            .guard
+            .entry(&raw, entry_kind(ty), link.as_deref())
+            .map_err(|r| lerr(r.to_string()))?
+        {
+            Accepted::Root => continue,
+            Accepted::Whiteout { path, opaque } => {
+                state.remove(&path, opaque);
+                continue;
+            }
+            Accepted::Entry { path, link } => (path, link),
+        };
+
         let mode = entry.header().mode().unwrap_or(0o644) & 0o7777;
         if ty.is_symlink() {
             state.files.remove(&path);
@@ -261,8 +268,8 @@ fn scan_tar<R: Read>(reader: R, layer: Digest, state: &mut State) -> Result<()> 
             continue;
         }
         if ty.is_hard_link() {
-            if let Ok(Some(t)) = entry.link_name() {
-                links.push((path, normalize(&t.to_string_lossy()), mode));
+            if let Some(t) = link {
+                links.push((path, t, mode));
             }
             continue;
         }
@@ -663,5 +670,67 @@ mod tests {
             e.contains("/var/lib/dpkg/status:3") && e.contains("layer sha256:"),
             "{e}"
         );
+    }
+
+    /// A layout whose layers are the given uncompressed tars; returns the manifest digest.
+    fn raw_layout(dir: &Path, layers: &[Vec<u8>]) -> Digest {
+        let blobs = dir.join("blobs/sha256");
+        std::fs::create_dir_all(&blobs).unwrap();
+        let descs: Vec<_> = layers
+            .iter()
+            .map(|l| {
+                let d = Digest::of(l);
+                std::fs::write(blobs.join(d.hex()), l).unwrap();
+                serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d.to_string(), "size": l.len()})
+            })
+            .collect();
+        let m =
+            serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "layers": descs})).unwrap();
+        let d = Digest::of(&m);
+        std::fs::write(blobs.join(d.hex()), &m).unwrap();
+        d
+    }
+
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../testdata/layers")
+                .join(name),
+        )
+        .unwrap()
+    }
+
+    /// The hand-made hostile layers of testdata/layers: the scan refuses each naming the
+    /// layer, the entry and the reason, so no `/../..` path reaches an SBOM; what OCI
+    /// allows is normalized.
+    #[test]
+    fn hostile_layers_are_refused_and_allowed_paths_normalized() {
+        let ok = fixture("ok-normalized.tar");
+        let d = tempfile::tempdir().unwrap();
+        let m = raw_layout(d.path(), std::slice::from_ref(&ok));
+        let scan = scan_layout(d.path(), &m).unwrap();
+        let paths: Vec<&str> = scan.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, ["etc/motd", "etc/motd.link"], "whiteout deletes");
+        for (file, entry, reason) in [
+            ("hostile-dotdot.tar", "../../../../tmp/kiln-escape", "`..`"),
+            (
+                "hostile-symlink.tar",
+                "etc/cron.d/evil",
+                "outside the image's root",
+            ),
+            ("hostile-hardlink.tar", "etc/shadow-copy", "hard link"),
+            ("hostile-device.tar", "dev/mem", "device"),
+        ] {
+            let bad = fixture(file);
+            let d = tempfile::tempdir().unwrap();
+            let m = raw_layout(d.path(), &[ok.clone(), bad.clone()]);
+            let e = scan_layout(d.path(), &m).unwrap_err().to_string();
+            assert!(
+                e.contains(&Digest::of(&bad).to_string())
+                    && e.contains(&format!("entry `{entry}`"))
+                    && e.contains(reason),
+                "{file}: {e}"
+            );
+        }
     }
 }

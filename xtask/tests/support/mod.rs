@@ -416,3 +416,42 @@ impl Drop for SigstoreMock {
         let _ = self.child.wait();
     }
 }
+
+/// Writes a minimal OCI layout at `dir` whose one image has `layers` (uncompressed tars, as
+/// given) and returns its manifest digest: a base image made by hand, e.g. from the
+/// hostile layers of `testdata/layers`.
+pub fn raw_base_layout(dir: &Path, layers: &[Vec<u8>]) -> kiln_core::Digest {
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let put = |bytes: &[u8]| {
+        let d = kiln_core::Digest::of(bytes);
+        std::fs::write(blobs.join(d.hex()), bytes).unwrap();
+        d
+    };
+    let descs: Vec<serde_json::Value> = layers
+        .iter()
+        .map(|l| serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": put(l).to_string(), "size": l.len()}))
+        .collect();
+    let diff_ids: Vec<String> = layers
+        .iter()
+        .map(|l| kiln_core::Digest::of(l).to_string())
+        .collect();
+    let config = serde_json::to_vec(&serde_json::json!({"architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": diff_ids}}))
+    .unwrap();
+    let manifest = serde_json::to_vec(&serde_json::json!({"schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": put(&config).to_string(), "size": config.len()},
+        "layers": descs}))
+    .unwrap();
+    let md = put(&manifest);
+    std::fs::write(
+        dir.join("index.json"),
+        serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "manifests": [
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md.to_string(), "size": manifest.len()}]}))
+        .unwrap(),
+    )
+    .unwrap();
+    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    md
+}
