@@ -6,6 +6,9 @@
 //! 2. The diff step alone, `kiln repro compare` on two OCI layouts, against `diffoscope`
 //!    on the same pair, for a reproducible pair (hello) and a differing one (unrepro).
 //!
+//! With `--corpus NAME`, a real project of testdata/corpus/corpus.toml instead: `repro`
+//! against two plain `cargo build --release --locked` runs, `kiln build` against one.
+//!
 //! Figures, not a pass/fail test: wall time and peak RSS (from `wait4`) per candidate.
 
 use std::path::{Path, PathBuf};
@@ -19,6 +22,11 @@ pub struct ReproBenchArgs {
     /// Work directory (default: a temporary directory, removed afterwards).
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
+    /// Measure on this project of testdata/corpus/corpus.toml instead of testdata/hello:
+    /// `kiln repro` against two plain `cargo build --release --locked` runs, and one
+    /// `kiln build` against one plain build (all cold, crates fetched beforehand).
+    #[arg(long, value_name = "NAME")]
+    corpus: Option<String>,
 }
 
 use crate::bench::Measured;
@@ -63,6 +71,9 @@ pub fn repro(args: &ReproBenchArgs) -> Result<()> {
     };
     let kiln = std::env::current_exe()?;
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    if let Some(name) = &args.corpus {
+        return corpus(&repo, &dir, name, &kiln, Path::new(&cargo));
+    }
     let mut rows: Vec<(String, Measured)> = Vec::new();
 
     let hello = project(&repo, &dir, "hello", HELLO)?;
@@ -210,6 +221,111 @@ pub fn repro(args: &ReproBenchArgs) -> Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+/// `bench repro --corpus NAME`: the targets are repro ≤ 1.10 × two plain builds
+/// and kiln build ≤ 1.05 × one plain build.
+fn corpus(repo: &Path, dir: &Path, name: &str, kiln: &Path, cargo: &Path) -> Result<()> {
+    let target = kiln_build::host_target()?;
+    let lock_file = repo.join(format!("toolchains/{target}.lock.json"));
+    let lock = kiln_toolchain::ToolchainLock::read(&lock_file)?;
+    let corpus_file = repo.join(kiln_corpus::CORPUS_FILE);
+    let corpus = kiln_corpus::Corpus::load(&corpus_file)?;
+    let entry = corpus.select(&[name.to_string()])?[0].clone();
+    let tools = kiln_corpus::Tools {
+        kiln: kiln.to_path_buf(),
+        cargo: cargo.to_path_buf(),
+        rustup_toolchain: lock.rustup_toolchain.clone(),
+    };
+    // Sources outside any repository or workspace (the bench dir is a temporary one).
+    let work = dir.join("work");
+    let krate = kiln_corpus::obtain(&entry, &corpus_file, &work, &tools)?;
+    let project = kiln_corpus::lay_out(&entry, &krate, &lock_file, &dir.join(name))?;
+    let cargo_home = work.join("cargo-home");
+    let manifest = project.join("Cargo.toml");
+    let plain_cmd = |target_dir: &Path| {
+        let mut c = Command::new(cargo);
+        c.args(["build", "--release", "--locked", "--manifest-path"])
+            .arg(&manifest)
+            .args(["--package", &entry.name])
+            .env("CARGO_HOME", &cargo_home)
+            .env("CARGO_TARGET_DIR", target_dir);
+        if let Some(t) = &lock.rustup_toolchain {
+            c.env("RUSTUP_TOOLCHAIN", t)
+                .env_remove("RUSTUP_TOOLCHAIN_SOURCE");
+        }
+        if !entry.features.is_empty() {
+            c.args(["--features", &entry.features.join(",")]);
+        }
+        c
+    };
+    // The network, untimed: the plain builds' cargo home and kiln's.
+    let mut f = Command::new(cargo);
+    f.args(["fetch", "--locked", "--manifest-path"])
+        .arg(&manifest)
+        .env("CARGO_HOME", &cargo_home);
+    measured(f, &[0])?;
+    let mut f = Command::new(kiln);
+    f.arg("-C").arg(&project).arg("fetch");
+    measured(f, &[0])?;
+
+    let mut rows: Vec<(String, Measured)> = Vec::new();
+    let mut plain = Vec::new();
+    for i in 1..=2 {
+        eprintln!("bench repro: plain cargo build {i} of {name}");
+        let t = dir.join(format!("plain-{i}"));
+        let _ = std::fs::remove_dir_all(&t);
+        let m = measured(plain_cmd(&t), &[0])?;
+        plain.push(m.wall.as_secs_f64());
+        rows.push((format!("cargo build --release --locked #{i}"), m));
+        let _ = std::fs::remove_dir_all(&t);
+    }
+    eprintln!("bench repro: kiln build of {name}");
+    let mut b = Command::new(kiln);
+    b.arg("-C")
+        .arg(&project)
+        .args(["build", "--offline", "--out"])
+        .arg(dir.join("out"))
+        .arg("--root")
+        .arg(dir.join("root"));
+    let build = measured(b, &[0])?;
+    let build_s = build.wall.as_secs_f64();
+    rows.push(("kiln build".into(), build));
+    let _ = std::fs::remove_dir_all(dir.join("root"));
+    eprintln!("bench repro: kiln repro of {name}");
+    let mut r = Command::new(kiln);
+    r.arg("-C")
+        .arg(&project)
+        .arg("repro")
+        .arg("--out")
+        .arg(dir.join("repro"));
+    let repro = measured(r, &[0])?;
+    let repro_s = repro.wall.as_secs_f64();
+    rows.push(("kiln repro".into(), repro));
+
+    println!("{name} {}", entry.version);
+    println!(
+        "{:<40} {:>10} {:>13}",
+        "candidate", "wall s", "peak RSS MiB"
+    );
+    for (n, m) in &rows {
+        println!(
+            "{n:<40} {:>10.1} {:>13.1}",
+            m.wall.as_secs_f64(),
+            m.max_rss_kib as f64 / 1024.0
+        );
+    }
+    let two = plain[0] + plain[1];
+    let one = two / 2.0;
+    println!(
+        "repro / two plain builds: {:.3}× (target ≤ 1.10×)",
+        repro_s / two
+    );
+    println!(
+        "kiln build / one plain build (mean of two): {:.3}× (target ≤ 1.05×)",
+        build_s / one
+    );
     Ok(())
 }
 

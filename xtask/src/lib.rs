@@ -7,6 +7,7 @@ mod bench_gate;
 mod bench_repro;
 mod bench_sbom;
 mod cmd_attest;
+mod cmd_corpus;
 mod cmd_repro;
 mod cmd_sbom;
 mod cmd_vex;
@@ -60,6 +61,9 @@ enum Command {
     Gate(cmd_vex::GateArgs),
     /// Rebuild twice under varied conditions, diff every artifact, report the ratio.
     Repro(cmd_repro::Args),
+    /// Build and repro every project of testdata/corpus/corpus.toml (real-world CLIs) and
+    /// report verdicts, causes and build overhead under target/kiln/corpus/.
+    Corpus(cmd_corpus::Args),
     /// Install what the test suite needs (apt, pip, npm), then run every test.
     Test(test_env::TestArgs),
     /// Benchmarks (figures, not pass/fail).
@@ -251,6 +255,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Gate(args) => return cmd_vex::gate(project_dir(cli.dir)?, &args),
         Command::Repro(args) => return cmd_repro::run(project_dir(cli.dir)?, &args),
         Command::Test(args) => return test_env::run(&args),
+        Command::Corpus(args) => return cmd_corpus::run(project_dir(cli.dir)?, &args),
         Command::Bench {
             command: BenchCommand::Image(args),
         } => bench::image(&args)?,
