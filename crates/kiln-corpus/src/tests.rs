@@ -31,7 +31,7 @@ fn the_repository_corpus_is_valid_and_covers_the_brief() {
         assert!(covers.contains(need), "nothing covers `{need}`: {covers}");
     }
     assert!(c.projects.iter().any(|p| p.workspace));
-    // The two the test suite runs exist.
+    // The projects the test suite runs exist.
     assert_eq!(
         c.select(&["hexyl".into(), "ripgrep".into()]).unwrap().len(),
         2
