@@ -66,6 +66,8 @@ enum Command {
     Corpus(cmd_corpus::Args),
     /// Install what the test suite needs (apt, pip, npm), then run every test.
     Test(test_env::TestArgs),
+    /// Fuzz kiln's parsers (fuzz/: random and mutated inputs, crashes shrunk and saved).
+    Fuzz(test_env::FuzzArgs),
     /// Benchmarks (figures, not pass/fail).
     Bench {
         #[command(subcommand)]
@@ -256,6 +258,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Repro(args) => return cmd_repro::run(project_dir(cli.dir)?, &args),
         Command::Test(args) => return test_env::run(&args),
         Command::Corpus(args) => return cmd_corpus::run(project_dir(cli.dir)?, &args),
+        Command::Fuzz(args) => return test_env::fuzz(&args),
         Command::Bench {
             command: BenchCommand::Image(args),
         } => bench::image(&args)?,
