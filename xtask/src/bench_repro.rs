@@ -283,16 +283,15 @@ fn corpus(repo: &Path, dir: &Path, name: &str, kiln: &Path, cargo: &Path) -> Res
     }
     eprintln!("bench repro: kiln build of {name}");
     let mut b = Command::new(kiln);
+    // The default build root: where `kiln fetch` put the crates (its target dir is cold).
     b.arg("-C")
         .arg(&project)
         .args(["build", "--offline", "--out"])
-        .arg(dir.join("out"))
-        .arg("--root")
-        .arg(dir.join("root"));
+        .arg(dir.join("out"));
     let build = measured(b, &[0])?;
     let build_s = build.wall.as_secs_f64();
     rows.push(("kiln build".into(), build));
-    let _ = std::fs::remove_dir_all(dir.join("root"));
+    let _ = std::fs::remove_dir_all(project.join("target"));
     eprintln!("bench repro: kiln repro of {name}");
     let mut r = Command::new(kiln);
     r.arg("-C")
