@@ -20,6 +20,10 @@ pub struct VerifyArgs {
     /// The policy (TOML): trusted keys/identities and required attestations.
     #[arg(long, value_name = "FILE")]
     policy: PathBuf,
+    /// The tag (`org.opencontainers.image.ref.name` in oci/index.json) to verify
+    /// (default: the layout's only image).
+    #[arg(long = "ref", value_name = "TAG")]
+    reference: Option<String>,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -64,7 +68,10 @@ pub fn verify(project: PathBuf, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
             kiln_core::cli::cmd("build")
         );
     }
-    let report = kiln_attest::verify(&dir, &policy);
+    let opts = kiln_attest::Options {
+        reference: args.reference.clone(),
+    };
+    let report = kiln_attest::verify_with(&dir, &policy, &opts);
     if args.json {
         println!(
             "{}",

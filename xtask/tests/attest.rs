@@ -60,19 +60,6 @@ fn kiln_clean(mut c: Command) -> Command {
     c
 }
 
-fn keygen(dir: &Path) -> String {
-    let out = run_ok(kiln().arg("keygen").arg("--out").arg(dir.join("kiln")));
-    let text = String::from_utf8(out.stdout).unwrap();
-    assert!(
-        !text.contains("PRIVATE KEY"),
-        "keygen printed key material: {text}"
-    );
-    text.lines()
-        .find_map(|l| l.strip_prefix("keyid "))
-        .unwrap()
-        .to_string()
-}
-
 fn verify(dir: &Path, policy: &Path) -> Command {
     let mut c = kiln_clean(kiln());
     c.arg("verify").arg(dir).arg("--policy").arg(policy);

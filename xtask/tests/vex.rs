@@ -15,16 +15,7 @@ const VEX_FILES: [&str; 3] = ["vex.csaf.json", "vex.openvex.json", "vex.cdx.json
 /// The hello project with statements in vex/ and advisories in advisories/.
 fn vex_project() -> Project {
     let p = Project::hello();
-    std::fs::create_dir_all(p.path().join("vex")).unwrap();
-    std::fs::copy(
-        repo().join("testdata/vex/hello/statements.toml"),
-        p.path().join("vex/statements.toml"),
-    )
-    .unwrap();
-    copy_tree(
-        &repo().join("testdata/osv/hello"),
-        &p.path().join("advisories"),
-    );
+    add_vex(&p);
     p
 }
 

@@ -20,6 +20,7 @@ mod error;
 pub mod evidence;
 pub mod keyless;
 pub mod keys;
+mod outputs;
 pub mod policy;
 pub mod provenance;
 pub mod verify;
@@ -28,7 +29,7 @@ pub use error::{Error, Result};
 pub use evidence::{Signer, Written, write};
 pub use keys::{KeyPair, PublicKey, SigningKey, keygen};
 pub use policy::Policy;
-pub use verify::{Check, Report, verify};
+pub use verify::{Check, Options, Report, verify, verify_with};
 
 #[cfg(test)]
 mod tests;

@@ -205,6 +205,17 @@ pub struct LockedCrate {
     pub sha256: String,
 }
 
+/// One input of the VEX step, recorded in resolvedDependencies with the
+/// [`crate::verify::ANNOTATION_INPUT`] annotation saying which kind it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VexInput {
+    /// Relative to the project, `/`-separated (`vex/statements.toml`, `advisories/x.json`).
+    pub path: String,
+    pub sha256: Digest,
+    /// The statements file (else an OSV advisory).
+    pub statements: bool,
+}
+
 /// Everything provenance says, as plain values (kiln-build fills it from its context).
 /// No field may hold an absolute host path: the statement must be the same bytes wherever
 /// the build ran.
@@ -236,6 +247,9 @@ pub struct ProvenanceInputs {
     pub rustc: String,
     pub crates: Vec<LockedCrate>,
     pub base: Option<Digest>,
+    /// The VEX step's inputs, relative to the project: the statements file and each OSV
+    /// advisory it read (empty when the project has no VEX).
+    pub vex_inputs: Vec<VexInput>,
     pub builder: BuilderIdentity,
     pub kiln_version: String,
     /// `(startedOn, finishedOn)` RFC 3339, only with `--timestamps`.
@@ -304,6 +318,21 @@ pub fn statement(i: &ProvenanceInputs) -> Statement {
     if let Some(b) = i.base {
         let mut rd = ResourceDescriptor::sha256("base-image", b);
         rd.media_type = Some("application/vnd.oci.image.manifest.v1+json".into());
+        deps.push(rd);
+    }
+    let mut vex = i.vex_inputs.clone();
+    vex.sort_by(|a, b| (!a.statements, &a.path).cmp(&(!b.statements, &b.path)));
+    for v in &vex {
+        let mut rd = ResourceDescriptor::sha256(v.path.clone(), v.sha256);
+        let kind = if v.statements {
+            crate::verify::INPUT_VEX_STATEMENTS
+        } else {
+            crate::verify::INPUT_OSV_ADVISORY
+        };
+        rd.annotations.insert(
+            crate::verify::ANNOTATION_INPUT.into(),
+            Value::String(kind.into()),
+        );
         deps.push(rd);
     }
 
@@ -423,6 +452,7 @@ pub(crate) mod tests {
                 sha256: "ab".repeat(32),
             }],
             base: None,
+            vex_inputs: Vec::new(),
             builder: BuilderIdentity {
                 id: LOCAL_BUILDER_ID.into(),
                 source: None,

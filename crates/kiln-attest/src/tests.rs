@@ -35,8 +35,8 @@ pub(crate) fn fixture(out: &Path, keys: &Path) -> (Descriptor, Policy) {
     std::io::Write::write_all(&mut gz, &tar).unwrap();
     let gz = gz.finish().unwrap();
     let layer = blob(&layout, &gz);
-    let config =
-        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let config = canonical::to_vec(&serde_json::json!({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [Digest::of(&tar)]}})).unwrap();
+    let config = config.as_slice();
     let config_d = blob(&layout, config);
     let manifest = serde_json::json!({
         "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -55,7 +55,14 @@ pub(crate) fn fixture(out: &Path, keys: &Path) -> (Descriptor, Policy) {
             "latest".to_string(),
         )]),
     };
-    let index = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [image]});
+    let mut entry = serde_json::to_value(&image).unwrap();
+    entry["platform"] = serde_json::json!({"architecture": "amd64", "os": "linux"});
+    let index = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [entry]});
+    std::fs::write(
+        layout.join("oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
     std::fs::write(
         layout.join("index.json"),
         canonical::to_vec(&index).unwrap(),
@@ -63,7 +70,10 @@ pub(crate) fn fixture(out: &Path, keys: &Path) -> (Descriptor, Policy) {
     .unwrap();
     std::fs::write(
         out.join("sbom.cdx.json"),
-        br#"{"bomFormat":"CycloneDX","specVersion":"1.6","version":1}"#,
+        canonical::to_vec_pretty(
+            &serde_json::json!({"bomFormat": "CycloneDX", "specVersion": "1.6", "version": 1}),
+        )
+        .unwrap(),
     )
     .unwrap();
     if !keys.join("kiln.key").exists() {
@@ -117,6 +127,7 @@ fn build(out: &Path, keys: &Path) -> (Descriptor, Policy) {
         ]
     );
     assert_eq!(w.referrers.len(), 3, "two bundles and the raw SBOM");
+    crate::verify::write_derived(out);
     (image, policy)
 }
 

@@ -8,17 +8,19 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use kiln_core::Digest;
+use kiln_core::{Digest, canonical};
 use serde::Serialize;
 
 use crate::attach::{
+    ANNOTATION_BUNDLE_CONTENT, ANNOTATION_BUNDLE_PREDICATE, ANNOTATION_INTOTO_PREDICATE,
     ANNOTATION_REF_NAME, ANNOTATION_TITLE, ArtifactManifest, Descriptor, EMPTY_BLOB,
-    MEDIA_TYPE_EMPTY, blob_path,
+    MEDIA_TYPE_EMPTY, MEDIA_TYPE_MANIFEST, blob_path,
 };
 use crate::dsse::{BUNDLE_MEDIA_TYPE, Bundle, Envelope, PAYLOAD_TYPE, parse_strict};
-use crate::evidence::{EVIDENCE, envelope_file};
+use crate::evidence::{EVIDENCE, bundle_file, envelope_file};
+use crate::outputs::{self, Source};
 use crate::policy::{Policy, Requirement};
 use crate::provenance::{Provenance, SLSA_PROVENANCE_V1, Statement};
 
@@ -74,34 +76,61 @@ impl Ctx<'_> {
     }
 }
 
-/// The image as found in the layout.
-struct ImageInfo {
-    manifest: Descriptor,
-    layers: Vec<(String, Digest)>,
+/// What `verify` is asked to check beyond the policy.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The tag (`org.opencontainers.image.ref.name`) to verify; `None`: the layout's single
+    /// image (more than one is an error naming the tags).
+    pub reference: Option<String>,
 }
 
-/// Verifies the output directory `out` (holding `oci/` and the evidence files).
+/// One image manifest of the layout, its blobs verified.
+struct ImageInfo {
+    manifest: Descriptor,
+    tag: String,
+    config_digest: Digest,
+    diff_ids: Vec<Digest>,
+    layers: Vec<(String, Digest, u64)>,
+}
+
+/// The layout as found: the image selected, every image, every referrer, and every blob
+/// they reach.
+struct Layout {
+    image: ImageInfo,
+    images: Vec<ImageInfo>,
+    referrers: Vec<Descriptor>,
+    detail: String,
+}
+
+/// Verifies the output directory `out` (holding `oci/` and the evidence files): the
+/// layout's single image.
 pub fn verify(out: &Path, policy: &Policy) -> Report {
+    verify_with(out, policy, &Options::default())
+}
+
+/// Verifies the output directory `out` with `opts` (`--ref`).
+pub fn verify_with(out: &Path, policy: &Policy, opts: &Options) -> Report {
     let mut cx = Ctx {
         out,
         checks: Vec::new(),
     };
     let layout = out.join("oci");
 
-    let (image, referrers) = match check_layout(&cx, &layout) {
-        Ok((image, referrers, detail)) => {
-            cx.push("image", Ok(detail));
-            (image, referrers)
+    let lay = match check_layout(&cx, &layout, opts.reference.as_deref()) {
+        Ok(l) => {
+            cx.push("image", Ok(l.detail.clone()));
+            l
         }
         Err(e) => {
             cx.push("image", Err(e));
             return finish(cx);
         }
     };
+    let image = &lay.image;
 
     // Referrers: blobs, subject, and the copy beside the image.
     let mut attached: Vec<(Descriptor, ArtifactManifest, Vec<u8>)> = Vec::new();
-    for d in &referrers {
+    for d in &lay.referrers {
         let title = d
             .annotations
             .get(ANNOTATION_TITLE)
@@ -123,16 +152,29 @@ pub fn verify(out: &Path, policy: &Policy) -> Report {
             }
         }
     }
+    let title_of = |m: &ArtifactManifest| {
+        m.layers[0]
+            .annotations
+            .get(ANNOTATION_TITLE)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let mut titles = BTreeSet::new();
+    for (d, m, _) in &attached {
+        if !titles.insert(title_of(m)) {
+            cx.push(
+                format!("attached {}", title_of(m)),
+                Err(format!(
+                    "oci/index.json: {} is attached twice (again by {})",
+                    title_of(m),
+                    d.digest
+                )),
+            );
+        }
+    }
     // Evidence files beside the image that no referrer carries are suspicious too.
     for kind in EVIDENCE {
-        let carried = attached.iter().any(|(_, m, _)| {
-            m.layers[0]
-                .annotations
-                .get(ANNOTATION_TITLE)
-                .map(String::as_str)
-                == Some(kind.file)
-        });
-        if out.join(kind.file).is_file() && !carried {
+        if out.join(kind.file).is_file() && !titles.contains(kind.file) {
             cx.push(
                 format!("attached {}", kind.file),
                 Err(format!(
@@ -147,11 +189,7 @@ pub fn verify(out: &Path, policy: &Policy) -> Report {
     let mut verified: Vec<(String, Statement)> = Vec::new();
     let mut any_bundle = false;
     for (_, m, bytes) in &attached {
-        let title = m.layers[0]
-            .annotations
-            .get(ANNOTATION_TITLE)
-            .cloned()
-            .unwrap_or_default();
+        let title = title_of(m);
         if m.artifact_type == PAYLOAD_TYPE {
             cx.push(format!("signature {title}"), Err(format!("{title}: no signature: the statement is attached unsigned\n  fix: build with --key FILE (or $KILN_SIGNING_KEY) or --keyless")));
             continue;
@@ -160,14 +198,17 @@ pub fn verify(out: &Path, policy: &Policy) -> Report {
             continue;
         }
         any_bundle = true;
-        let r = check_signature(&cx, &title, bytes, policy);
+        let r = check_signature(&cx, &title, bytes, policy).and_then(|(signer, stmt)| {
+            check_statement_kind(&title, m, &stmt)?;
+            Ok((signer, stmt))
+        });
         match r {
             Ok((signer, stmt)) => {
                 cx.push(
                     format!("signature {title}"),
                     Ok(format!("{} signed by {signer}", stmt.predicate_type)),
                 );
-                let subj = check_subjects(&cx, &layout, &image, &stmt);
+                let subj = check_subjects(&cx, &layout, image, &stmt);
                 if cx.push(format!("subjects {title}"), subj) {
                     verified.push((title, stmt));
                 }
@@ -188,11 +229,954 @@ pub fn verify(out: &Path, policy: &Policy) -> Report {
         );
     }
 
+    // The signed provenance binds the tag to the digest; every manifest and tag in the
+    // index must be that one.
+    let provenance = verified
+        .iter()
+        .find(|(t, s)| t == PROVENANCE_BUNDLE && s.predicate_type == SLSA_PROVENANCE_V1)
+        .map(|(_, s)| s.clone());
+    let facts = provenance.as_ref().map(provenance_facts);
+    let tags = match &facts {
+        Some(Ok(f)) => check_tags(&lay, f, &verified),
+        Some(Err(e)) => Err(e.clone()),
+        None => Err(format!(
+            "no verified provenance ({PROVENANCE_BUNDLE}) names an image: no tag or manifest in oci/index.json can be trusted"
+        )),
+    };
+    cx.push("tags", tags);
+
+    // Raw documents: each must be what a verified statement signs.
+    let raw: Vec<(String, Vec<u8>)> = attached
+        .iter()
+        .filter(|(_, m, _)| m.artifact_type != BUNDLE_MEDIA_TYPE && m.artifact_type != PAYLOAD_TYPE)
+        .map(|(_, m, b)| (title_of(m), b.clone()))
+        .collect();
+    for (title, bytes) in &raw {
+        let r = check_document(title, bytes, &verified);
+        cx.push(format!("document {title}"), r);
+    }
+    for (title, _) in &verified {
+        if let Some(kind) = EVIDENCE.iter().find(|k| bundle_file(k.file) == *title)
+            && !raw.iter().any(|(t, _)| t == kind.file)
+        {
+            cx.push(
+                format!("document {}", kind.file),
+                Err(format!(
+                    "{title} signs {} but that document is not attached to the image (removed?)",
+                    kind.file
+                )),
+            );
+        }
+    }
+    if let Some(p) = &provenance {
+        let vex_attached = raw
+            .iter()
+            .any(|(t, _)| EVIDENCE.iter().any(|k| k.file == t && !k.is_sbom));
+        let r = check_vex_inputs(p, vex_attached);
+        cx.push("vex inputs", r);
+    }
+
+    // Outputs derived from the layout: the archives and the summary.
+    match &facts {
+        Some(Ok(f)) => {
+            let r = check_oci_archive(&cx, &layout, f);
+            cx.push(format!("archive {OCI_ARCHIVE}"), r);
+            let r = check_docker_archive(&cx, &layout, image, f);
+            cx.push(format!("archive {DOCKER_ARCHIVE}"), r);
+            let r = check_summary(&cx, &layout, image, f);
+            cx.push(SUMMARY, r);
+        }
+        _ => {
+            for rule in [
+                format!("archive {OCI_ARCHIVE}"),
+                format!("archive {DOCKER_ARCHIVE}"),
+                SUMMARY.to_string(),
+            ] {
+                cx.push(
+                    rule.clone(),
+                    Err(format!(
+                        "{}: cannot be checked without a verified provenance",
+                        rule.trim_start_matches("archive ")
+                    )),
+                );
+            }
+        }
+    }
+    let r = check_inventory(&cx, &lay, &attached);
+    cx.push("files", r);
+
     for (i, req) in policy.requires.iter().enumerate() {
         let r = check_requirement(&cx, req, &verified);
         cx.push(format!("require[{i}] {}", req.predicate_type), r);
     }
     finish(cx)
+}
+
+/// Files of an output directory deliberately outside verification, with the reason
+/// (README lists them too). Nothing else is skipped.
+pub const UNVERIFIED: &[(&str, &str)] = &[(
+    "gate.json",
+    "written later by `cargo xtask gate`: a local verdict it recomputes on demand, not a build output",
+)];
+
+fn unverified(rel: &str) -> bool {
+    UNVERIFIED.iter().any(|(f, _)| *f == rel)
+}
+
+pub const OCI_ARCHIVE: &str = "image.oci.tar";
+pub const DOCKER_ARCHIVE: &str = "image.docker.tar";
+pub const SUMMARY: &str = "summary.json";
+const PROVENANCE_BUNDLE: &str = "provenance.sigstore.json";
+const MEDIA_TYPE_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const MEDIA_TYPE_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+/// `dev.kiln.input` annotation of a VEX input in provenance's resolvedDependencies.
+pub const ANNOTATION_INPUT: &str = "dev.kiln.input";
+pub const INPUT_VEX_STATEMENTS: &str = "vex-statements";
+pub const INPUT_OSV_ADVISORY: &str = "osv-advisory";
+
+/// The artifact types kiln attaches; any other is a failure, never skipped.
+fn known_artifact_type(t: &str) -> bool {
+    t == BUNDLE_MEDIA_TYPE || t == PAYLOAD_TYPE || EVIDENCE.iter().any(|k| k.media_type == t)
+}
+
+#[derive(serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Index {
+    schema_version: u32,
+    media_type: String,
+    manifests: Vec<IndexEntry>,
+}
+
+#[derive(serde::Deserialize, serde::Serialize, Clone)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct IndexEntry {
+    media_type: String,
+    digest: Digest,
+    size: u64,
+    #[serde(default)]
+    artifact_type: Option<String>,
+    #[serde(default)]
+    annotations: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    platform: Option<serde_json::Value>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ImageManifest {
+    schema_version: u32,
+    media_type: String,
+    config: Descriptor,
+    layers: Vec<Descriptor>,
+}
+
+fn check_layout(cx: &Ctx, layout: &Path, reference: Option<&str>) -> Result<Layout, String> {
+    let index_path = layout.join("index.json");
+    let ip = cx.rel(&index_path);
+    let raw = std::fs::read(&index_path).map_err(|e| {
+        format!("{ip}: cannot read: {e}\n  fix: point verify at target/kiln/out/<image>")
+    })?;
+    let ol = layout.join("oci-layout");
+    let ol_bytes = std::fs::read(&ol).map_err(|e| format!("{}: cannot read: {e}", cx.rel(&ol)))?;
+    if ol_bytes != OCI_LAYOUT {
+        return Err(format!(
+            "{}: is not {}: the file was modified",
+            cx.rel(&ol),
+            String::from_utf8_lossy(OCI_LAYOUT)
+        ));
+    }
+    let value: serde_json::Value =
+        serde_json::from_slice(&raw).map_err(|e| format!("{ip}: not JSON: {e}"))?;
+    if canonical::to_vec(&value).ok().as_deref() != Some(raw.as_slice()) {
+        return Err(format!(
+            "{ip}: not in kiln's canonical form (spacing, key order, escapes or duplicate keys changed): the file was modified"
+        ));
+    }
+    let index: Index = serde_json::from_value(value).map_err(|e| format!("{ip}: {e}"))?;
+    if index.schema_version != 2 || index.media_type != MEDIA_TYPE_INDEX {
+        return Err(format!(
+            "{ip}: schemaVersion {} / mediaType `{}`, expected 2 / `{MEDIA_TYPE_INDEX}`",
+            index.schema_version, index.media_type
+        ));
+    }
+    let mut images = Vec::new();
+    let mut referrers = Vec::new();
+    for (i, e) in index.manifests.iter().enumerate() {
+        let at = format!("{ip}: manifests[{i}] ({})", e.digest);
+        if e.media_type != MEDIA_TYPE_MANIFEST {
+            return Err(format!(
+                "{at}: mediaType is `{}`, expected `{MEDIA_TYPE_MANIFEST}`",
+                e.media_type
+            ));
+        }
+        let annotations = e.annotations.clone().unwrap_or_default();
+        match &e.artifact_type {
+            None => {
+                let tag = match annotations.get(ANNOTATION_REF_NAME) {
+                    Some(t) if annotations.len() == 1 && !t.is_empty() => t.clone(),
+                    _ => {
+                        return Err(format!(
+                            "{at}: an image manifest must carry exactly one annotation, a non-empty {ANNOTATION_REF_NAME} (has {:?})",
+                            annotations.keys().collect::<Vec<_>>()
+                        ));
+                    }
+                };
+                let info = check_image(cx, layout, e, &tag, &at)?;
+                if images.iter().any(|x: &ImageInfo| x.tag == tag) {
+                    return Err(format!("{at}: tag `{tag}` names two manifests"));
+                }
+                images.push(info);
+            }
+            Some(t) => {
+                if !known_artifact_type(t) {
+                    return Err(format!(
+                        "{at}: artifactType `{t}` is not one kiln attaches: refusing to skip it"
+                    ));
+                }
+                if e.platform.is_some() {
+                    return Err(format!("{at}: a referrer has no platform"));
+                }
+                referrers.push(Descriptor {
+                    media_type: e.media_type.clone(),
+                    digest: e.digest,
+                    size: e.size,
+                    artifact_type: Some(t.clone()),
+                    annotations,
+                });
+            }
+        }
+    }
+    let tags: Vec<&str> = images.iter().map(|i| i.tag.as_str()).collect();
+    let pos = match reference {
+        Some(r) => images.iter().position(|i| i.tag == r).ok_or_else(|| {
+            format!(
+                "{ip}: no image manifest is tagged `{r}` (tags: {})",
+                tags.join(", ")
+            )
+        })?,
+        None => match images.len() {
+            0 => return Err(format!("{ip}: no image manifest")),
+            1 => 0,
+            n => {
+                return Err(format!(
+                    "{ip}: {n} image manifests (tags: {}): which one is verified is ambiguous\n  fix: choose one with --ref TAG",
+                    tags.join(", ")
+                ));
+            }
+        },
+    };
+    let image = images.remove(pos);
+    let detail = format!(
+        "{} ({}): manifest, config and {} layer(s) match their digests",
+        image.manifest.digest,
+        image.tag,
+        image.layers.len()
+    );
+    Ok(Layout {
+        image,
+        images,
+        referrers,
+        detail,
+    })
+}
+
+/// Reads and verifies an image manifest, its config and layers; checks the index entry's
+/// platform against the config.
+fn check_image(
+    cx: &Ctx,
+    layout: &Path,
+    e: &IndexEntry,
+    tag: &str,
+    at: &str,
+) -> Result<ImageInfo, String> {
+    let mbytes = read_verified(
+        cx,
+        layout,
+        &e.digest,
+        Some(e.size),
+        "image manifest named by oci/index.json",
+    )?;
+    let m: ImageManifest = serde_json::from_slice(&mbytes)
+        .map_err(|err| format!("image manifest {}: {err}", e.digest))?;
+    if m.schema_version != 2
+        || m.media_type != MEDIA_TYPE_MANIFEST
+        || m.config.media_type != MEDIA_TYPE_CONFIG
+    {
+        return Err(format!(
+            "image manifest {}: schemaVersion/mediaType/config mediaType are not OCI's",
+            e.digest
+        ));
+    }
+    let cbytes = read_verified(
+        cx,
+        layout,
+        &m.config.digest,
+        Some(m.config.size),
+        "image config",
+    )?;
+    let config: serde_json::Value = serde_json::from_slice(&cbytes)
+        .map_err(|err| format!("image config {}: {err}", m.config.digest))?;
+    let mut platform = serde_json::Map::new();
+    for k in ["architecture", "os", "variant"] {
+        if let Some(v) = config.get(k) {
+            platform.insert(k.into(), v.clone());
+        }
+    }
+    if e.platform.as_ref() != Some(&serde_json::Value::Object(platform.clone())) {
+        return Err(format!(
+            "{at}: platform {} is not the config's {}",
+            e.platform.clone().unwrap_or_default(),
+            serde_json::Value::Object(platform)
+        ));
+    }
+    let diff_ids: Vec<Digest> = serde_json::from_value(config["rootfs"]["diff_ids"].clone())
+        .map_err(|err| format!("image config {}: rootfs.diff_ids: {err}", m.config.digest))?;
+    for (i, l) in m.layers.iter().enumerate() {
+        hash_file(
+            cx,
+            &blob_path(layout, &l.digest),
+            &l.digest,
+            l.size,
+            &format!("image layer {i}"),
+        )?;
+    }
+    Ok(ImageInfo {
+        manifest: Descriptor {
+            media_type: e.media_type.clone(),
+            digest: e.digest,
+            size: e.size,
+            artifact_type: None,
+            annotations: BTreeMap::new(),
+        },
+        tag: tag.to_string(),
+        config_digest: m.config.digest,
+        diff_ids,
+        layers: m
+            .layers
+            .iter()
+            .map(|l| (l.media_type.clone(), l.digest, l.size))
+            .collect(),
+    })
+}
+
+/// The layer media type and manifest annotations kiln gives each artifact type.
+fn expected_referrer(m: &ArtifactManifest, title: &str) -> Result<(), String> {
+    let t = m.artifact_type.as_str();
+    let layer_type = &m.layers[0].media_type;
+    if layer_type != t {
+        return Err(format!(
+            "its layer's mediaType `{layer_type}` is not its artifactType `{t}`"
+        ));
+    }
+    if t == BUNDLE_MEDIA_TYPE {
+        if !(title == PROVENANCE_BUNDLE || EVIDENCE.iter().any(|k| bundle_file(k.file) == title)) {
+            return Err(format!("`{title}` is not a bundle kiln attaches"));
+        }
+        let keys: Vec<&str> = m.annotations.keys().map(String::as_str).collect();
+        let pt = m.annotations.get(ANNOTATION_BUNDLE_PREDICATE);
+        if keys
+            != [
+                ANNOTATION_BUNDLE_CONTENT,
+                ANNOTATION_BUNDLE_PREDICATE,
+                ANNOTATION_INTOTO_PREDICATE,
+            ]
+            || m.annotations[ANNOTATION_BUNDLE_CONTENT] != "dsse-envelope"
+            || pt != m.annotations.get(ANNOTATION_INTOTO_PREDICATE)
+        {
+            return Err(format!("annotations {:?} are not kiln's", m.annotations));
+        }
+    } else if t == PAYLOAD_TYPE {
+        if title != crate::evidence::PROVENANCE_FILE
+            || m.annotations.keys().map(String::as_str).collect::<Vec<_>>()
+                != [ANNOTATION_INTOTO_PREDICATE]
+        {
+            return Err(format!("`{title}` / {:?} are not kiln's", m.annotations));
+        }
+    } else {
+        match EVIDENCE.iter().find(|k| k.file == title) {
+            Some(k) if k.media_type == t => {}
+            _ => return Err(format!("`{title}` is not a {t} document kiln attaches")),
+        }
+        if !m.annotations.is_empty() {
+            return Err(format!("annotations {:?} are not kiln's", m.annotations));
+        }
+    }
+    Ok(())
+}
+
+fn check_referrer(
+    cx: &Ctx,
+    layout: &Path,
+    d: &Descriptor,
+    image: &Descriptor,
+) -> Result<(ArtifactManifest, Vec<u8>), String> {
+    let bytes = read_verified(
+        cx,
+        layout,
+        &d.digest,
+        Some(d.size),
+        "artifact manifest named by oci/index.json",
+    )?;
+    let m: ArtifactManifest = serde_json::from_slice(&bytes)
+        .map_err(|e| format!("artifact manifest {}: {e}", d.digest))?;
+    if canonical::to_vec(&m).ok().as_deref() != Some(bytes.as_slice()) {
+        return Err(format!(
+            "artifact manifest {}: not in kiln's canonical form (unknown fields?)",
+            d.digest
+        ));
+    }
+    if m.schema_version != 2 || m.media_type != MEDIA_TYPE_MANIFEST {
+        return Err(format!(
+            "artifact manifest {}: schemaVersion/mediaType are not OCI's",
+            d.digest
+        ));
+    }
+    if m.subject.digest != image.digest
+        || m.subject.size != image.size
+        || m.subject.media_type != image.media_type
+        || m.subject.artifact_type.is_some()
+        || !m.subject.annotations.is_empty()
+    {
+        return Err(format!(
+            "artifact manifest {}: subject is {}, not the image {}",
+            d.digest, m.subject.digest, image.digest
+        ));
+    }
+    if m.config.media_type != MEDIA_TYPE_EMPTY
+        || m.config.digest != Digest::of(EMPTY_BLOB)
+        || m.config.size != EMPTY_BLOB.len() as u64
+        || m.config.artifact_type.is_some()
+        || !m.config.annotations.is_empty()
+    {
+        return Err(format!(
+            "artifact manifest {}: config is not the empty descriptor",
+            d.digest
+        ));
+    }
+    read_verified(
+        cx,
+        layout,
+        &m.config.digest,
+        Some(m.config.size),
+        "empty config",
+    )?;
+    let [layer] = m.layers.as_slice() else {
+        return Err(format!(
+            "artifact manifest {}: expected exactly one layer",
+            d.digest
+        ));
+    };
+    let title = layer
+        .annotations
+        .get(ANNOTATION_TITLE)
+        .ok_or_else(|| format!("artifact manifest {}: layer has no title", d.digest))?;
+    if layer.annotations.len() != 1 || layer.artifact_type.is_some() {
+        return Err(format!(
+            "artifact manifest {}: layer `{title}` carries fields kiln does not write",
+            d.digest
+        ));
+    }
+    if title.contains('/') || title.starts_with('.') {
+        return Err(format!(
+            "artifact manifest {}: layer title `{title}` is not a plain file name",
+            d.digest
+        ));
+    }
+    expected_referrer(&m, title)
+        .map_err(|e| format!("artifact manifest {} ({title}): {e}", d.digest))?;
+    // The index entry must say exactly what the manifest says: artifactType, and the
+    // manifest's annotations plus the title.
+    let mut want = m.annotations.clone();
+    want.insert(ANNOTATION_TITLE.into(), title.clone());
+    if d.artifact_type.as_deref() != Some(m.artifact_type.as_str()) || d.annotations != want {
+        return Err(format!(
+            "oci/index.json: the entry of {} ({title}) says artifactType {:?} and annotations {:?}, the manifest {} and {:?}: index.json was modified",
+            d.digest, d.artifact_type, d.annotations, m.artifact_type, want
+        ));
+    }
+    let blob = read_verified(
+        cx,
+        layout,
+        &layer.digest,
+        Some(layer.size),
+        "attached evidence",
+    )?;
+    let file = cx.out.join(title);
+    let on_disk = std::fs::read(&file).map_err(|e| format!("{title}: cannot read: {e}"))?;
+    if on_disk != blob {
+        return Err(format!(
+            "{title}: differs from the blob attached to the image ({}): the file was modified",
+            layer.digest
+        ));
+    }
+    Ok((m, blob))
+}
+
+/// A bundle's statement must be of the kind its title says.
+fn check_statement_kind(title: &str, m: &ArtifactManifest, stmt: &Statement) -> Result<(), String> {
+    let pt = stmt.predicate_type.as_str();
+    let ok = if title == PROVENANCE_BUNDLE {
+        pt == SLSA_PROVENANCE_V1
+    } else {
+        EVIDENCE
+            .iter()
+            .find(|k| bundle_file(k.file) == title)
+            .is_some_and(|k| {
+                pt == k.predicate_type
+                    || (k.file == "sbom.spdx.json"
+                        && pt
+                            .strip_prefix(k.predicate_type)
+                            .is_some_and(|v| v.starts_with("/v")))
+            })
+    };
+    if !ok {
+        return Err(format!(
+            "{title}: signs a statement of predicateType {pt}, which is not what {title} carries"
+        ));
+    }
+    if m.annotations
+        .get(ANNOTATION_BUNDLE_PREDICATE)
+        .map(String::as_str)
+        != Some(pt)
+    {
+        return Err(format!(
+            "{title}: the referrer's annotations say predicateType {:?}, the signed statement {pt}",
+            m.annotations.get(ANNOTATION_BUNDLE_PREDICATE)
+        ));
+    }
+    Ok(())
+}
+
+/// A raw document attached to the image must be exactly the predicate its verified
+/// statement signs (kiln writes both from the same bytes, pretty canonical JSON).
+fn check_document(
+    title: &str,
+    bytes: &[u8],
+    verified: &[(String, Statement)],
+) -> Result<String, String> {
+    let bundle = bundle_file(title);
+    let Some((_, stmt)) = verified.iter().find(|(t, _)| *t == bundle) else {
+        return Err(format!(
+            "{title}: no verified signature covers it ({bundle} is missing or failed): an unsigned document is bound to nothing"
+        ));
+    };
+    let signed = canonical::to_vec_pretty(&stmt.predicate).map_err(|e| e.to_string())?;
+    if signed != bytes {
+        return Err(format!(
+            "{title}: the attached document is not the one {bundle} signs: it was modified"
+        ));
+    }
+    Ok(format!("{title} is the document {bundle} signs"))
+}
+
+/// VEX documents are derived from the statements and advisories: provenance must record
+/// them, and recorded VEX inputs mean VEX documents must be attached.
+fn check_vex_inputs(provenance: &Statement, vex_attached: bool) -> Result<String, String> {
+    let p: Provenance = serde_json::from_value(provenance.predicate.clone())
+        .map_err(|e| format!("{PROVENANCE_BUNDLE}: not a SLSA v1 predicate: {e}"))?;
+    let inputs: Vec<&str> = p
+        .build_definition
+        .resolved_dependencies
+        .iter()
+        .filter(|d| {
+            d.annotations
+                .get(ANNOTATION_INPUT)
+                .is_some_and(|v| v == INPUT_VEX_STATEMENTS || v == INPUT_OSV_ADVISORY)
+        })
+        .filter_map(|d| d.name.as_deref())
+        .collect();
+    let has_statements = p.build_definition.resolved_dependencies.iter().any(|d| {
+        d.annotations.get(ANNOTATION_INPUT).and_then(|v| v.as_str()) == Some(INPUT_VEX_STATEMENTS)
+    });
+    match (vex_attached, has_statements) {
+        (true, true) => Ok(format!(
+            "provenance records the VEX inputs: {}",
+            inputs.join(", ")
+        )),
+        (true, false) => Err(format!(
+            "VEX documents are attached but {PROVENANCE_BUNDLE} records no VEX statements among its resolvedDependencies"
+        )),
+        (false, true) => Err(format!(
+            "{PROVENANCE_BUNDLE} records VEX inputs ({}) but no VEX document is attached to the image (removed?)",
+            inputs.join(", ")
+        )),
+        (false, false) => Ok("no VEX: none attached and none recorded".into()),
+    }
+}
+
+/// What the signed provenance says about the build, as the outputs need it.
+struct Facts {
+    predicate: Provenance,
+    image: String,
+    tag: String,
+    sde: u64,
+    /// `(path in the image, sha256)` of each binary subject.
+    binaries: Vec<(String, Digest)>,
+    /// The digest of the subject named `<image>:<tag>`.
+    image_subject: Option<Digest>,
+}
+
+fn provenance_facts(stmt: &Statement) -> Result<Facts, String> {
+    let p: Provenance = serde_json::from_value(stmt.predicate.clone())
+        .map_err(|e| format!("{PROVENANCE_BUNDLE}: not a SLSA v1 predicate: {e}"))?;
+    let ext = &p.build_definition.external_parameters;
+    let s = |v: &serde_json::Value, what: &str| {
+        v.as_str()
+            .map(String::from)
+            .ok_or_else(|| format!("{PROVENANCE_BUNDLE}: {what} is missing"))
+    };
+    let name = s(&ext["image"], "externalParameters.image")?;
+    let tag = s(&ext["tag"], "externalParameters.tag")?;
+    let sde = p.build_definition.internal_parameters["sourceDateEpoch"]["value"]
+        .as_u64()
+        .ok_or_else(|| {
+            format!("{PROVENANCE_BUNDLE}: internalParameters.sourceDateEpoch.value is missing")
+        })?;
+    let subject_name = crate::provenance::image_subject_name(&name, &tag);
+    let image_subject = stmt
+        .subject
+        .iter()
+        .find(|sub| sub.name.as_deref() == Some(subject_name.as_str()))
+        .and_then(|sub| sub.digest.get("sha256"))
+        .and_then(|h| format!("sha256:{h}").parse().ok());
+    let binaries = stmt
+        .subject
+        .iter()
+        .filter_map(|sub| {
+            let n = sub.name.as_deref()?;
+            let hex = sub.digest.get("sha256")?;
+            n.starts_with('/')
+                .then(|| {
+                    format!("sha256:{hex}")
+                        .parse()
+                        .ok()
+                        .map(|d| (n.to_string(), d))
+                })
+                .flatten()
+        })
+        .collect();
+    Ok(Facts {
+        predicate: p,
+        image: name,
+        tag,
+        sde,
+        binaries,
+        image_subject,
+    })
+}
+
+/// Every manifest and tag of the index must be the one the provenance signs.
+fn check_tags(lay: &Layout, f: &Facts, verified: &[(String, Statement)]) -> Result<String, String> {
+    let name = crate::provenance::image_subject_name(&f.image, &f.tag);
+    let img = &lay.image;
+    let mut errors = Vec::new();
+    for (title, s) in verified {
+        for sub in &s.subject {
+            let n = sub.name.as_deref().unwrap_or_default();
+            let is_image = sub.digest.get("sha256") == Some(&img.manifest.digest.hex());
+            if is_image && n != name {
+                errors.push(format!(
+                    "{title}: names the image `{n}`, the signed provenance `{name}`"
+                ));
+            }
+        }
+    }
+    if img.tag != f.tag {
+        errors.push(format!(
+            "oci/index.json: the image verified is tagged `{}`, but the signed provenance names `{name}`: the tag was moved",
+            img.tag
+        ));
+    }
+    if f.image_subject != Some(img.manifest.digest) {
+        errors.push(format!(
+            "the signed provenance's subject `{name}` is not the image {} tagged `{}`",
+            img.manifest.digest, img.tag
+        ));
+    }
+    for other in &lay.images {
+        errors.push(format!(
+            "oci/index.json: image manifest {} (tag `{}`) is not the subject of the signed provenance ({name} = {}): an unsigned manifest",
+            other.manifest.digest, other.tag, img.manifest.digest
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(errors.join("; "));
+    }
+    Ok(format!(
+        "oci/index.json has one image, tagged `{}` → {}, as the signed provenance says",
+        f.tag, img.manifest.digest
+    ))
+}
+
+fn check_oci_archive(cx: &Ctx, layout: &Path, f: &Facts) -> Result<String, String> {
+    let mut files = BTreeMap::new();
+    for p in walk(layout).map_err(|e| format!("{}: {e}", cx.rel(layout)))? {
+        let rel = p
+            .strip_prefix(layout)
+            .expect("walk stays under the layout")
+            .to_string_lossy()
+            .into_owned();
+        files.insert(rel, Source::File(p));
+    }
+    let entries = outputs::entries(files);
+    outputs::compare(&cx.out.join(OCI_ARCHIVE), &entries, f.sde)
+        .map_err(|e| format!("{OCI_ARCHIVE}: {e}: the archive is not the verified layout"))?;
+    Ok(format!(
+        "{OCI_ARCHIVE} is the verified layout, byte for byte ({} entries)",
+        entries.len()
+    ))
+}
+
+fn check_docker_archive(
+    cx: &Ctx,
+    layout: &Path,
+    image: &ImageInfo,
+    f: &Facts,
+) -> Result<String, String> {
+    let rel = |d: &Digest| format!("blobs/sha256/{}", d.hex());
+    let mut files = BTreeMap::new();
+    files.insert(
+        rel(&image.config_digest),
+        Source::File(blob_path(layout, &image.config_digest)),
+    );
+    let mut layers = Vec::new();
+    for (_, d, _) in &image.layers {
+        files.insert(rel(d), Source::File(blob_path(layout, d)));
+        layers.push(rel(d));
+    }
+    let manifest = serde_json::json!([{
+        "Config": rel(&image.config_digest),
+        "RepoTags": [crate::provenance::image_subject_name(&f.image, &f.tag)],
+        "Layers": layers,
+    }]);
+    files.insert(
+        "manifest.json".into(),
+        Source::Bytes(canonical::to_vec(&manifest).map_err(|e| e.to_string())?),
+    );
+    let entries = outputs::entries(files);
+    outputs::compare(&cx.out.join(DOCKER_ARCHIVE), &entries, f.sde)
+        .map_err(|e| format!("{DOCKER_ARCHIVE}: {e}: the archive is not the verified image"))?;
+    Ok(format!(
+        "{DOCKER_ARCHIVE} is the verified image's config and layers, byte for byte"
+    ))
+}
+
+/// Regular files under `dir`, recursively, sorted; anything else is an error.
+fn walk(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d)? {
+            let e = e?;
+            let ty = e.file_type()?;
+            if ty.is_dir() {
+                stack.push(e.path());
+            } else if ty.is_file() {
+                out.push(e.path());
+            } else {
+                return Err(std::io::Error::other(format!(
+                    "{} is neither a regular file nor a directory",
+                    e.path().display()
+                )));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// `summary.json` must be exactly what the signed provenance, the verified layout and the
+/// files on disk give.
+fn check_summary(cx: &Ctx, layout: &Path, image: &ImageInfo, f: &Facts) -> Result<String, String> {
+    let expected = expected_summary(cx, layout, image, f)?;
+    let want = canonical::to_vec_pretty(&expected).map_err(|e| e.to_string())?;
+    let got =
+        std::fs::read(cx.out.join(SUMMARY)).map_err(|e| format!("{SUMMARY}: cannot read: {e}"))?;
+    if got != want {
+        let field = serde_json::from_slice::<serde_json::Value>(&got)
+            .ok()
+            .and_then(|g| {
+                expected
+                    .as_object()?
+                    .iter()
+                    .find(|(k, v)| g.get(k.as_str()) != Some(v))
+                    .map(|(k, _)| k.clone())
+            });
+        return Err(match field {
+            Some(k) => format!(
+                "{SUMMARY}: `{k}` is not what the signed provenance, the layout and the files say: the summary was modified"
+            ),
+            None => format!(
+                "{SUMMARY}: not the summary of these outputs (bytes differ from kiln's canonical form): the summary was modified"
+            ),
+        });
+    }
+    Ok(format!(
+        "{SUMMARY} matches the signed provenance, the layout and every file's sha256"
+    ))
+}
+
+fn expected_summary(
+    cx: &Ctx,
+    layout: &Path,
+    image: &ImageInfo,
+    f: &Facts,
+) -> Result<serde_json::Value, String> {
+    use serde_json::{Value, json};
+    let p = &f.predicate;
+    let ext = &p.build_definition.external_parameters;
+    let int = &p.build_definition.internal_parameters;
+    let deps = &p.build_definition.resolved_dependencies;
+    let dep = |pred: &dyn Fn(&crate::provenance::ResourceDescriptor) -> bool| {
+        deps.iter().find(|d| pred(d))
+    };
+    let sha = |d: &crate::provenance::ResourceDescriptor| {
+        d.digest
+            .get("sha256")
+            .map(|h| Value::String(format!("sha256:{h}")))
+            .unwrap_or(Value::Null)
+    };
+    let toolchain = dep(&|d| d.annotations.contains_key("rustc"))
+        .ok_or_else(|| format!("{PROVENANCE_BUNDLE}: no toolchain among resolvedDependencies"))?;
+    let cargo_lock = dep(&|d| d.name.as_deref() == Some("Cargo.lock"))
+        .ok_or_else(|| format!("{PROVENANCE_BUNDLE}: no Cargo.lock among resolvedDependencies"))?;
+    let base = dep(&|d| d.name.as_deref() == Some("base-image"))
+        .map(sha)
+        .unwrap_or(Value::Null);
+
+    let wanted: BTreeSet<String> = f
+        .binaries
+        .iter()
+        .map(|(p, _)| p.trim_start_matches('/').to_string())
+        .collect();
+    let found = files_in_layers(cx, layout, image, &wanted)?;
+    let mut binaries = Vec::new();
+    for (path, d) in &f.binaries {
+        let (_, size) = found
+            .get(path.trim_start_matches('/'))
+            .ok_or_else(|| format!("binary {path} is not in the image's layers"))?;
+        binaries.push(json!({
+            "name": path.rsplit('/').next().unwrap_or_default(),
+            "path": path,
+            "sha256": d,
+            "size": size,
+        }));
+    }
+    if image.diff_ids.len() != image.layers.len() {
+        return Err(format!(
+            "image config {}: {} diff_ids for {} layers",
+            image.config_digest,
+            image.diff_ids.len(),
+            image.layers.len()
+        ));
+    }
+    let layers: Vec<Value> = image
+        .layers
+        .iter()
+        .zip(&image.diff_ids)
+        .map(|((_, d, size), diff)| json!({"digest": d, "diff_id": diff, "size": size}))
+        .collect();
+    let mut artifacts = Vec::new();
+    for path in walk(cx.out).map_err(|e| e.to_string())? {
+        let rel = path
+            .strip_prefix(cx.out)
+            .expect("walk stays under out")
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/");
+        if rel == SUMMARY || unverified(&rel) {
+            continue;
+        }
+        let meta = std::fs::metadata(&path).map_err(|e| format!("{rel}: {e}"))?;
+        let d = Digest::of_file(&path).map_err(|e| format!("{rel}: {e}"))?;
+        artifacts.push(json!({"path": rel, "sha256": d, "size": meta.len()}));
+    }
+    Ok(json!({
+        "schema": 1,
+        "kiln_version": p.run_details.builder.version.get("kiln"),
+        "image": f.image,
+        "ref_name": f.tag,
+        "platform": ext["platform"],
+        "digest": image.manifest.digest,
+        "config_digest": image.config_digest,
+        "layers": layers,
+        "base": base,
+        "source_date_epoch": int["sourceDateEpoch"],
+        "sandbox": int["sandbox"],
+        "environment": int["environmentAllowlist"],
+        "toolchain": {
+            "lock": toolchain.name,
+            "lock_digest": sha(toolchain),
+            "rustc": toolchain.annotations["rustc"],
+            "target": ext["target"],
+        },
+        "kiln_toml": ext["kilnToml"]["sha256"].as_str().map(|h| format!("sha256:{h}")),
+        "cargo_lock": sha(cargo_lock),
+        "binaries": binaries,
+        "artifacts": artifacts,
+    }))
+}
+
+/// Every file in the output directory must be one kiln writes and `verify` checks: an
+/// unknown file (or a blob nothing references) is refused, not ignored.
+fn check_inventory(
+    cx: &Ctx,
+    lay: &Layout,
+    attached: &[(Descriptor, ArtifactManifest, Vec<u8>)],
+) -> Result<String, String> {
+    let mut known: BTreeSet<String> = [
+        OCI_ARCHIVE,
+        DOCKER_ARCHIVE,
+        SUMMARY,
+        "oci/index.json",
+        "oci/oci-layout",
+    ]
+    .map(String::from)
+    .into();
+    let blob = |d: &Digest| format!("oci/blobs/sha256/{}", d.hex());
+    for img in std::iter::once(&lay.image).chain(&lay.images) {
+        known.insert(blob(&img.manifest.digest));
+        known.insert(blob(&img.config_digest));
+        for (_, d, _) in &img.layers {
+            known.insert(blob(d));
+        }
+    }
+    for (d, m, _) in attached {
+        known.insert(blob(&d.digest));
+        known.insert(blob(&m.config.digest));
+        for l in &m.layers {
+            known.insert(blob(&l.digest));
+            if let Some(t) = l.annotations.get(ANNOTATION_TITLE) {
+                known.insert(t.clone());
+                if m.artifact_type == BUNDLE_MEDIA_TYPE {
+                    let stem = t.trim_end_matches(".sigstore.json");
+                    known.insert(envelope_file(&format!("{stem}.json")));
+                }
+            }
+        }
+    }
+    let mut n = 0;
+    for path in walk(cx.out).map_err(|e| e.to_string())? {
+        let rel = path
+            .strip_prefix(cx.out)
+            .expect("walk stays under out")
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/");
+        if unverified(&rel) {
+            continue;
+        }
+        if !known.contains(&rel) {
+            return Err(format!(
+                "{rel}: not an output kiln writes for this image (nothing references it): verify cannot vouch for it"
+            ));
+        }
+        n += 1;
+    }
+    Ok(format!("all {n} files are outputs verify checked"))
 }
 
 fn finish(cx: Ctx) -> Report {
@@ -251,143 +1235,6 @@ fn hash_file(cx: &Ctx, p: &Path, expected: &Digest, size: u64, what: &str) -> Re
         ));
     }
     Ok(())
-}
-
-type LayoutParts = (ImageInfo, Vec<Descriptor>, String);
-
-fn check_layout(cx: &Ctx, layout: &Path) -> Result<LayoutParts, String> {
-    let index_path = layout.join("index.json");
-    let raw = std::fs::read(&index_path).map_err(|e| {
-        format!(
-            "{}: cannot read: {e}\n  fix: point verify at target/kiln/out/<image>",
-            cx.rel(&index_path)
-        )
-    })?;
-    let index: serde_json::Value = serde_json::from_slice(&raw)
-        .map_err(|e| format!("{}: not JSON: {e}", cx.rel(&index_path)))?;
-    let entries: Vec<Descriptor> = serde_json::from_value(index["manifests"].clone())
-        .map_err(|e| format!("{}: manifests: {e}", cx.rel(&index_path)))?;
-    let (mut images, referrers): (Vec<_>, Vec<_>) =
-        entries.into_iter().partition(|d| d.artifact_type.is_none());
-    images.sort_by_key(|d| !d.annotations.contains_key(ANNOTATION_REF_NAME));
-    let manifest = images
-        .into_iter()
-        .next()
-        .ok_or_else(|| format!("{}: no image manifest", cx.rel(&index_path)))?;
-    let mbytes = read_verified(
-        cx,
-        layout,
-        &manifest.digest,
-        Some(manifest.size),
-        "image manifest",
-    )?;
-    #[derive(serde::Deserialize)]
-    struct M {
-        config: Descriptor,
-        layers: Vec<Descriptor>,
-    }
-    let m: M = serde_json::from_slice(&mbytes)
-        .map_err(|e| format!("image manifest {}: {e}", manifest.digest))?;
-    hash_file(
-        cx,
-        &blob_path(layout, &m.config.digest),
-        &m.config.digest,
-        m.config.size,
-        "image config",
-    )?;
-    for (i, l) in m.layers.iter().enumerate() {
-        hash_file(
-            cx,
-            &blob_path(layout, &l.digest),
-            &l.digest,
-            l.size,
-            &format!("image layer {i}"),
-        )?;
-    }
-    let detail = format!(
-        "{} ({}): manifest, config and {} layer(s) match their digests",
-        manifest.digest,
-        manifest
-            .annotations
-            .get(ANNOTATION_REF_NAME)
-            .map(String::as_str)
-            .unwrap_or("untagged"),
-        m.layers.len()
-    );
-    let layers = m
-        .layers
-        .iter()
-        .map(|l| (l.media_type.clone(), l.digest))
-        .collect();
-    Ok((ImageInfo { manifest, layers }, referrers, detail))
-}
-
-fn check_referrer(
-    cx: &Ctx,
-    layout: &Path,
-    d: &Descriptor,
-    image: &Descriptor,
-) -> Result<(ArtifactManifest, Vec<u8>), String> {
-    let bytes = read_verified(cx, layout, &d.digest, Some(d.size), "artifact manifest")?;
-    let m: ArtifactManifest = serde_json::from_slice(&bytes)
-        .map_err(|e| format!("artifact manifest {}: {e}", d.digest))?;
-    if m.subject.digest != image.digest {
-        return Err(format!(
-            "artifact manifest {}: subject is {}, not the image {}",
-            d.digest, m.subject.digest, image.digest
-        ));
-    }
-    if d.artifact_type.as_deref() != Some(m.artifact_type.as_str()) {
-        return Err(format!(
-            "artifact manifest {}: index.json says artifactType {:?}, the manifest {}",
-            d.digest, d.artifact_type, m.artifact_type
-        ));
-    }
-    if m.config.media_type != MEDIA_TYPE_EMPTY || m.config.digest != Digest::of(EMPTY_BLOB) {
-        return Err(format!(
-            "artifact manifest {}: config is not the empty descriptor",
-            d.digest
-        ));
-    }
-    read_verified(
-        cx,
-        layout,
-        &m.config.digest,
-        Some(m.config.size),
-        "empty config",
-    )?;
-    let [layer] = m.layers.as_slice() else {
-        return Err(format!(
-            "artifact manifest {}: expected exactly one layer",
-            d.digest
-        ));
-    };
-    let blob = read_verified(
-        cx,
-        layout,
-        &layer.digest,
-        Some(layer.size),
-        "attached evidence",
-    )?;
-    let title = layer
-        .annotations
-        .get(ANNOTATION_TITLE)
-        .ok_or_else(|| format!("artifact manifest {}: layer has no title", d.digest))?;
-    if title.contains('/') || title.starts_with('.') {
-        return Err(format!(
-            "artifact manifest {}: layer title `{title}` is not a plain file name",
-            d.digest
-        ));
-    }
-    let file = cx.out.join(title);
-    let on_disk = std::fs::read(&file).map_err(|e| format!("{title}: cannot read: {e}"))?;
-    if on_disk != blob {
-        return Err(format!(
-            "{title}: differs from the blob attached to the image ({}): the file was modified",
-            layer.digest
-        ));
-    }
-    Ok((m, blob))
 }
 
 /// Checks the bundle `title` (bytes already known to match the attached blob), and that
@@ -501,7 +1348,7 @@ fn check_subjects(
         for (path, want) in &in_image {
             match found.get(path) {
                 None => return Err(format!("subject `/{path}` is not in the image's layers")),
-                Some(actual) if actual != want => {
+                Some((actual, _)) if actual != want => {
                     return Err(format!(
                         "/{path} in the image: sha256 is {actual} but the statement says {want}"
                     ));
@@ -517,15 +1364,16 @@ fn check_subjects(
     ))
 }
 
-/// sha256 of each wanted regular file in the image's filesystem (later layers win).
+/// sha256 and size of each wanted regular file in the image's filesystem (later layers
+/// win).
 fn files_in_layers(
     cx: &Ctx,
     layout: &Path,
     image: &ImageInfo,
     wanted: &BTreeSet<String>,
-) -> Result<BTreeMap<String, Digest>, String> {
+) -> Result<BTreeMap<String, (Digest, u64)>, String> {
     let mut found = BTreeMap::new();
-    for (media_type, digest) in &image.layers {
+    for (media_type, digest, _) in &image.layers {
         let p = blob_path(layout, digest);
         let f = std::fs::File::open(&p).map_err(|e| format!("{}: {e}", cx.rel(&p)))?;
         let reader: Box<dyn Read> = match media_type.as_str() {
@@ -556,7 +1404,8 @@ fn files_in_layers(
             }
             let mut h = kiln_core::HashingWriter::new(std::io::sink());
             std::io::copy(&mut e, &mut h).map_err(|e| format!("{}: {e}", cx.rel(&p)))?;
-            found.insert(path, h.finish().0);
+            let (d, len, _) = h.finish();
+            found.insert(path, (d, len));
         }
     }
     Ok(found)
@@ -682,4 +1531,59 @@ fn check_conditions(cx: &Ctx, req: &Requirement, s: &Statement) -> Result<String
         ok.push(format!("SBOM {}", sboms.join(", ")));
     }
     Ok(ok.join(", "))
+}
+
+/// Writes the outputs kiln-build derives after signing (the archives, then the summary)
+/// the way it does, for unit tests that make an output directory without kiln-build.
+#[cfg(test)]
+pub(crate) fn write_derived(out: &Path) {
+    let cx = Ctx {
+        out,
+        checks: Vec::new(),
+    };
+    let layout = out.join("oci");
+    let lay = check_layout(&cx, &layout, None).unwrap();
+    let env = Envelope::parse(
+        &std::fs::read(out.join("provenance.intoto.json")).unwrap(),
+        "provenance.intoto.json",
+    )
+    .unwrap();
+    let stmt: Statement = serde_json::from_slice(&env.payload_bytes("p").unwrap()).unwrap();
+    let f = provenance_facts(&stmt).unwrap();
+    let mut files = BTreeMap::new();
+    for p in walk(&layout).unwrap() {
+        let rel = p
+            .strip_prefix(&layout)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        files.insert(rel, Source::File(p));
+    }
+    let oci = outputs::write(&outputs::entries(files), f.sde);
+    std::fs::write(out.join(OCI_ARCHIVE), oci).unwrap();
+    let img = &lay.image;
+    let rel = |d: &Digest| format!("blobs/sha256/{}", d.hex());
+    let mut files = BTreeMap::new();
+    files.insert(
+        rel(&img.config_digest),
+        Source::File(blob_path(&layout, &img.config_digest)),
+    );
+    let mut layers = Vec::new();
+    for (_, d, _) in &img.layers {
+        files.insert(rel(d), Source::File(blob_path(&layout, d)));
+        layers.push(rel(d));
+    }
+    let manifest = serde_json::json!([{"Config": rel(&img.config_digest), "RepoTags": [format!("{}:{}", f.image, f.tag)], "Layers": layers}]);
+    files.insert(
+        "manifest.json".into(),
+        Source::Bytes(canonical::to_vec(&manifest).unwrap()),
+    );
+    let docker = outputs::write(&outputs::entries(files), f.sde);
+    std::fs::write(out.join(DOCKER_ARCHIVE), docker).unwrap();
+    let summary = expected_summary(&cx, &layout, img, &f).unwrap();
+    std::fs::write(
+        out.join(SUMMARY),
+        canonical::to_vec_pretty(&summary).unwrap(),
+    )
+    .unwrap();
 }

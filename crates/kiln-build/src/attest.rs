@@ -9,14 +9,15 @@ use std::process::Command;
 
 use kiln_attest::attach::Descriptor;
 use kiln_attest::provenance::{
-    BuilderIdentity, Lineage, LockedCrate, ProvenanceInputs, SourceInfo,
+    BuilderIdentity, Lineage, LockedCrate, ProvenanceInputs, SourceInfo, VexInput,
 };
 use kiln_attest::{Signer, SigningKey};
 
 use crate::pipeline::{BuildError, ImageContext};
 
-/// Writes provenance, signs the evidence and attaches it to the layout.
-pub(crate) fn write(ctx: &ImageContext) -> Result<(), BuildError> {
+/// Writes provenance (recording `vex_inputs`, what the VEX step read), signs the evidence
+/// and attaches it to the layout.
+pub(crate) fn write(ctx: &ImageContext, vex_inputs: Vec<VexInput>) -> Result<(), BuildError> {
     let image = ctx.spec.name.as_str();
     let evidence_err = |e: kiln_attest::Error| BuildError::Evidence {
         image: image.to_string(),
@@ -113,6 +114,7 @@ pub(crate) fn write(ctx: &ImageContext) -> Result<(), BuildError> {
             })
             .collect(),
         base: ctx.built.base,
+        vex_inputs,
         builder: BuilderIdentity::detect(&env),
         kiln_version: env!("CARGO_PKG_VERSION").to_string(),
         timestamps,

@@ -539,9 +539,9 @@ fn build_image(
     };
     progress.step(name, "writing the SBOM");
     crate::sbom::write(&ctx)?;
-    crate::vex::write(&ctx)?;
+    let vex_inputs = crate::vex::write(&ctx)?;
     progress.step(name, "writing provenance and signatures");
-    crate::attest::write(&ctx)?;
+    crate::attest::write(&ctx, vex_inputs)?;
 
     progress.step(name, "writing archives");
     kiln_oci::write_oci_archive(&layout, &staging.path().join("image.oci.tar"), sde.value)

@@ -415,6 +415,15 @@ impl Range {
 /// Every `*.json` file under `dir`, in sorted path order, parsed. A missing directory is
 /// no advisories.
 pub fn load_dir(dir: &Path) -> Result<Vec<Advisory>> {
+    advisory_files(dir)?
+        .iter()
+        .map(|f| Advisory::load(f))
+        .collect()
+}
+
+/// The advisory files of `dir` (every `*.json`, recursively), sorted: what [`load_dir`]
+/// reads, and what provenance records as the VEX step's inputs. None when `dir` is absent.
+pub fn advisory_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -437,7 +446,7 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Advisory>> {
         }
     }
     files.sort();
-    files.iter().map(|f| Advisory::load(f)).collect()
+    Ok(files)
 }
 
 #[cfg(test)]

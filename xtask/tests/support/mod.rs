@@ -455,3 +455,32 @@ pub fn raw_base_layout(dir: &Path, layers: &[Vec<u8>]) -> kiln_core::Digest {
     std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
     md
 }
+
+/// Adds the triage statements of `testdata/vex/hello` and the OSV advisories of
+/// `testdata/osv/hello` (made-up TEST DATA) to a hello project, so its build writes VEX.
+pub fn add_vex(p: &Project) {
+    std::fs::create_dir_all(p.path().join("vex")).unwrap();
+    std::fs::copy(
+        repo().join("testdata/vex/hello/statements.toml"),
+        p.path().join("vex/statements.toml"),
+    )
+    .unwrap();
+    copy_tree(
+        &repo().join("testdata/osv/hello"),
+        &p.path().join("advisories"),
+    );
+}
+
+/// `kiln keygen --out DIR/kiln`: DIR/kiln.key and DIR/kiln.pub; returns the key id.
+pub fn keygen(dir: &Path) -> String {
+    let out = run_ok(kiln().arg("keygen").arg("--out").arg(dir.join("kiln")));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        !text.contains("PRIVATE KEY"),
+        "keygen printed key material: {text}"
+    );
+    text.lines()
+        .find_map(|l| l.strip_prefix("keyid "))
+        .unwrap()
+        .to_string()
+}
