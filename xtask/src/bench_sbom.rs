@@ -88,7 +88,7 @@ pub fn sbom_gen(args: &SbomGenArgs) -> Result<()> {
         args.manifest.clone(),
         &args.package,
         &lock,
-        cargo_home()?,
+        kiln_sbom::cargo::CrateSources::CargoHome(cargo_home()?),
     );
     let crates = kiln_sbom::cargo::resolve(&req).with_context(|| {
         format!(

@@ -221,18 +221,12 @@ fn check_against_ground_truth(
             sums.get(k).cloned(),
             "{k}: checksum must be Cargo.lock's"
         );
-        // Licenses: the crate's own manifest, from the fetched sources.
+        // Licenses: the crate's own manifest, from the sources the build verified.
         let (name, version) = k.split_once('@').unwrap();
         let manifest_text = if prop(c, "kiln:cargo:source") == Some("crates.io") {
-            let src = project
+            let dir = project
                 .path()
-                .join("target/kiln/root/cargo-home/registry/src");
-            let dir = std::fs::read_dir(&src)
-                .unwrap()
-                .next()
-                .unwrap()
-                .unwrap()
-                .path()
+                .join("target/kiln/root/verified-src")
                 .join(format!("{name}-{version}"));
             std::fs::read_to_string(dir.join("Cargo.toml")).unwrap()
         } else {

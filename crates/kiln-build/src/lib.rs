@@ -7,7 +7,8 @@
 //!    stops here, before anything is compiled;
 //! 3. resolve `SOURCE_DATE_EPOCH` and check the sandbox can be made ([`kiln_hermetic`]);
 //! 4. make sure every crate `Cargo.lock` pins is in kiln's cargo home, fetching (the only
-//!    networked step) unless `--offline`;
+//!    networked step) unless `--offline`, and unpack each from its checksummed archive into
+//!    the read-only directory source that is all cargo compiles;
 //! 5. run `cargo build --release --locked --offline` in the sandbox with a scrubbed
 //!    environment and path remapping;
 //! 6. pack the binaries and extra files into a layer and an OCI image ([`kiln_oci`]);

@@ -6,6 +6,7 @@ use kiln_config::{Base, Config, ConfigError, ImageSpec};
 use kiln_core::{Digest, canonical, fsx};
 use kiln_hermetic::{
     BuildRoot, CargoLock, FetchError, Hermetic, Sandbox, SandboxError, SourceDateEpoch,
+    VerifiedSources,
 };
 use kiln_oci::{BaseImage, Image, ImageConfig, Layer, Platform};
 use kiln_toolchain::{Toolchain, ToolchainLock};
@@ -123,6 +124,8 @@ pub(crate) struct ImageContext<'a> {
     pub sde: SourceDateEpoch,
     pub env: &'a Hermetic,
     pub cargo_lock: &'a CargoLock,
+    /// The crate sources the build compiled (every locked registry crate).
+    pub verified: &'a VerifiedSources,
     pub built: &'a kiln_oci::BuiltImage,
     pub binaries: &'a [BinaryRecord],
     /// The staging output directory (becomes `target/kiln/out/<image>/`).
@@ -386,13 +389,18 @@ fn build_image(
         progress.step(name, "fetching locked crates (network)");
         kiln_hermetic::fetch(&tc.cargo, &manifest, &root.cargo_home())?;
     }
-    kiln_hermetic::check_fetched(&cargo_lock, &root.cargo_home())?;
+    let archives = kiln_hermetic::check_fetched(&cargo_lock, &root.cargo_home())?;
+    // What cargo compiles: every locked crate unpacked afresh from the archive bytes just
+    // checked, never the cargo home's `registry/src` (which nothing verifies).
+    progress.step(name, "unpacking the verified crates");
+    let verified =
+        kiln_hermetic::unpack_verified(&cargo_lock, &archives, &root.verified_sources())?;
 
     // Compile, cut off from the network.
     let cc_dir = tc.cc.parent().unwrap_or(Path::new("/usr/bin"));
     let mut env = Hermetic::new(root.clone(), opts.sandbox, sde, &[cc_dir]);
     let mut rustflags = vec![CRT_STATIC_FLAG.to_string()];
-    rustflags.extend(env.remap_flags(project));
+    rustflags.extend(env.remap_flags(project, Some(&verified)));
     env.set("CARGO_ENCODED_RUSTFLAGS", rustflags.join("\u{1f}"));
     // The verified tools, by absolute path: neither rustup proxies nor PATH can swap them.
     env.set("RUSTC", tc.rustc.display().to_string());
@@ -403,6 +411,7 @@ fn build_image(
     );
     env.set(&linker_var, tc.cc.display().to_string());
     let mut cmd = env.command(&tc.cargo);
+    cmd.args(verified.cargo_config_args());
     cmd.args([
         "build",
         "--release",
@@ -532,6 +541,7 @@ fn build_image(
         sde,
         env: &env,
         cargo_lock: &cargo_lock,
+        verified: &verified,
         built: &built,
         binaries: &binaries,
         out: staging.path(),

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use kiln_config::{Config, ImageSpec};
 use kiln_core::{Digest, canonical, fsx};
-use kiln_sbom::cargo::{Platform, ResolveRequest};
+use kiln_sbom::cargo::{CrateSources, Platform, ResolveRequest};
 use kiln_sbom::{
     BinaryInfo, ImageInfo, SbomError, SbomInput, SpecVersion, ToolInfo, ToolchainInfo,
 };
@@ -59,7 +59,7 @@ pub(crate) fn write(ctx: &ImageContext) -> Result<(), BuildError> {
             ctx.project,
             ctx.spec,
             lock,
-            ctx.env.root.cargo_home(),
+            CrateSources::Verified(ctx.verified.dir.clone()),
         ))
         .map_err(evidence(name))?,
         layers: kiln_sbom::layers::scan_layout(ctx.layout, &ctx.built.manifest.digest)
@@ -75,20 +75,15 @@ pub(crate) fn write(ctx: &ImageContext) -> Result<(), BuildError> {
 }
 
 /// The selection the build compiled: the image's package and features, for the locked
-/// toolchain's target (with the cfg kiln's own rustflags add) and host, with the crates
-/// unpacked in `cargo_home`.
+/// toolchain's target (with the cfg kiln's own rustflags add) and host, reading the
+/// registry crates' manifests from `sources`.
 fn request(
     project: &Path,
     spec: &ImageSpec,
     lock: &ToolchainLock,
-    cargo_home: PathBuf,
+    sources: CrateSources,
 ) -> ResolveRequest {
-    let mut req = resolve_request(
-        project.join(&spec.manifest),
-        &spec.package,
-        lock,
-        cargo_home,
-    );
+    let mut req = resolve_request(project.join(&spec.manifest), &spec.package, lock, sources);
     req.features = spec.features.clone();
     req.no_default_features = spec.no_default_features;
     req
@@ -101,7 +96,7 @@ pub fn resolve_request(
     manifest: PathBuf,
     package: &str,
     lock: &ToolchainLock,
-    cargo_home: PathBuf,
+    sources: CrateSources,
 ) -> ResolveRequest {
     let mut target_cfg = lock.cfg.target.clone();
     target_cfg.push(crate::pipeline::CRT_STATIC_CFG.to_string());
@@ -118,7 +113,7 @@ pub fn resolve_request(
         },
         features: Vec::new(),
         no_default_features: false,
-        cargo_home,
+        sources,
     }
 }
 
@@ -198,7 +193,8 @@ fn toolchain_info(lock_path: &str, lock_digest: Digest, lock: &ToolchainLock) ->
 
 /// `cargo xtask sbom`: regenerates the SBOMs of an image already built into
 /// `<out>/<image>/`, from its `summary.json`, its `oci/` layout, the project's
-/// `Cargo.lock` and kiln's cargo home. Updates the SBOM entries of `summary.json`'s
+/// `Cargo.lock` and the crates in kiln's cargo home (unpacked afresh from their
+/// checksummed archives). Updates the SBOM entries of `summary.json`'s
 /// artifact list. Returns the files written.
 pub fn regenerate(opts: &BuildOptions, image: &str) -> Result<Vec<PathBuf>, BuildError> {
     let spec_version =
@@ -279,11 +275,17 @@ pub fn regenerate(opts: &BuildOptions, image: &str) -> Result<Vec<PathBuf>, Buil
             kiln_core::cli::cmd("build")
         )));
     }
-    let root = opts
-        .root_dir
-        .clone()
-        .unwrap_or_else(|| opts.project.join("target/kiln/root"));
-    let cargo_home = kiln_hermetic::BuildRoot::new(root).cargo_home();
+    // The manifests come from every locked crate unpacked afresh from its checksummed
+    // archive, as the build does: never from what cargo happened to unpack.
+    let root = kiln_hermetic::BuildRoot::new(
+        opts.root_dir
+            .clone()
+            .unwrap_or_else(|| opts.project.join("target/kiln/root")),
+    );
+    let cargo_lock = kiln_hermetic::CargoLock::for_manifest(&project.join(&spec.manifest))?;
+    let archives = kiln_hermetic::check_fetched(&cargo_lock, &root.cargo_home())?;
+    let verified =
+        kiln_hermetic::unpack_verified(&cargo_lock, &archives, &root.verified_sources())?;
     let input = SbomInput {
         image: ImageInfo {
             name: image.to_string(),
@@ -295,8 +297,13 @@ pub fn regenerate(opts: &BuildOptions, image: &str) -> Result<Vec<PathBuf>, Buil
         },
         sde,
         binaries,
-        crates: kiln_sbom::cargo::resolve(&request(&project, spec, &lock, cargo_home))
-            .map_err(evidence(image))?,
+        crates: kiln_sbom::cargo::resolve(&request(
+            &project,
+            spec,
+            &lock,
+            CrateSources::Verified(verified.dir),
+        ))
+        .map_err(evidence(image))?,
         layers: kiln_sbom::layers::scan_layout(&out.join("oci"), &manifest_digest)
             .map_err(evidence(image))?,
         toolchain: toolchain_info(&lock_rel, lock_digest, &lock),

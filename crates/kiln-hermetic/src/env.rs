@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::{Sandbox, SourceDateEpoch};
+use crate::{Sandbox, SourceDateEpoch, VerifiedSources};
 
 /// The directory a build owns: its HOME, CARGO_HOME, TMPDIR and cargo target dir all live
 /// here, at fixed relative places, so nothing from the invoking user's home leaks in.
@@ -24,6 +24,12 @@ impl BuildRoot {
     /// The kiln-owned cargo home that `fetch` fills and the build reads offline.
     pub fn cargo_home(&self) -> PathBuf {
         self.path.join("cargo-home")
+    }
+    /// Every locked registry crate, unpacked afresh from its verified archive each build
+    /// ([`crate::unpack_verified`]): the only crate sources cargo compiles, and the ones
+    /// the SBOM reads manifests from.
+    pub fn verified_sources(&self) -> PathBuf {
+        self.path.join("verified-src")
     }
     pub fn tmp(&self) -> PathBuf {
         self.path.join("tmp")
@@ -114,9 +120,11 @@ impl Hermetic {
     }
 
     /// The rustc flags that keep host paths out of binaries. rustc applies the last
-    /// matching prefix, so the more specific build root comes after the project.
-    pub fn remap_flags(&self, project: &Path) -> Vec<String> {
-        vec![
+    /// matching prefix, so the more specific build root comes after the project, and the
+    /// verified sources (inside the build root) last: they appear where cargo would have
+    /// unpacked the crates in the build root's cargo home.
+    pub fn remap_flags(&self, project: &Path, verified: Option<&VerifiedSources>) -> Vec<String> {
+        let mut flags = vec![
             format!(
                 "--remap-path-prefix={}={REMAPPED_SOURCE}",
                 project.display()
@@ -125,7 +133,15 @@ impl Hermetic {
                 "--remap-path-prefix={}={REMAPPED_ROOT}",
                 self.root.path().display()
             ),
-        ]
+        ];
+        if let Some(v) = verified {
+            flags.push(format!(
+                "--remap-path-prefix={}={REMAPPED_ROOT}/{}",
+                v.dir.display(),
+                v.remapped()
+            ));
+        }
+        flags
     }
 
     /// A command that runs `program` with exactly this environment, inside the sandbox.

@@ -4,7 +4,9 @@
 //!
 //! * [`fetch`]: the one step allowed to use the network, filling a kiln-owned cargo home
 //!   from `Cargo.lock`; [`check_fetched`] then proves every locked crate is present with the
-//!   checksum the lock names, so the build never needs to reach out.
+//!   checksum the lock names, so the build never needs to reach out; [`unpack_verified`]
+//!   then unpacks every locked crate from those very archive bytes into a fresh, read-only
+//!   directory source that is all cargo compiles (never the cargo home's `registry/src`).
 //! * [`Sandbox`]: the build process runs in a fresh network namespace (only a loopback
 //!   interface), with `umask 022`, or — only when asked — with no sandbox, which is
 //!   recorded.
@@ -16,8 +18,10 @@ mod env;
 mod lockfile;
 mod sandbox;
 mod sde;
+mod verified;
 
 pub use env::{BuildRoot, Hermetic};
 pub use lockfile::{CargoLock, FetchError, LockedCrate, check_fetched, fetch};
 pub use sandbox::{Sandbox, SandboxError};
 pub use sde::{SdeSource, SourceDateEpoch};
+pub use verified::{SOURCE_NAME, VerifiedSources, unpack_verified};

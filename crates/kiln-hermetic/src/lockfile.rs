@@ -38,6 +38,14 @@ pub enum FetchError {
         found: String,
     },
     #[error(
+        "{file}: the archive of {krate} matches Cargo.lock's checksum but cannot be unpacked safely: {message}\n  fix: this crate version cannot be built by kiln; update the dependency (`cargo update -p NAME`)"
+    )]
+    BadArchive {
+        file: PathBuf,
+        krate: String,
+        message: String,
+    },
+    #[error(
         "`{command}` failed ({status})\n  fix: check network access to the registry, and that Cargo.lock is up to date (`cargo update -w` in the project)"
     )]
     FetchFailed { command: String, status: String },

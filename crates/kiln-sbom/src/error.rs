@@ -41,6 +41,12 @@ pub enum SbomError {
     )]
     MissingSource { krate: String, cargo_home: PathBuf },
     #[error(
+        "{krate} is locked but missing from the verified crate sources {}\n  fix: rebuild the image (`{}`), which unpacks every locked crate there from its checksummed archive",
+        dir.display(),
+        kiln_core::cli::cmd("build")
+    )]
+    MissingVerified { krate: String, dir: PathBuf },
+    #[error(
         "the toolchain lock's cfg `{cfg}` for {triple} is not one cargo understands: {message}\n  fix: regenerate the lock with `{}`",
         kiln_core::cli::cmd("toolchain lock")
     )]

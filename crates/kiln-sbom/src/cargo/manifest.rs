@@ -12,6 +12,7 @@ use std::str::FromStr;
 use cargo_platform::Platform;
 use serde::Deserialize;
 
+use super::CrateSources;
 use crate::error::{Result, SbomError};
 
 /// Which table a dependency is declared in.
@@ -555,46 +556,61 @@ fn normalize_path(p: &Path) -> PathBuf {
     out
 }
 
-/// The unpacked registry sources in a cargo home (`registry/src/<index>/`), crates.io's
-/// index first.
+/// Where the registry crates' manifests are read from (see [`CrateSources`]).
 #[derive(Debug)]
 pub(crate) struct RegistrySources {
     dirs: Vec<PathBuf>,
-    cargo_home: PathBuf,
+    sources: CrateSources,
 }
 
 impl RegistrySources {
-    pub fn new(cargo_home: &Path) -> RegistrySources {
-        let mut dirs: Vec<PathBuf> = std::fs::read_dir(cargo_home.join("registry/src"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path())
-            .collect();
-        dirs.sort_by_key(|d| {
-            let name = d
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned();
-            (!name.starts_with("index.crates.io-"), name)
-        });
+    pub fn new(sources: &CrateSources) -> RegistrySources {
+        let dirs = match sources {
+            CrateSources::Verified(dir) => vec![dir.clone()],
+            CrateSources::CargoHome(home) => {
+                // `registry/src/<index>/`, crates.io's index first.
+                let mut dirs: Vec<PathBuf> = std::fs::read_dir(home.join("registry/src"))
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|e| e.path())
+                    .collect();
+                dirs.sort_by_key(|d| {
+                    let name = d
+                        .file_name()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .into_owned();
+                    (!name.starts_with("index.crates.io-"), name)
+                });
+                dirs
+            }
+        };
         RegistrySources {
             dirs,
-            cargo_home: cargo_home.to_path_buf(),
+            sources: sources.clone(),
         }
     }
 
-    /// `Cargo.toml` of `name-version` as cargo unpacked it.
+    /// `Cargo.toml` of `name-version`.
     pub fn manifest(&self, name: &str, version: &str) -> Result<PathBuf> {
         let rel = format!("{name}-{version}/Cargo.toml");
         self.dirs
             .iter()
             .map(|d| d.join(&rel))
             .find(|p| p.is_file())
-            .ok_or_else(|| SbomError::MissingSource {
-                krate: format!("{name}@{version}"),
-                cargo_home: self.cargo_home.clone(),
+            .ok_or_else(|| {
+                let krate = format!("{name}@{version}");
+                match &self.sources {
+                    CrateSources::Verified(dir) => SbomError::MissingVerified {
+                        krate,
+                        dir: dir.clone(),
+                    },
+                    CrateSources::CargoHome(home) => SbomError::MissingSource {
+                        krate,
+                        cargo_home: home.clone(),
+                    },
+                }
             })
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! Worked out in-process from the same inputs cargo used, without running cargo or
 //! rustc: `Cargo.lock` (which package every dependency resolved to), the manifests of the
-//! workspace and of the unpacked registry crates (which dependencies exist, for which
+//! workspace and of the registry crates (as kiln unpacked them from their verified archives) (which dependencies exist, for which
 //! platforms, behind which features), and the target's `rustc --print cfg` facts recorded
 //! in the toolchain lock. [`features`] runs cargo's feature resolver over them; then we
 //! walk from the built package:
@@ -163,8 +163,21 @@ pub struct ResolveRequest {
     pub host: Platform,
     pub features: Vec<String>,
     pub no_default_features: bool,
-    /// The cargo home whose `registry/src` holds the unpacked crates the build compiled.
-    pub cargo_home: PathBuf,
+    /// Where the registry crates' manifests are.
+    pub sources: CrateSources,
+}
+
+/// Where the manifests of registry crates are read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CrateSources {
+    /// `<dir>/<name>-<version>/`: every locked crate, unpacked from its checksummed archive
+    /// (kiln's build root, `kiln_hermetic::unpack_verified`). What kiln's builds use: it
+    /// holds crates cargo never compiled (optional, dev-, other platforms' dependencies)
+    /// too, whose manifests the feature resolver still reads.
+    Verified(PathBuf),
+    /// A cargo home's `registry/src/<index>/`: only what cargo happened to unpack. For
+    /// describing a checkout kiln did not build (`cargo xtask bench sbom`).
+    CargoHome(PathBuf),
 }
 
 /// Resolves the crates of `req.package`'s build as described in the module docs.
@@ -194,7 +207,7 @@ pub fn resolve(req: &ResolveRequest) -> Result<Resolution> {
     let mut graph = Graph::new(
         lock,
         ws,
-        RegistrySources::new(&req.cargo_home),
+        RegistrySources::new(&req.sources),
         PlatformCfg::parse(&req.target.triple, &req.target.cfg)?,
         PlatformCfg::parse(&req.host.triple, &req.host.cfg)?,
     );

@@ -1,4 +1,4 @@
-//! The resolver on a fake workspace and cargo home: scopes, features per side, platforms,
+//! The resolver on a fake workspace and verified crate sources: scopes, features per side, platforms,
 //! stale locks. (`xtask/tests/sbom.rs` checks real projects against `cargo tree`.)
 
 use std::path::Path;
@@ -21,9 +21,7 @@ fn write(p: &Path, text: &str) {
 /// A registry crate `name` 1.0.0 with `body` after its `[package]` table.
 fn krate(f: &Fake, name: &str, body: &str) {
     write(
-        &f.home.join(format!(
-            "registry/src/index.crates.io-0000/{name}-1.0.0/Cargo.toml"
-        )),
+        &f.home.join(format!("{name}-1.0.0/Cargo.toml")),
         &format!(
             "[package]\nname = \"{name}\"\nversion = \"1.0.0\"\nlicense = \"MIT\"\ndescription = \"the\\n  {name} crate\"\n{body}"
         ),
@@ -86,7 +84,7 @@ fn request(f: &Fake, features: &[&str]) -> ResolveRequest {
         host: linux(),
         features: features.iter().map(|s| s.to_string()).collect(),
         no_default_features: false,
-        cargo_home: f.home.clone(),
+        sources: CrateSources::Verified(f.home.clone()),
     }
 }
 
@@ -237,12 +235,33 @@ fn a_dependency_the_lock_lacks_is_a_stale_lock() {
 }
 
 #[test]
-fn an_unpacked_crate_missing_from_the_cargo_home_is_named() {
+fn a_crate_missing_from_the_verified_sources_is_named() {
     let f = project();
-    std::fs::remove_dir_all(f.home.join("registry/src/index.crates.io-0000/pmdep-1.0.0")).unwrap();
+    std::fs::remove_dir_all(f.home.join("pmdep-1.0.0")).unwrap();
     let e = resolve(&request(&f, &[])).unwrap_err().to_string();
     assert!(
-        e.contains("pmdep@1.0.0") && e.contains("cargo xtask fetch"),
+        e.contains("pmdep@1.0.0") && e.contains("verified") && e.contains("kiln build"),
+        "{e}"
+    );
+}
+
+/// Outside kiln's builds (`bench sbom`), the manifests come from what cargo unpacked in a
+/// cargo home's `registry/src/<index>/`.
+#[test]
+fn a_cargo_home_is_read_from_registry_src() {
+    let f = project();
+    let home = f.home.with_file_name("cargo-home");
+    let src = home.join("registry/src/index.crates.io-0000");
+    std::fs::create_dir_all(src.parent().unwrap()).unwrap();
+    std::fs::rename(&f.home, &src).unwrap();
+    let mut req = request(&f, &[]);
+    req.sources = CrateSources::CargoHome(home.clone());
+    let r = resolve(&req).unwrap();
+    assert_eq!(r.crates["rt@1.0.0"].scope, Scope::Runtime);
+    std::fs::remove_dir_all(src.join("pmdep-1.0.0")).unwrap();
+    let e = resolve(&req).unwrap_err().to_string();
+    assert!(
+        e.contains("pmdep@1.0.0") && e.contains("registry/src") && e.contains("cargo xtask fetch"),
         "{e}"
     );
 }

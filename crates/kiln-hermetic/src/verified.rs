@@ -1,0 +1,407 @@
+//! The only crate sources a build compiles: every registry crate `Cargo.lock` pins, unpacked
+//! afresh from its `.crate` archive after the archive's sha256 was checked against the lock.
+//!
+//! cargo normally compiles from `registry/src` in its home, a tree it unpacked once and never
+//! checks again: appending code to a file there (a poisoned CI cache) would be compiled,
+//! signed and attested with the locked checksum. Instead kiln hands cargo a *directory
+//! source* (`source.crates-io.replace-with`) it has just written from the verified archive
+//! bytes, read-only, with a `.cargo-checksum.json` per crate (every file's sha256 and the
+//! archive's), which cargo itself checks before compiling. `registry/src` is never read.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Component, Path, PathBuf};
+
+use kiln_core::Digest;
+
+use crate::lockfile::{CargoLock, FetchError};
+
+/// The directory source cargo is pointed at, by this name.
+pub const SOURCE_NAME: &str = "kiln-verified";
+
+/// Every locked registry crate, unpacked from its verified archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedSources {
+    /// `<dir>/<name>-<version>/` holds each crate.
+    pub dir: PathBuf,
+    /// The cargo home's registry directory the archives came from
+    /// (`index.crates.io-<hash>`): cargo would have unpacked them into
+    /// `registry/src/<registry>/`, and binaries name the sources there.
+    pub registry: String,
+}
+
+impl VerifiedSources {
+    /// The crate `name`@`version`'s directory.
+    pub fn crate_dir(&self, name: &str, version: &str) -> PathBuf {
+        self.dir.join(format!("{name}-{version}"))
+    }
+
+    /// `--config` arguments that make cargo take every crates.io package from this tree
+    /// (and only from it): a directory source whose checksums cargo verifies.
+    pub fn cargo_config_args(&self) -> Vec<String> {
+        let dir = toml::Value::String(self.dir.display().to_string()).to_string();
+        vec![
+            "--config".into(),
+            format!("source.crates-io.replace-with=\"{SOURCE_NAME}\""),
+            "--config".into(),
+            format!("source.{SOURCE_NAME}.directory={dir}"),
+        ]
+    }
+
+    /// Where these sources appear in compiled artifacts: where cargo would have unpacked
+    /// them in the build root's cargo home, so the bytes do not depend on which tree was
+    /// compiled. (Relative to the remapped build root.)
+    pub fn remapped(&self) -> String {
+        format!("cargo-home/registry/src/{}", self.registry)
+    }
+}
+
+/// Unpacks every registry crate of `lock` from its archive in `archives` (by `name@version`,
+/// as [`crate::check_fetched`] returns them) into a fresh `dest`, replacing whatever was
+/// there. Each archive is read once, its sha256 compared with the lock's (so the bytes
+/// checked are the bytes unpacked), and its entries must be regular files and directories
+/// under `<name>-<version>/`. Files are made read-only (0444, 0555 when executable), then
+/// the directories (0555).
+pub fn unpack_verified(
+    lock: &CargoLock,
+    archives: &BTreeMap<String, PathBuf>,
+    dest: &Path,
+) -> Result<VerifiedSources, FetchError> {
+    let io = |what: &str, path: &Path| {
+        let what = format!("{what} {}", path.display());
+        move |source| FetchError::Spawn {
+            command: what,
+            source,
+        }
+    };
+    let partial = dest.with_file_name(format!(
+        "{}.partial",
+        dest.file_name().unwrap_or_default().to_string_lossy()
+    ));
+    for d in [&partial, dest] {
+        remove_tree(d).map_err(io("remove", d))?;
+    }
+    std::fs::create_dir_all(&partial).map_err(io("create", &partial))?;
+    let mut registries: BTreeMap<String, usize> = BTreeMap::new();
+    for c in lock.registry_crates() {
+        let key = format!("{}@{}", c.name, c.version);
+        let archive = archives.get(&key).ok_or_else(|| FetchError::Missing {
+            cargo_home: PathBuf::from("(verified archives)"),
+            count: 1,
+            names: key.clone(),
+        })?;
+        if let Some(reg) = archive
+            .parent()
+            .and_then(Path::file_name)
+            .and_then(|n| n.to_str())
+        {
+            *registries.entry(reg.to_string()).or_default() += 1;
+        }
+        let bytes = std::fs::read(archive).map_err(io("read", archive))?;
+        let locked = c.checksum.clone().unwrap_or_default();
+        let got = Digest::of(&bytes).hex();
+        if got != locked {
+            return Err(FetchError::Checksum {
+                file: archive.clone(),
+                krate: key,
+                locked,
+                found: got,
+            });
+        }
+        unpack_crate(&bytes, &c.name, &c.version, &locked, &partial).map_err(|message| {
+            FetchError::BadArchive {
+                file: archive.clone(),
+                krate: key.clone(),
+                message,
+            }
+        })?;
+    }
+    set_mode(&partial, 0o555).map_err(io("chmod", &partial))?;
+    std::fs::rename(&partial, dest).map_err(io("rename to", dest))?;
+    // The registry most archives came from (one, normally); ties by name, for determinism.
+    let registry = registries
+        .iter()
+        .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+        .map(|(r, _)| r.clone())
+        .unwrap_or_else(|| "index.crates.io".into());
+    Ok(VerifiedSources {
+        dir: dest.to_path_buf(),
+        registry,
+    })
+}
+
+/// Unpacks one `.crate` (a gzipped tar of `<name>-<version>/...`) into `into`, writing the
+/// `.cargo-checksum.json` cargo's directory source checks.
+fn unpack_crate(
+    bytes: &[u8],
+    name: &str,
+    version: &str,
+    checksum: &str,
+    into: &Path,
+) -> Result<(), String> {
+    let prefix = format!("{name}-{version}");
+    let root = into.join(&prefix);
+    std::fs::create_dir(&root).map_err(|e| format!("{}: {e}", root.display()))?;
+    let mut files: BTreeMap<String, String> = BTreeMap::new();
+    let mut dirs = vec![root.clone()];
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
+    let entries = archive
+        .entries()
+        .map_err(|e| format!("not a tar.gz: {e}"))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| format!("corrupt archive: {e}"))?;
+        let path = entry
+            .path()
+            .map_err(|e| format!("bad entry name: {e}"))?
+            .into_owned();
+        let shown = path.display().to_string();
+        let mut comps = path.components();
+        if comps.next() != Some(Component::Normal(prefix.as_ref())) {
+            return Err(format!("entry `{shown}` is not under `{prefix}/`"));
+        }
+        let rel: PathBuf = comps.as_path().to_path_buf();
+        if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
+            return Err(format!("entry `{shown}` is not a plain relative path"));
+        }
+        let kind = entry.header().entry_type();
+        let target = root.join(&rel);
+        if kind.is_dir() {
+            if !rel.as_os_str().is_empty() && !target.is_dir() {
+                std::fs::create_dir_all(&target).map_err(|e| format!("{shown}: {e}"))?;
+                dirs.push(target);
+            }
+            continue;
+        }
+        if !(kind.is_file() || kind == tar::EntryType::Continuous) {
+            return Err(format!(
+                "entry `{shown}` is a {kind:?}; crates hold regular files and directories only"
+            ));
+        }
+        let rel_str = rel
+            .to_str()
+            .ok_or_else(|| format!("entry `{shown}` is not UTF-8"))?
+            .to_string();
+        if rel_str.is_empty() || rel_str == ".cargo-checksum.json" {
+            return Err(format!("entry `{shown}` is not allowed in a crate"));
+        }
+        if files.contains_key(&rel_str) {
+            return Err(format!("entry `{shown}` appears twice"));
+        }
+        if let Some(parent) = target.parent()
+            && !parent.is_dir()
+        {
+            std::fs::create_dir_all(parent).map_err(|e| format!("{shown}: {e}"))?;
+            let mut p = parent;
+            while p != root && !dirs.iter().any(|d| d == p) {
+                dirs.push(p.to_path_buf());
+                match p.parent() {
+                    Some(up) => p = up,
+                    None => break,
+                }
+            }
+        }
+        let exec = entry
+            .header()
+            .mode()
+            .map(|m| m & 0o111 != 0)
+            .unwrap_or(false);
+        let mut content = Vec::with_capacity(entry.size() as usize);
+        entry
+            .read_to_end(&mut content)
+            .map_err(|e| format!("{shown}: {e}"))?;
+        write_new(&target, &content, if exec { 0o555 } else { 0o444 })
+            .map_err(|e| format!("{shown}: {e}"))?;
+        files.insert(rel_str, Digest::of(&content).hex());
+    }
+    if !files.contains_key("Cargo.toml") {
+        return Err(format!("no `{prefix}/Cargo.toml`"));
+    }
+    let doc = serde_json::json!({ "files": files, "package": checksum });
+    let json = kiln_core::canonical::to_vec(&doc).map_err(|e| e.to_string())?;
+    write_new(&root.join(".cargo-checksum.json"), &json, 0o444)
+        .map_err(|e| format!(".cargo-checksum.json: {e}"))?;
+    // Deepest first, so no directory is made read-only before its contents are written.
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+    for d in dirs {
+        set_mode(&d, 0o555).map_err(|e| format!("{}: {e}", d.display()))?;
+    }
+    Ok(())
+}
+
+fn write_new(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)?;
+    f.write_all(bytes)?;
+    drop(f);
+    set_mode(path, mode)
+}
+
+fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+/// Removes a tree kiln made read-only (its directories must be writable again first, or
+/// an unprivileged user cannot delete their entries). Absent is fine.
+pub(crate) fn remove_tree(path: &Path) -> std::io::Result<()> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if meta.is_dir() {
+        fn unlock(d: &Path) -> std::io::Result<()> {
+            set_mode(d, 0o755)?;
+            for e in std::fs::read_dir(d)? {
+                let e = e?;
+                if e.file_type()?.is_dir() {
+                    unlock(&e.path())?;
+                }
+            }
+            Ok(())
+        }
+        unlock(path)?;
+        std::fs::remove_dir_all(path)
+    } else {
+        std::fs::remove_file(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `.crate`: a gzipped tar of `entries` (path, bytes, mode; a path ending in `/` is a
+    /// directory).
+    fn archive(entries: &[(&str, &[u8], u32)]) -> Vec<u8> {
+        let mut tar = tar::Builder::new(Vec::new());
+        for (path, bytes, mode) in entries {
+            let mut h = tar::Header::new_gnu();
+            if path.ends_with('/') {
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_size(0);
+            } else {
+                h.set_size(bytes.len() as u64);
+            }
+            h.set_mode(*mode);
+            // `append_data` refuses `..`; write the name raw so hostile names can be made.
+            h.as_gnu_mut().unwrap().name[..path.len()].copy_from_slice(path.as_bytes());
+            h.set_cksum();
+            tar.append(&h, *bytes).unwrap();
+        }
+        let tar = tar.into_inner().unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &tar).unwrap();
+        gz.finish().unwrap()
+    }
+
+    fn lock_for(bytes: &[u8]) -> CargoLock {
+        let text = format!(
+            "version = 4\n[[package]]\nname = \"demo\"\nversion = \"1.0.0\"\nsource = \"registry+https://github.com/rust-lang/crates.io-index\"\nchecksum = \"{}\"\n",
+            Digest::of(bytes).hex()
+        );
+        CargoLock::parse(Path::new("Cargo.lock"), text.as_bytes()).unwrap()
+    }
+
+    fn setup(bytes: &[u8]) -> (tempfile::TempDir, CargoLock, BTreeMap<String, PathBuf>) {
+        let d = tempfile::tempdir().unwrap();
+        let cache = d.path().join("registry/cache/index.crates.io-0123");
+        std::fs::create_dir_all(&cache).unwrap();
+        let file = cache.join("demo-1.0.0.crate");
+        std::fs::write(&file, bytes).unwrap();
+        let archives = BTreeMap::from([("demo@1.0.0".to_string(), file)]);
+        (d, lock_for(bytes), archives)
+    }
+
+    const MANIFEST: &[u8] = b"[package]\nname = \"demo\"\nversion = \"1.0.0\"\n";
+
+    #[test]
+    fn unpacks_read_only_with_checksums_and_replaces_the_old_tree() {
+        let bytes = archive(&[
+            ("demo-1.0.0/", b"", 0o755),
+            ("demo-1.0.0/Cargo.toml", MANIFEST, 0o644),
+            ("demo-1.0.0/src/lib.rs", b"pub fn f() {}\n", 0o644),
+            ("demo-1.0.0/run.sh", b"#!/bin/sh\n", 0o755),
+        ]);
+        let (d, lock, archives) = setup(&bytes);
+        let dest = d.path().join("verified");
+        // A stale (say, tampered) tree from an earlier build is replaced, not reused.
+        std::fs::create_dir_all(dest.join("demo-1.0.0/src")).unwrap();
+        std::fs::write(dest.join("demo-1.0.0/src/lib.rs"), "evil").unwrap();
+        std::fs::write(dest.join("demo-1.0.0/src/extra.rs"), "evil").unwrap();
+        let v = unpack_verified(&lock, &archives, &dest).unwrap();
+        assert_eq!(v.registry, "index.crates.io-0123");
+        assert_eq!(v.remapped(), "cargo-home/registry/src/index.crates.io-0123");
+        let root = v.crate_dir("demo", "1.0.0");
+        assert_eq!(
+            std::fs::read(root.join("src/lib.rs")).unwrap(),
+            b"pub fn f() {}\n"
+        );
+        assert!(!root.join("src/extra.rs").exists());
+        let sums: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(root.join(".cargo-checksum.json")).unwrap())
+                .unwrap();
+        assert_eq!(sums["package"], Digest::of(&bytes).hex());
+        assert_eq!(
+            sums["files"]["src/lib.rs"],
+            Digest::of(b"pub fn f() {}\n").hex()
+        );
+        assert_eq!(sums["files"].as_object().unwrap().len(), 3);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&root.join("src/lib.rs")), 0o444);
+        assert_eq!(mode(&root.join("run.sh")), 0o555);
+        assert_eq!(mode(&root.join("src")), 0o555);
+        assert_eq!(mode(&dest), 0o555);
+        // The next build replaces it again, read-only or not.
+        unpack_verified(&lock, &archives, &dest).unwrap();
+        remove_tree(&dest).unwrap();
+        assert!(!dest.exists());
+    }
+
+    #[test]
+    fn an_archive_changed_since_the_lock_is_refused() {
+        let bytes = archive(&[("demo-1.0.0/Cargo.toml", MANIFEST, 0o644)]);
+        let (d, lock, archives) = setup(&bytes);
+        std::fs::write(&archives["demo@1.0.0"], b"swapped after the check").unwrap();
+        let e = unpack_verified(&lock, &archives, &d.path().join("v"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("demo@1.0.0") && e.contains(&Digest::of(&bytes).hex()),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn hostile_entries_are_refused() {
+        for (entries, why) in [
+            (
+                vec![("demo-1.0.0/../escape.rs", &b"x"[..], 0o644)],
+                "plain relative path",
+            ),
+            (
+                vec![("other-1.0.0/Cargo.toml", MANIFEST, 0o644)],
+                "not under",
+            ),
+            (
+                vec![
+                    ("demo-1.0.0/Cargo.toml", MANIFEST, 0o644),
+                    ("demo-1.0.0/.cargo-checksum.json", b"{}", 0o644),
+                ],
+                "not allowed",
+            ),
+            (vec![("demo-1.0.0/src/lib.rs", b"", 0o644)], "Cargo.toml"),
+        ] {
+            let bytes = archive(&entries);
+            let (d, lock, archives) = setup(&bytes);
+            let e = unpack_verified(&lock, &archives, &d.path().join("v"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(why) && e.contains("demo@1.0.0"), "{why}: {e}");
+        }
+    }
+}
