@@ -252,3 +252,62 @@ fn hostile_base_layers_are_refused() {
         );
     }
 }
+
+/// Mistakes in kiln.toml that used to surface only after compiling (or never) are found
+/// before any work: nothing is fetched, compiled or written (no target/kiln at all), and
+/// the error names the file, the key, its line and the fix.
+#[test]
+fn invalid_config_fails_before_any_work() {
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        repo().join("testdata/hello/Cargo.toml"),
+        outside.path().join("Cargo.toml"),
+    )
+    .unwrap();
+    let abs_manifest = format!(
+        "manifest = \"{}\"\npackage =",
+        outside.path().join("Cargo.toml").display()
+    );
+    let extra_file =
+        "\n[[image.files]]\nsource = \"greeting.txt\"\npath = \"/usr/local/bin/hello\"\n";
+    let cases: Vec<(String, &[&str])> = vec![
+        (
+            HELLO_TOML.replace("name = \"hello\"", "name = \"..\""),
+            &["image[0].name", "line 5", "`..`", "fix:"],
+        ),
+        (
+            HELLO_TOML.replace("name = \"hello\"", "name = \".\""),
+            &["image[0].name", "line 5", "fix:"],
+        ),
+        (
+            HELLO_TOML.replace("package =", &abs_manifest),
+            &["image[0].manifest", "line 6", "absolute", "fix:"],
+        ),
+        (
+            HELLO_TOML.replace("[\"hello\"]", "[\"hello\", \"hello\"]"),
+            &["image[0].binaries[1]", "line 7", "listed twice", "fix:"],
+        ),
+        (
+            format!("{HELLO_TOML}{extra_file}"),
+            &[
+                "image[0].files[1].path",
+                "line 16",
+                "image[0].binaries[0]",
+                "fix:",
+            ],
+        ),
+    ];
+    for (toml, expect) in cases {
+        let p = Project::hello();
+        std::fs::write(p.path().join("kiln.toml"), &toml).unwrap();
+        let mut want = vec!["kiln.toml"];
+        want.extend_from_slice(expect);
+        fails(&p, &[], &want);
+        assert!(
+            !p.path().join("target/kiln").exists(),
+            "work was done before the config error:\n{toml}"
+        );
+        let parent = p.path().join("target");
+        assert!(!parent.exists(), "{} was created", parent.display());
+    }
+}

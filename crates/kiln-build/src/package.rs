@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use kiln_config::{Config, ConfigError, ImageSpec};
+use kiln_config::{Config, ImageSpec};
 use kiln_hermetic::CargoLock;
 
 use crate::pipeline::BuildError;
@@ -38,20 +38,19 @@ pub(crate) fn check_in_lock(
     if local.contains(&spec.package.as_str()) {
         return Ok(());
     }
-    Err(BuildError::Config(ConfigError::Invalid {
-        path: config.path.clone(),
-        field: format!("image[{index}].package"),
-        message: format!(
+    Err(BuildError::Config(config.error_at(
+        format!("image[{index}].package"),
+        format!(
             "`{}` is not a package of the workspace locked by {}",
             spec.package,
             lock.path.display()
         ),
-        fix: if local.is_empty() {
+        if local.is_empty() {
             "point `manifest` at the Cargo.toml of the package to build".to_string()
         } else {
             format!("use one of: {}", local.join(", "))
         },
-    }))
+    )))
 }
 
 /// `cargo metadata --no-deps` for the workspace of `manifest`, offline, returning

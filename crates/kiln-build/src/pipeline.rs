@@ -278,13 +278,11 @@ fn prepare_spec(
     let mut spec = spec.clone();
     if spec.binaries.is_empty() {
         if info.bins.is_empty() {
-            return Err(BuildError::Config(ConfigError::Invalid {
-                path: config.path.clone(),
-                field: format!("image[{}].binaries", index_of(config, &spec)),
-                message: format!("package `{}` has no [[bin]] target", spec.package),
-                fix: "list the binaries to put in the image, or pick a package that has some"
-                    .into(),
-            }));
+            return Err(BuildError::Config(config.error_at(
+                format!("image[{}].binaries", index_of(config, &spec)),
+                format!("package `{}` has no [[bin]] target", spec.package),
+                "list the binaries to put in the image, or pick a package that has some",
+            )));
         }
         spec.binaries = info.bins;
     }

@@ -1,9 +1,12 @@
 //! `kiln.toml`: what a project builds.
 //!
 //! The file is parsed strictly (unknown keys and wrong types are errors that name the key,
-//! the line and the file) and then validated as a whole, so that every later step can
-//! trust it: image names are unique, image paths are absolute and clean, extra files
-//! exist inside the project, base images are pinned by digest.
+//! the line and the file) and then validated as a whole, before any work, so that every
+//! later step can trust it: image names are unique directory names (never `.`/`..` or
+//! hidden), the manifest and extra files exist inside the project, package, binary and
+//! feature names are well-formed, every binary and file gets its own absolute, clean
+//! path in the image, base images are pinned by digest. Validation errors name the file,
+//! the key, its line and the fix.
 //!
 //! ```toml
 //! [project]
@@ -42,9 +45,11 @@ pub enum ConfigError {
     },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
-    #[error("{path}: {field}: {message}\n  fix: {fix}")]
+    #[error("{path}: {}key `{field}`: {message}\n  fix: {fix}", line.map(|l| format!("line {l}: ")).unwrap_or_default())]
     Invalid {
         path: PathBuf,
+        /// The line of the offending key or value, when the file has it.
+        line: Option<usize>,
         field: String,
         message: String,
         fix: String,
@@ -250,7 +255,22 @@ impl Config {
             images: raw.images,
             lineage: raw.lineage,
         };
-        config.validate()?;
+        config.validate().map_err(|e| match e {
+            ConfigError::Invalid {
+                path,
+                line: None,
+                field,
+                message,
+                fix,
+            } => ConfigError::Invalid {
+                path,
+                line: line_of(text, &field),
+                field,
+                message,
+                fix,
+            },
+            other => other,
+        })?;
         Ok(config)
     }
 
@@ -279,7 +299,30 @@ impl Config {
     ) -> ConfigError {
         ConfigError::Invalid {
             path: self.path.clone(),
+            line: None,
             field: field.into(),
+            message: message.into(),
+            fix: fix.into(),
+        }
+    }
+
+    /// An error about `field` (`image[0].package`) found after loading (against
+    /// Cargo.lock, say): it names the file, the key, its line and the fix like the ones
+    /// validation finds.
+    pub fn error_at(
+        &self,
+        field: impl Into<String>,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> ConfigError {
+        let field = field.into();
+        let line = std::fs::read_to_string(&self.path)
+            .ok()
+            .and_then(|text| line_of(&text, &field));
+        ConfigError::Invalid {
+            path: self.path.clone(),
+            line,
+            field,
             message: message.into(),
             fix: fix.into(),
         }
@@ -296,7 +339,15 @@ impl Config {
         let mut seen = BTreeSet::new();
         for (i, img) in self.images.iter().enumerate() {
             let at = |f: &str| format!("image[{i}].{f}");
+            // The name is a directory under target/kiln/out: `.`, `..` or a hidden name
+            // would land elsewhere (or look like a leftover of a killed build).
             if img.name.is_empty()
+                || img.name.len() > 128
+                || !img
+                    .name
+                    .bytes()
+                    .next()
+                    .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
                 || !img
                     .name
                     .bytes()
@@ -305,7 +356,7 @@ impl Config {
                 return Err(self.invalid(
                     at("name"),
                     format!("`{}` is not a valid image name", img.name),
-                    "use lowercase letters, digits, '.', '_' and '-'",
+                    "start with a lowercase letter or digit, then use lowercase letters, digits, '.', '_' and '-' (at most 128)",
                 ));
             }
             if !seen.insert(img.name.as_str()) {
@@ -315,16 +366,48 @@ impl Config {
                     "give each [[image]] a unique name",
                 ));
             }
-            if let Some(b) = img
-                .binaries
-                .iter()
-                .find(|b| b.is_empty() || b.contains('/'))
-            {
+            self.check_inside(&img.manifest).map_err(|m| {
+                self.invalid(
+                    at("manifest"),
+                    m,
+                    "point `manifest` at the package's (or its workspace's) Cargo.toml, relative to kiln.toml and inside the project",
+                )
+            })?;
+            if !is_cargo_name(&img.package) {
                 return Err(self.invalid(
-                    at("binaries"),
-                    format!("`{b}` is not a binary target name"),
-                    "name [[bin]] targets of the package, or omit `binaries` for all of them",
+                    at("package"),
+                    format!("`{}` is not a cargo package name", img.package),
+                    "use the `name` of the package's [package] table",
                 ));
+            }
+            for (k, b) in img.binaries.iter().enumerate() {
+                if !is_cargo_name(b) {
+                    return Err(self.invalid(
+                        format!("image[{i}].binaries[{k}]"),
+                        format!("`{b}` is not a binary target name"),
+                        "name [[bin]] targets of the package (letters, digits, '-' and '_'), or omit `binaries` for all of them",
+                    ));
+                }
+                if img.binaries[..k].contains(b) {
+                    return Err(self.invalid(
+                        format!("image[{i}].binaries[{k}]"),
+                        format!("binary `{b}` is listed twice"),
+                        "list each binary once",
+                    ));
+                }
+            }
+            for (k, f) in img.features.iter().enumerate() {
+                let ok = !f.is_empty()
+                    && f.chars().all(|c| {
+                        c.is_alphanumeric() || matches!(c, '-' | '_' | '+' | '.' | '/' | ':')
+                    });
+                if !ok {
+                    return Err(self.invalid(
+                        format!("image[{i}].features[{k}]"),
+                        format!("`{f}` is not a feature name"),
+                        "give one feature per list entry (`name` or `dependency/name`)",
+                    ));
+                }
             }
             check_image_path(&img.bin_dir).map_err(|m| {
                 self.invalid(
@@ -408,6 +491,7 @@ impl Config {
                     )
                 })?;
             }
+            self.check_image_paths(i, img)?;
             if let Base::Layout { path, .. } = &img.base
                 && !self.resolve(path).join("index.json").is_file()
             {
@@ -419,6 +503,54 @@ impl Config {
                     ),
                     "point base.layout at a directory written by `skopeo copy ... oci:DIR`",
                 ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every path the image's layer gets (binaries in `bin_dir`, extra files) is unique,
+    /// and none is a file where another needs a directory (`/etc/x` and `/etc/x/y`).
+    fn check_image_paths(&self, i: usize, img: &ImageSpec) -> Result<()> {
+        let bin_dir = img.bin_dir.trim_end_matches('/');
+        let mut paths: Vec<(String, String)> = img
+            .binaries
+            .iter()
+            .enumerate()
+            .map(|(k, b)| {
+                (
+                    format!("{bin_dir}/{b}"),
+                    format!("image[{i}].binaries[{k}]"),
+                )
+            })
+            .collect();
+        paths.extend(
+            img.files
+                .iter()
+                .enumerate()
+                .map(|(j, f)| (f.path.clone(), format!("image[{i}].files[{j}].path"))),
+        );
+        for (n, (path, field)) in paths.iter().enumerate() {
+            for (other, other_field) in &paths[..n] {
+                let clash = if path == other {
+                    Some(format!("`{path}` is also the path of `{other_field}`"))
+                } else if path.starts_with(&format!("{other}/")) {
+                    Some(format!(
+                        "`{path}` needs `{other}` to be a directory, but `{other_field}` puts a file there"
+                    ))
+                } else if other.starts_with(&format!("{path}/")) {
+                    Some(format!(
+                        "`{path}` would be a file, but `{other_field}` needs it to be a directory (`{other}`)"
+                    ))
+                } else {
+                    None
+                };
+                if let Some(m) = clash {
+                    return Err(self.invalid(
+                        field.clone(),
+                        m,
+                        "give each binary and file its own path in the image",
+                    ));
+                }
             }
         }
         Ok(())
@@ -451,6 +583,52 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// A cargo package or target name: letters, digits, `-` and `_`.
+fn is_cargo_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_alphanumeric() || c == '-' || c == '_')
+}
+
+/// The line of `field` (`image[1].files[0].path`) in the TOML `text`: of its key, or of
+/// the deepest part of it the file has (an image's `[[image]]` header, say).
+fn line_of(text: &str, field: &str) -> Option<usize> {
+    use toml::de::{DeTable, DeValue};
+    let doc = DeTable::parse(text).ok()?;
+    let mut span = None;
+    let mut table: Option<&DeTable> = Some(doc.get_ref());
+    let mut value: Option<&DeValue> = None;
+    for part in field.split('.') {
+        let (key, indices) = match part.find('[') {
+            Some(at) => (&part[..at], &part[at..]),
+            None => (part, ""),
+        };
+        let t = match (table, value) {
+            (Some(t), _) => t,
+            (None, Some(DeValue::Table(t))) => t,
+            _ => break,
+        };
+        let Some((k, v)) = t.iter().find(|(k, _)| k.get_ref().as_ref() == key) else {
+            break;
+        };
+        span = Some(k.span());
+        table = None;
+        value = Some(v.get_ref());
+        for idx in indices
+            .split(|c| c == '[' || c == ']')
+            .filter(|s| !s.is_empty())
+        {
+            let (Some(DeValue::Array(a)), Ok(n)) = (value, idx.parse::<usize>()) else {
+                break;
+            };
+            let Some(item) = a.get(n) else { break };
+            span = Some(item.span());
+            value = Some(item.get_ref());
+        }
+    }
+    span.map(|s| kiln_core::strict_toml::line_at(text, s.start))
 }
 
 /// Image paths are absolute, with no `.`/`..`/empty components, so that two spellings of

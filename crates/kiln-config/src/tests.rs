@@ -3,6 +3,7 @@ use super::*;
 fn project(toml: &str) -> (tempfile::TempDir, Result<Config>) {
     let d = tempfile::tempdir().unwrap();
     std::fs::write(d.path().join("greeting.txt"), "hi\n").unwrap();
+    std::fs::write(d.path().join("Cargo.toml"), "[package]\n").unwrap();
     std::fs::write(d.path().join(FILE_NAME), toml).unwrap();
     let r = Config::load(d.path());
     (d, r)
@@ -141,6 +142,7 @@ fn symlink_escaping_the_project_is_rejected() {
     let d = tempfile::tempdir().unwrap();
     std::os::unix::fs::symlink(outside.path().join("secret"), d.path().join("greeting.txt"))
         .unwrap();
+    std::fs::write(d.path().join("Cargo.toml"), "[package]\n").unwrap();
     std::fs::write(d.path().join(FILE_NAME), OK).unwrap();
     let e = Config::load(d.path()).unwrap_err().to_string();
     assert!(e.contains("outside the project"), "{e}");
@@ -183,4 +185,130 @@ fn binaries_may_be_omitted() {
     let text = "[[image]]\nname = \"app\"\npackage = \"app\"\n";
     let c = Config::parse(&path, text.as_bytes()).unwrap();
     assert!(c.images[0].binaries.is_empty());
+}
+
+/// Everything a build would trip over after compiling is found here, before any work,
+/// and the error names the file, the key, its line and the fix.
+#[test]
+fn late_errors_are_found_by_validation_with_their_line() {
+    let two_files = OK.replace(
+        "mode = 0o600\n",
+        "mode = 0o600\n\n[[image.files]]\nsource = \"greeting.txt\"\npath = \"/etc/greeting.txt\"\n",
+    );
+    let cases: Vec<(String, &str, usize, &str)> = vec![
+        (
+            OK.replace("name = \"hello\"", "name = \"..\""),
+            "image[0].name",
+            6,
+            "`..`",
+        ),
+        (
+            OK.replace("name = \"hello\"", "name = \".\""),
+            "image[0].name",
+            6,
+            "`.`",
+        ),
+        (
+            OK.replace("name = \"hello\"", "name = \".kiln-old-1-x\""),
+            "image[0].name",
+            6,
+            "not a valid image name",
+        ),
+        (
+            OK.replace("package =", "manifest = \"/etc/hostname\"\npackage ="),
+            "image[0].manifest",
+            7,
+            "absolute",
+        ),
+        (
+            OK.replace(
+                "package =",
+                "manifest = \"../elsewhere/Cargo.toml\"\npackage =",
+            ),
+            "image[0].manifest",
+            7,
+            "elsewhere",
+        ),
+        (
+            OK.replace(
+                "binaries = [\"hello\"]",
+                "binaries = [\"hello\", \"hello\"]",
+            ),
+            "image[0].binaries[1]",
+            8,
+            "listed twice",
+        ),
+        (
+            OK.replace(
+                "binaries = [\"hello\"]",
+                "binaries = [\n  \"hello\",\n  \"../../x\",\n]",
+            ),
+            "image[0].binaries[1]",
+            10,
+            "not a cargo binary name",
+        ),
+        (
+            two_files,
+            "image[0].files[1].path",
+            21,
+            "also the path of `image[0].files[0].path`",
+        ),
+        (
+            OK.replace(
+                "path = \"/etc/greeting.txt\"",
+                "path = \"/usr/local/bin/hello\"",
+            ),
+            "image[0].files[0].path",
+            16,
+            "image[0].binaries[0]",
+        ),
+        (
+            OK.replace(
+                "path = \"/etc/greeting.txt\"",
+                "path = \"/usr/local/bin/hello/x\"",
+            ),
+            "image[0].files[0].path",
+            16,
+            "to be a directory",
+        ),
+        (
+            OK.replace("path = \"/etc/greeting.txt\"", "path = \"/usr/local\""),
+            "image[0].files[0].path",
+            16,
+            "needs it to be a directory",
+        ),
+        (
+            OK.replace("package = \"hello\"", "package = \"hel lo\""),
+            "image[0].package",
+            7,
+            "package name",
+        ),
+        (
+            OK.replace("package =", "features = [\"a,b\"]\npackage ="),
+            "image[0].features[0]",
+            7,
+            "feature name",
+        ),
+    ];
+    for (toml, field, line, what) in cases {
+        let e = err(&toml);
+        for want in [
+            "kiln.toml",
+            &format!("line {line}:"),
+            &format!("key `{field}`"),
+            what,
+            "fix:",
+        ] {
+            assert!(e.contains(want), "expected `{want}` in:\n{e}");
+        }
+    }
+    // The manifest must exist (the default, Cargo.toml, too).
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("greeting.txt"), "hi\n").unwrap();
+    std::fs::write(d.path().join(FILE_NAME), OK).unwrap();
+    let e = Config::load(d.path()).unwrap_err().to_string();
+    assert!(
+        e.contains("image[0].manifest") && e.contains("Cargo.toml"),
+        "{e}"
+    );
 }
