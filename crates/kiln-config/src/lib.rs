@@ -616,10 +616,7 @@ fn line_of(text: &str, field: &str) -> Option<usize> {
         span = Some(k.span());
         table = None;
         value = Some(v.get_ref());
-        for idx in indices
-            .split(|c| c == '[' || c == ']')
-            .filter(|s| !s.is_empty())
-        {
+        for idx in indices.split(['[', ']']).filter(|s| !s.is_empty()) {
             let (Some(DeValue::Array(a)), Ok(n)) = (value, idx.parse::<usize>()) else {
                 break;
             };
