@@ -182,6 +182,7 @@ fn binaries_may_be_omitted() {
     // kiln-build fills in the package's [[bin]] targets.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("kiln.toml");
+    std::fs::write(dir.path().join("Cargo.toml"), "[package]\n").unwrap();
     let text = "[[image]]\nname = \"app\"\npackage = \"app\"\n";
     let c = Config::parse(&path, text.as_bytes()).unwrap();
     assert!(c.images[0].binaries.is_empty());
@@ -245,7 +246,7 @@ fn late_errors_are_found_by_validation_with_their_line() {
             ),
             "image[0].binaries[1]",
             10,
-            "not a cargo binary name",
+            "not a binary target name",
         ),
         (
             two_files,
