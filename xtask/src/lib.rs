@@ -108,6 +108,10 @@ struct BuildArgs {
     /// Add startedOn/finishedOn wall-clock times to the provenance.
     #[arg(long)]
     timestamps: bool,
+    /// Shift the wall clock of cargo, rustc, build scripts and proc-macros by this
+    /// libfaketime FAKETIME value (e.g. `+94694400`); `repro` uses it. Not recorded.
+    #[arg(long, value_name = "FAKETIME", hide = true)]
+    faketime: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -213,6 +217,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             opts.sde_env = std::env::var("SOURCE_DATE_EPOCH").ok();
             opts.out_dir = args.out;
             opts.root_dir = args.root;
+            opts.clock_shift = args.faketime;
             opts.evidence = kiln_build::EvidenceOptions {
                 sbom_spec: args.sbom_spec,
                 signing_key: args.key,

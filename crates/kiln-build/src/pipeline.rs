@@ -30,6 +30,8 @@ pub enum BuildError {
     },
     #[error("{0}")]
     SourceDateEpoch(String),
+    #[error("--faketime: {0}")]
+    ClockShift(String),
     #[error(
         "image `{image}`: `{command}` failed ({status}); cargo's messages are above\n  fix: make the project build with `cargo build --release --locked` first"
     )]
@@ -88,6 +90,10 @@ pub struct BuildOptions {
     pub root_dir: Option<PathBuf>,
     /// How evidence (SBOM, provenance, signatures) is produced.
     pub evidence: EvidenceOptions,
+    /// Run cargo's process tree (rustc, build scripts, proc-macros) with the wall clock
+    /// shifted by this libfaketime `FAKETIME` value (`kiln repro`'s clock variation). Not
+    /// recorded in the outputs: they must compare equal to an unshifted build's.
+    pub clock_shift: Option<String>,
 }
 
 /// Options for the evidence written next to the image.
@@ -145,6 +151,7 @@ impl BuildOptions {
             out_dir: None,
             root_dir: None,
             evidence: EvidenceOptions::default(),
+            clock_shift: None,
         }
     }
     fn out_dir(&self) -> PathBuf {
@@ -397,6 +404,12 @@ fn build_image(
     // Compile, cut off from the network.
     let cc_dir = tc.cc.parent().unwrap_or(Path::new("/usr/bin"));
     let mut env = Hermetic::new(root.clone(), opts.sandbox, sde, &[cc_dir]);
+    if let Some(ft) = &opts.clock_shift {
+        let shift = kiln_hermetic::ClockShift::prepare(ft, &tc.cc, &root.path().join("faketime"))
+            .map_err(BuildError::ClockShift)?;
+        progress.step(name, &shift.describe());
+        env.shift_clock(shift);
+    }
     let mut rustflags = vec![CRT_STATIC_FLAG.to_string()];
     rustflags.extend(env.remap_flags(project, Some(&verified)));
     env.set("CARGO_ENCODED_RUSTFLAGS", rustflags.join("\u{1f}"));

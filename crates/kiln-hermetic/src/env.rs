@@ -61,6 +61,9 @@ pub struct Hermetic {
     pub sandbox: Sandbox,
     pub sde: SourceDateEpoch,
     vars: BTreeMap<String, String>,
+    /// A shifted clock for the build's commands (`kiln repro`'s clock variation); set on
+    /// the commands, not part of the recorded allowlist.
+    clock: Option<crate::ClockShift>,
 }
 
 /// Where the build root and the project appear in compiled artifacts, whatever their real
@@ -106,6 +109,7 @@ impl Hermetic {
             sandbox,
             sde,
             vars,
+            clock: None,
         }
     }
 
@@ -114,7 +118,17 @@ impl Hermetic {
         self.vars.insert(key.to_string(), value.into());
     }
 
-    /// The complete environment of build commands, sorted.
+    /// Runs the build's commands under `shift` (see [`crate::ClockShift`]).
+    pub fn shift_clock(&mut self, shift: crate::ClockShift) {
+        self.clock = Some(shift);
+    }
+
+    /// The clock shift applied to the build's commands, if any.
+    pub fn clock(&self) -> Option<&crate::ClockShift> {
+        self.clock.as_ref()
+    }
+
+    /// The complete environment of build commands, sorted (a clock shift aside).
     pub fn env(&self) -> &BTreeMap<String, String> {
         &self.vars
     }
@@ -150,6 +164,9 @@ impl Hermetic {
         cmd.env_clear()
             .envs(&self.vars)
             .current_dir(self.root.path());
+        if let Some(c) = &self.clock {
+            c.apply(&mut cmd);
+        }
         self.sandbox.apply(&mut cmd);
         cmd
     }

@@ -14,12 +14,14 @@
 //!   at fixed places under the build root, `TZ=UTC`, `LC_ALL=C.UTF-8` and a resolved
 //!   [`SourceDateEpoch`].
 
+mod clock;
 mod env;
 mod lockfile;
 mod sandbox;
 mod sde;
 mod verified;
 
+pub use clock::ClockShift;
 pub use env::{BuildRoot, Hermetic};
 pub use lockfile::{CargoLock, FetchError, LockedCrate, check_fetched, fetch};
 pub use sandbox::{Sandbox, SandboxError};

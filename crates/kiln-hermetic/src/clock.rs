@@ -1,0 +1,235 @@
+//! A shifted wall clock for the build's process tree (cargo, rustc, build scripts,
+//! proc-macros, the linker), through libfaketime — only on request (`kiln repro` asks for
+//! it in its second build, to expose builds that record the time).
+//!
+//! libfaketime alone deadlocks rustc: rustc's jemalloc asks for the time and makes a
+//! condition variable while it initialises (from a C++ static constructor, before
+//! libfaketime's own constructor), and libfaketime's lazy initialisation then allocates (a
+//! failed `dlsym` message, `sem_open`) — re-entering jemalloc, whose init lock it already
+//! holds (wolfcw/libfaketime#130). A tiny shim preloaded in front of libfaketime answers
+//! `clock_gettime` with the real clock (a raw system call) and `pthread_cond_init` with a
+//! default condition variable until the shim's constructor has run, and forwards to
+//! libfaketime after; its constructor first allocates, so jemalloc finishes initialising
+//! before libfaketime is ever entered. The shim is compiled with the build's verified C compiler
+//! into the build root.
+//!
+//! The variables are set on the build's commands only, not recorded in the environment
+//! allowlist: the outputs of a build whose clock is shifted must be comparable byte for
+//! byte with those of one whose clock is not.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const SHIM_C: &str = r#"/* kiln: lets libfaketime run inside programs whose malloc reads the clock
+   while initialising (rustc's jemalloc). See kiln-hermetic/src/clock.rs. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+static volatile int kiln_ready;
+static int (*kiln_next)(clockid_t, struct timespec *);
+
+int clock_gettime(clockid_t id, struct timespec *tp) {
+    if (!kiln_ready) {
+        return (int)syscall(SYS_clock_gettime, id, tp);
+    }
+    if (!kiln_next) {
+        kiln_next = (int (*)(clockid_t, struct timespec *))dlsym(RTLD_NEXT, "clock_gettime");
+        if (!kiln_next) {
+            return (int)syscall(SYS_clock_gettime, id, tp);
+        }
+    }
+    return kiln_next(id, tp);
+}
+
+/* jemalloc makes its background thread's condition variable while initialising too, and
+   libfaketime wraps pthread_cond_init: a default one is all zeros until then. */
+int pthread_cond_init(pthread_cond_t *c, const pthread_condattr_t *a) {
+    static int (*next)(pthread_cond_t *, const pthread_condattr_t *);
+    if (!kiln_ready && a == NULL) {
+        memset(c, 0, sizeof *c);
+        return 0;
+    }
+    if (!next) {
+        next = (int (*)(pthread_cond_t *, const pthread_condattr_t *))dlsym(RTLD_NEXT, "pthread_cond_init");
+    }
+    return next(c, a);
+}
+
+__attribute__((constructor)) static void kiln_faketime_shim_init(void) {
+    /* Initialise the program's malloc while the clock is still the real one. */
+    free(malloc(1));
+    kiln_ready = 1;
+}
+"#;
+
+/// Where distributions install libfaketime.
+const LIBFAKETIME: &[&str] = &[
+    "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+    "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+    "/usr/lib64/faketime/libfaketime.so.1",
+    "/usr/lib/faketime/libfaketime.so.1",
+    "/usr/local/lib/faketime/libfaketime.so.1",
+];
+
+/// A clock shift ready to be applied to commands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClockShift {
+    /// libfaketime's `FAKETIME` (e.g. `+94694400`: seconds ahead).
+    pub faketime: String,
+    pub libfaketime: PathBuf,
+    pub shim: PathBuf,
+}
+
+impl ClockShift {
+    /// Finds libfaketime (`$KILN_LIBFAKETIME`, else the distributions' places) and
+    /// compiles the shim with `cc` into `dir`. `faketime` is libfaketime's `FAKETIME`
+    /// syntax; only relative offsets (`+N`/`-N` seconds, optionally with a unit suffix)
+    /// and absolute `@` dates are accepted.
+    pub fn prepare(faketime: &str, cc: &Path, dir: &Path) -> Result<ClockShift, String> {
+        let valid = faketime.strip_prefix(['+', '-']).is_some_and(|n| {
+            let n = n.trim_end_matches(['s', 'm', 'h', 'd', 'y']);
+            !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        }) || faketime.starts_with('@');
+        if !valid {
+            return Err(format!(
+                "clock shift `{faketime}` is not a libfaketime FAKETIME value such as `+94694400` (seconds) or `@2030-01-01 00:00:00`"
+            ));
+        }
+        let libfaketime = std::env::var_os("KILN_LIBFAKETIME")
+            .map(PathBuf::from)
+            .into_iter()
+            .chain(LIBFAKETIME.iter().map(PathBuf::from))
+            .find(|p| p.is_file())
+            .ok_or_else(|| {
+                "libfaketime is not installed (apt-get install faketime), or set $KILN_LIBFAKETIME to libfaketime.so.1".to_string()
+            })?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let src = dir.join("kiln-faketime-shim.c");
+        let shim = dir.join("kiln-faketime-shim.so");
+        std::fs::write(&src, SHIM_C).map_err(|e| format!("cannot write {}: {e}", src.display()))?;
+        let out = kiln_core::process::without_interposers(&mut Command::new(cc))
+            .args(["-shared", "-fPIC", "-O2", "-o"])
+            .arg(&shim)
+            .arg(&src)
+            .arg("-ldl")
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", cc.display()))?;
+        if !out.status.success() {
+            return Err(format!(
+                "{} could not compile the libfaketime shim {}: {}",
+                cc.display(),
+                src.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(ClockShift {
+            faketime: faketime.to_string(),
+            libfaketime,
+            shim,
+        })
+    }
+
+    /// The variables that shift the clock of a command and everything it starts:
+    /// the wall clock and file times (libfaketime's defaults), not the monotonic clock
+    /// (cargo's job timing and timeouts stay real).
+    pub fn vars(&self) -> Vec<(&'static str, String)> {
+        vec![
+            (
+                "LD_PRELOAD",
+                format!("{}:{}", self.shim.display(), self.libfaketime.display()),
+            ),
+            ("FAKETIME", self.faketime.clone()),
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1".into()),
+        ]
+    }
+
+    /// Sets [`ClockShift::vars`] on `cmd`.
+    pub fn apply(&self, cmd: &mut Command) {
+        for (k, v) in self.vars() {
+            cmd.env(k, v);
+        }
+    }
+
+    /// What is shifted, for logs and reports.
+    pub fn describe(&self) -> String {
+        format!(
+            "wall clock and file times shifted by FAKETIME={} for cargo, rustc, build scripts and proc-macros (LD_PRELOAD={}:{}; monotonic clock real)",
+            self.faketime,
+            self.shim.display(),
+            self.libfaketime.display()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_values_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        for bad in ["3 years", "", "+", "+3 years"] {
+            let e = ClockShift::prepare(bad, Path::new("cc"), d.path()).unwrap_err();
+            assert!(e.contains("FAKETIME"), "{bad}: {e}");
+        }
+    }
+
+    /// Runs `cmd`, killing it after `secs` (a deadlock must fail the test, not hang it).
+    fn output_within(cmd: &mut Command, secs: u64) -> std::process::Output {
+        let mut child = cmd
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                child.kill().unwrap();
+                panic!("{cmd:?} did not finish within {secs} s (libfaketime deadlock?)");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        child.wait_with_output().unwrap()
+    }
+
+    #[test]
+    fn the_shifted_clock_reaches_tools_and_rustc_still_runs() {
+        let d = tempfile::tempdir().unwrap();
+        let shift = ClockShift::prepare("+94694400", Path::new("cc"), d.path()).unwrap();
+        assert!(shift.describe().contains("FAKETIME=+94694400"));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let mut date = Command::new("date");
+        date.arg("+%s");
+        shift.apply(&mut date);
+        let out = output_within(&mut date, 30);
+        let seen: u64 = String::from_utf8(out.stdout)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(
+            seen.abs_diff(now + 94_694_400) < 120,
+            "date saw {seen}, now is {now}"
+        );
+        // rustc (jemalloc) under libfaketime alone deadlocks; with the shim it answers.
+        let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+        let mut cmd = Command::new(rustc);
+        cmd.arg("-vV");
+        shift.apply(&mut cmd);
+        let out = output_within(&mut cmd, 60);
+        assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("host:"),
+            "{out:?}"
+        );
+    }
+}
