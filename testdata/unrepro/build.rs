@@ -7,9 +7,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 fn main() {
     let out = std::path::PathBuf::from(std::env::var_os("OUT_DIR").unwrap());
 
-    // Timestamp: the wall clock at build time (seconds and nanoseconds, fixed width).
+    // Timestamp: the wall clock at build time (seconds and nanoseconds, fixed width), as a
+    // string and as an integer.
     let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
     let stamp = format!("{}.{:09}", t.as_secs(), t.subsec_nanos());
+
+    // Hostname: the build machine's name.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
 
     // Randomness: a value from the per-process random hasher keys, as hex.
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -29,7 +33,12 @@ fn main() {
 
     std::fs::write(
         out.join("stamp.rs"),
-        format!("pub const BUILT_AT: &str = {stamp:?};\npub const SEED: &str = {seed:?};\npub const ORDER: &str = {:?};\n", order.join(",")),
+        format!(
+            "pub const BUILT_AT: &str = {stamp:?};\npub static BUILT_SECS: u64 = {};\npub const HOST: &str = {:?};\npub const SEED: &str = {seed:?};\npub const ORDER: &str = {:?};\n",
+            t.as_secs(),
+            host.trim(),
+            order.join(",")
+        ),
     )
     .unwrap();
     std::fs::write(out.join("source_dir.txt"), dir).unwrap();

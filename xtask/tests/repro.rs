@@ -327,12 +327,15 @@ fn unrepro_is_flagged_with_each_cause() {
     // The causes, each pointed at a variation that exposes it.
     let t = &r["targets"][0];
     let causes = cause_names(t);
-    for c in ["timestamp", "randomness", "build_path"] {
-        assert!(causes.contains(c), "{c} not among {causes:?}");
-    }
-    // Every difference explained (HashMap order shows up as `ordering` unless the two
-    // processes happened to iterate alike, 1 in 8! odds).
-    assert!(!causes.contains("unknown"), "{causes:?}: {t}");
+    // Every leak named by its own cause, and nothing else: the HashMap's per-process order
+    // is randomness (not a directory order), the host name is `hostname`.
+    assert_eq!(
+        causes,
+        ["build_path", "hostname", "randomness", "timestamp"]
+            .map(String::from)
+            .into(),
+        "{t}"
+    );
     for c in t["causes"].as_array().unwrap() {
         assert!(!c["exposed_by"].as_array().unwrap().is_empty(), "{c}");
     }
@@ -360,7 +363,21 @@ fn unrepro_is_flagged_with_each_cause() {
         clock_applied
     );
     assert_eq!(exposed("build_path"), ["build_path"]);
-    assert!(exposed("randomness").contains(&"rebuild".to_string()));
+    assert_eq!(exposed("hostname"), ["hostname"]);
+    assert_eq!(exposed("randomness"), ["rebuild"]);
+    let clock = r["variations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "clock")
+        .unwrap()["detail"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        clock.contains("FAKETIME=+") && clock.contains("build scripts and proc-macros"),
+        "{clock}"
+    );
 
     // The layer: found inside the tar, in the binary, in .rodata; the config, manifest,
     // index and summary only carry derived (digest) differences.
@@ -393,6 +410,35 @@ fn unrepro_is_flagged_with_each_cause() {
     assert!(
         ts["a"].as_str().unwrap().len() >= 10 && ts["a"] != ts["b"],
         "{ts}"
+    );
+    // The build time stored as an integer is found as one, and build B's is about three
+    // years later: the clock variation reached the build script.
+    let int = layer["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["what"].as_str().unwrap().starts_with("integer timestamp"))
+        .unwrap_or_else(|| panic!("no integer timestamp in {layer}"));
+    assert_eq!(int["cause"], "timestamp");
+    let secs = |v: &Value| -> u64 {
+        v.as_str()
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let shifted = secs(&int["b"]) as i64 - secs(&int["a"]) as i64;
+    assert!(
+        (2 * 365 * 86400..4 * 366 * 86400).contains(&shifted),
+        "build B's clock was shifted by {shifted} s: {int}"
+    );
+    assert!(
+        by_cause("hostname")["b"]
+            .as_str()
+            .unwrap()
+            .contains("kiln-repro-host")
     );
     assert!(
         by_cause("build_path")["b"]

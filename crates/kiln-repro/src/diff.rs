@@ -1322,6 +1322,39 @@ impl Differ<'_> {
         }
     }
 
+    /// Build times stored as 64-bit integers (seconds or milliseconds, little- or
+    /// big-endian) where the two sides' bytes differ: `value @offset` of each side's.
+    fn time_integers(&self, a: &[u8], b: &[u8]) -> Option<(String, String)> {
+        if self.hints.build_times.is_empty() {
+            return None;
+        }
+        let scan = |x: &[u8], other: &[u8]| -> Vec<String> {
+            let same_len = x.len() == other.len();
+            let mut found = Vec::new();
+            let mut i = 0;
+            while i + 8 <= x.len() && found.len() < 4 {
+                let w: [u8; 8] = x[i..i + 8].try_into().expect("8 bytes");
+                if same_len && other[i..i + 8] == w {
+                    i += 1;
+                    continue;
+                }
+                let hit = [u64::from_le_bytes(w), u64::from_be_bytes(w)]
+                    .into_iter()
+                    .find(|&v| v >= 1_000_000_000 && self.hints.is_build_time(v));
+                match hit {
+                    Some(v) => {
+                        found.push(format!("{v} @{i:#x}"));
+                        i += 8;
+                    }
+                    None => i += 1,
+                }
+            }
+            found
+        };
+        let (fa, fb) = (scan(a, b), scan(b, a));
+        (!fa.is_empty() || !fb.is_empty()).then(|| (fa.join(" "), fb.join(" ")))
+    }
+
     fn elf(&mut self, loc: &str, a: &[u8], b: &[u8]) {
         let (Ok(fa), Ok(fb)) = (object::File::parse(a), object::File::parse(b)) else {
             return self.bytes(loc, a, b);
@@ -1383,6 +1416,18 @@ impl Differ<'_> {
                         x.size, y.size
                     );
                     let mut explained = false;
+                    if let Some((ia, ib)) = self.time_integers(x.data, y.data) {
+                        root_found = true;
+                        explained = true;
+                        self.push(
+                            at.clone(),
+                            "integer timestamp: a build time stored as a 64-bit integer",
+                            Some(ia),
+                            Some(ib),
+                            Cause::Timestamp,
+                            None,
+                        );
+                    }
                     if !x.exec {
                         let (xs, ys) = strs
                             .remove(name)
@@ -1400,6 +1445,7 @@ impl Differ<'_> {
                                     Cause::BuildPath
                                         | Cause::Timestamp
                                         | Cause::Randomness
+                                        | Cause::Hostname
                                         | Cause::Environment
                                 )
                             });
@@ -2018,5 +2064,42 @@ mod tests {
             "{:?}",
             d[0].differences
         );
+    }
+
+    #[test]
+    fn build_times_stored_as_integers_are_timestamps() {
+        let hints = Hints {
+            build_times: vec![
+                (1_795_000_000, 1_795_000_100),
+                (1_889_700_000, 1_889_700_090),
+            ],
+            ..h()
+        };
+        let mut d = Differ {
+            hints: &hints,
+            out: Vec::new(),
+        };
+        let mut a = vec![0x90u8; 64];
+        let mut b = a.clone();
+        a[16..24].copy_from_slice(&1_795_000_042u64.to_le_bytes());
+        b[16..24].copy_from_slice(&1_889_700_042u64.to_le_bytes());
+        assert_eq!(
+            d.time_integers(&a, &b),
+            Some(("1795000042 @0x10".into(), "1889700042 @0x10".into()))
+        );
+        // Milliseconds, big-endian.
+        a[32..40].copy_from_slice(&1_795_000_042_123u64.to_be_bytes());
+        assert!(
+            d.time_integers(&a, &b)
+                .unwrap()
+                .0
+                .contains("1795000042123 @0x20")
+        );
+        // Equal bytes are not a difference; other integers are not times.
+        assert_eq!(d.time_integers(&a, &a), None);
+        let mut c = vec![0u8; 64];
+        c[8..16].copy_from_slice(&1_700_000_000u64.to_le_bytes());
+        assert_eq!(d.time_integers(&c, &[1u8; 64]), None);
+        d.out.clear();
     }
 }

@@ -17,6 +17,8 @@ pub enum Cause {
     Timestamp,
     BuildPath,
     Ordering,
+    /// The build machine's host name.
+    Hostname,
     Environment,
     Randomness,
     Toolchain,
@@ -31,6 +33,7 @@ impl Cause {
             Cause::Timestamp => "timestamp",
             Cause::BuildPath => "build path",
             Cause::Ordering => "ordering",
+            Cause::Hostname => "hostname",
             Cause::Environment => "environment",
             Cause::Randomness => "randomness",
             Cause::Toolchain => "toolchain",
@@ -52,9 +55,8 @@ impl Cause {
             Cause::Timestamp => &["clock", "rebuild"],
             Cause::BuildPath => &["build_path"],
             Cause::Ordering => &["file_order", "rebuild"],
-            Cause::Environment => &[
-                "tz", "locale", "umask", "user", "hostname", "env", "path", "cpus",
-            ],
+            Cause::Hostname => &["hostname"],
+            Cause::Environment => &["tz", "locale", "umask", "user", "env", "path", "cpus"],
             Cause::Randomness => &["rebuild"],
             Cause::Toolchain => &["toolchain"],
             Cause::Derived | Cause::Unknown => &[],
@@ -72,12 +74,30 @@ pub struct Hints {
     pub env_values: Vec<(String, String)>,
     /// Unix time of the run; 10-digit numbers within years of it read as timestamps.
     pub now: u64,
+    /// The host names of the two builds (a token holding one is a leaked host name).
+    pub host_names: Vec<String>,
+    /// When each build ran, `(start, end)` in Unix seconds, on the clock the build saw
+    /// (shifted for a build under faketime): integers and numbers within these windows
+    /// are build times, however encoded.
+    pub build_times: Vec<(u64, u64)>,
+    /// Names of the project's files and directories: a permutation of these is a
+    /// directory order, a permutation of other words a per-process hash order.
+    pub source_names: std::collections::BTreeSet<String>,
     /// How far a gzip stream is inflated to compare it (default 2 GiB); past it, two
     /// differing streams are "too large to compare".
     pub max_inflate: Option<u64>,
 }
 
 impl Hints {
+    /// Is `v` (seconds, or milliseconds) within a build's time window (with a margin)?
+    pub fn is_build_time(&self, v: u64) -> bool {
+        const MARGIN: u64 = 300;
+        self.build_times.iter().any(|&(lo, hi)| {
+            let within = |x: u64| x >= lo.saturating_sub(MARGIN) && x <= hi + MARGIN;
+            within(v) || (v > 1_000_000_000_000 && within(v / 1000))
+        })
+    }
+
     pub fn inflate_limit(&self) -> u64 {
         self.max_inflate.unwrap_or(crate::diff::MAX_INFLATE)
     }
@@ -137,6 +157,24 @@ fn has_digest(t: &str) -> bool {
         }
     }
     false
+}
+
+/// A decimal run of 10 or 13 digits, or a hex run of 8 to 16 digits (optionally `0x`),
+/// whose value is a build time of this run.
+fn has_build_time(t: &str, hints: &Hints) -> bool {
+    if hints.build_times.is_empty() {
+        return false;
+    }
+    let dec = t
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|d| d.len() == 10 || d.len() == 13)
+        .filter_map(|d| d.parse::<u64>().ok());
+    let hex = t
+        .split(|c: char| !c.is_ascii_hexdigit())
+        .map(|h| h.strip_prefix("0x").unwrap_or(h))
+        .filter(|h| (8..=16).contains(&h.len()))
+        .filter_map(|h| u64::from_str_radix(h, 16).ok());
+    dec.chain(hex).any(|v| hints.is_build_time(v))
 }
 
 fn looks_like_time(t: &str, now: u64) -> bool {
@@ -266,6 +304,16 @@ pub fn classify_token_all(t: &str, hints: &Hints) -> Vec<(Cause, Option<String>)
 
 /// Classifies a single token that only one side has.
 pub fn classify_token(t: &str, hints: &Hints) -> (Cause, Option<String>) {
+    if hints
+        .host_names
+        .iter()
+        .any(|h| h.len() >= 3 && t.contains(h.as_str()))
+    {
+        return (Cause::Hostname, Some("hostname".into()));
+    }
+    if has_build_time(t, hints) {
+        return (Cause::Timestamp, None);
+    }
     for (var, value) in &hints.env_values {
         if value.len() >= 3 && t.contains(value.as_str()) {
             return (Cause::Environment, Some(var.clone()));
@@ -400,15 +448,39 @@ pub fn classify_text(a: &str, b: &str, hints: &Hints) -> Vec<Finding> {
             .position(|(x, y)| x != y)
             .unwrap_or(0);
         let window = |v: &[&str]| v[first.min(v.len())..(first + 8).min(v.len())].join(" ");
-        by_cause.insert(
-            (Cause::Ordering, None),
-            Finding {
-                cause: Cause::Ordering,
-                variation: None,
-                a: vec![window(&rest_a)],
-                b: vec![window(&rest_b)],
-            },
-        );
+        // Which order: the directory's (the permuted items are the project's file names)
+        // or a per-process hash order (other words, as a HashMap iterates its keys). Not
+        // knowing the project's files (comparing trees built elsewhere), say ordering.
+        let moved: Vec<&str> = rest_a
+            .iter()
+            .zip(&rest_b)
+            .filter(|(x, y)| x != y)
+            .flat_map(|(x, y)| [*x, *y])
+            .collect();
+        let file_names = moved
+            .iter()
+            .filter(|t| {
+                t.split(['/', ',', ' '])
+                    .any(|part| hints.source_names.contains(part))
+            })
+            .count();
+        let (cause, variation) = if hints.source_names.is_empty() {
+            (Cause::Ordering, None)
+        } else if file_names * 2 >= moved.len().max(1) {
+            (Cause::Ordering, Some("file_order".to_string()))
+        } else {
+            (Cause::Randomness, None)
+        };
+        let f = by_cause
+            .entry((cause, variation.clone()))
+            .or_insert_with(|| Finding {
+                cause,
+                variation,
+                a: Vec::new(),
+                b: Vec::new(),
+            });
+        f.a.push(window(&rest_a));
+        f.b.push(window(&rest_b));
     }
     by_cause.into_values().collect()
 }
@@ -420,7 +492,7 @@ mod tests {
     fn hints() -> Hints {
         Hints {
             build_dirs: vec!["/tmp/r/a".into(), "/tmp/r/b-x".into()],
-            env_values: vec![("hostname".into(), "kiln-repro-b".into())],
+            env_values: vec![("locale".into(), "fr_FR.UTF-8".into())],
             now: 1_763_600_000,
             ..Default::default()
         }
@@ -460,7 +532,7 @@ mod tests {
             [Cause::Randomness]
         );
         assert_eq!(
-            causes("host ci-1", "host kiln-repro-b"),
+            causes("lang de_DE.UTF-8", "lang fr_FR.UTF-8"),
             [Cause::Environment, Cause::Unknown]
         );
         let d1 = format!("sha256:{}", "a".repeat(64));
@@ -516,6 +588,77 @@ mod tests {
                 Cause::Ordering,
                 Cause::Randomness
             ]
+        );
+    }
+
+    fn run_hints() -> Hints {
+        Hints {
+            host_names: vec!["buildbox-7".into(), "kiln-repro-host".into()],
+            build_times: vec![
+                (1_795_000_000, 1_795_000_100),
+                (1_889_700_000, 1_889_700_090),
+            ],
+            source_names: ["Cargo.toml", "build.rs", "main.rs", "src", "note.txt"]
+                .map(String::from)
+                .into(),
+            ..hints()
+        }
+    }
+
+    fn run_causes(a: &str, b: &str) -> Vec<(Cause, Option<String>)> {
+        classify_text(a, b, &run_hints())
+            .into_iter()
+            .map(|f| (f.cause, f.variation))
+            .collect()
+    }
+
+    #[test]
+    fn a_leaked_host_name_is_hostname_not_environment() {
+        assert_eq!(
+            run_causes("built on buildbox-7", "built on kiln-repro-host"),
+            [(Cause::Hostname, Some("hostname".into()))]
+        );
+        assert_eq!(Cause::Hostname.exposed_by(), ["hostname"]);
+        assert!(!Cause::Environment.exposed_by().contains(&"hostname"));
+    }
+
+    #[test]
+    fn build_times_are_timestamps_in_decimal_hex_and_milliseconds() {
+        // Hex seconds and decimal milliseconds of the two build windows.
+        let (ha, hb) = (
+            format!("{:x}", 1_795_000_050u64),
+            format!("{:x}", 1_889_700_010u64),
+        );
+        assert_eq!(
+            run_causes(&format!("t=0x{ha}"), &format!("t=0x{hb}")),
+            [(Cause::Timestamp, None)]
+        );
+        assert_eq!(
+            run_causes("ms 1795000050123", "ms 1889700010456"),
+            [(Cause::Timestamp, None)]
+        );
+    }
+
+    #[test]
+    fn a_hash_order_is_randomness_and_a_directory_order_is_file_order() {
+        assert_eq!(
+            run_causes(
+                "order alpha,bravo,charlie,delta",
+                "order charlie,alpha,delta,bravo"
+            ),
+            [(Cause::Randomness, None)]
+        );
+        assert_eq!(
+            run_causes(
+                "files build.rs,main.rs,note.txt",
+                "files note.txt,build.rs,main.rs"
+            ),
+            [(Cause::Ordering, Some("file_order".into()))]
+        );
+        // Not knowing the project's files (trees built elsewhere): ordering.
+        assert_eq!(
+            causes("order alpha,bravo,charlie", "order charlie,alpha,bravo"),
+            [Cause::Ordering]
         );
     }
 }

@@ -498,15 +498,24 @@ pub fn rebuild(plan: &RebuildPlan, progress: &dyn Fn(&str)) -> Result<Rebuilt> {
     let mut records = Vec::new();
     let mut hints = Hints {
         now: now(),
+        source_names: source_names(&project),
         ..Default::default()
     };
+    if v.hostname.enabled
+        && let Ok(h) = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        && !h.trim().is_empty()
+    {
+        hints.host_names.push(h.trim().to_string());
+    }
 
     // Build A: plain.
     progress(&format!("build A in {}", a.project.display()));
     copy_project(&project, &a.project, None)?;
     plant(&dir_a)?;
     seed_cargo_home(&registry, &a.root)?;
+    let started_a = now();
     let failed_a = run_build(&kiln_build_args(plan, &a), &base_env, &a)?;
+    hints.build_times.push((started_a, now()));
     hints.build_dirs.extend([
         a.project.display().to_string(),
         a.root.display().to_string(),
@@ -674,9 +683,7 @@ pub fn rebuild(plan: &RebuildPlan, progress: &dyn Fn(&str)) -> Result<Rebuilt> {
                     "applied",
                     format!("{} (unshare --uts)", v.hostname.value),
                 ));
-                hints
-                    .env_values
-                    .push(("hostname".into(), v.hostname.value.clone()));
+                hints.host_names.push(v.hostname.value.clone());
             }
             None => records.push(VariationRecord::new(
                 "hostname",
@@ -733,16 +740,38 @@ pub fn rebuild(plan: &RebuildPlan, progress: &dyn Fn(&str)) -> Result<Rebuilt> {
     } else {
         records.push(VariationRecord::new("cpus", "disabled", ""));
     }
+    let mut shift_secs: i64 = 0;
+    let mut faketime_value = None;
     if v.clock.enabled {
-        // libfaketime deadlocks rustc (wolfcw/libfaketime#130); kiln strips LD_PRELOAD and
-        // FAKETIME* from every tool it starts (kiln_core::process::without_interposers), so
-        // the preload reaches kiln alone — which is the point: kiln must not leak its clock.
-        let faketime = find_program("faketime")
-            .filter(|f| quiet_ok(Command::new(f).arg(&v.clock.offset).arg("true")));
-        match faketime {
-            Some(f) => {
+        // kiln itself runs under the faketime wrapper (it must not leak its own clock) and
+        // strips the preload from the tools it asks questions of; the build's process tree
+        // (cargo, rustc, build scripts, proc-macros) gets the same shift explicitly
+        // (`build --faketime`, through kiln-hermetic's shim that keeps rustc from
+        // deadlocking in libfaketime).
+        let resolved = find_program("faketime").and_then(|f| {
+            let out = Command::new(&f)
+                .arg(&v.clock.offset)
+                .args(["/bin/sh", "-c", "printf %s \"$FAKETIME\""])
+                .stdin(Stdio::null())
+                .stderr(Stdio::null())
+                .output()
+                .ok()?;
+            let value = String::from_utf8(out.stdout).ok()?;
+            (out.status.success() && !value.is_empty()).then_some((f, value))
+        });
+        match resolved {
+            Some((f, value)) => {
+                shift_secs = value.trim_start_matches('+').parse().unwrap_or(0);
                 argv.extend([f.into(), v.clock.offset.clone().into()]);
-                records.push(VariationRecord::new("clock", "applied", format!("faketime '{}' (LD_PRELOAD reaches kiln; kiln keeps it from every tool it starts)", v.clock.offset)));
+                records.push(VariationRecord::new(
+                    "clock",
+                    "applied",
+                    format!(
+                        "faketime '{}' = FAKETIME={value}: the wall clock and file times of kiln and of cargo, rustc, build scripts and proc-macros of build B (LD_PRELOAD libfaketime, behind kiln's shim for rustc); the monotonic clock is not shifted",
+                        v.clock.offset
+                    ),
+                ));
+                faketime_value = Some(value);
             }
             None => records.push(VariationRecord::new("clock", "unavailable", "faketime is not installed (apt-get install faketime); only the time between the builds differs")),
         }
@@ -750,9 +779,15 @@ pub fn rebuild(plan: &RebuildPlan, progress: &dyn Fn(&str)) -> Result<Rebuilt> {
         records.push(VariationRecord::new("clock", "disabled", ""));
     }
     argv.extend(kiln_build_args(plan, &b));
+    if let Some(value) = &faketime_value {
+        argv.push(format!("--faketime={value}").into());
+    }
 
     progress(&format!("build B in {} (varied)", b.project.display()));
+    let started_b = now();
     let failed_b = run_build(&argv, &env, &b)?;
+    let shifted = |t: u64| t.saturating_add_signed(shift_secs);
+    hints.build_times.push((shifted(started_b), shifted(now())));
     hints.build_dirs.extend([
         b.project.display().to_string(),
         b.root.display().to_string(),
@@ -777,6 +812,29 @@ pub fn rebuild(plan: &RebuildPlan, progress: &dyn Fn(&str)) -> Result<Rebuilt> {
             failed_b,
         },
     })
+}
+
+/// The names of the project's files and directories (an order of these in an artifact is
+/// a directory order; an order of other words is a hash order).
+fn source_names(project: &Path) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    let mut stack = vec![project.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name == "target" || name == ".git" || out.len() > 100_000 {
+                continue;
+            }
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(e.path());
+            }
+            out.insert(name);
+        }
+    }
+    out
 }
 
 /// Unix time now (0 if the clock is before 1970).
