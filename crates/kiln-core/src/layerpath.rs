@@ -26,6 +26,24 @@ pub enum EntryKind {
     Other(u8),
 }
 
+impl EntryKind {
+    /// The kind named by a tar header's type byte (POSIX ustar `typeflag`; GNU tar reads
+    /// NUL as a regular file and `7`, contiguous, as one too). One mapping for every
+    /// reader of layers, so kiln-oci's reuse check and kiln-sbom's scan cannot disagree.
+    pub fn from_tar_type(byte: u8) -> Self {
+        match byte {
+            b'0' | b'\0' | b'7' => EntryKind::File,
+            b'5' => EntryKind::Dir,
+            b'2' => EntryKind::Symlink,
+            b'1' => EntryKind::HardLink,
+            b'3' => EntryKind::CharDevice,
+            b'4' => EntryKind::BlockDevice,
+            b'6' => EntryKind::Fifo,
+            other => EntryKind::Other(other),
+        }
+    }
+}
+
 /// Why an entry was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rejected {

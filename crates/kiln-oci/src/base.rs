@@ -195,27 +195,12 @@ fn check_tar<R: std::io::Read>(
             .map(|b| String::from_utf8_lossy(&b).into_owned());
         set.entry(
             &raw,
-            entry_kind(entry.header().entry_type()),
+            EntryKind::from_tar_type(entry.header().entry_type().as_byte()),
             link.as_deref(),
         )
         .map_err(|r| hostile(r.entry, r.reason))?;
     }
     Ok(())
-}
-
-/// The [`EntryKind`] of a tar entry type.
-fn entry_kind(t: tar::EntryType) -> EntryKind {
-    use tar::EntryType as T;
-    match t {
-        T::Regular | T::Continuous => EntryKind::File,
-        T::Directory => EntryKind::Dir,
-        T::Symlink => EntryKind::Symlink,
-        T::Link => EntryKind::HardLink,
-        T::Char => EntryKind::CharDevice,
-        T::Block => EntryKind::BlockDevice,
-        T::Fifo => EntryKind::Fifo,
-        other => EntryKind::Other(other.as_byte()),
-    }
 }
 
 /// Docker schema-2 layer types name the same bytes as their OCI counterparts; an OCI

@@ -186,20 +186,6 @@ impl State {
     }
 }
 
-fn entry_kind(t: tar::EntryType) -> EntryKind {
-    use tar::EntryType as T;
-    match t {
-        T::Regular | T::Continuous => EntryKind::File,
-        T::Directory => EntryKind::Dir,
-        T::Symlink => EntryKind::Symlink,
-        T::Link => EntryKind::HardLink,
-        T::Char => EntryKind::CharDevice,
-        T::Block => EntryKind::BlockDevice,
-        T::Fifo => EntryKind::Fifo,
-        other => EntryKind::Other(other.as_byte()),
-    }
-}
-
 /// Resolves a symlink target relative to the link's directory (for `os-release` only).
 fn join_link(link: &str, target: &str) -> String {
     let mut parts: Vec<&str> = if target.starts_with('/') {
@@ -245,7 +231,11 @@ fn scan_tar<R: Read>(reader: R, layer: Digest, state: &mut State) -> Result<()> 
         // nodes are refused; `./` and leading `/` are normalized away.
         let (path, link) = match state
             .guard
-            .entry(&raw, entry_kind(ty), link.as_deref())
+            .entry(
+                &raw,
+                EntryKind::from_tar_type(ty.as_byte()),
+                link.as_deref(),
+            )
             .map_err(|r| lerr(r.to_string()))?
         {
             Accepted::Root => continue,
