@@ -1079,13 +1079,7 @@ fn expected_summary(
         .collect();
     let mut artifacts = Vec::new();
     for path in walk(cx.out).map_err(|e| e.to_string())? {
-        let rel = path
-            .strip_prefix(cx.out)
-            .expect("walk stays under out")
-            .components()
-            .map(|c| c.as_os_str().to_string_lossy())
-            .collect::<Vec<_>>()
-            .join("/");
+        let rel = slash_rel(cx.out, &path);
         if rel == SUMMARY || unverified(&rel) {
             continue;
         }
@@ -1159,13 +1153,7 @@ fn check_inventory(
     }
     let mut n = 0;
     for path in walk(cx.out).map_err(|e| e.to_string())? {
-        let rel = path
-            .strip_prefix(cx.out)
-            .expect("walk stays under out")
-            .components()
-            .map(|c| c.as_os_str().to_string_lossy())
-            .collect::<Vec<_>>()
-            .join("/");
+        let rel = slash_rel(cx.out, &path);
         if unverified(&rel) {
             continue;
         }
@@ -1586,4 +1574,15 @@ pub(crate) fn write_derived(out: &Path) {
         canonical::to_vec_pretty(&summary).unwrap(),
     )
     .unwrap();
+}
+
+/// `path` under `out` as a `/`-separated relative name (how the rules and `UNVERIFIED` name
+/// files, whatever the platform's separator).
+fn slash_rel(out: &Path, path: &Path) -> String {
+    path.strip_prefix(out)
+        .expect("walk stays under out")
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
 }
