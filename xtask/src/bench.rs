@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::util::on_path;
 use anyhow::{Context, Result, bail};
 
 /// Arguments of `bench image`.
@@ -108,7 +109,7 @@ pub fn image(args: &ImageBenchArgs) -> Result<()> {
     results.push(("tar | gzip -6", run_measured(cmd)?, file_size(&tar_out)?));
 
     // 3. buildah + skopeo.
-    if which("buildah") && which("skopeo") {
+    if on_path("buildah") && on_path("skopeo") {
         let b = root.join("buildah");
         let _ = std::fs::remove_dir_all(&b);
         std::fs::create_dir_all(&b)?;
@@ -249,11 +250,6 @@ pub(crate) fn run_measured_accepting(mut cmd: Command, ok: &[i32]) -> Result<Mea
         max_rss_kib: ru.ru_maxrss,
         code,
     })
-}
-
-pub(crate) fn which(tool: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
 }
 
 fn file_size(p: &Path) -> Result<u64> {

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 #[derive(clap::Args)]
 pub struct ReproBenchArgs {
@@ -52,10 +52,7 @@ const HELLO: &str = "[project]\nsource_date_epoch = 1700000000\n\n[[image]]\nnam
 const UNREPRO: &str = "[project]\nsource_date_epoch = 1700000000\n\n[[image]]\nname = \"unrepro\"\npackage = \"unrepro\"\nbinaries = [\"unrepro\"]\n\n[[image.files]]\nsource = \"note.txt\"\npath = \"/etc/unrepro/note.txt\"\n";
 
 pub fn repro(args: &ReproBenchArgs) -> Result<()> {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("xtask has no parent")?
-        .to_path_buf();
+    let repo = crate::util::repo_root()?;
     let tmp;
     let dir = match &args.dir {
         Some(d) => {
@@ -160,7 +157,7 @@ pub fn repro(args: &ReproBenchArgs) -> Result<()> {
         } else {
             "differ"
         };
-        if which("diffoscope") {
+        if crate::util::on_path("diffoscope") {
             // Contents only: the varied umask gives build B's layout directories other
             // modes, which diffoscope would otherwise report (and kiln does not compare).
             let m = best(
@@ -326,9 +323,4 @@ fn corpus(repo: &Path, dir: &Path, name: &str, kiln: &Path, cargo: &Path) -> Res
         build_s / one
     );
     Ok(())
-}
-
-fn which(tool: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
 }

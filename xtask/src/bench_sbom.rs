@@ -33,7 +33,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result};
 
-use crate::bench::{Measured, run_measured, which};
+use crate::bench::{Measured, run_measured};
 
 /// Arguments of `bench sbom`.
 #[derive(clap::Args, Debug, Clone)]
@@ -163,7 +163,7 @@ struct Candidate {
 
 /// Runs the SBOM benchmark and prints one row per candidate and run.
 pub fn sbom(args: &SbomBenchArgs) -> Result<()> {
-    let repo = repo_root()?;
+    let repo = crate::util::repo_root()?;
     let workspace = args.workspace.clone().unwrap_or_else(|| repo.clone());
     let workspace = workspace
         .canonicalize()
@@ -401,26 +401,12 @@ pub fn sbom(args: &SbomBenchArgs) -> Result<()> {
     Ok(())
 }
 
-fn repo_root() -> Result<PathBuf> {
-    // xtask lives at <repo>/xtask.
-    Ok(Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("xtask has no parent directory")?
-        .to_path_buf())
-}
-
 /// `name`, first in the kiln-managed tool directories, then on PATH.
 fn find_tool(name: &str, dirs: &[PathBuf]) -> Option<PathBuf> {
     if let Some(p) = dirs.iter().map(|d| d.join(name)).find(|p| p.is_file()) {
         return Some(p);
     }
-    if !which(name) {
-        return None;
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
+    kiln_core::process::which(name)
 }
 
 /// `/proc/loadavg`'s first three fields: the machine may be shared, so every row says how

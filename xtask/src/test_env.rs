@@ -5,7 +5,7 @@
 //! Installing is idempotent and cached: packages are only installed when a tool is missing,
 //! the virtualenv only when its requirement list changed.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
@@ -65,7 +65,7 @@ pub struct TestArgs {
 }
 
 pub fn run(args: &TestArgs) -> Result<ExitCode> {
-    let repo = repo_root()?;
+    let repo = crate::util::repo_root()?;
     let tools = repo.join("target/kiln/tools");
     if !args.no_install {
         install_apt()?;
@@ -89,20 +89,10 @@ pub fn run(args: &TestArgs) -> Result<ExitCode> {
     })
 }
 
-pub(crate) fn repo_root() -> Result<PathBuf> {
-    // xtask lives at <repo>/xtask.
-    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    Ok(here
-        .parent()
-        .context("xtask has no parent directory")?
-        .to_path_buf())
-}
-
+/// On `$PATH`, or in `/usr/sbin` (where some packages put their programs and a non-root
+/// `$PATH` may not look).
 fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
-        .unwrap_or(false)
-        || Path::new("/usr/sbin").join(program).is_file()
+    crate::util::on_path(program) || Path::new("/usr/sbin").join(program).is_file()
 }
 
 fn privileged(program: &str) -> Command {
@@ -255,52 +245,4 @@ fn install_cargo_tools(root: &Path) -> Result<()> {
     std::fs::write(&marker, wanted)
         .with_context(|| format!("cannot write {}", marker.display()))?;
     Ok(())
-}
-
-/// Arguments of `fuzz`.
-#[derive(clap::Args)]
-pub struct FuzzArgs {
-    /// Seconds per target.
-    #[arg(long, default_value_t = 10, value_name = "SECS")]
-    time: u64,
-    /// Seed of the random stream (the same seed and time explore the same inputs first).
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Targets to run (default: all; `--list` shows them).
-    #[arg(value_name = "TARGET")]
-    targets: Vec<String>,
-    /// List the targets.
-    #[arg(long)]
-    list: bool,
-}
-
-/// `cargo xtask fuzz`: runs the fuzz crate's driver (`fuzz/`, proptest on stable; the
-/// dependency stays out of this CLI) with `cargo run -p kiln-fuzz`.
-pub fn fuzz(args: &FuzzArgs) -> Result<ExitCode> {
-    let repo = repo_root()?;
-    if !repo.join("fuzz/Cargo.toml").is_file() {
-        anyhow::bail!(
-            "{} has no fuzz/ crate: `fuzz` runs from kiln's source tree",
-            repo.display()
-        );
-    }
-    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    cmd.current_dir(&repo)
-        .args(["run", "--quiet", "--locked", "-p", "kiln-fuzz", "--"])
-        .args([
-            "--time",
-            &args.time.to_string(),
-            "--seed",
-            &args.seed.to_string(),
-        ])
-        .args(&args.targets);
-    if args.list {
-        cmd.arg("--list");
-    }
-    let status = cmd.status().context("cannot run cargo run -p kiln-fuzz")?;
-    Ok(if status.success() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
 }

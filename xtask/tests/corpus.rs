@@ -7,12 +7,10 @@
 //! manifests of locked crates cargo did not unpack (issue 10 defect 2): today its optional
 //! grep-pcre2 stops repro's builds with "locked but its sources are not unpacked".
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::*;
+use crate::support::*;
 
 fn files(root: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();

@@ -1,11 +1,9 @@
 //! The GitHub Actions workflows are linted by zizmor (offline) and actionlint, and every
 //! action is pinned by full commit SHA with least-privilege permissions.
 
-mod support;
-
 use std::process::Command;
 
-use support::*;
+use crate::support::*;
 
 fn workflows() -> Vec<std::path::PathBuf> {
     let dir = repo().join(".github/workflows");

@@ -1,6 +1,16 @@
 //! Starting the tools kiln asks questions of (rustc, cc, cargo, git).
 
+use std::path::PathBuf;
 use std::process::Command;
+
+/// The first `name` on `$PATH` that is a file, as a shell would find it: how kiln decides
+/// whether an optional tool (diffoscope, a registry, a validator) is present before it
+/// offers or runs it.
+pub fn which(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
 
 /// Removes dynamic-loader interposers from `cmd`'s environment: `LD_PRELOAD`, `LD_AUDIT`
 /// and libfaketime's `FAKETIME*` settings.

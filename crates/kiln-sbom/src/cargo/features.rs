@@ -12,7 +12,7 @@
 //! Written by hand because no crate offers it: cargo's own resolver is only usable as
 //! part of the `cargo` crate (hundreds of dependencies, and it would run rustc to learn
 //! the target), and guppy resolves features on top of `cargo metadata`, which costs a
-//! cargo process. The tests in `xtask/tests/sbom.rs` compare the outcome with
+//! cargo process. The tests in `crates/kiln-cli/tests/sbom.rs` compare the outcome with
 //! `cargo tree -e normal` on projects with features, per-platform, optional and build
 //! dependencies, and on kiln's own workspace.
 

@@ -1,5 +1,5 @@
 //! The resolver on a fake workspace and verified crate sources: scopes, features per side, platforms,
-//! stale locks. (`xtask/tests/sbom.rs` checks real projects against `cargo tree`.)
+//! stale locks. (`crates/kiln-cli/tests/sbom.rs` checks real projects against `cargo tree`.)
 
 use std::path::Path;
 

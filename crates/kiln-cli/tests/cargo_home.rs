@@ -2,12 +2,10 @@
 //! comes from the `.crate` archives Cargo.lock pins, checked by sha256 — not from the
 //! unpacked `registry/src` a poisoned CI cache can change.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::*;
+use crate::support::*;
 
 const MARKER: &str = "KILN-POISONED-SOURCE-7f3a";
 

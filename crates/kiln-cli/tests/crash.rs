@@ -5,14 +5,12 @@
 //! `KILN_CRASH_KILLS` sets the number of kills (default 12; raise it for a longer run),
 //! `KILN_CRASH_SEED` the seed of the kill moments (printed, to replay a failure).
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use support::*;
+use crate::support::*;
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)

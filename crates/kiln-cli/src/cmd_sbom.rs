@@ -1,4 +1,4 @@
-//! `cargo xtask sbom`: regenerate `sbom.cdx.json` and `sbom.spdx.json` for images already
+//! `kiln sbom`: regenerate `sbom.cdx.json` and `sbom.spdx.json` for images already
 //! built into `target/kiln/out/<image>/` (the build writes them too; this is for a new
 //! `--sbom-spec` or after kiln itself changed). The work is `kiln_build::regenerate_sbom`.
 

@@ -3,14 +3,12 @@
 //! causes); their output trees are reused for `repro compare`, `--min-ratio` and the
 //! verdict-vs-diffoscope check, so the whole file costs four builds.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
+use crate::support::*;
 use serde_json::Value;
-use support::*;
 
 const UNREPRO_TOML: &str = r#"[project]
 source_date_epoch = 1700000000

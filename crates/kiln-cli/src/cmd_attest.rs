@@ -1,4 +1,4 @@
-//! `cargo xtask keygen` and `cargo xtask verify`: thin wrappers over kiln-attest.
+//! `kiln keygen` and `kiln verify`: thin wrappers over kiln-attest.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -4,11 +4,9 @@
 //! csaf-validator-lib schema + mandatory tests, vexipy, CycloneDX's strict validator); the
 //! gate passes or blocks exactly as the fixtures say; two builds write the same bytes.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 
-use support::*;
+use crate::support::*;
 
 const VEX_FILES: [&str; 3] = ["vex.csaf.json", "vex.openvex.json", "vex.cdx.json"];
 

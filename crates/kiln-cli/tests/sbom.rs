@@ -2,14 +2,12 @@
 //! `cargo tree` and `Cargo.lock`, reproducibility (two directories, golden digest), peers
 //! (syft, trivy, cargo-cyclonedx) and bad input.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::*;
+use crate::support::*;
 
 const FEATURES_TOML: &str = r#"[project]
 source_date_epoch = 1700000000
@@ -428,7 +426,7 @@ fn assert_resolution_matches_cargo_tree(workspace: &Path, package: &str) {
             .args(["bench", "sbom-gen", "--package", package, "--manifest"])
             .arg(workspace.join("Cargo.toml"))
             .arg("--toolchain-lock")
-            .arg(support::repo().join(format!("toolchains/{}.lock.json", host_target())))
+            .arg(crate::support::repo().join(format!("toolchains/{}.lock.json", host_target())))
             .arg("--out")
             .arg(&out),
     );
@@ -474,7 +472,7 @@ fn assert_resolution_matches_cargo_tree(workspace: &Path, package: &str) {
 /// compiled this test.
 #[test]
 fn kiln_workspace_resolution_matches_cargo_tree() {
-    assert_resolution_matches_cargo_tree(&support::repo(), "xtask");
+    assert_resolution_matches_cargo_tree(&crate::support::repo(), "xtask");
 }
 
 /// `testdata/resolver`: ~280 locked packages (tokio, reqwest/rustls, tonic/prost, clap,
@@ -483,7 +481,7 @@ fn kiln_workspace_resolution_matches_cargo_tree() {
 /// crates are fetched first (the only network use here, pinned by Cargo.lock checksums).
 #[test]
 fn large_real_graph_resolution_matches_cargo_tree() {
-    let ws = support::repo().join("testdata/resolver");
+    let ws = crate::support::repo().join("testdata/resolver");
     run_ok(
         Command::new("cargo")
             .args(["fetch", "--locked", "--quiet", "--manifest-path"])

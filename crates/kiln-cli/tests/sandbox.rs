@@ -2,12 +2,10 @@
 //! the host's loopback fails under `kiln build`, while the same connection succeeds when
 //! the sandbox is explicitly switched off (and that opt-out is recorded).
 
-mod support;
-
 use std::io::Read;
 use std::net::TcpListener;
 
-use support::*;
+use crate::support::*;
 
 const NETPROBE_TOML: &str = r#"[project]
 source_date_epoch = 1700000000

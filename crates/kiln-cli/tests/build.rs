@@ -1,10 +1,8 @@
 //! End-to-end runs of `kiln build` on sample projects, checked with real tools.
 
-mod support;
-
 use std::process::Command;
 
-use support::*;
+use crate::support::*;
 
 /// The README's main job: `cargo xtask build` on this repository's kiln.toml produces an
 /// image that skopeo inspects and runc runs.
@@ -63,7 +61,7 @@ fn builds_are_byte_identical_across_directories_and_environments() {
     );
     let mut cmd = Command::new("/bin/sh");
     cmd.args(["-c", "umask 077 && exec \"$0\" \"$@\""])
-        .arg(env!("CARGO_BIN_EXE_xtask"))
+        .arg(crate::KILN)
         .arg("-C")
         .arg(b.path())
         .arg("build")

@@ -1,4 +1,4 @@
-//! `cargo xtask gate`: findings matched to the SBOM, the VEX applied, a verdict.
+//! `kiln gate`: findings matched to the SBOM, the VEX applied, a verdict.
 //!
 //! Exit status: 0 passed, 1 blocked (a finding at or above `--fail-on` is neither `fixed`
 //! nor `not_affected`), 2 bad input (the message names the file and the entry; no

@@ -1,4 +1,4 @@
-//! `cargo xtask repro`: rebuild twice under varied conditions (or `repro compare` two trees
+//! `kiln repro`: rebuild twice under varied conditions (or `repro compare` two trees
 //! built elsewhere), diff every artifact, explain it, report the ratio. The work is in
 //! `kiln-repro`; this file parses arguments and writes the report files.
 
@@ -111,7 +111,7 @@ fn write_reports(
     args: &Args,
 ) -> Result<ExitCode> {
     if args.diffoscope {
-        match which("diffoscope") {
+        match kiln_core::process::which("diffoscope") {
             Some(d) => {
                 let n =
                     kiln_repro::report::attach_diffoscope(&mut report, tree_a, tree_b, out, &d)?;
@@ -170,10 +170,4 @@ fn write_reports(
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn which(name: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
 }

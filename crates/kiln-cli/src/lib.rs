@@ -1,17 +1,14 @@
-//! kiln's front door. `cargo xtask <command>` in this repository, or the `kiln` binary
-//! (`cargo install --path xtask`) anywhere: both are this one CLI, which parses arguments,
-//! calls the kiln crates and prints. No build logic lives here.
+//! The `kiln` command: what a user of kiln runs (`cargo install --path crates/kiln-cli`).
+//! It parses arguments, calls the kiln crates and prints; no build logic lives here.
+//!
+//! This repository's `cargo xtask` embeds the same [`Command`]s (so `cargo xtask build`
+//! works) next to developer tasks (test, bench, corpus, fuzz, tidy) that the product never
+//! ships: nothing here installs packages, runs benchmarks or knows where kiln's own source is.
 
-mod bench;
-mod bench_gate;
-mod bench_repro;
-mod bench_sbom;
 mod cmd_attest;
-mod cmd_corpus;
 mod cmd_repro;
 mod cmd_sbom;
 mod cmd_vex;
-mod test_env;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -35,8 +32,10 @@ struct Cli {
     command: Command,
 }
 
+/// kiln's user commands. `cargo xtask` flattens this enum into its own, so every command
+/// here is also `cargo xtask <command>` in this repository.
 #[derive(Subcommand)]
-enum Command {
+pub enum Command {
     /// Build the images in kiln.toml: verify the toolchain, fetch if needed, compile offline
     /// in a sandbox, pack deterministic OCI images into target/kiln/out/<image>/.
     Build(BuildArgs),
@@ -61,22 +60,10 @@ enum Command {
     Gate(cmd_vex::GateArgs),
     /// Rebuild twice under varied conditions, diff every artifact, report the ratio.
     Repro(cmd_repro::Args),
-    /// Build and repro every project of testdata/corpus/corpus.toml (real-world CLIs) and
-    /// report verdicts, causes and build overhead under target/kiln/corpus/.
-    Corpus(cmd_corpus::Args),
-    /// Install what the test suite needs (apt, pip, npm), then run every test.
-    Test(test_env::TestArgs),
-    /// Fuzz kiln's parsers (fuzz/: random and mutated inputs, crashes shrunk and saved).
-    Fuzz(test_env::FuzzArgs),
-    /// Benchmarks (figures, not pass/fail).
-    Bench {
-        #[command(subcommand)]
-        command: BenchCommand,
-    },
 }
 
 #[derive(clap::Args)]
-struct BuildArgs {
+pub struct BuildArgs {
     /// Only this image (repeatable); default all.
     #[arg(long = "image")]
     images: Vec<String>,
@@ -115,26 +102,9 @@ struct BuildArgs {
 }
 
 #[derive(Subcommand)]
-enum ToolchainCommand {
+pub enum ToolchainCommand {
     /// Pin the host toolchain: write toolchains/<target>.lock.json.
     Lock,
-}
-
-#[derive(Subcommand)]
-enum BenchCommand {
-    /// Cost of `repro` over two plain cargo builds; its diff against diffoscope.
-    Repro(bench_repro::ReproBenchArgs),
-    /// Pack a ~1 GiB tree into a layer and an OCI layout, against tar|gzip and buildah.
-    Image(bench::ImageBenchArgs),
-    #[command(hide = true)]
-    ImagePack(bench::ImagePackArgs),
-    /// Generate an SBOM for a Cargo workspace (kiln's own by default) with kiln,
-    /// cargo-cyclonedx, syft, trivy and cdxgen: wall time, peak RSS, crates found.
-    Sbom(bench_sbom::SbomBenchArgs),
-    #[command(hide = true)]
-    SbomGen(bench_sbom::SbomGenArgs),
-    /// The gate on a generated 250k-result SARIF: wall time and peak RSS.
-    Gate(bench_gate::GateBenchArgs),
 }
 
 struct Stderr;
@@ -149,11 +119,22 @@ impl Progress for Stderr {
     }
 }
 
-/// Entry point of both binaries (`xtask` and `kiln`).
+/// Entry point of the `kiln` binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    // Suggested commands say `cargo xtask ...` only where that works (this repository,
-    // through the `xtask` binary); `kiln ...` everywhere else.
+    execute(cli.dir, cli.command)
+}
+
+/// Runs one user command as if started in `dir` (`-C`), printing errors: what both the
+/// `kiln` binary and `cargo xtask <command>` do.
+pub fn execute(dir: Option<PathBuf>, command: Command) -> ExitCode {
+    set_program(dir.as_deref());
+    report(run(dir, command))
+}
+
+/// Tells kiln's messages how to spell a suggested command: `cargo xtask ...` only where
+/// that works (this repository, through the `xtask` binary), `kiln ...` everywhere else.
+pub fn set_program(dir: Option<&Path>) {
     let binary = std::env::args_os()
         .next()
         .and_then(|a| {
@@ -162,10 +143,15 @@ pub fn main() -> ExitCode {
                 .map(|n| n.to_string_lossy().into_owned())
         })
         .unwrap_or_default();
-    if let Ok(project) = project_dir(cli.dir.clone()) {
+    if let Ok(project) = project_dir(dir.map(Path::to_path_buf)) {
         kiln_core::cli::set_program(kiln_core::cli::program_for(&binary, &project));
     }
-    match run(cli) {
+}
+
+/// The process exit code for a command's result, printing the error (with its causes) on
+/// stderr.
+pub fn report(result: Result<ExitCode>) -> ExitCode {
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", render_error(&e));
@@ -195,7 +181,7 @@ fn render_error(e: &anyhow::Error) -> String {
 
 /// The project directory: `-C DIR`, else the nearest ancestor of the working directory
 /// that has a kiln.toml.
-pub(crate) fn project_dir(dir: Option<PathBuf>) -> Result<PathBuf> {
+pub fn project_dir(dir: Option<PathBuf>) -> Result<PathBuf> {
     if let Some(d) = dir {
         return Ok(d);
     }
@@ -207,10 +193,10 @@ pub(crate) fn project_dir(dir: Option<PathBuf>) -> Result<PathBuf> {
         .to_path_buf())
 }
 
-fn run(cli: Cli) -> Result<ExitCode> {
-    match cli.command {
+fn run(dir: Option<PathBuf>, command: Command) -> Result<ExitCode> {
+    match command {
         Command::Build(args) => {
-            let mut opts = BuildOptions::new(project_dir(cli.dir)?);
+            let mut opts = BuildOptions::new(project_dir(dir)?);
             opts.images = args.images;
             opts.sandbox = args.sandbox;
             opts.offline = args.offline;
@@ -240,7 +226,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Fetch { images } => {
-            let mut opts = BuildOptions::new(project_dir(cli.dir)?);
+            let mut opts = BuildOptions::new(project_dir(dir)?);
             opts.images = images;
             kiln_build::fetch(&opts, &Stderr)?;
             eprintln!("kiln: every locked crate is in kiln's cargo home, checksums verified");
@@ -248,7 +234,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Toolchain {
             command: ToolchainCommand::Lock,
         } => {
-            let (path, lock) = kiln_build::lock_toolchain(&project_dir(cli.dir)?)?;
+            let (path, lock) = kiln_build::lock_toolchain(&project_dir(dir)?)?;
             println!(
                 "wrote {} ({} files pinned, {})",
                 path.display(),
@@ -256,32 +242,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 lock.digest()
             );
         }
-        Command::Sbom(args) => return cmd_sbom::run(project_dir(cli.dir)?, &args),
+        Command::Sbom(args) => return cmd_sbom::run(project_dir(dir)?, &args),
         Command::Keygen(args) => return cmd_attest::keygen(&args),
-        Command::Verify(args) => return cmd_attest::verify(project_dir(cli.dir)?, &args),
-        Command::Gate(args) => return cmd_vex::gate(project_dir(cli.dir)?, &args),
-        Command::Repro(args) => return cmd_repro::run(project_dir(cli.dir)?, &args),
-        Command::Test(args) => return test_env::run(&args),
-        Command::Corpus(args) => return cmd_corpus::run(project_dir(cli.dir)?, &args),
-        Command::Fuzz(args) => return test_env::fuzz(&args),
-        Command::Bench {
-            command: BenchCommand::Image(args),
-        } => bench::image(&args)?,
-        Command::Bench {
-            command: BenchCommand::Repro(args),
-        } => bench_repro::repro(&args)?,
-        Command::Bench {
-            command: BenchCommand::ImagePack(args),
-        } => bench::image_pack(&args.src, &args.out)?,
-        Command::Bench {
-            command: BenchCommand::Sbom(args),
-        } => bench_sbom::sbom(&args)?,
-        Command::Bench {
-            command: BenchCommand::SbomGen(args),
-        } => bench_sbom::sbom_gen(&args)?,
-        Command::Bench {
-            command: BenchCommand::Gate(args),
-        } => bench_gate::gate(&args)?,
+        Command::Verify(args) => return cmd_attest::verify(project_dir(dir)?, &args),
+        Command::Gate(args) => return cmd_vex::gate(project_dir(dir)?, &args),
+        Command::Repro(args) => return cmd_repro::run(project_dir(dir)?, &args),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -325,6 +290,40 @@ fn display_rel(p: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The product ships user commands only: no package installer, benchmark, corpus or
+    /// fuzz driver (those are `cargo xtask` tasks of kiln's own repository).
+    #[test]
+    fn kiln_help_lists_only_user_commands() {
+        use clap::CommandFactory;
+        let cli = Cli::command();
+        let mut names: Vec<&str> = cli
+            .get_subcommands()
+            .filter(|c| !c.is_hide_set())
+            .map(|c| c.get_name())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "build",
+                "fetch",
+                "gate",
+                "keygen",
+                "repro",
+                "sbom",
+                "toolchain",
+                "verify"
+            ]
+        );
+        let help = Cli::command().render_long_help().to_string();
+        for dev in ["test", "bench", "corpus", "fuzz", "tidy"] {
+            assert!(
+                !help.lines().any(|l| l.trim_start().starts_with(dev)),
+                "`kiln --help` offers the developer task `{dev}`:\n{help}"
+            );
+        }
+    }
 
     #[derive(Debug, thiserror::Error)]
     #[error("{path}: cannot read: {source}")]

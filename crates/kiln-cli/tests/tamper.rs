@@ -5,15 +5,13 @@
 //! rewritten summary). `verify` (in-process, for speed) must fail on each, naming what
 //! broke. README "What `verify` checks" lists what each output's integrity rests on.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::support::*;
 use kiln_attest::{Options, Policy, Report};
 use kiln_core::{Digest, canonical};
 use serde_json::Value;
-use support::*;
 
 const LINEAGE: &str = "\n[lineage]\nsource = \"https://github.com/kiln-build/kiln\"\ntransform = \"release-build\"\npolicy_version = \"2024.1\"\n";
 

@@ -2,13 +2,11 @@
 //! `verify` and by independent verifiers (securesystemslib, @sigstore/verify,
 //! in-toto-attestation), plus tampering, determinism and bad input.
 
-mod support;
-
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::*;
+use crate::support::*;
 
 const LINEAGE: &str = "\n[lineage]\nsource = \"https://github.com/kiln-build/kiln\"\ntransform = \"release-build\"\npolicy_version = \"2024.1\"\n";
 

@@ -9,16 +9,20 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// kiln's source tree: the nearest ancestor of the test crate with a `Cargo.lock` and
+/// `testdata/` (this module serves both kiln-cli's and xtask's tests, at different depths).
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
+        .ancestors()
+        .find(|d| d.join("Cargo.lock").is_file() && d.join("testdata").is_dir())
+        .expect("the test crate is inside kiln's source tree")
         .to_path_buf()
 }
 
-/// The kiln CLI under test.
+/// The kiln CLI under test: the binary the including test crate names in its `KILN`
+/// constant (`kiln` for kiln-cli's tests, `xtask` for the developer tasks').
 pub fn kiln() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    let mut c = Command::new(crate::KILN);
     c.env_remove("SOURCE_DATE_EPOCH");
     c
 }

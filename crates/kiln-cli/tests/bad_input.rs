@@ -1,9 +1,7 @@
 //! Bad input: each case fails with a message naming the file, the field and the fix, exits
 //! non-zero, and leaves nothing under target/kiln/out.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 
 #[track_caller]
 fn fails(p: &Project, extra: &[&str], expect: &[&str]) {

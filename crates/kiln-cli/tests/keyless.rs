@@ -6,13 +6,11 @@
 //! Keyless bundles are not byte-for-byte reproducible (a fresh key per signature, the
 //! log's integrated time), so there is no determinism check here.
 
-mod support;
-
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::*;
+use crate::support::*;
 
 const LINEAGE: &str = "\n[lineage]\nsource = \"https://github.com/kiln-build/kiln\"\ntransform = \"release-build\"\npolicy_version = \"2024.1\"\n";
 
