@@ -76,7 +76,9 @@ pub struct Keyless {
 
 impl Keyless {
     /// The configuration from `$KILN_FULCIO_URL`, `$KILN_REKOR_URL` (defaults: the
-    /// public-good instance) and `$KILN_OIDC_TOKEN`.
+    /// public-good instance) and `$KILN_OIDC_TOKEN`. An empty or blank variable counts as
+    /// unset, as cosign treats empty environment variables. The one reading of these
+    /// variables: kiln-build calls this too.
     pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Self {
         let non_empty = |k: &str| env(k).filter(|v| !v.trim().is_empty());
         Keyless {
@@ -1408,5 +1410,33 @@ mod tests {
         let k = Keyless::from_env(&|v| Some(format!("x-{v}")));
         assert_eq!(k.fulcio_url, "x-KILN_FULCIO_URL");
         assert_eq!(k.token.as_deref(), Some("x-KILN_OIDC_TOKEN"));
+    }
+
+    /// An empty (or blank) variable is unset, as cosign treats empty environment
+    /// variables: an exported-but-empty `KILN_OIDC_TOKEN` falls back to GitHub Actions'
+    /// token service instead of sending Fulcio an empty token, and empty URLs fall back
+    /// to the public-good instance instead of an empty URL. (kiln-build once read these
+    /// variables itself and kept both as given.)
+    #[test]
+    fn from_env_treats_empty_variables_as_unset() {
+        for empty in ["", "  ", "\n"] {
+            let k = Keyless::from_env(&|_| Some(empty.to_string()));
+            assert_eq!(k.token, None, "{empty:?}");
+            assert_eq!(k.fulcio_url, DEFAULT_FULCIO_URL, "{empty:?}");
+            assert_eq!(k.rekor_url, DEFAULT_REKOR_URL, "{empty:?}");
+        }
+        let only = |set: &'static str, value: &'static str| {
+            move |k: &str| (k == set).then(|| value.to_string())
+        };
+        let k = Keyless::from_env(&only(TOKEN_ENV, ""));
+        assert_eq!(k.token, None);
+        let k = Keyless::from_env(&only(TOKEN_ENV, "tok"));
+        assert_eq!(k.token.as_deref(), Some("tok"));
+        assert_eq!(k.fulcio_url, DEFAULT_FULCIO_URL);
+        let k = Keyless::from_env(&only(REKOR_URL_ENV, "http://127.0.0.1:1"));
+        assert_eq!(
+            (k.fulcio_url.as_str(), k.rekor_url.as_str()),
+            (DEFAULT_FULCIO_URL, "http://127.0.0.1:1")
+        );
     }
 }
