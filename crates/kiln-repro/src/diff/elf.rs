@@ -43,38 +43,15 @@ impl Differ<'_> {
         (!fa.is_empty() || !fb.is_empty()).then(|| (fa.join(" "), fb.join(" ")))
     }
 
+    /// Two ELF binaries, section by section; see [`Differ::elf_section`]. What no section
+    /// explains is judged last, once it is known whether any root cause was found.
     pub(super) fn elf(&mut self, loc: &str, a: &[u8], b: &[u8]) {
         let (Ok(fa), Ok(fb)) = (object::File::parse(a), object::File::parse(b)) else {
             return self.bytes(loc, a, b);
         };
         let (sa, sb) = (secs(&fa), secs(&fb));
         let names: BTreeSet<&String> = sa.keys().chain(sb.keys()).collect();
-        // The printable strings of every differing data section the loop below compares,
-        // side A's here and side B's on a second thread (pure, so nothing else changes).
-        let compared: Vec<(&String, &Sec, &Sec)> = names
-            .iter()
-            .filter_map(|n| Some((*n, sa.get(*n)?, sb.get(*n)?)))
-            .filter(|(_, x, y)| !x.exec && (x.data != y.data || x.size != y.size))
-            .collect();
-        let (strs_a, strs_b) = both(
-            || {
-                compared
-                    .iter()
-                    .map(|(_, x, _)| strings(x.data, 6))
-                    .collect::<Vec<_>>()
-            },
-            || {
-                compared
-                    .iter()
-                    .map(|(_, _, y)| strings(y.data, 6))
-                    .collect::<Vec<_>>()
-            },
-        );
-        let mut strs: BTreeMap<&String, (Vec<&str>, Vec<&str>)> = compared
-            .iter()
-            .map(|(n, _, _)| *n)
-            .zip(strs_a.into_iter().zip(strs_b))
-            .collect();
+        let mut strs = section_strings(&names, &sa, &sb);
         let mut unexplained = Vec::new();
         let mut root_found = false;
         for name in names {
@@ -82,82 +59,9 @@ impl Differ<'_> {
             match (sa.get(name), sb.get(name)) {
                 (Some(x), Some(y)) if x.data == y.data && x.size == y.size => {}
                 (Some(x), Some(y)) => {
-                    if name == ".note.gnu.build-id" {
-                        self.push(
-                            at,
-                            "build ID differs (a hash of the rest of the binary)",
-                            Some(hex_of(x.data)),
-                            Some(hex_of(y.data)),
-                            Cause::Derived,
-                            None,
-                        );
-                        continue;
-                    }
-                    let first = x
-                        .data
-                        .iter()
-                        .zip(y.data)
-                        .position(|(p, q)| p != q)
-                        .unwrap_or(x.data.len().min(y.data.len()));
-                    let what = format!(
-                        "section differs from offset {first} ({} vs {} bytes)",
-                        x.size, y.size
-                    );
-                    let mut explained = false;
-                    if let Some((ia, ib)) = self.time_integers(x.data, y.data) {
-                        root_found = true;
-                        explained = true;
-                        self.push(
-                            at.clone(),
-                            "integer timestamp: a build time stored as a 64-bit integer",
-                            Some(ia),
-                            Some(ib),
-                            Cause::Timestamp,
-                            None,
-                        );
-                    }
-                    if !x.exec {
-                        let (xs, ys) = strs
-                            .remove(name)
-                            .unwrap_or_else(|| (strings(x.data, 6), strings(y.data, 6)));
-                        let (oa, ob) = string_delta(&xs, &ys);
-                        if !(oa.is_empty() && ob.is_empty()) {
-                            let findings =
-                                classify_text(&oa.join("\n"), &ob.join("\n"), self.hints);
-                            let toolchain = name == ".comment";
-                            // Once a string in this section changed length, the bytes next to
-                            // other strings move too; an unexplained neighbour is a consequence.
-                            let shifted = findings.iter().any(|f| {
-                                matches!(
-                                    f.cause,
-                                    Cause::BuildPath
-                                        | Cause::Timestamp
-                                        | Cause::Randomness
-                                        | Cause::Hostname
-                                        | Cause::Environment
-                                )
-                            });
-                            for f in findings {
-                                let cause = match f.cause {
-                                    Cause::Unknown if toolchain => Cause::Toolchain,
-                                    Cause::Unknown if shifted => Cause::Derived,
-                                    c => c,
-                                };
-                                root_found |= cause.is_root() && cause != Cause::Unknown;
-                                explained = true;
-                                self.push(
-                                    at.clone(),
-                                    format!("embedded strings: {}", cause.as_str()),
-                                    Some(f.a.join(" ")),
-                                    Some(f.b.join(" ")),
-                                    cause,
-                                    f.variation,
-                                );
-                            }
-                        }
-                    }
-                    if !explained {
-                        unexplained.push((at, what, x.exec, x.size == y.size));
+                    let strs = strs.remove(name);
+                    if let Some(u) = self.elf_section(at, name, x, y, strs, &mut root_found) {
+                        unexplained.push(u);
                     }
                 }
                 (x, _) => {
@@ -191,6 +95,148 @@ impl Differ<'_> {
             self.push(at, what, None, None, cause, None);
         }
     }
+
+    /// One section both sides have that differs: a build ID is derived from the rest; a
+    /// build time stored as an integer and the strings only one side has (data sections)
+    /// explain it. Returns the section when nothing did, for [`Differ::elf`] to judge once
+    /// all sections are seen; sets `root_found` when a root cause was found.
+    fn elf_section<'s>(
+        &mut self,
+        at: String,
+        name: &str,
+        x: &Sec<'s>,
+        y: &Sec<'s>,
+        strs: Option<(Vec<&'s str>, Vec<&'s str>)>,
+        root_found: &mut bool,
+    ) -> Option<Unexplained> {
+        if name == ".note.gnu.build-id" {
+            self.push(
+                at,
+                "build ID differs (a hash of the rest of the binary)",
+                Some(hex_of(x.data)),
+                Some(hex_of(y.data)),
+                Cause::Derived,
+                None,
+            );
+            return None;
+        }
+        let first = x
+            .data
+            .iter()
+            .zip(y.data)
+            .position(|(p, q)| p != q)
+            .unwrap_or(x.data.len().min(y.data.len()));
+        let what = format!(
+            "section differs from offset {first} ({} vs {} bytes)",
+            x.size, y.size
+        );
+        let mut explained = false;
+        if let Some((ia, ib)) = self.time_integers(x.data, y.data) {
+            *root_found = true;
+            explained = true;
+            self.push(
+                at.clone(),
+                "integer timestamp: a build time stored as a 64-bit integer",
+                Some(ia),
+                Some(ib),
+                Cause::Timestamp,
+                None,
+            );
+        }
+        if !x.exec {
+            let (xs, ys) = strs.unwrap_or_else(|| (strings(x.data, 6), strings(y.data, 6)));
+            explained |= self.elf_strings(&at, name, &xs, &ys, root_found);
+        }
+        (!explained).then_some((at, what, x.exec, x.size == y.size))
+    }
+
+    /// The strings of a data section only one side has, classified; an unexplained one is
+    /// the toolchain's in `.comment` and a consequence next to a string that changed
+    /// length. Returns whether any was found.
+    fn elf_strings(
+        &mut self,
+        at: &str,
+        name: &str,
+        xs: &[&str],
+        ys: &[&str],
+        root_found: &mut bool,
+    ) -> bool {
+        let (oa, ob) = string_delta(xs, ys);
+        if oa.is_empty() && ob.is_empty() {
+            return false;
+        }
+        let findings = classify_text(&oa.join("\n"), &ob.join("\n"), self.hints);
+        let toolchain = name == ".comment";
+        // Once a string in this section changed length, the bytes next to
+        // other strings move too; an unexplained neighbour is a consequence.
+        let shifted = findings.iter().any(|f| {
+            matches!(
+                f.cause,
+                Cause::BuildPath
+                    | Cause::Timestamp
+                    | Cause::Randomness
+                    | Cause::Hostname
+                    | Cause::Environment
+            )
+        });
+        let mut explained = false;
+        for f in findings {
+            let cause = match f.cause {
+                Cause::Unknown if toolchain => Cause::Toolchain,
+                Cause::Unknown if shifted => Cause::Derived,
+                c => c,
+            };
+            *root_found |= cause.is_root() && cause != Cause::Unknown;
+            explained = true;
+            self.push(
+                at.to_string(),
+                format!("embedded strings: {}", cause.as_str()),
+                Some(f.a.join(" ")),
+                Some(f.b.join(" ")),
+                cause,
+                f.variation,
+            );
+        }
+        explained
+    }
+}
+
+/// A section no evidence explained: where, what, whether it is code, whether both sides
+/// are the same size.
+type Unexplained = (String, String, bool, bool);
+
+/// The printable strings of every section both sides have that differs and holds data
+/// (what [`Differ::elf_section`] compares), side A's here and side B's on a second thread
+/// (pure, so nothing else changes).
+fn section_strings<'s, 'n>(
+    names: &BTreeSet<&'n String>,
+    sa: &BTreeMap<String, Sec<'s>>,
+    sb: &BTreeMap<String, Sec<'s>>,
+) -> BTreeMap<&'n String, (Vec<&'s str>, Vec<&'s str>)> {
+    let compared: Vec<(&String, &Sec, &Sec)> = names
+        .iter()
+        .filter_map(|n| Some((*n, sa.get(*n)?, sb.get(*n)?)))
+        .filter(|(_, x, y)| !x.exec && (x.data != y.data || x.size != y.size))
+        .collect();
+    let (strs_a, strs_b) = both(
+        || {
+            compared
+                .iter()
+                .map(|(_, x, _)| strings(x.data, 6))
+                .collect::<Vec<_>>()
+        },
+        || {
+            compared
+                .iter()
+                .map(|(_, _, y)| strings(y.data, 6))
+                .collect::<Vec<_>>()
+        },
+    );
+    compared
+        .iter()
+        .map(|(n, _, _)| *n)
+        .zip(strs_a.into_iter().zip(strs_b))
+        .collect()
 }
 
 struct Sec<'d> {

@@ -122,26 +122,7 @@ pub fn diff_dirs(a: &Path, b: &Path, hints: &Hints) -> Result<Vec<ArtifactDiff>>
     }
     let mut out = Vec::new();
     for (name, (fa, fb)) in by_name {
-        // Inflated large gzip files, when inflated ahead (see below).
-        let mut ahead = None;
-        let (sa, sb) = match (fa, fb) {
-            (Some(x), Some(y)) if size_of(x).min(size_of(y)) >= PARALLEL_SCAN => {
-                // Two blobs under different digest names all but surely differ: each side's
-                // thread goes on to inflate its file if it is gzip, rather than waiting for
-                // both hashes. Only a schedule: the verdict is still the hashes', and the
-                // inflated bytes are used only if they differ.
-                let early = x.rel != y.rel;
-                let limit = hints.inflate_limit();
-                let (ra, rb) = both(
-                    || scan_ahead(x, early, limit),
-                    || scan_ahead(y, early, limit),
-                );
-                let ((sa, ia), (sb, ib)) = (ra?, rb?);
-                ahead = ia.zip(ib);
-                (Some(sa), Some(sb))
-            }
-            _ => (fa.map(scan).transpose()?, fb.map(scan).transpose()?),
-        };
+        let (sa, sb, ahead) = scan_pair(fa, fb, hints)?;
         let mut art = ArtifactDiff {
             path: name.to_string(),
             kind: String::new(),
@@ -154,47 +135,12 @@ pub fn diff_dirs(a: &Path, b: &Path, hints: &Hints) -> Result<Vec<ArtifactDiff>>
             (Some((fa, sa)), Some((_, sb))) if sa.side.sha256 == sb.side.sha256 => {
                 art.kind = sa.kind(&fa.abs)?.to_string();
             }
-            (Some((fa, sa)), Some((fb, sb))) => {
+            (Some(x), Some(y)) => {
                 art.verdict = Verdict::Different;
-                let mut d = Differ {
-                    hints,
-                    out: Vec::new(),
-                };
-                let streamed = |s: &Scanned| !s.whole && kind_of_head(&s.head) == Some("gzip");
-                if sa.link || sb.link {
-                    art.kind = if sa.link && sb.link {
-                        "symlink".into()
-                    } else {
-                        "symlink/file".into()
-                    };
-                    d.symlinks(name, sa, sb);
-                } else if streamed(sa) && streamed(sb) {
-                    // What `content` does with two gzip files, streamed from disk, the two
-                    // inflated side by side (inflating is most of a differing layer's cost).
-                    art.kind = "gzip".into();
-                    let limit = hints.inflate_limit();
-                    let inflated = ahead.unwrap_or_else(|| {
-                        both(
-                            || inflate_file(&fa.abs, sa.side.size, limit),
-                            || inflate_file(&fb.abs, sb.side.size, limit),
-                        )
-                    });
-                    match inflated {
-                        (Ok(ia), Ok(ib)) => d.inflated("", &sa.head, &sb.head, &ia, &ib, 0),
-                        (x, y) if too_large(&x) || too_large(&y) => d.too_large(""),
-                        _ => d.bytes("", &sa.bytes(&fa.abs)?, &sb.bytes(&fb.abs)?),
-                    }
-                } else {
-                    let (ba, bb) = (sa.bytes(&fa.abs)?, sb.bytes(&fb.abs)?);
-                    let (ka, va) = sniff(&ba);
-                    art.kind = ka.to_string();
-                    if ba != bb {
-                        d.sniffed("", &ba, &bb, (ka, va), sniff(&bb), 0);
-                    }
-                }
-                art.differences = d.finish();
+                (art.kind, art.differences) = differing(name, x, y, ahead, hints)?;
             }
             (Some((f, s)), None) | (None, Some((f, s))) => {
+                let side = if fa.is_some() { "A" } else { "B" };
                 art.verdict = if fa.is_some() {
                     Verdict::OnlyInA
                 } else {
@@ -203,7 +149,7 @@ pub fn diff_dirs(a: &Path, b: &Path, hints: &Hints) -> Result<Vec<ArtifactDiff>>
                 art.kind = s.kind(&f.abs)?.to_string();
                 art.differences.push(Difference {
                     location: name.to_string(),
-                    what: format!("only in {}", if fa.is_some() { "A" } else { "B" }),
+                    what: format!("only in {side}"),
                     a: None,
                     b: None,
                     cause: Cause::Unknown,
@@ -215,6 +161,84 @@ pub fn diff_dirs(a: &Path, b: &Path, hints: &Hints) -> Result<Vec<ArtifactDiff>>
         out.push(art);
     }
     Ok(out)
+}
+
+/// Two large gzip files, inflated ahead by [`scan_pair`].
+type InflatedAhead = (std::io::Result<Vec<u8>>, std::io::Result<Vec<u8>>);
+
+/// The hashing pass over one name's files. A large pair is hashed on two threads; two
+/// blobs under different digest names all but surely differ, so each side's thread goes
+/// on to inflate its file if it is gzip, rather than waiting for both hashes. Only a
+/// schedule: the verdict is still the hashes', and the inflated bytes are used only if
+/// they differ.
+fn scan_pair(
+    fa: Option<&Listed>,
+    fb: Option<&Listed>,
+    hints: &Hints,
+) -> Result<(Option<Scanned>, Option<Scanned>, Option<InflatedAhead>)> {
+    match (fa, fb) {
+        (Some(x), Some(y)) if size_of(x).min(size_of(y)) >= PARALLEL_SCAN => {
+            let early = x.rel != y.rel;
+            let limit = hints.inflate_limit();
+            let (ra, rb) = both(
+                || scan_ahead(x, early, limit),
+                || scan_ahead(y, early, limit),
+            );
+            let ((sa, ia), (sb, ib)) = (ra?, rb?);
+            Ok((Some(sa), Some(sb), ia.zip(ib)))
+        }
+        _ => Ok((fa.map(scan).transpose()?, fb.map(scan).transpose()?, None)),
+    }
+}
+
+/// A pair whose hashes differ: its kind and its differences, by what the two files are —
+/// symlinks, two large gzip streams (inflated from disk, side by side, unless `ahead`
+/// already has them) or anything else, sniffed and dispatched by [`Differ::sniffed`].
+fn differing(
+    name: &str,
+    (fa, sa): (&Listed, &Scanned),
+    (fb, sb): (&Listed, &Scanned),
+    ahead: Option<InflatedAhead>,
+    hints: &Hints,
+) -> Result<(String, Vec<Difference>)> {
+    let mut d = Differ {
+        hints,
+        out: Vec::new(),
+    };
+    let streamed = |s: &Scanned| !s.whole && kind_of_head(&s.head) == Some("gzip");
+    let kind;
+    if sa.link || sb.link {
+        kind = if sa.link && sb.link {
+            "symlink".into()
+        } else {
+            "symlink/file".into()
+        };
+        d.symlinks(name, sa, sb);
+    } else if streamed(sa) && streamed(sb) {
+        // What `content` does with two gzip files, streamed from disk, the two
+        // inflated side by side (inflating is most of a differing layer's cost).
+        kind = "gzip".into();
+        let limit = hints.inflate_limit();
+        let inflated = ahead.unwrap_or_else(|| {
+            both(
+                || inflate_file(&fa.abs, sa.side.size, limit),
+                || inflate_file(&fb.abs, sb.side.size, limit),
+            )
+        });
+        match inflated {
+            (Ok(ia), Ok(ib)) => d.inflated("", &sa.head, &sb.head, &ia, &ib, 0),
+            (x, y) if too_large(&x) || too_large(&y) => d.too_large(""),
+            _ => d.bytes("", &sa.bytes(&fa.abs)?, &sb.bytes(&fb.abs)?),
+        }
+    } else {
+        let (ba, bb) = (sa.bytes(&fa.abs)?, sb.bytes(&fb.abs)?);
+        let (ka, va) = sniff(&ba);
+        kind = ka.to_string();
+        if ba != bb {
+            d.sniffed("", &ba, &bb, (ka, va), sniff(&bb), 0);
+        }
+    }
+    Ok((kind, d.finish()))
 }
 
 /// Compares two single files (e.g. `kiln repro compare` on two blobs).
@@ -312,24 +336,7 @@ impl Differ<'_> {
             "gzip" => self.gzip(loc, a, b, depth),
             "elf" => self.elf(loc, a, b),
             "tar" => self.tar(loc, a, b, depth),
-            "json" => {
-                let (Some(va), Some(vb)) = (va, vb) else {
-                    return self.bytes(loc, a, b);
-                };
-                let before = self.out.len();
-                self.json(loc, "$", None, &va, &vb);
-                if self.out.len() == before {
-                    // Same document, other bytes: key order or whitespace.
-                    self.push(
-                        join(loc, "$"),
-                        "same JSON value, different serialization (key order or whitespace)",
-                        None,
-                        None,
-                        Cause::Ordering,
-                        None,
-                    );
-                }
-            }
+            "json" => self.json_document(loc, a, b, va, vb),
             _ => self.bytes(loc, a, b),
         }
     }

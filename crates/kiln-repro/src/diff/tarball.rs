@@ -111,57 +111,16 @@ fn entry_key(path: &str) -> String {
 }
 
 impl Differ<'_> {
+    /// Two tar archives: entries only one side has, the same entries in another order,
+    /// and each common entry by header and content.
     pub(super) fn tar(&mut self, loc: &str, a: &[u8], b: &[u8], depth: usize) {
         let (Ok(ea), Ok(eb)) = (read_tar(a), read_tar(b)) else {
             return self.bytes(loc, a, b);
         };
-        let keys = |es: &[TarEntry]| {
-            let raw: Vec<String> = es.iter().map(|e| entry_key(&e.path)).collect();
-            let mut seen = BTreeMap::<&str, usize>::new();
-            for k in &raw {
-                *seen.entry(k).or_default() += 1;
-            }
-            // Only unique normalized names pair across renames; others pair by exact path.
-            es.iter()
-                .zip(&raw)
-                .map(|(e, k)| {
-                    if seen[k.as_str()] == 1 {
-                        k.clone()
-                    } else {
-                        e.path.clone()
-                    }
-                })
-                .collect::<Vec<_>>()
-        };
-        let (ka, kb) = (keys(&ea), keys(&eb));
+        let (ka, kb) = (pairing_keys(&ea), pairing_keys(&eb));
         let ma: BTreeMap<&str, &TarEntry> = ka.iter().map(String::as_str).zip(&ea).collect();
         let mb: BTreeMap<&str, &TarEntry> = kb.iter().map(String::as_str).zip(&eb).collect();
-        for (k, e) in &ma {
-            if !mb.contains_key(k) {
-                let (cause, var) = crate::explain::classify_token(&e.path, self.hints);
-                self.push(
-                    join(loc, &e.path),
-                    "tar entry only in A",
-                    Some(e.path.clone()),
-                    None,
-                    cause,
-                    var,
-                );
-            }
-        }
-        for (k, e) in &mb {
-            if !ma.contains_key(k) {
-                let (cause, var) = crate::explain::classify_token(&e.path, self.hints);
-                self.push(
-                    join(loc, &e.path),
-                    "tar entry only in B",
-                    None,
-                    Some(e.path.clone()),
-                    cause,
-                    var,
-                );
-            }
-        }
+        self.tar_only_in_one(loc, &ma, &mb);
         let common_a: Vec<&str> = ka
             .iter()
             .map(String::as_str)
@@ -183,133 +142,216 @@ impl Differ<'_> {
             );
         }
         for k in common_a {
-            let (x, y) = (ma[k], mb[k]);
-            let at = join(loc, &x.path);
-            if x.path != y.path {
+            self.tar_entry(loc, ma[k], mb[k], depth);
+        }
+    }
+
+    /// The entries of each archive that the other lacks, A's then B's, each in name order.
+    fn tar_only_in_one(
+        &mut self,
+        loc: &str,
+        ma: &BTreeMap<&str, &TarEntry>,
+        mb: &BTreeMap<&str, &TarEntry>,
+    ) {
+        for (k, e) in ma {
+            if !mb.contains_key(k) {
+                let (cause, var) = crate::explain::classify_token(&e.path, self.hints);
                 self.push(
-                    at.clone(),
-                    "entry name (a digest) differs",
-                    Some(x.path.clone()),
-                    Some(y.path.clone()),
-                    Cause::Derived,
+                    join(loc, &e.path),
+                    "tar entry only in A",
+                    Some(e.path.clone()),
                     None,
+                    cause,
+                    var,
                 );
             }
-            let mut field =
-                |name: &str, va: String, vb: String, cause: Cause, var: Option<&str>| {
-                    if va != vb {
-                        self.push(
-                            join(&at, name),
-                            format!("tar header {name} differs"),
-                            Some(va),
-                            Some(vb),
-                            cause,
-                            var.map(str::to_string),
-                        );
-                    }
-                };
-            field(
-                "type",
-                (x.kind as char).to_string(),
-                (y.kind as char).to_string(),
-                Cause::Unknown,
-                None,
-            );
-            field(
-                "mtime",
-                x.mtime.to_string(),
-                y.mtime.to_string(),
-                Cause::Timestamp,
-                Some("clock"),
-            );
-            field(
-                "mode",
-                format!("{:o}", x.mode),
-                format!("{:o}", y.mode),
-                Cause::Environment,
-                Some("umask"),
-            );
-            field(
-                "uid",
-                x.uid.to_string(),
-                y.uid.to_string(),
-                Cause::Environment,
-                Some("user"),
-            );
-            field(
-                "gid",
-                x.gid.to_string(),
-                y.gid.to_string(),
-                Cause::Environment,
-                Some("user"),
-            );
-            field(
-                "uname",
-                x.uname.clone(),
-                y.uname.clone(),
-                Cause::Environment,
-                Some("user"),
-            );
-            field(
-                "gname",
-                x.gname.clone(),
-                y.gname.clone(),
-                Cause::Environment,
-                Some("user"),
-            );
-            if x.link != y.link {
-                let before = self.out.len();
-                self.text_findings(
-                    &join(&at, "linkname"),
-                    "tar header linkname differs",
-                    &x.link,
-                    &y.link,
+        }
+        for (k, e) in mb {
+            if !ma.contains_key(k) {
+                let (cause, var) = crate::explain::classify_token(&e.path, self.hints);
+                self.push(
+                    join(loc, &e.path),
+                    "tar entry only in B",
+                    None,
+                    Some(e.path.clone()),
+                    cause,
+                    var,
                 );
-                if self.out.len() == before {
-                    self.push(
-                        join(&at, "linkname"),
-                        "tar header linkname differs",
-                        Some(x.link.clone()),
-                        Some(y.link.clone()),
-                        Cause::Unknown,
-                        None,
-                    );
-                }
-            }
-            if x.data != y.data {
-                // Hash only what can be content-addressed: a path naming a digest needs a
-                // run of 64 lowercase hex digits; anything else is hashed only if reported.
-                let addressed = |e: &TarEntry| {
-                    if !has_hex_run(&e.path, 64) {
-                        return None;
-                    }
-                    let s = sha(&e.data);
-                    s.strip_prefix("sha256:")
-                        .is_some_and(|h| e.path.contains(h))
-                        .then_some(s)
-                };
-                if let Some(sa) = addressed(x)
-                    && let Some(sb) = addressed(y)
-                {
-                    // A content-addressed blob: its own diff (in the layout) explains it.
-                    self.push(join(&at, "content"), format!("content-addressed blob differs ({} → {} bytes); see the blob's own entry", x.size, y.size), Some(sa), Some(sb), Cause::Derived, None);
-                } else {
-                    let before = self.out.len();
-                    self.content(&at, &x.data, &y.data, depth + 1);
-                    if self.out.len() == before {
-                        self.push(
-                            join(&at, "content"),
-                            "content differs",
-                            Some(sha(&x.data)),
-                            Some(sha(&y.data)),
-                            Cause::Unknown,
-                            None,
-                        );
-                    }
-                }
             }
         }
     }
+
+    /// Two entries paired by name: the name itself when a digest in it differs, the
+    /// header fields, and the content.
+    fn tar_entry(&mut self, loc: &str, x: &TarEntry, y: &TarEntry, depth: usize) {
+        let at = join(loc, &x.path);
+        if x.path != y.path {
+            self.push(
+                at.clone(),
+                "entry name (a digest) differs",
+                Some(x.path.clone()),
+                Some(y.path.clone()),
+                Cause::Derived,
+                None,
+            );
+        }
+        self.tar_headers(&at, x, y);
+        if x.data != y.data {
+            self.tar_content(&at, x, y, depth);
+        }
+    }
+
+    /// The header fields of two paired entries, each with the variation that would change
+    /// it (mtime: clock, mode: umask, owner: user), and the link target.
+    fn tar_headers(&mut self, at: &str, x: &TarEntry, y: &TarEntry) {
+        let mut field = |name: &str, va: String, vb: String, cause: Cause, var: Option<&str>| {
+            if va != vb {
+                self.push(
+                    join(at, name),
+                    format!("tar header {name} differs"),
+                    Some(va),
+                    Some(vb),
+                    cause,
+                    var.map(str::to_string),
+                );
+            }
+        };
+        field(
+            "type",
+            (x.kind as char).to_string(),
+            (y.kind as char).to_string(),
+            Cause::Unknown,
+            None,
+        );
+        field(
+            "mtime",
+            x.mtime.to_string(),
+            y.mtime.to_string(),
+            Cause::Timestamp,
+            Some("clock"),
+        );
+        field(
+            "mode",
+            format!("{:o}", x.mode),
+            format!("{:o}", y.mode),
+            Cause::Environment,
+            Some("umask"),
+        );
+        field(
+            "uid",
+            x.uid.to_string(),
+            y.uid.to_string(),
+            Cause::Environment,
+            Some("user"),
+        );
+        field(
+            "gid",
+            x.gid.to_string(),
+            y.gid.to_string(),
+            Cause::Environment,
+            Some("user"),
+        );
+        field(
+            "uname",
+            x.uname.clone(),
+            y.uname.clone(),
+            Cause::Environment,
+            Some("user"),
+        );
+        field(
+            "gname",
+            x.gname.clone(),
+            y.gname.clone(),
+            Cause::Environment,
+            Some("user"),
+        );
+        if x.link != y.link {
+            let before = self.out.len();
+            self.text_findings(
+                &join(at, "linkname"),
+                "tar header linkname differs",
+                &x.link,
+                &y.link,
+            );
+            if self.out.len() == before {
+                self.push(
+                    join(at, "linkname"),
+                    "tar header linkname differs",
+                    Some(x.link.clone()),
+                    Some(y.link.clone()),
+                    Cause::Unknown,
+                    None,
+                );
+            }
+        }
+    }
+
+    /// The content of two paired entries that differs: a content-addressed blob is
+    /// explained by its own diff, anything else is diffed by type.
+    fn tar_content(&mut self, at: &str, x: &TarEntry, y: &TarEntry, depth: usize) {
+        // Hash only what can be content-addressed: a path naming a digest needs a
+        // run of 64 lowercase hex digits; anything else is hashed only if reported.
+        let addressed = |e: &TarEntry| {
+            if !has_hex_run(&e.path, 64) {
+                return None;
+            }
+            let s = sha(&e.data);
+            s.strip_prefix("sha256:")
+                .is_some_and(|h| e.path.contains(h))
+                .then_some(s)
+        };
+        if let Some(sa) = addressed(x)
+            && let Some(sb) = addressed(y)
+        {
+            // A content-addressed blob: its own diff (in the layout) explains it.
+            self.push(
+                join(at, "content"),
+                format!(
+                    "content-addressed blob differs ({} → {} bytes); see the blob's own entry",
+                    x.size, y.size
+                ),
+                Some(sa),
+                Some(sb),
+                Cause::Derived,
+                None,
+            );
+        } else {
+            let before = self.out.len();
+            self.content(at, &x.data, &y.data, depth + 1);
+            if self.out.len() == before {
+                self.push(
+                    join(at, "content"),
+                    "content differs",
+                    Some(sha(&x.data)),
+                    Some(sha(&y.data)),
+                    Cause::Unknown,
+                    None,
+                );
+            }
+        }
+    }
+}
+
+/// The names two archives' entries are paired by: [`entry_key`] where that is unique in
+/// its archive (so a blob renamed with its digest pairs with its counterpart), else the
+/// exact path.
+fn pairing_keys(es: &[TarEntry]) -> Vec<String> {
+    let raw: Vec<String> = es.iter().map(|e| entry_key(&e.path)).collect();
+    let mut seen = BTreeMap::<&str, usize>::new();
+    for k in &raw {
+        *seen.entry(k).or_default() += 1;
+    }
+    // Only unique normalized names pair across renames; others pair by exact path.
+    es.iter()
+        .zip(&raw)
+        .map(|(e, k)| {
+            if seen[k.as_str()] == 1 {
+                k.clone()
+            } else {
+                e.path.clone()
+            }
+        })
+        .collect::<Vec<_>>()
 }
 
 #[cfg(test)]
