@@ -145,6 +145,7 @@ pub fn rebuild(plan: &RebuildPlan, progress: &dyn Fn(&str)) -> Result<Rebuilt> {
     let (env, home_b) = vary::environment(v, &inputs.base_env, &b, &mut records, &mut hints)?;
     let (argv, shift_secs) = vary::command(plan, &b, &mut records, &mut hints);
     let failed_b = build_b(&argv, &env, &b, shift_secs, &mut hints, progress)?;
+    // B's HOME is a build directory too, named after B's copy and root as it always was.
     hints.build_dirs.push(home_b.display().to_string());
     drop(mount);
     drop(work_guard);
