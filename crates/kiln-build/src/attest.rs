@@ -38,13 +38,11 @@ pub(crate) fn write(ctx: &ImageContext, vex_inputs: Vec<VexInput>) -> Result<(),
                     .into(),
             });
         }
-        Some(kiln_attest::keyless::Keyless {
-            fulcio_url: std::env::var("KILN_FULCIO_URL")
-                .unwrap_or_else(|_| "https://fulcio.sigstore.dev".into()),
-            rekor_url: std::env::var("KILN_REKOR_URL")
-                .unwrap_or_else(|_| "https://rekor.sigstore.dev".into()),
-            token: std::env::var("KILN_OIDC_TOKEN").ok(),
-        })
+        // The one reading of KILN_FULCIO_URL / KILN_REKOR_URL / KILN_OIDC_TOKEN: an empty
+        // variable is unset, as cosign treats it.
+        Some(kiln_attest::keyless::Keyless::from_env(&|k| {
+            std::env::var(k).ok()
+        }))
     } else {
         None
     };

@@ -1,0 +1,69 @@
+//! The small blocking HTTP client the keyless flow needs (two JSON POSTs and a GET), with
+//! timeouts and errors that name the status and what the service answered.
+
+use std::time::Duration;
+
+/// A blocking HTTP client with timeouts; answers with the body or a message naming the
+/// status and what the service said.
+pub(super) struct Http(ureq::Agent);
+
+impl Http {
+    pub(super) fn new() -> Self {
+        let config = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(60)))
+            .http_status_as_error(false)
+            .build();
+        Http(config.into())
+    }
+
+    fn finish(
+        resp: std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> std::result::Result<String, String> {
+        let mut resp = resp.map_err(|e| format!("request failed: {e}"))?;
+        let status = resp.status();
+        let body = resp
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| format!("cannot read the answer: {e}"))?;
+        if !status.is_success() {
+            return Err(format!("HTTP {status}: {}", excerpt(&body)));
+        }
+        Ok(body)
+    }
+
+    pub(super) fn post_json(
+        &self,
+        url: &str,
+        body: &serde_json::Value,
+    ) -> std::result::Result<String, String> {
+        let bytes = serde_json::to_vec(body).expect("JSON serializes");
+        Self::finish(
+            self.0
+                .post(url)
+                .header("Content-Type", "application/json")
+                .header("Accept", "application/json")
+                .send(&bytes[..]),
+        )
+    }
+
+    pub(super) fn get(
+        &self,
+        url: &str,
+        authorization: &str,
+    ) -> std::result::Result<String, String> {
+        Self::finish(
+            self.0
+                .get(url)
+                .header("Authorization", authorization)
+                .call(),
+        )
+    }
+}
+
+pub(super) fn excerpt(s: &str) -> String {
+    let s = s.trim();
+    match s.char_indices().nth(300) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
