@@ -228,9 +228,10 @@ pub(crate) fn run_measured_accepting(mut cmd: Command, ok: &[i32]) -> Result<Mea
     let child = cmd.spawn().with_context(|| format!("starting {cmd:?}"))?;
     let pid = child.id() as libc::pid_t;
     let mut status = 0;
-    // SAFETY: a zeroed rusage is a valid value; wait4 fills it for our own child, which
-    // std has not reaped (we never call `Child::wait`).
+    // SAFETY: a zeroed rusage (integers only) is a valid value.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: wait4 fills `status` and `ru` for our own child, which std has not reaped
+    // (we never call `Child::wait`).
     let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
     let wall = start.elapsed();
     if r != pid {

@@ -59,6 +59,9 @@ pub struct TestArgs {
     /// Don't install anything; fail if a tool is missing.
     #[arg(long)]
     no_install: bool,
+    /// Skip `cargo fmt --check` and `cargo clippy -D warnings` (they run first otherwise).
+    #[arg(long)]
+    no_lint: bool,
     /// Arguments passed to `cargo test` (after `--`).
     #[arg(last = true)]
     cargo_args: Vec<String>,
@@ -73,7 +76,39 @@ pub fn run(args: &TestArgs) -> Result<ExitCode> {
         install_npm(&tools.join("node"))?;
         install_cargo_tools(&tools.join("cargo"))?;
     }
-    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    if !args.no_lint {
+        // The conventions check themselves before any test runs: formatting, clippy with
+        // the workspace lints and clippy.toml (warnings are errors), then the tests,
+        // which include the tidy checks (xtask/src/tidy.rs).
+        for (what, argv) in [
+            ("cargo fmt --all --check", &["fmt", "--all", "--check"][..]),
+            (
+                "cargo clippy --workspace --all-targets --locked -- -D warnings",
+                &[
+                    "clippy",
+                    "--workspace",
+                    "--all-targets",
+                    "--locked",
+                    "--",
+                    "-D",
+                    "warnings",
+                ][..],
+            ),
+        ] {
+            eprintln!("kiln: running {what}");
+            let status = Command::new(&cargo)
+                .current_dir(&repo)
+                .args(argv)
+                .status()
+                .with_context(|| format!("cannot run {what}"))?;
+            if !status.success() {
+                eprintln!("error: {what} failed (fix it, or `cargo fmt --all` for formatting)");
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    let mut cmd = Command::new(&cargo);
     cmd.current_dir(&repo)
         .args(["test", "--workspace", "--locked"])
         .args(&args.cargo_args);

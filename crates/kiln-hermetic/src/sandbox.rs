@@ -49,11 +49,16 @@ impl Sandbox {
     pub fn apply(self, cmd: &mut Command) {
         // Everything the child needs is computed here, before fork: between fork and exec
         // only async-signal-safe calls are allowed (no allocation).
+        // SAFETY: geteuid/getegid have no preconditions and cannot fail.
         let uid = unsafe { libc::geteuid() };
+        // SAFETY: as above.
         let gid = unsafe { libc::getegid() };
         let uid_map = format!("0 {uid} 1\n").into_bytes();
         let gid_map = format!("0 {gid} 1\n").into_bytes();
         let netns = self == Sandbox::Netns;
+        // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
+        // system calls (umask, unshare, open/write/close, socket/ioctl) on data computed
+        // before the fork; it allocates nothing.
         unsafe {
             cmd.pre_exec(move || {
                 libc::umask(0o022);
@@ -85,6 +90,8 @@ impl Sandbox {
 
 /// Runs in the child between fork and exec.
 fn enter_netns(uid: libc::uid_t, uid_map: &[u8], gid_map: &[u8]) -> io::Result<()> {
+    // SAFETY: plain system calls on valid, NUL-terminated paths and live buffers, in the
+    // single-threaded child; their failures are returned as io::Error.
     unsafe {
         if uid == 0 {
             if libc::unshare(libc::CLONE_NEWNET) != 0 {
@@ -105,6 +112,8 @@ fn enter_netns(uid: libc::uid_t, uid_map: &[u8], gid_map: &[u8]) -> io::Result<(
 }
 
 unsafe fn write_proc(path: &std::ffi::CStr, data: &[u8]) -> io::Result<()> {
+    // SAFETY: `path` is a valid C string and `data` a live slice; the fd is closed on
+    // every path.
     unsafe {
         let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
         if fd < 0 {
@@ -123,6 +132,8 @@ unsafe fn write_proc(path: &std::ffi::CStr, data: &[u8]) -> io::Result<()> {
 /// Brings `lo` up in the new namespace, so that software which talks to itself over
 /// 127.0.0.1 (test servers in build scripts) still works; nothing beyond it exists.
 unsafe fn loopback_up() -> io::Result<()> {
+    // SAFETY: the ifreq is zero-initialized and sized for SIOCGIFFLAGS/SIOCSIFFLAGS, the
+    // socket is closed on every path.
     unsafe {
         let sock = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
         if sock < 0 {
