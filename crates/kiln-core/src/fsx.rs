@@ -274,6 +274,7 @@ mod tests {
         // SAFETY: umask is process-wide; this test restores it before any assertion.
         let old = unsafe { libc::umask(0o077) };
         let r = create_dir_all(&deep);
+        // SAFETY: as above.
         unsafe { libc::umask(old) };
         r.unwrap();
         for p in [d.path().join("a"), d.path().join("a/b"), deep] {
