@@ -13,6 +13,8 @@ mod bench_sbom;
 mod cmd_corpus;
 mod fuzz;
 mod test_env;
+#[cfg(test)]
+mod tidy;
 mod util;
 
 use std::path::PathBuf;
