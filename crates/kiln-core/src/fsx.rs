@@ -35,6 +35,16 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// Creates (truncating) the log file a child process streams into, and its parents.
+///
+/// A log is not an artifact: it is written while the child runs, so it cannot appear by a
+/// rename, and a half-written one after a crash is what the user needs to read. Every other
+/// file goes through [`write_atomic`]; the tidy test holds `File::create` to this one place.
+pub fn create_log(path: &Path) -> io::Result<std::fs::File> {
+    create_dir_all(parent_of(path))?;
+    std::fs::File::create(path)
+}
+
 /// A directory being assembled next to its final location. Dropping it without
 /// [`StagingDir::commit`] removes it, so an error leaves nothing behind.
 ///

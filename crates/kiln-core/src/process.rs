@@ -1,7 +1,21 @@
-//! Starting the tools kiln asks questions of (rustc, cc, cargo, git).
+//! Starting processes: every tool kiln runs (rustc, cc, cargo, git, the build itself, the
+//! kiln CLI under `repro`) starts through [`command`]. clippy.toml's `disallowed-methods`
+//! forbids `std::process::Command::new` everywhere else, so no caller can forget to keep the
+//! interposers out.
 
+use std::ffi::OsStr;
 use std::path::PathBuf;
 use std::process::Command;
+
+/// A [`Command`] for `program` without dynamic-loader interposers ([`without_interposers`]).
+/// A caller that wants one on purpose (`repro`'s clock variation) sets it on the returned
+/// command, where it shows.
+#[allow(clippy::disallowed_methods)] // the one place processes are created
+pub fn command(program: impl AsRef<OsStr>) -> Command {
+    let mut cmd = Command::new(program);
+    without_interposers(&mut cmd);
+    cmd
+}
 
 /// The first `name` on `$PATH` that is a file, as a shell would find it: how kiln decides
 /// whether an optional tool (diffoscope, a registry, a validator) is present before it
