@@ -10,6 +10,8 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use kiln_core::contract::ProjectLayout;
+
 use crate::error::{Error, Result, io};
 use crate::explain::Hints;
 use crate::git::GitIdentity;
@@ -406,7 +408,7 @@ pub fn rebuild(plan: &RebuildPlan, progress: &dyn Fn(&str)) -> Result<Rebuilt> {
         config.project.source_date_epoch,
     )
     .map_err(|message| Error::Variations {
-        path: project.join("kiln.toml"),
+        path: ProjectLayout::new(&project).kiln_toml(),
         message,
     })?;
 
@@ -451,7 +453,9 @@ pub fn rebuild(plan: &RebuildPlan, progress: &dyn Fn(&str)) -> Result<Rebuilt> {
             log: fetch_log,
         });
     }
-    let registry = project.join("target/kiln/root/cargo-home/registry");
+    let registry = kiln_hermetic::BuildRoot::new(ProjectLayout::new(&project).build_root())
+        .cargo_home()
+        .join("registry");
 
     // Tools that outlive a HOME change: rustup finds its toolchains through these.
     let mut base_env: Vec<(String, OsString)> =
