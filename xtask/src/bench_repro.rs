@@ -16,6 +16,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::Result;
+use kiln_core::contract::layout::TOOLCHAINS_DIR;
 use kiln_core::contract::{OutputDir, ProjectLayout};
 
 #[derive(clap::Args)]
@@ -44,8 +45,8 @@ fn project(repo: &Path, dir: &Path, name: &str, toml: &str) -> Result<PathBuf> {
     let _ = std::fs::remove_dir_all(&p);
     kiln_repro::copy_project(&repo.join("testdata").join(name), &p, None)?;
     std::fs::write(ProjectLayout::new(&p).kiln_toml(), toml)?;
-    let locks = repo.join("toolchains");
-    kiln_repro::copy_project(&locks, &p.join("toolchains"), None)?;
+    let locks = repo.join(TOOLCHAINS_DIR);
+    kiln_repro::copy_project(&locks, &p.join(TOOLCHAINS_DIR), None)?;
     Ok(p)
 }
 
