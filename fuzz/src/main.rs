@@ -48,7 +48,9 @@ fn main() -> ExitCode {
         names.iter().filter_map(|n| kiln_fuzz::target(n)).collect()
     };
     let repo = kiln_fuzz::fixtures::repo();
-    let crashes = repo.join("target/kiln/fuzz/crashes");
+    let crashes = kiln_core::contract::ProjectLayout::new(&repo)
+        .fuzz_dir()
+        .join("crashes");
     let mut failed = 0;
     println!(
         "{:<14} {:>9} {:>6} {:>8}  result",

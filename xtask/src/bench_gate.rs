@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result};
+use kiln_core::contract::ProjectLayout;
 
 use crate::bench::run_measured_accepting;
 
@@ -105,7 +106,7 @@ fn generate(project: &Path, out: &Path, results: usize, components: usize) -> Re
     };
     let crate_name = |i: usize| format!("crate{i:05}");
     w(
-        &project.join("kiln.toml"),
+        &ProjectLayout::new(project).kiln_toml(),
         b"[[image]]\nname = \"hello\"\nmanifest = \"Cargo.toml\"\npackage = \"hello\"\nbinaries = [\"hello\"]\n",
     )?;
     w(

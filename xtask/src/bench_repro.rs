@@ -16,6 +16,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::Result;
+use kiln_core::contract::layout::TOOLCHAINS_DIR;
+use kiln_core::contract::{OutputDir, ProjectLayout};
 
 #[derive(clap::Args)]
 pub struct ReproBenchArgs {
@@ -42,9 +44,9 @@ fn project(repo: &Path, dir: &Path, name: &str, toml: &str) -> Result<PathBuf> {
     let p = dir.join(name);
     let _ = std::fs::remove_dir_all(&p);
     kiln_repro::copy_project(&repo.join("testdata").join(name), &p, None)?;
-    std::fs::write(p.join("kiln.toml"), toml)?;
-    let locks = repo.join("toolchains");
-    kiln_repro::copy_project(&locks, &p.join("toolchains"), None)?;
+    std::fs::write(ProjectLayout::new(&p).kiln_toml(), toml)?;
+    let locks = repo.join(TOOLCHAINS_DIR);
+    kiln_repro::copy_project(&locks, &p.join(TOOLCHAINS_DIR), None)?;
     Ok(p)
 }
 
@@ -122,8 +124,8 @@ pub fn repro(args: &ReproBenchArgs) -> Result<()> {
     for name in ["hello", "unrepro"] {
         let trees = dir.join(format!("repro-{name}/trees"));
         let (a, b) = (
-            trees.join("a").join(name).join("oci"),
-            trees.join("b").join(name).join("oci"),
+            OutputDir::new(trees.join("a").join(name)).oci(),
+            OutputDir::new(trees.join("b").join(name)).oci(),
         );
         // Best of five: both finish in well under a second, so process start-up and the
         // page cache would otherwise dominate one sample.
@@ -225,7 +227,7 @@ pub fn repro(args: &ReproBenchArgs) -> Result<()> {
 /// and kiln build ≤ 1.05 × one plain build.
 fn corpus(repo: &Path, dir: &Path, name: &str, kiln: &Path, cargo: &Path) -> Result<()> {
     let target = kiln_build::host_target()?;
-    let lock_file = repo.join(format!("toolchains/{target}.lock.json"));
+    let lock_file = ProjectLayout::new(repo).toolchain_lock(&target);
     let lock = kiln_toolchain::ToolchainLock::read(&lock_file)?;
     let corpus_file = repo.join(kiln_corpus::CORPUS_FILE);
     let corpus = kiln_corpus::Corpus::load(&corpus_file)?;

@@ -32,6 +32,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result};
+use kiln_core::contract::layout::toolchain_lock_rel;
+use kiln_core::contract::{CargoLock, ProjectLayout, Purl};
 
 use crate::bench::{Measured, run_measured};
 
@@ -168,7 +170,7 @@ pub fn sbom(args: &SbomBenchArgs) -> Result<()> {
     let workspace = workspace
         .canonicalize()
         .with_context(|| format!("resolving {}", workspace.display()))?;
-    let lock_crates = lock_crates(&workspace.join("Cargo.lock"))?;
+    let lock_crates = lock_crates(&ProjectLayout::new(&workspace).cargo_lock())?;
 
     let mut tmp: Option<tempfile::TempDir> = None;
     let root = match &args.dir {
@@ -187,7 +189,7 @@ pub fn sbom(args: &SbomBenchArgs) -> Result<()> {
         }
     };
 
-    let tools = repo.join("target/kiln/tools");
+    let tools = ProjectLayout::new(&repo).tools_dir();
     let venv = std::env::var_os("KILN_TOOLS_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| tools.join("venv/bin"));
@@ -196,8 +198,7 @@ pub fn sbom(args: &SbomBenchArgs) -> Result<()> {
     let exe = std::env::current_exe().context("locating the current executable")?;
     let package = args.package.clone();
     // The toolchain lock the build would verify (found once, outside the measurement).
-    let lock_rel =
-        Path::new("toolchains").join(format!("{}.lock.json", kiln_build::host_target()?));
+    let lock_rel = PathBuf::from(toolchain_lock_rel(&kiln_build::host_target()?));
     candidates.push(Candidate {
         name: "kiln",
         command: Box::new(move |ws, out| {
@@ -478,19 +479,21 @@ pub(crate) fn cargo_purls(doc: &serde_json::Value, out: &mut BTreeSet<String>) {
 
 /// `pkg:cargo/name@version?...#...` → `name@version` (percent-decoded), else None.
 fn cargo_key(purl: &str) -> Option<String> {
-    let p = kiln_vex::purl::Purl::parse(purl).ok()?;
+    let p = Purl::parse(purl).ok()?;
     if p.ty != "cargo" {
         return None;
     }
     Some(format!("{}@{}", p.name, p.version?))
 }
 
-/// `name@version` of every crates.io package in a Cargo.lock (kiln-sbom's own reader,
-/// which keys packages that have a checksum: workspace members are not counted).
+/// `name@version` of every crates.io package in a Cargo.lock (the contract's reader, the
+/// one kiln-sbom and kiln-hermetic use; workspace members are not counted).
 fn lock_crates(lock: &Path) -> Result<BTreeSet<String>> {
-    Ok(kiln_sbom::cargo::read_lock(lock)
-        .with_context(|| format!("reading {}", lock.display()))?
-        .into_keys()
+    Ok(CargoLock::read(lock)?
+        .packages
+        .iter()
+        .filter(|p| p.is_crates_io())
+        .map(|p| p.key())
         .collect())
 }
 

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
+use kiln_core::contract::ProjectLayout;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -34,7 +35,8 @@ pub struct Args {
 
 pub fn run(repo: PathBuf, args: &Args) -> Result<ExitCode> {
     let target = kiln_build::host_target()?;
-    let lock_file = repo.join(format!("toolchains/{target}.lock.json"));
+    let layout = ProjectLayout::new(&repo);
+    let lock_file = layout.toolchain_lock(&target);
     let lock = kiln_toolchain::ToolchainLock::read(&lock_file)?;
     let opts = kiln_corpus::Options {
         corpus: args
@@ -46,10 +48,7 @@ pub fn run(repo: PathBuf, args: &Args) -> Result<ExitCode> {
             .work
             .clone()
             .unwrap_or_else(|| std::env::temp_dir().join("kiln-corpus")),
-        out: args
-            .out
-            .clone()
-            .unwrap_or_else(|| repo.join("target/kiln/corpus")),
+        out: args.out.clone().unwrap_or_else(|| layout.corpus_dir()),
         lock_file,
         overhead: !args.no_overhead,
         diffoscope: args.diffoscope,

@@ -69,7 +69,7 @@ pub struct TestArgs {
 
 pub fn run(args: &TestArgs) -> Result<ExitCode> {
     let repo = crate::util::repo_root()?;
-    let tools = repo.join("target/kiln/tools");
+    let tools = kiln_core::contract::ProjectLayout::new(&repo).tools_dir();
     if !args.no_install {
         install_apt()?;
         install_venv(&tools.join("venv"))?;

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use kiln_core::contract::layout::file;
 use kiln_core::{Digest, canonical, fsx};
 
 use crate::attach::{
@@ -33,31 +34,31 @@ pub struct EvidenceKind {
 /// SBOM and VEX steps exist.
 pub const EVIDENCE: &[EvidenceKind] = &[
     EvidenceKind {
-        file: "sbom.cdx.json",
+        file: file::SBOM_CDX,
         media_type: "application/vnd.cyclonedx+json",
         predicate_type: "https://cyclonedx.org/bom",
         is_sbom: true,
     },
     EvidenceKind {
-        file: "sbom.spdx.json",
+        file: file::SBOM_SPDX,
         media_type: "application/spdx+json",
         predicate_type: "https://spdx.dev/Document",
         is_sbom: true,
     },
     EvidenceKind {
-        file: "vex.openvex.json",
+        file: file::VEX_OPENVEX,
         media_type: "application/vnd.openvex+json",
         predicate_type: "https://openvex.dev/ns",
         is_sbom: false,
     },
     EvidenceKind {
-        file: "vex.csaf.json",
+        file: file::VEX_CSAF,
         media_type: "application/csaf+json",
         predicate_type: "https://docs.oasis-open.org/csaf/csaf/v2.0",
         is_sbom: false,
     },
     EvidenceKind {
-        file: "vex.cdx.json",
+        file: file::VEX_CDX,
         media_type: "application/vnd.cyclonedx+json",
         predicate_type: "https://cyclonedx.org/vex",
         is_sbom: false,
@@ -85,14 +86,8 @@ pub struct Written {
     pub signed: bool,
 }
 
-/// `sbom.cdx.json` → `sbom.cdx.intoto.json` / `sbom.cdx.sigstore.json`.
-pub fn envelope_file(evidence: &str) -> String {
-    format!("{}.intoto.json", evidence.trim_end_matches(".json"))
-}
-pub fn bundle_file(evidence: &str) -> String {
-    format!("{}.sigstore.json", evidence.trim_end_matches(".json"))
-}
-pub const PROVENANCE_FILE: &str = "provenance.json";
+pub use kiln_core::contract::layout::{bundle_file, envelope_file};
+pub const PROVENANCE_FILE: &str = file::PROVENANCE;
 
 /// Writes provenance, signs it and each evidence file in `out`, and attaches it all to
 /// the image in `layout` whose manifest is `image`. `inputs.sboms` is filled here from the
@@ -194,7 +189,7 @@ pub fn write(
 
 fn predicate_type_of(kind: &EvidenceKind, doc: &serde_json::Value) -> String {
     // SPDX's registered predicate names the version: https://spdx.dev/Document/v2.3.
-    if kind.file == "sbom.spdx.json"
+    if kind.file == file::SBOM_SPDX
         && let Some(v) = doc
             .get("spdxVersion")
             .and_then(|v| v.as_str())

@@ -304,7 +304,10 @@ pub fn statement(i: &ProvenanceInputs) -> Statement {
     tc.annotations
         .insert("rustc".into(), Value::String(i.rustc.clone()));
     deps.push(tc);
-    deps.push(ResourceDescriptor::sha256("Cargo.lock", i.cargo_lock));
+    deps.push(ResourceDescriptor::sha256(
+        kiln_core::contract::layout::CARGO_LOCK,
+        i.cargo_lock,
+    ));
     let mut crates = i.crates.clone();
     crates.sort_by(|a, b| (&a.name, &a.version).cmp(&(&b.name, &b.version)));
     for c in &crates {

@@ -23,6 +23,7 @@ use crate::evidence::{EVIDENCE, bundle_file, envelope_file};
 use crate::outputs::{self, Source};
 use crate::policy::{Policy, Requirement};
 use crate::provenance::{Provenance, SLSA_PROVENANCE_V1, Statement};
+use kiln_core::contract::layout::file;
 
 /// The outcome of one rule.
 #[derive(Debug, Clone, Serialize)]
@@ -114,7 +115,7 @@ pub fn verify_with(out: &Path, policy: &Policy, opts: &Options) -> Report {
         out,
         checks: Vec::new(),
     };
-    let layout = out.join("oci");
+    let layout = out.join(file::OCI_DIR);
 
     let lay = match check_layout(&cx, &layout, opts.reference.as_deref()) {
         Ok(l) => {
@@ -315,7 +316,7 @@ pub fn verify_with(out: &Path, policy: &Policy, opts: &Options) -> Report {
 /// Files of an output directory deliberately outside verification, with the reason
 /// (README lists them too). Nothing else is skipped.
 pub const UNVERIFIED: &[(&str, &str)] = &[(
-    "gate.json",
+    file::GATE,
     "written later by `cargo xtask gate`: a local verdict it recomputes on demand, not a build output",
 )];
 
@@ -323,10 +324,10 @@ fn unverified(rel: &str) -> bool {
     UNVERIFIED.iter().any(|(f, _)| *f == rel)
 }
 
-pub const OCI_ARCHIVE: &str = "image.oci.tar";
-pub const DOCKER_ARCHIVE: &str = "image.docker.tar";
-pub const SUMMARY: &str = "summary.json";
-const PROVENANCE_BUNDLE: &str = "provenance.sigstore.json";
+pub const OCI_ARCHIVE: &str = file::OCI_ARCHIVE;
+pub const DOCKER_ARCHIVE: &str = file::DOCKER_ARCHIVE;
+pub const SUMMARY: &str = file::SUMMARY;
+const PROVENANCE_BUNDLE: &str = file::PROVENANCE_BUNDLE;
 const MEDIA_TYPE_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const MEDIA_TYPE_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
@@ -724,7 +725,7 @@ fn check_statement_kind(title: &str, m: &ArtifactManifest, stmt: &Statement) -> 
             .find(|k| bundle_file(k.file) == title)
             .is_some_and(|k| {
                 pt == k.predicate_type
-                    || (k.file == "sbom.spdx.json"
+                    || (k.file == file::SBOM_SPDX
                         && pt
                             .strip_prefix(k.predicate_type)
                             .is_some_and(|v| v.starts_with("/v")))
@@ -1039,8 +1040,10 @@ fn expected_summary(
     };
     let toolchain = dep(&|d| d.annotations.contains_key("rustc"))
         .ok_or_else(|| format!("{PROVENANCE_BUNDLE}: no toolchain among resolvedDependencies"))?;
-    let cargo_lock = dep(&|d| d.name.as_deref() == Some("Cargo.lock"))
-        .ok_or_else(|| format!("{PROVENANCE_BUNDLE}: no Cargo.lock among resolvedDependencies"))?;
+    let cargo_lock = dep(&|d| d.name.as_deref() == Some(kiln_core::contract::layout::CARGO_LOCK))
+        .ok_or_else(|| {
+        format!("{PROVENANCE_BUNDLE}: no Cargo.lock among resolvedDependencies")
+    })?;
     let base = dep(&|d| d.name.as_deref() == Some("base-image"))
         .map(sha)
         .unwrap_or(Value::Null);
@@ -1088,7 +1091,7 @@ fn expected_summary(
         artifacts.push(json!({"path": rel, "sha256": d, "size": meta.len()}));
     }
     Ok(json!({
-        "schema": 1,
+        "schema": kiln_core::contract::summary::SCHEMA,
         "kiln_version": p.run_details.builder.version.get("kiln"),
         "image": f.image,
         "ref_name": f.tag,
@@ -1529,11 +1532,11 @@ pub(crate) fn write_derived(out: &Path) {
         out,
         checks: Vec::new(),
     };
-    let layout = out.join("oci");
+    let layout = out.join(file::OCI_DIR);
     let lay = check_layout(&cx, &layout, None).unwrap();
     let env = Envelope::parse(
-        &std::fs::read(out.join("provenance.intoto.json")).unwrap(),
-        "provenance.intoto.json",
+        &std::fs::read(out.join(file::PROVENANCE_ENVELOPE)).unwrap(),
+        file::PROVENANCE_ENVELOPE,
     )
     .unwrap();
     let stmt: Statement = serde_json::from_slice(&env.payload_bytes("p").unwrap()).unwrap();

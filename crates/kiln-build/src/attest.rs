@@ -92,10 +92,7 @@ pub(crate) fn write(ctx: &ImageContext, vex_inputs: Vec<VexInput>) -> Result<(),
         sandbox: ctx.opts.sandbox.to_string(),
         environment: ctx.env.env().keys().cloned().collect(),
         source_date_epoch: ctx.sde.value,
-        source_date_epoch_source: serde_json::to_value(ctx.sde.source)
-            .ok()
-            .and_then(|v| v.as_str().map(String::from))
-            .unwrap_or_default(),
+        source_date_epoch_source: ctx.sde.source.as_str().to_string(),
         toolchain_lock: ctx.toolchain_record.lock.clone(),
         toolchain_lock_digest: ctx.toolchain_record.lock_digest,
         rustc: ctx.toolchain_record.rustc.clone(),

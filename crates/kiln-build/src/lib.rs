@@ -28,7 +28,7 @@ pub use pipeline::{
     BuildError, BuildOptions, EvidenceOptions, Progress, build, fetch, lock_toolchain,
 };
 pub use sbom::{regenerate as regenerate_sbom, resolve_request as sbom_resolve_request};
-pub use summary::{Artifact, BinaryRecord, Summary, ToolchainRecord};
+pub use summary::{Artifact, BinaryRecord, LayerRecord, SdeRecord, Summary, ToolchainRecord};
 
 /// The compilation target kiln builds for: the host, always (cross builds are not supported yet).
 pub fn host_target() -> Result<String, BuildError> {

@@ -3,7 +3,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use kiln_config::{Base, Config, ConfigError, ImageSpec};
-use kiln_core::{Digest, canonical, fsx};
+use kiln_core::contract::{OutputDir, ProjectLayout};
+use kiln_core::{Digest, fsx};
 use kiln_hermetic::{
     BuildRoot, CargoLock, FetchError, Hermetic, Sandbox, SandboxError, SourceDateEpoch,
     VerifiedSources,
@@ -11,7 +12,8 @@ use kiln_hermetic::{
 use kiln_oci::{BaseImage, Image, ImageConfig, Layer, Platform};
 use kiln_toolchain::{Toolchain, ToolchainLock};
 
-use crate::summary::{self, BinaryRecord, LayerRecord, Summary, ToolchainRecord};
+use crate::summary::{self, BinaryRecord, LayerRecord, SdeRecord, Summary, ToolchainRecord};
+use kiln_core::contract::SummaryError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -23,6 +25,8 @@ pub enum BuildError {
     Fetch(#[from] FetchError),
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
+    #[error(transparent)]
+    Summary(#[from] SummaryError),
     #[error("image `{image}`: {source}")]
     Oci {
         image: String,
@@ -154,16 +158,18 @@ impl BuildOptions {
             clock_shift: None,
         }
     }
-    fn out_dir(&self) -> PathBuf {
+    /// `--out`, else the project's `target/kiln/out`.
+    pub(crate) fn out_dir(&self) -> PathBuf {
         self.out_dir
             .clone()
-            .unwrap_or_else(|| self.project.join("target/kiln/out"))
+            .unwrap_or_else(|| ProjectLayout::new(&self.project).out_dir())
     }
-    fn root(&self) -> BuildRoot {
+    /// `--root`, else the project's `target/kiln/root`.
+    pub(crate) fn root(&self) -> BuildRoot {
         BuildRoot::new(
             self.root_dir
                 .clone()
-                .unwrap_or_else(|| self.project.join("target/kiln/root")),
+                .unwrap_or_else(|| ProjectLayout::new(&self.project).build_root()),
         )
     }
 }
@@ -535,7 +541,8 @@ fn build_image(
 
     let out = opts.out_dir().join(name);
     let staging = fsx::StagingDir::new(&out).map_err(io("cannot create", &out))?;
-    let layout = staging.path().join("oci");
+    let files = OutputDir::new(staging.path());
+    let layout = files.oci();
     fsx::create_dir_all(&layout).map_err(io("cannot create", &layout))?;
     let built = image.write_layout(&layout, &spec.tag).map_err(oci_err)?;
 
@@ -565,20 +572,19 @@ fn build_image(
     crate::attest::write(&ctx, vex_inputs)?;
 
     progress.step(name, "writing archives");
-    kiln_oci::write_oci_archive(&layout, &staging.path().join("image.oci.tar"), sde.value)
-        .map_err(oci_err)?;
+    kiln_oci::write_oci_archive(&layout, &files.image_oci_tar(), sde.value).map_err(oci_err)?;
     let repo_tag = format!("{name}:{}", spec.tag);
     kiln_oci::write_docker_archive(
         &layout,
         &built.manifest.digest,
         &[repo_tag],
-        &staging.path().join("image.docker.tar"),
+        &files.image_docker_tar(),
         sde.value,
     )
     .map_err(oci_err)?;
 
     let summary = Summary {
-        schema: 1,
+        schema: summary::SCHEMA,
         kiln_version: env!("CARGO_PKG_VERSION").to_string(),
         image: name.into(),
         ref_name: spec.tag.clone(),
@@ -595,8 +601,11 @@ fn build_image(
             })
             .collect(),
         base: built.base,
-        source_date_epoch: sde,
-        sandbox: opts.sandbox,
+        source_date_epoch: SdeRecord {
+            value: sde.value,
+            source: sde.source.as_str().to_string(),
+        },
+        sandbox: opts.sandbox.to_string(),
         environment: env.env().keys().cloned().collect(),
         toolchain: toolchain.clone(),
         kiln_toml: config.digest,
@@ -604,9 +613,7 @@ fn build_image(
         binaries,
         artifacts: summary::artifacts(staging.path()).map_err(io("cannot hash", staging.path()))?,
     };
-    let bytes = canonical::to_vec_pretty(&summary).expect("summary serializes");
-    fsx::write_atomic(&staging.path().join("summary.json"), &bytes)
-        .map_err(io("cannot write", &out))?;
+    summary.write(&files.summary())?;
     staging
         .commit()
         .map_err(io("cannot move outputs into", &out))?;

@@ -6,7 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use kiln_config::{Config, ImageSpec};
-use kiln_core::{Digest, canonical, fsx};
+use kiln_core::contract::{OutputDir, Summary};
+use kiln_core::{Digest, fsx};
 use kiln_sbom::cargo::{CrateSources, Platform, ResolveRequest};
 use kiln_sbom::{
     BinaryInfo, ImageInfo, SbomError, SbomInput, SpecVersion, ToolInfo, ToolchainInfo,
@@ -209,12 +210,8 @@ pub fn regenerate(opts: &BuildOptions, image: &str) -> Result<Vec<PathBuf>, Buil
             path: config.root.clone(),
             source,
         })?;
-    let out = opts
-        .out_dir
-        .clone()
-        .unwrap_or_else(|| opts.project.join("target/kiln/out"))
-        .join(image);
-    let summary_path = out.join("summary.json");
+    let out = OutputDir::new(opts.out_dir().join(image));
+    let summary_path = out.summary();
     let bad = |message: String| BuildError::Evidence {
         image: image.to_string(),
         message: format!(
@@ -223,47 +220,26 @@ pub fn regenerate(opts: &BuildOptions, image: &str) -> Result<Vec<PathBuf>, Buil
             kiln_core::cli::cmd("build")
         ),
     };
-    let raw = std::fs::read(&summary_path).map_err(|e| bad(format!("cannot read: {e}")))?;
-    let summary: serde_json::Value =
-        serde_json::from_slice(&raw).map_err(|e| bad(format!("not JSON: {e}")))?;
-    let digest = |v: &serde_json::Value, field: &str| -> Result<Digest, BuildError> {
-        v.as_str()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| bad(format!("`{field}` is missing or not a digest")))
-    };
-    let manifest_digest = digest(&summary["digest"], "digest")?;
-    let config_digest = digest(&summary["config_digest"], "config_digest")?;
-    let base = if summary["base"].is_null() {
-        None
-    } else {
-        Some(digest(&summary["base"], "base")?)
-    };
-    let sde = summary["source_date_epoch"]["value"]
-        .as_u64()
-        .ok_or_else(|| bad("`source_date_epoch.value` is missing".into()))?;
-    let lock_rel = summary["toolchain"]["lock"]
-        .as_str()
-        .ok_or_else(|| bad("`toolchain.lock` is missing".into()))?
-        .to_string();
-    let lock_digest = digest(
-        &summary["toolchain"]["lock_digest"],
-        "toolchain.lock_digest",
-    )?;
-    let target = summary["toolchain"]["target"]
-        .as_str()
-        .ok_or_else(|| bad("`toolchain.target` is missing".into()))?
-        .to_string();
-    let mut binaries = Vec::new();
-    for b in summary["binaries"]
-        .as_array()
-        .ok_or_else(|| bad("`binaries` is missing".into()))?
-    {
-        binaries.push(BinaryInfo {
-            name: b["name"].as_str().unwrap_or_default().to_string(),
-            path: b["path"].as_str().unwrap_or_default().to_string(),
-            sha256: digest(&b["sha256"], "binaries[].sha256")?,
-        });
-    }
+    let mut summary = Summary::read(&summary_path).map_err(|e| BuildError::Evidence {
+        image: image.to_string(),
+        message: e.to_string(),
+    })?;
+    let manifest_digest = summary.digest;
+    let config_digest = summary.config_digest;
+    let base = summary.base;
+    let sde = summary.source_date_epoch.value;
+    let lock_rel = summary.toolchain.lock.clone();
+    let lock_digest = summary.toolchain.lock_digest;
+    let target = summary.toolchain.target.clone();
+    let binaries = summary
+        .binaries
+        .iter()
+        .map(|b| BinaryInfo {
+            name: b.name.clone(),
+            path: b.path.clone(),
+            sha256: b.sha256,
+        })
+        .collect();
     let lock = ToolchainLock::read(&project.join(&lock_rel))?;
     // The SBOM names the toolchain the image was built with: the lock must still be it.
     if lock.digest() != lock_digest || lock.target != target {
@@ -277,11 +253,7 @@ pub fn regenerate(opts: &BuildOptions, image: &str) -> Result<Vec<PathBuf>, Buil
     }
     // The manifests come from every locked crate unpacked afresh from its checksummed
     // archive, as the build does: never from what cargo happened to unpack.
-    let root = kiln_hermetic::BuildRoot::new(
-        opts.root_dir
-            .clone()
-            .unwrap_or_else(|| opts.project.join("target/kiln/root")),
-    );
+    let root = opts.root();
     let cargo_lock = kiln_hermetic::CargoLock::for_manifest(&project.join(&spec.manifest))?;
     let archives = kiln_hermetic::check_fetched(&cargo_lock, &root.cargo_home())?;
     let verified =
@@ -304,46 +276,16 @@ pub fn regenerate(opts: &BuildOptions, image: &str) -> Result<Vec<PathBuf>, Buil
             CrateSources::Verified(verified.dir),
         ))
         .map_err(evidence(image))?,
-        layers: kiln_sbom::layers::scan_layout(&out.join("oci"), &manifest_digest)
+        layers: kiln_sbom::layers::scan_layout(&out.oci(), &manifest_digest)
             .map_err(evidence(image))?,
         toolchain: toolchain_info(&lock_rel, lock_digest, &lock),
     };
-    let written = write_files(&out, &input, spec_version)?;
+    let written = write_files(out.path(), &input, spec_version)?;
 
     // Keep summary.json's artifact list true for the rewritten files.
-    let mut summary = summary;
-    if let Some(arts) = summary["artifacts"].as_array_mut() {
-        for path in &written {
-            let rel = path
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned();
-            let meta = std::fs::metadata(path).map_err(|source| BuildError::Io {
-                what: "cannot read",
-                path: path.clone(),
-                source,
-            })?;
-            let sha = Digest::of_file(path).map_err(|source| BuildError::Io {
-                what: "cannot read",
-                path: path.clone(),
-                source,
-            })?;
-            let entry =
-                serde_json::json!({"path": rel, "sha256": sha.to_string(), "size": meta.len()});
-            match arts.iter_mut().find(|a| a["path"] == rel.as_str()) {
-                Some(a) => *a = entry,
-                None => arts.push(entry),
-            }
-        }
-        arts.sort_by(|a, b| a["path"].as_str().cmp(&b["path"].as_str()));
-    }
-    let bytes =
-        canonical::to_vec_pretty(&summary).map_err(|e| bad(format!("cannot serialize: {e}")))?;
-    fsx::write_atomic(&summary_path, &bytes).map_err(|source| BuildError::Io {
-        what: "cannot write",
-        path: summary_path.clone(),
-        source,
-    })?;
+    summary
+        .record_artifacts(out.path(), &written)
+        .map_err(|e| bad(format!("cannot hash the rewritten SBOMs: {e}")))?;
+    summary.write(&summary_path)?;
     Ok(written)
 }

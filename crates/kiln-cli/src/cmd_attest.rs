@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
+use kiln_core::contract::{OutputDir, ProjectLayout};
 
 #[derive(clap::Args)]
 pub struct KeygenArgs {
@@ -48,7 +49,10 @@ pub fn verify(project: PathBuf, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         None => {
             let config = kiln_config::Config::load(&project)?;
             match config.images.as_slice() {
-                [one] => project.join("target/kiln/out").join(&one.name),
+                [one] => ProjectLayout::new(&project)
+                    .output(&one.name)
+                    .path()
+                    .to_path_buf(),
                 many => bail!(
                     "kiln.toml has {} images; name the one to verify: {} target/kiln/out/<{}> --policy FILE",
                     many.len(),
@@ -61,7 +65,7 @@ pub fn verify(project: PathBuf, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
             }
         }
     };
-    if !dir.join("oci/index.json").is_file() {
+    if !OutputDir::new(&dir).oci().join("index.json").is_file() {
         bail!(
             "{} is not a kiln image output directory (no oci/index.json)\n  fix: pass target/kiln/out/<image> after `{}`",
             dir.display(),

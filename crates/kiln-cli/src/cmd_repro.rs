@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
+use kiln_core::contract::ProjectLayout;
 use kiln_repro::{CompareContext, Report, Variations};
 
 #[derive(clap::Args)]
@@ -53,7 +54,7 @@ pub fn run(project: PathBuf, args: &Args) -> Result<ExitCode> {
     let out = args
         .out
         .clone()
-        .unwrap_or_else(|| project.join("target/kiln/repro"));
+        .unwrap_or_else(|| ProjectLayout::new(&project).repro_dir());
     let (report, tree_a, tree_b) = match &args.command {
         Some(Sub::Compare { a, b }) => {
             for d in [a, b] {
@@ -78,7 +79,7 @@ pub fn run(project: PathBuf, args: &Args) -> Result<ExitCode> {
             )
         }
         None => {
-            let default_file = project.join("reproducibility/variations.toml");
+            let default_file = ProjectLayout::new(&project).repro_variations();
             let variations = match &args.variations {
                 Some(f) => Variations::load(f)?,
                 None if default_file.is_file() => Variations::load(&default_file)?,

@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use kiln_core::contract::ProjectLayout;
 use kiln_vex::Severity;
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -68,7 +69,7 @@ fn run(project: PathBuf, args: &GateArgs) -> anyhow::Result<bool> {
     let out = args
         .out
         .clone()
-        .unwrap_or_else(|| config.root.join("target/kiln/out"))
+        .unwrap_or_else(|| ProjectLayout::new(&config.root).out_dir())
         .join(&image);
     let fail_on = match args.fail_on {
         FailOn::Critical => Severity::Critical,

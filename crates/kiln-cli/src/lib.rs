@@ -16,6 +16,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use kiln_build::{BuildOptions, Progress, Summary};
+use kiln_core::contract::ProjectLayout;
 use kiln_hermetic::Sandbox;
 
 #[derive(Parser)]
@@ -255,11 +256,11 @@ fn print_table(opts: &BuildOptions, summaries: &[Summary]) {
     let out = opts
         .out_dir
         .clone()
-        .unwrap_or_else(|| opts.project.join("target/kiln/out"));
+        .unwrap_or_else(|| ProjectLayout::new(&opts.project).out_dir());
     for s in summaries {
         println!("image {}  {}", s.image, s.digest);
         println!(
-            "  sandbox {}, SOURCE_DATE_EPOCH {} ({:?}), toolchain {} {}",
+            "  sandbox {}, SOURCE_DATE_EPOCH {} ({}), toolchain {} {}",
             s.sandbox,
             s.source_date_epoch.value,
             s.source_date_epoch.source,

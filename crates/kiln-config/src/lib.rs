@@ -32,7 +32,7 @@ use kiln_core::Digest;
 use serde::Deserialize;
 
 /// The file name kiln looks for at a project's root.
-pub const FILE_NAME: &str = "kiln.toml";
+pub const FILE_NAME: &str = kiln_core::contract::layout::KILN_TOML;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -201,16 +201,7 @@ fn default_tag() -> String {
     "latest".into()
 }
 fn default_platform() -> String {
-    format!("linux/{}", host_arch())
-}
-
-/// The OCI architecture name of the machine kiln runs on.
-pub fn host_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    }
+    kiln_core::contract::platform::host().os_arch()
 }
 
 #[derive(Deserialize)]
@@ -433,7 +424,7 @@ impl Config {
                     "use letters, digits, '.', '_' and '-' (at most 128)",
                 ));
             }
-            let expected = format!("linux/{}", host_arch());
+            let expected = kiln_core::contract::platform::host().os_arch();
             if img.platform != expected {
                 return Err(self.invalid(
                     at("platform"),

@@ -6,6 +6,7 @@
 
 pub mod canonical;
 pub mod cli;
+pub mod contract;
 mod digest;
 pub mod fsx;
 pub mod layerpath;

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
+use kiln_core::contract::layout;
 use kiln_core::{Digest, canonical, fsx};
 use serde::{Deserialize, Serialize};
 
@@ -397,8 +398,8 @@ pub fn lay_out(entry: &Entry, crate_file: &Path, lock_file: &Path, dir: &Path) -
     if entry.workspace {
         let member = dir.join(&entry.name);
         unpack(crate_file, entry, &member)?;
-        let lock = member.join("Cargo.lock");
-        std::fs::rename(&lock, dir.join("Cargo.lock")).map_err(io("cannot move", &lock))?;
+        let lock = member.join(layout::CARGO_LOCK);
+        std::fs::rename(&lock, dir.join(layout::CARGO_LOCK)).map_err(io("cannot move", &lock))?;
         let root = format!(
             "[workspace]\nmembers = [\"{}\"]\nresolver = \"2\"\n",
             entry.name
@@ -409,8 +410,9 @@ pub fn lay_out(entry: &Entry, crate_file: &Path, lock_file: &Path, dir: &Path) -
     } else {
         unpack(crate_file, entry, dir)?;
     }
-    std::fs::write(dir.join("kiln.toml"), entry.kiln_toml()).map_err(io("cannot write", dir))?;
-    let toolchains = dir.join("toolchains");
+    std::fs::write(dir.join(layout::KILN_TOML), entry.kiln_toml())
+        .map_err(io("cannot write", dir))?;
+    let toolchains = dir.join(layout::TOOLCHAINS_DIR);
     fsx::create_dir_all(&toolchains).map_err(io("cannot create", &toolchains))?;
     let name = lock_file.file_name().unwrap_or_default();
     std::fs::copy(lock_file, toolchains.join(name)).map_err(io("cannot copy", lock_file))?;
@@ -701,7 +703,7 @@ fn measure(
         .status()
         .map_err(io("cannot run", &tools.kiln))?;
     r.repro_seconds = Some(round(start.elapsed().as_secs_f64()));
-    let report_path = repro_dir.join("report.json");
+    let report_path = repro_dir.join(layout::repro::REPORT_JSON);
     let report: serde_json::Value = match std::fs::read(&report_path) {
         Ok(b) => serde_json::from_slice(&b).map_err(|e| CorpusError::Invalid {
             path: report_path.clone(),

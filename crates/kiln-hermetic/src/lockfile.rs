@@ -3,9 +3,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use kiln_core::Digest;
-
-/// The crates.io source string cargo writes into `Cargo.lock`.
-const CRATES_IO: &str = "registry+https://github.com/rust-lang/crates.io-index";
+use kiln_core::contract::cargo_lock::{self, CargoLockError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
@@ -76,11 +74,12 @@ pub struct CargoLock {
 }
 
 impl CargoLock {
-    /// Reads the `Cargo.lock` next to `manifest`. Only crates.io and path dependencies are
-    /// accepted: a git or alternative-registry source cannot be verified against a checksum.
+    /// Reads the `Cargo.lock` of the workspace `manifest` belongs to. Only crates.io and
+    /// path dependencies are accepted: a git or alternative-registry source cannot be
+    /// verified against a checksum.
     pub fn for_manifest(manifest: &Path) -> Result<Self, FetchError> {
         let dir = manifest.parent().unwrap_or(Path::new("."));
-        let path = find_lock(dir);
+        let path = cargo_lock::find(dir);
         let bytes = std::fs::read(&path).map_err(|source| FetchError::NoLock {
             path: path.clone(),
             source,
@@ -88,31 +87,26 @@ impl CargoLock {
         Self::parse(&path, &bytes)
     }
 
+    /// Parses the lock with [`kiln_core::contract::CargoLock`] and applies kiln's policy:
+    /// every package is from crates.io with a checksum, or a path package.
     pub fn parse(path: &Path, bytes: &[u8]) -> Result<Self, FetchError> {
-        #[derive(serde::Deserialize)]
-        struct Raw {
-            #[serde(default)]
-            package: Vec<RawPkg>,
-        }
-        #[derive(serde::Deserialize)]
-        struct RawPkg {
-            name: String,
-            version: String,
-            source: Option<String>,
-            checksum: Option<String>,
-        }
         let bad = |message: String| FetchError::BadLock {
             path: path.to_path_buf(),
             message,
         };
-        let text = std::str::from_utf8(bytes).map_err(|e| bad(format!("not UTF-8 ({e})")))?;
-        let raw: Raw =
-            toml::from_str(text).map_err(|e| bad(format!("not a Cargo.lock: {}", e.message())))?;
-        let mut crates = Vec::with_capacity(raw.package.len());
-        for p in raw.package {
+        let lock = cargo_lock::CargoLock::parse(path, bytes).map_err(|e| match e {
+            CargoLockError::Parse {
+                line: Some(line),
+                message,
+                ..
+            } => bad(format!("line {line}: {message}")),
+            other => bad(other.message()),
+        })?;
+        let mut crates = Vec::with_capacity(lock.packages.len());
+        for p in lock.packages {
             match (&p.source, &p.checksum) {
-                (Some(s), Some(_)) if s == CRATES_IO => {}
-                (Some(s), None) if s == CRATES_IO => {
+                (Some(s), Some(_)) if cargo_lock::is_crates_io(s) => {}
+                (Some(s), None) if cargo_lock::is_crates_io(s) => {
                     return Err(bad(format!(
                         "package {}@{} has no checksum\n  fix: regenerate the lock with `cargo generate-lockfile`",
                         p.name, p.version
@@ -135,8 +129,8 @@ impl CargoLock {
         }
         crates.sort();
         Ok(CargoLock {
-            path: path.to_path_buf(),
-            digest: Digest::of(bytes),
+            path: lock.path,
+            digest: lock.digest,
             crates,
         })
     }
@@ -145,19 +139,6 @@ impl CargoLock {
     pub fn registry_crates(&self) -> impl Iterator<Item = &LockedCrate> {
         self.crates.iter().filter(|c| c.source.is_some())
     }
-}
-
-/// The lock of the workspace that contains `dir` (the nearest ancestor with a Cargo.lock).
-fn find_lock(dir: &Path) -> PathBuf {
-    let mut d = Some(dir);
-    while let Some(cur) = d {
-        let p = cur.join("Cargo.lock");
-        if p.is_file() {
-            return p;
-        }
-        d = cur.parent();
-    }
-    dir.join("Cargo.lock")
 }
 
 /// Fills `cargo_home` with every crate `Cargo.lock` pins, through `cargo fetch --locked`.
@@ -303,6 +284,32 @@ checksum = "CHECKSUM"
         let h = home_with(b"evil bytes");
         let e = check_fetched(&lock, h.path()).unwrap_err().to_string();
         assert!(e.contains("does not match"), "{e}");
+    }
+
+    /// The sparse index is crates.io too (this parser used to refuse it as "another
+    /// source"); another registry is not, whatever its protocol (kiln-sbom's parser used to
+    /// take any `registry+`/`sparse+` source for crates.io).
+    #[test]
+    fn crates_io_by_either_index_and_nothing_else() {
+        let sparse = LOCK.replace(
+            "registry+https://github.com/rust-lang/crates.io-index",
+            "sparse+https://index.crates.io/",
+        );
+        let lock = CargoLock::parse(Path::new("Cargo.lock"), sparse.as_bytes()).unwrap();
+        assert_eq!(lock.registry_crates().count(), 1);
+        for other in [
+            "registry+https://my-registry.example/index",
+            "sparse+https://my-registry.example/index/",
+        ] {
+            let alt = LOCK.replace(
+                "registry+https://github.com/rust-lang/crates.io-index",
+                other,
+            );
+            let e = CargoLock::parse(Path::new("Cargo.lock"), alt.as_bytes())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(other) && e.contains("crates.io and path"), "{e}");
+        }
     }
 
     #[test]

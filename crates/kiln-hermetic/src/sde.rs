@@ -16,6 +16,24 @@ pub enum SdeSource {
     Default,
 }
 
+impl SdeSource {
+    /// The name `summary.json` and provenance record (the serde spelling).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SdeSource::Env => "env",
+            SdeSource::GitCommit => "git_commit",
+            SdeSource::Config => "config",
+            SdeSource::Default => "default",
+        }
+    }
+}
+
+impl std::fmt::Display for SdeSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The single timestamp every artifact of a build carries
 /// (<https://reproducible-builds.org/specs/source-date-epoch/>).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -94,6 +112,19 @@ mod tests {
                 .unwrap_err()
                 .contains("SOURCE_DATE_EPOCH")
         );
+    }
+
+    /// `as_str` is what summary.json and provenance record: the serde spelling.
+    #[test]
+    fn names_are_the_serde_names() {
+        for s in [
+            SdeSource::Env,
+            SdeSource::GitCommit,
+            SdeSource::Config,
+            SdeSource::Default,
+        ] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
     }
 
     #[test]

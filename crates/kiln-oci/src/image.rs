@@ -38,20 +38,11 @@ impl Platform {
     /// `linux/<host architecture>` in OCI (GOARCH) spelling: the usual target when kiln
     /// builds images from binaries it just compiled on this machine.
     pub fn host() -> Self {
-        let arch = match std::env::consts::ARCH {
-            "x86_64" => "amd64",
-            "aarch64" => "arm64",
-            "x86" => "386",
-            "powerpc64" => "ppc64le",
-            "s390x" => "s390x",
-            "riscv64" => "riscv64",
-            other => other,
-        };
-        let variant = (arch == "arm64").then(|| "v8".to_string());
+        let host = kiln_core::contract::platform::host();
         Platform {
-            os: "linux".into(),
-            architecture: arch.into(),
-            variant,
+            os: host.os.into(),
+            architecture: host.architecture.into(),
+            variant: host.variant.map(Into::into),
         }
     }
 

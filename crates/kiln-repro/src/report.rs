@@ -156,9 +156,10 @@ fn targets_of(dir: &Path) -> Result<BTreeMap<String, PathBuf>> {
         return Ok(out);
     }
     let is_target = |d: &Path| {
-        d.join("summary.json").is_file()
+        let out = kiln_core::contract::OutputDir::new(d);
+        out.summary().is_file()
             || d.join("oci-layout").is_file()
-            || d.join("oci/oci-layout").is_file()
+            || out.oci().join("oci-layout").is_file()
     };
     if is_target(dir) {
         let name = dir
@@ -328,7 +329,11 @@ fn missing_side(tree: &Path) -> PathBuf {
 }
 
 /// The report files [`Report::write`] puts in a directory.
-pub const REPORT_FILES: [&str; 3] = ["report.json", "report.md", "report.html"];
+pub const REPORT_FILES: [&str; 3] = [
+    kiln_core::contract::layout::repro::REPORT_JSON,
+    kiln_core::contract::layout::repro::REPORT_MD,
+    kiln_core::contract::layout::repro::REPORT_HTML,
+];
 
 /// What [`Report::write`] wrote, for the caller to print.
 pub struct Written {

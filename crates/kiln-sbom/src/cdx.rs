@@ -22,7 +22,8 @@ use serde_json::{Value, json};
 use crate::cargo::{Crate, Source};
 use crate::layers::{ImageFile, OsPackage, PackageKind};
 use crate::license::{self, License};
-use crate::{SbomInput, SpecVersion, purl};
+use crate::{SbomInput, SpecVersion};
+use kiln_core::contract::Purl;
 
 #[derive(Serialize)]
 struct Bom {
@@ -67,26 +68,24 @@ pub(crate) fn os_package_purl(p: &OsPackage, distro: Option<&crate::layers::Dist
                 .map(|d| d.id.as_str())
                 .filter(|s| !s.is_empty())
                 .unwrap_or("debian");
-            purl::build(
-                "deb",
-                Some(ns),
-                &p.name,
-                &p.version,
-                &[("arch", arch), ("distro", &dq)],
-            )
+            Purl::new("deb", &p.name)
+                .with_namespace(ns)
+                .with_version(&p.version)
+                .with_qualifier("arch", arch)
+                .with_qualifier("distro", &dq)
+                .to_string()
         }
         PackageKind::Apk => {
             let ns = distro
                 .map(|d| d.id.as_str())
                 .filter(|s| !s.is_empty())
                 .unwrap_or("alpine");
-            purl::build(
-                "apk",
-                Some(ns),
-                &p.name,
-                &p.version,
-                &[("arch", arch), ("distro", &dq)],
-            )
+            Purl::new("apk", &p.name)
+                .with_namespace(ns)
+                .with_version(&p.version)
+                .with_qualifier("arch", arch)
+                .with_qualifier("distro", &dq)
+                .to_string()
         }
     }
 }

@@ -27,10 +27,10 @@ mod cdx;
 mod error;
 pub mod layers;
 pub mod license;
-pub mod purl;
 mod spdx_doc;
 
 use kiln_core::Digest;
+use kiln_core::contract::Purl;
 
 pub use error::{Result, SbomError};
 
@@ -38,9 +38,9 @@ pub use error::{Result, SbomError};
 pub const KILN_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The CycloneDX file name kiln writes next to the image.
-pub const CDX_FILE: &str = "sbom.cdx.json";
+pub const CDX_FILE: &str = kiln_core::contract::layout::file::SBOM_CDX;
 /// The SPDX file name kiln writes next to the image.
-pub const SPDX_FILE: &str = "sbom.spdx.json";
+pub const SPDX_FILE: &str = kiln_core::contract::layout::file::SBOM_SPDX;
 
 /// CycloneDX spec versions kiln writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -89,13 +89,11 @@ impl ImageInfo {
     /// `pkg:oci/NAME@sha256%3AHEX?arch=..&tag=..`.
     pub fn purl(&self) -> String {
         let arch = self.platform.split('/').nth(1).unwrap_or("");
-        purl::build(
-            "oci",
-            None,
-            &self.name,
-            &self.manifest_digest.to_string(),
-            &[("arch", arch), ("tag", &self.tag)],
-        )
+        Purl::new("oci", &self.name)
+            .with_version(&self.manifest_digest.to_string())
+            .with_qualifier("arch", arch)
+            .with_qualifier("tag", &self.tag)
+            .to_string()
     }
 }
 

@@ -245,7 +245,7 @@ pub(crate) fn write(input: &SbomInput) -> Vec<u8> {
     let unsigned = kiln_core::canonical::to_vec(&doc).expect("the SPDX document serializes");
     doc["documentNamespace"] = json!(format!(
         "https://github.com/kiln-build/kiln/spdx/{}-{}",
-        crate::purl::encode(&img.name),
+        kiln_core::contract::purl::encode(&img.name),
         crate::content_uuid(&unsigned)
     ));
     kiln_core::canonical::to_vec_pretty(&doc).expect("the SPDX document serializes")

@@ -97,9 +97,7 @@ pub struct FileEntry {
 
 /// Where a project keeps the lock for `target`: `<project_root>/toolchains/<target>.lock.json`.
 pub fn default_lock_path(project_root: &Path, target: &str) -> PathBuf {
-    project_root
-        .join("toolchains")
-        .join(format!("{target}.lock.json"))
+    kiln_core::contract::ProjectLayout::new(project_root).toolchain_lock(target)
 }
 
 impl ToolchainLock {

@@ -12,6 +12,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::findings::Finding;
+use crate::purl::Designates;
 use crate::sbom::Sbom;
 use crate::severity::Severity;
 use crate::statements::{Statements, Status};

@@ -20,6 +20,8 @@ pub mod version;
 
 use std::path::{Path, PathBuf};
 
+use kiln_core::contract::layout::file;
+
 pub use docs::{Documents, Model};
 pub use error::{Result, VexError};
 pub use findings::Finding;
@@ -30,13 +32,14 @@ pub use severity::Severity;
 pub use statements::Statements;
 
 /// The files the VEX step writes, in the image's output directory.
-pub const CSAF_FILE: &str = "vex.csaf.json";
-pub const OPENVEX_FILE: &str = "vex.openvex.json";
-pub const CDX_FILE: &str = "vex.cdx.json";
-/// The SBOM the VEX step reads, in the same directory.
-pub const SBOM_FILE: &str = "sbom.cdx.json";
+pub const CSAF_FILE: &str = file::VEX_CSAF;
+pub const OPENVEX_FILE: &str = file::VEX_OPENVEX;
+pub const CDX_FILE: &str = file::VEX_CDX;
+/// The SBOM the VEX step reads, in the same directory (kiln-sbom's output: the contract is
+/// the file name and the CycloneDX JSON, not kiln-sbom's Rust API).
+pub const SBOM_FILE: &str = file::SBOM_CDX;
 /// The gate's verdict, in the same directory.
-pub const GATE_FILE: &str = "gate.json";
+pub const GATE_FILE: &str = file::GATE;
 
 /// Builds the three documents from parsed inputs: every advisory is matched against the
 /// SBOM, and each affected match without a statement is listed as under investigation.

@@ -1,74 +1,20 @@
-//! Just enough of the package-URL spec to compare the purls of statements, findings and
-//! SBOM components: `pkg:type/namespace/name@version?qualifiers#subpath`.
+//! Purls as kiln-vex matches them. The type (and its parser) is the one kiln-sbom writes
+//! the SBOM with, [`kiln_core::contract::purl`]; what is kiln-vex's own is the rule for
+//! which components a statement's or scanner's purl designates ([`Designates`]).
 
-/// A parsed purl. Components are kept percent-decoded so `pkg:cargo/itoa@1.0.19` and an
-/// over-encoded spelling of it compare equal.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Purl {
-    pub ty: String,
-    pub namespace: Option<String>,
-    pub name: String,
-    pub version: Option<String>,
-    /// Sorted `key=value` pairs, decoded.
-    pub qualifiers: Vec<(String, String)>,
+pub use kiln_core::contract::purl::{Purl, PurlError};
+
+/// Which components a purl designates.
+pub trait Designates {
+    /// Does this purl (from a statement) designate `component`? Type, namespace and name
+    /// must be equal; a version, when given, must be equal; qualifiers, when given, must
+    /// all be present on the component with the same value. So `pkg:cargo/itoa` names
+    /// every itoa in the SBOM. The subpath is not compared (a package is matched whole).
+    fn designates(&self, component: &Purl) -> bool;
 }
 
-impl Purl {
-    /// Parses `s`, or says what is wrong with it.
-    pub fn parse(s: &str) -> Result<Purl, String> {
-        let rest = s
-            .strip_prefix("pkg:")
-            .ok_or_else(|| format!("`{s}` is not a package URL (it must start with `pkg:`)"))?;
-        let rest = rest.split_once('#').map_or(rest, |(a, _)| a);
-        let (rest, quals) = match rest.split_once('?') {
-            Some((a, q)) => (a, Some(q)),
-            None => (rest, None),
-        };
-        let (path, version) = match rest.rsplit_once('@') {
-            Some((p, v)) if !p.is_empty() => (p, Some(decode(v))),
-            _ => (rest, None),
-        };
-        let path = path.trim_matches('/');
-        let (ty, path) = path
-            .split_once('/')
-            .ok_or_else(|| format!("`{s}` has no package name (expected pkg:TYPE/NAME@VERSION)"))?;
-        if ty.is_empty()
-            || !ty
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
-        {
-            return Err(format!("`{s}` has an invalid type `{ty}`"));
-        }
-        let (namespace, name) = match path.rsplit_once('/') {
-            Some((ns, n)) => (Some(decode(ns)), decode(n)),
-            None => (None, decode(path)),
-        };
-        if name.is_empty() {
-            return Err(format!("`{s}` has an empty package name"));
-        }
-        let mut qualifiers: Vec<(String, String)> = quals
-            .unwrap_or("")
-            .split('&')
-            .filter(|q| !q.is_empty())
-            .map(|q| match q.split_once('=') {
-                Some((k, v)) => (k.to_ascii_lowercase(), decode(v)),
-                None => (q.to_ascii_lowercase(), String::new()),
-            })
-            .collect();
-        qualifiers.sort();
-        Ok(Purl {
-            ty: ty.to_ascii_lowercase(),
-            namespace,
-            name,
-            version,
-            qualifiers,
-        })
-    }
-
-    /// Does this purl (from a statement) designate `component`? Type, namespace and name
-    /// must be equal; a version, when given, must be equal; qualifiers, when given, must all
-    /// be present on the component. So `pkg:cargo/itoa` names every itoa in the SBOM.
-    pub fn designates(&self, component: &Purl) -> bool {
+impl Designates for Purl {
+    fn designates(&self, component: &Purl) -> bool {
         self.ty == component.ty
             && self.namespace == component.namespace
             && self.name == component.name
@@ -79,34 +25,13 @@ impl Purl {
             && self
                 .qualifiers
                 .iter()
-                .all(|q| component.qualifiers.contains(q))
+                .all(|(k, v)| component.qualifiers.get(k) == Some(v))
     }
-}
-
-fn decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && b[i + 1].is_ascii_hexdigit()
-            && b[i + 2].is_ascii_hexdigit()
-        {
-            let hex = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
-            out.push(hex(b[i + 1]) * 16 + hex(b[i + 2]));
-            i += 3;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8(out).unwrap_or_else(|_| s.to_string())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Purl;
+    use super::{Designates, Purl};
 
     #[test]
     fn parses_and_designates() {
@@ -133,11 +58,21 @@ mod tests {
         let oci = Purl::parse("pkg:oci/hello@sha256%3Aab?tag=latest&arch=amd64").unwrap();
         assert_eq!(oci.version.as_deref(), Some("sha256:ab"));
         assert_eq!(
-            oci.qualifiers,
-            vec![
-                ("arch".into(), "amd64".into()),
-                ("tag".into(), "latest".into())
+            oci.qualifiers.iter().collect::<Vec<_>>(),
+            [
+                (&"arch".to_string(), &"amd64".to_string()),
+                (&"tag".to_string(), &"latest".to_string())
             ]
+        );
+        assert!(
+            Purl::parse("pkg:oci/hello?arch=amd64")
+                .unwrap()
+                .designates(&oci)
+        );
+        assert!(
+            !Purl::parse("pkg:oci/hello?arch=arm64")
+                .unwrap()
+                .designates(&oci)
         );
         let deb = Purl::parse("pkg:deb/debian/libc6@2.36-9%2Bdeb12u4?arch=amd64").unwrap();
         assert_eq!(
@@ -149,7 +84,29 @@ mod tests {
                 .unwrap()
                 .designates(&deb)
         );
+        assert!(
+            !Purl::parse("pkg:deb/ubuntu/libc6")
+                .unwrap()
+                .designates(&deb)
+        );
         assert!(Purl::parse("cargo/itoa").is_err());
         assert!(Purl::parse("pkg:cargo").is_err());
+    }
+
+    /// What kiln-sbom writes, kiln-vex reads back as the same package.
+    #[test]
+    fn reads_what_the_sbom_writes() {
+        let written = Purl::new("deb", "libc6")
+            .with_namespace("debian")
+            .with_version("2.36-9+deb12u4")
+            .with_qualifier("arch", "amd64")
+            .with_qualifier("distro", "debian-12")
+            .to_string();
+        let read = Purl::parse(&written).unwrap();
+        assert!(
+            Purl::parse("pkg:deb/debian/libc6@2.36-9+deb12u4")
+                .unwrap()
+                .designates(&read)
+        );
     }
 }

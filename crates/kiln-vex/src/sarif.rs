@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::error::{Result, VexError, from_json, read};
 use crate::findings::Finding;
-use crate::purl::Purl;
+use crate::purl::{Designates, Purl};
 use crate::sbom::Sbom;
 use crate::severity::Severity;
 

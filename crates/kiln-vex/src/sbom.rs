@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::error::{Result, VexError, from_json, read};
-use crate::purl::Purl;
+use crate::purl::{Designates, Purl};
 
 /// One SBOM component with a purl (components without one cannot be matched to advisories
 /// or statements and are left out).
@@ -129,7 +129,7 @@ impl Sbom {
         })
     }
 
-    /// Components the purl `p` designates (see [`Purl::designates`]).
+    /// Components the purl `p` designates (see [`Designates::designates`]).
     pub fn designated<'a>(&'a self, p: &'a Purl) -> impl Iterator<Item = &'a Component> + 'a {
         self.components
             .iter()
@@ -141,8 +141,14 @@ fn component(path: &Path, at: &str, c: RawComponent) -> Result<Option<Component>
     let Some(purl_text) = c.purl else {
         return Ok(None);
     };
-    let purl = Purl::parse(&purl_text)
-        .map_err(|m| VexError::invalid(path, format!("{at}.purl"), m, "fix the SBOM generator"))?;
+    let purl = Purl::parse(&purl_text).map_err(|m| {
+        VexError::invalid(
+            path,
+            format!("{at}.purl"),
+            m.to_string(),
+            "fix the SBOM generator",
+        )
+    })?;
     Ok(Some(Component {
         bom_ref: c.bom_ref.unwrap_or_else(|| purl_text.clone()),
         name: c.name,

@@ -30,7 +30,7 @@ use crate::purl::Purl;
 use crate::sbom::Sbom;
 
 /// Where a project keeps its statements, relative to the directory of `kiln.toml`.
-pub const STATEMENTS_FILE: &str = "vex/statements.toml";
+pub const STATEMENTS_FILE: &str = kiln_core::contract::layout::VEX_STATEMENTS;
 
 /// The default CSAF publisher namespace when the file names none.
 pub const DEFAULT_NAMESPACE: &str = "https://kiln.dev";
@@ -305,7 +305,7 @@ impl Statements {
                 })?;
             let component = Purl::parse(s.component.trim()).map_err(|m| {
                 bad(
-                    m,
+                    m.to_string(),
                     "write the component's purl as in the SBOM, e.g. pkg:cargo/itoa@1.0.19".into(),
                 )
             })?;

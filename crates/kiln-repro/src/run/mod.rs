@@ -16,6 +16,8 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use kiln_core::contract::ProjectLayout;
+
 use crate::error::{Error, Result, io};
 use crate::explain::Hints;
 use crate::git::GitIdentity;
@@ -191,7 +193,7 @@ fn load_project(
         config.project.source_date_epoch,
     )
     .map_err(|message| Error::Variations {
-        path: project.join("kiln.toml"),
+        path: ProjectLayout::new(&project).kiln_toml(),
         message,
     })?;
     Ok((project, expected, sde))
@@ -242,7 +244,11 @@ fn fetch_once(
             log: fetch_log,
         });
     }
-    Ok(project.join("target/kiln/root/cargo-home/registry"))
+    Ok(
+        kiln_hermetic::BuildRoot::new(ProjectLayout::new(project).build_root())
+            .cargo_home()
+            .join("registry"),
+    )
 }
 
 /// The environment both builds get: the project's SOURCE_DATE_EPOCH, and the tools that

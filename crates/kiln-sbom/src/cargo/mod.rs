@@ -34,7 +34,6 @@ use std::path::{Path, PathBuf};
 use crate::error::{Result, SbomError};
 use features::{Opts, Resolver, Side};
 use graph::{Graph, PkgId, PlatformCfg};
-use lock::Lock;
 use manifest::{DepKind, RegistrySources, Workspace};
 
 /// How a crate takes part in the build.
@@ -114,11 +113,9 @@ impl Crate {
     }
     /// `pkg:cargo/name@version`.
     pub fn purl(&self) -> String {
-        format!(
-            "pkg:cargo/{}@{}",
-            crate::purl::encode(&self.name),
-            crate::purl::encode(&self.version)
-        )
+        kiln_core::contract::Purl::new("cargo", &self.name)
+            .with_version(&self.version)
+            .to_string()
     }
 }
 
@@ -183,7 +180,7 @@ pub enum CrateSources {
 /// Resolves the crates of `req.package`'s build as described in the module docs.
 pub fn resolve(req: &ResolveRequest) -> Result<Resolution> {
     let ws = Workspace::discover(&req.manifest)?;
-    let lock = Lock::read(&ws.root.join("Cargo.lock"))?;
+    let lock = lock::read(&ws.root.join(kiln_core::contract::layout::CARGO_LOCK))?;
     let (root_dir, root_manifest) = ws
         .members
         .iter()
@@ -323,7 +320,7 @@ pub fn resolve(req: &ResolveRequest) -> Result<Resolution> {
 /// The checksums of a `Cargo.lock` by `name@version` (registry crates only). Errors name
 /// the file and, for syntax errors, the line.
 pub fn read_lock(path: &Path) -> Result<BTreeMap<String, String>> {
-    Ok(Lock::read(path)?
+    Ok(lock::read(path)?
         .packages
         .into_iter()
         .filter_map(|p| {
