@@ -87,7 +87,7 @@ pub fn image(args: &ImageBenchArgs) -> Result<()> {
     let kiln_out = root.join("kiln-layout");
     let _ = std::fs::remove_dir_all(&kiln_out);
     let exe = std::env::current_exe().context("locating the current executable")?;
-    let mut cmd = Command::new(exe);
+    let mut cmd = kiln_core::process::command(exe);
     cmd.args(IMAGE_PACK_ARGV)
         .arg("--src")
         .arg(&src)
@@ -97,7 +97,7 @@ pub fn image(args: &ImageBenchArgs) -> Result<()> {
 
     // 2. tar | gzip.
     let tar_out = root.join("tar-gzip.tar.gz");
-    let mut cmd = Command::new("sh");
+    let mut cmd = kiln_core::process::command("sh");
     cmd.arg("-c")
         .arg(
             "set -e; tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner \
@@ -122,7 +122,7 @@ bah commit --quiet --timestamp 0 --format oci "$ctr" "oci:$B/raw:bench" >/dev/nu
 skopeo copy --quiet --dest-compress "oci:$B/raw:bench" "oci:$B/out:bench"
 bah rm "$ctr" >/dev/null
 "#;
-        let mut cmd = Command::new("sh");
+        let mut cmd = kiln_core::process::command("sh");
         cmd.arg("-c").arg(script).arg("sh").arg(&b).arg(&src);
         results.push((
             "buildah + skopeo",

@@ -9,7 +9,6 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{Context, Result};
 use kiln_core::contract::ProjectLayout;
@@ -53,7 +52,7 @@ pub fn gate(args: &GateBenchArgs) -> Result<()> {
         "run", "wall (s)", "peak RSS (MiB)", "exit"
     );
     for run in 1..=args.runs {
-        let mut cmd = Command::new(&exe);
+        let mut cmd = kiln_core::process::command(&exe);
         cmd.arg("-C")
             .arg(&project)
             .arg("gate")

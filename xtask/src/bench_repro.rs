@@ -78,7 +78,7 @@ pub fn repro(args: &ReproBenchArgs) -> Result<()> {
     let hello = project(&repo, &dir, "hello", HELLO)?;
     let unrepro = project(&repo, &dir, "unrepro", UNREPRO)?;
     // Warm the shared crate cache, so neither side pays the network.
-    let mut fetch = Command::new(&kiln);
+    let mut fetch = kiln_core::process::command(&kiln);
     fetch.arg("-C").arg(&hello).arg("fetch");
     measured(fetch, &[0])?;
 
@@ -86,7 +86,7 @@ pub fn repro(args: &ReproBenchArgs) -> Result<()> {
     let mut plain = Duration::ZERO;
     let mut plain_rss = 0;
     for i in 1..=2 {
-        let mut c = Command::new(&cargo);
+        let mut c = kiln_core::process::command(&cargo);
         c.args(["build", "--release", "--locked", "--manifest-path"])
             .arg(hello.join("Cargo.toml"))
             .arg("--target-dir")
@@ -111,7 +111,7 @@ pub fn repro(args: &ReproBenchArgs) -> Result<()> {
             .unwrap_or_default()
             .to_string_lossy()
             .into_owned();
-        let mut c = Command::new(&kiln);
+        let mut c = kiln_core::process::command(&kiln);
         c.arg("-C")
             .arg(p)
             .arg("repro")
@@ -142,7 +142,7 @@ pub fn repro(args: &ReproBenchArgs) -> Result<()> {
         let cmp_out = dir.join(format!("cmp-{name}"));
         let k = best(
             &|| {
-                let mut c = Command::new(&kiln);
+                let mut c = kiln_core::process::command(&kiln);
                 c.args(["repro", "compare"])
                     .arg(&a)
                     .arg(&b)
@@ -164,7 +164,7 @@ pub fn repro(args: &ReproBenchArgs) -> Result<()> {
             // modes, which diffoscope would otherwise report (and kiln does not compare).
             let m = best(
                 &|| {
-                    let mut d = Command::new("diffoscope");
+                    let mut d = kiln_core::process::command("diffoscope");
                     d.args([
                         "--no-progress",
                         "--exclude-directory-metadata=recursive",
@@ -244,7 +244,7 @@ fn corpus(repo: &Path, dir: &Path, name: &str, kiln: &Path, cargo: &Path) -> Res
     let cargo_home = work.join("cargo-home");
     let manifest = project.join("Cargo.toml");
     let plain_cmd = |target_dir: &Path| {
-        let mut c = Command::new(cargo);
+        let mut c = kiln_core::process::command(cargo);
         c.args(["build", "--release", "--locked", "--manifest-path"])
             .arg(&manifest)
             .args(["--package", &entry.name])
@@ -260,12 +260,12 @@ fn corpus(repo: &Path, dir: &Path, name: &str, kiln: &Path, cargo: &Path) -> Res
         c
     };
     // The network, untimed: the plain builds' cargo home and kiln's.
-    let mut f = Command::new(cargo);
+    let mut f = kiln_core::process::command(cargo);
     f.args(["fetch", "--locked", "--manifest-path"])
         .arg(&manifest)
         .env("CARGO_HOME", &cargo_home);
     measured(f, &[0])?;
-    let mut f = Command::new(kiln);
+    let mut f = kiln_core::process::command(kiln);
     f.arg("-C").arg(&project).arg("fetch");
     measured(f, &[0])?;
 
@@ -281,7 +281,7 @@ fn corpus(repo: &Path, dir: &Path, name: &str, kiln: &Path, cargo: &Path) -> Res
         let _ = std::fs::remove_dir_all(&t);
     }
     eprintln!("bench repro: kiln build of {name}");
-    let mut b = Command::new(kiln);
+    let mut b = kiln_core::process::command(kiln);
     // The default build root: where `kiln fetch` put the crates (its target dir is cold).
     b.arg("-C")
         .arg(&project)
@@ -292,7 +292,7 @@ fn corpus(repo: &Path, dir: &Path, name: &str, kiln: &Path, cargo: &Path) -> Res
     rows.push(("kiln build".into(), build));
     let _ = std::fs::remove_dir_all(project.join("target"));
     eprintln!("bench repro: kiln repro of {name}");
-    let mut r = Command::new(kiln);
+    let mut r = kiln_core::process::command(kiln);
     r.arg("-C")
         .arg(&project)
         .arg("repro")

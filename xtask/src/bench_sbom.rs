@@ -202,7 +202,7 @@ pub fn sbom(args: &SbomBenchArgs) -> Result<()> {
     candidates.push(Candidate {
         name: "kiln",
         command: Box::new(move |ws, out| {
-            let mut c = Command::new(&exe);
+            let mut c = kiln_core::process::command(&exe);
             c.args(SBOM_GEN_ARGV)
                 .arg("--manifest")
                 .arg(ws.join("Cargo.toml"))
@@ -222,7 +222,7 @@ pub fn sbom(args: &SbomBenchArgs) -> Result<()> {
             // locked crates that kiln's platform-filtered one does not (other platforms'):
             // fetching them is setup, not part of the measurement.
             let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            let st = Command::new(&cargo)
+            let st = kiln_core::process::command(&cargo)
                 .args(["fetch", "--locked", "--quiet", "--manifest-path"])
                 .arg(workspace.join("Cargo.toml"))
                 .status()
@@ -235,7 +235,7 @@ pub fn sbom(args: &SbomBenchArgs) -> Result<()> {
             candidates.push(Candidate {
                 name: "cargo-cyclonedx",
                 command: Box::new(move |ws, _out| {
-                    let mut c = Command::new(&bin);
+                    let mut c = kiln_core::process::command(&bin);
                     c.args(["cyclonedx", "--all", "--format", "json", "--manifest-path"])
                         .arg(ws.join("Cargo.toml"))
                         .env("SOURCE_DATE_EPOCH", "0")
@@ -255,7 +255,7 @@ pub fn sbom(args: &SbomBenchArgs) -> Result<()> {
         Some(bin) => candidates.push(Candidate {
             name: "syft dir:",
             command: Box::new(move |ws, out| {
-                let mut c = Command::new(&bin);
+                let mut c = kiln_core::process::command(&bin);
                 c.arg("scan")
                     .arg(format!("dir:{}", ws.display()))
                     .arg("-o")
@@ -276,7 +276,7 @@ pub fn sbom(args: &SbomBenchArgs) -> Result<()> {
         Some(bin) => candidates.push(Candidate {
             name: "trivy fs",
             command: Box::new(move |ws, out| {
-                let mut c = Command::new(&bin);
+                let mut c = kiln_core::process::command(&bin);
                 c.args([
                     "fs",
                     "--quiet",
@@ -306,7 +306,7 @@ pub fn sbom(args: &SbomBenchArgs) -> Result<()> {
         Some(bin) => candidates.push(Candidate {
             name: "cdxgen",
             command: Box::new(move |ws, out| {
-                let mut c = Command::new(&bin);
+                let mut c = kiln_core::process::command(&bin);
                 c.args([
                     "-t",
                     "rust",

@@ -1,6 +1,6 @@
 //! `cargo xtask fuzz`: kiln's parsers under random and mutated inputs (the `fuzz/` crate).
 
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 
@@ -31,7 +31,8 @@ pub fn run(args: &FuzzArgs) -> Result<ExitCode> {
             repo.display()
         );
     }
-    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    let mut cmd =
+        kiln_core::process::command(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cmd.current_dir(&repo)
         .args(["run", "--quiet", "--locked", "-p", "kiln-fuzz", "--"])
         .args([

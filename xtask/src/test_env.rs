@@ -97,7 +97,7 @@ pub fn run(args: &TestArgs) -> Result<ExitCode> {
             ),
         ] {
             eprintln!("kiln: running {what}");
-            let status = Command::new(&cargo)
+            let status = kiln_core::process::command(&cargo)
                 .current_dir(&repo)
                 .args(argv)
                 .status()
@@ -108,7 +108,7 @@ pub fn run(args: &TestArgs) -> Result<ExitCode> {
             }
         }
     }
-    let mut cmd = Command::new(&cargo);
+    let mut cmd = kiln_core::process::command(&cargo);
     cmd.current_dir(&repo)
         .args(["test", "--workspace", "--locked"])
         .args(&args.cargo_args);
@@ -133,9 +133,9 @@ fn on_path(program: &str) -> bool {
 fn privileged(program: &str) -> Command {
     // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } == 0 {
-        Command::new(program)
+        kiln_core::process::command(program)
     } else {
-        let mut c = Command::new("sudo");
+        let mut c = kiln_core::process::command("sudo");
         c.args(["-n", program]);
         c
     }
@@ -182,7 +182,7 @@ fn install_venv(venv: &Path) -> Result<()> {
         PIP.join(" ")
     );
     let _ = std::fs::remove_dir_all(venv);
-    let status = Command::new("python3")
+    let status = kiln_core::process::command("python3")
         .args(["-m", "venv"])
         .arg(venv)
         .status()
@@ -190,7 +190,7 @@ fn install_venv(venv: &Path) -> Result<()> {
     if !status.success() {
         bail!("python3 -m venv {} failed ({status})", venv.display());
     }
-    let status = Command::new(venv.join("bin/pip"))
+    let status = kiln_core::process::command(venv.join("bin/pip"))
         .args(["install", "-q", "--disable-pip-version-check"])
         .args(PIP)
         .status()
@@ -216,7 +216,7 @@ fn install_npm(prefix: &Path) -> Result<()> {
     );
     std::fs::create_dir_all(prefix)
         .with_context(|| format!("cannot create {}", prefix.display()))?;
-    let status = Command::new("npm")
+    let status = kiln_core::process::command("npm")
         .args([
             "install",
             "--no-fund",
@@ -257,7 +257,7 @@ fn install_cargo_tools(root: &Path) -> Result<()> {
             "kiln: cargo install {name}@{version} into {} (builds once, then cached)",
             root.display()
         );
-        let status = Command::new(&cargo)
+        let status = kiln_core::process::command(&cargo)
             .args([
                 "install",
                 "--locked",

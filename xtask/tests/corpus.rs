@@ -8,7 +8,6 @@
 //! grep-pcre2 stops repro's builds with "locked but its sources are not unpacked".
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use crate::support::*;
 
@@ -80,7 +79,7 @@ fn the_smallest_corpus_projects_are_reproducible_and_diffoscope_agrees() {
     assert!(pairs.len() >= 8, "{pairs:?}");
     let diffoscope = tool("diffoscope");
     for rel in &pairs {
-        let status = Command::new(&diffoscope)
+        let status = kiln_core::process::command(&diffoscope)
             .args(["--no-progress", "--text", "/dev/null"])
             .arg(a.join(rel))
             .arg(b.join(rel))

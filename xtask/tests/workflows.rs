@@ -1,8 +1,6 @@
 //! The GitHub Actions workflows are linted by zizmor (offline) and actionlint, and every
 //! action is pinned by full commit SHA with least-privilege permissions.
 
-use std::process::Command;
-
 use crate::support::*;
 
 fn workflows() -> Vec<std::path::PathBuf> {
@@ -20,7 +18,7 @@ fn workflows() -> Vec<std::path::PathBuf> {
 #[test]
 fn zizmor_finds_nothing() {
     let out = run_ok(
-        Command::new(tool("zizmor"))
+        kiln_core::process::command(tool("zizmor"))
             .args(["--offline", "--no-progress"])
             .arg(repo().join(".github/workflows")),
     );
@@ -30,7 +28,7 @@ fn zizmor_finds_nothing() {
 
 #[test]
 fn actionlint_is_clean() {
-    run_ok(Command::new(tool("actionlint")).args(workflows()));
+    run_ok(kiln_core::process::command(tool("actionlint")).args(workflows()));
 }
 
 #[test]

@@ -5,7 +5,6 @@
 //! the archives are cut from the layout (so they carry the referrers).
 
 use std::path::Path;
-use std::process::Command;
 
 use kiln_attest::attach::Descriptor;
 use kiln_attest::provenance::{
@@ -136,7 +135,7 @@ pub(crate) fn write(ctx: &ImageContext, vex_inputs: Vec<VexInput>) -> Result<(),
 /// (not guessed) otherwise; the remote URL is omitted when there is none.
 fn git_source(project: &Path) -> Option<SourceInfo> {
     let git = |args: &[&str]| -> Option<String> {
-        let out = kiln_core::process::without_interposers(&mut Command::new("git"))
+        let out = kiln_core::process::command("git")
             .arg("-C")
             .arg(project)
             .args(args)

@@ -2,7 +2,7 @@
 //! or compiled: that it exists, which binaries it has, and which rustc it needs.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use kiln_config::{Config, ImageSpec};
 use kiln_hermetic::CargoLock;
@@ -61,7 +61,7 @@ pub(crate) fn describe(
     manifest: &Path,
     package: &str,
 ) -> Result<PackageInfo, BuildError> {
-    let mut cmd = Command::new(cargo);
+    let mut cmd = kiln_core::process::command(cargo);
     cmd.env_clear()
         .env("CARGO_HOME", cargo_home)
         .env("PATH", "/usr/bin:/bin")

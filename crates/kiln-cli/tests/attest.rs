@@ -225,7 +225,7 @@ fn signed_build_passes_kiln_verify_and_independent_verifiers() {
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
     let inspect = run_ok(
-        Command::new(tool("skopeo"))
+        kiln_core::process::command(tool("skopeo"))
             .arg("inspect")
             .arg("--raw")
             .arg(format!("oci:{}:latest", dir.join("oci").display())),

@@ -1,7 +1,5 @@
 //! End-to-end runs of `kiln build` on sample projects, checked with real tools.
 
-use std::process::Command;
-
 use crate::support::*;
 
 /// The README's main job: `cargo xtask build` on this repository's kiln.toml produces an
@@ -31,7 +29,7 @@ fn default_job_builds_an_image_that_runs() {
         assert!(image.join(f).is_file(), "{f} missing");
     }
     let inspect = run_ok(
-        Command::new(tool("skopeo"))
+        kiln_core::process::command(tool("skopeo"))
             .arg("inspect")
             .arg(format!("oci:{}:latest", image.join("oci").display())),
     );
@@ -59,7 +57,7 @@ fn builds_are_byte_identical_across_directories_and_environments() {
             .env("LC_ALL", "C")
             .env("HOME", a.path()),
     );
-    let mut cmd = Command::new("/bin/sh");
+    let mut cmd = kiln_core::process::command("/bin/sh");
     cmd.args(["-c", "umask 077 && exec \"$0\" \"$@\""])
         .arg(crate::KILN)
         .arg("-C")
@@ -123,7 +121,7 @@ fn skopeo_and_podman_accept_layout_and_archives() {
     let summary = p.build();
     let digest = summary["digest"].as_str().unwrap().to_string();
     let img = p.out().join("hello");
-    let skopeo = || Command::new(tool("skopeo"));
+    let skopeo = || kiln_core::process::command(tool("skopeo"));
     let raw = |reference: String| {
         let out = run_ok(skopeo().args(["inspect", "--raw", &reference]));
         format!("sha256:{}", sha256_hex(&out.stdout))
@@ -247,7 +245,7 @@ fn dash_c_locks_and_builds_with_the_projects_own_toolchain() {
         "the lock must record the project's rustup toolchain"
     );
     let vv = run_ok(
-        std::process::Command::new("rustc")
+        kiln_core::process::command("rustc")
             .arg("-vV")
             .env("RUSTUP_TOOLCHAIN", "stable")
             .env_remove("RUSTUP_TOOLCHAIN_SOURCE"),

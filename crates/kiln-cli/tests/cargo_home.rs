@@ -3,7 +3,6 @@
 //! unpacked `registry/src` a poisoned CI cache can change.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use crate::support::*;
 
@@ -23,7 +22,12 @@ fn itoa_archive(p: &Project) -> PathBuf {
 }
 
 fn make_writable(dir: &Path) {
-    run_ok(Command::new("chmod").arg("-R").arg("u+w").arg(dir));
+    run_ok(
+        kiln_core::process::command("chmod")
+            .arg("-R")
+            .arg("u+w")
+            .arg(dir),
+    );
 }
 
 /// Appends code to `lib.rs` under `dir` that puts [`MARKER`] into any binary using
@@ -71,7 +75,7 @@ fn a_poisoned_registry_src_is_never_compiled() {
     if !unpacked.is_dir() {
         std::fs::create_dir_all(&src).unwrap();
         run_ok(
-            Command::new("tar")
+            kiln_core::process::command("tar")
                 .arg("-xzf")
                 .arg(&archive)
                 .arg("-C")

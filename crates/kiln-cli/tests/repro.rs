@@ -5,7 +5,6 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::Command;
 
 use crate::support::*;
 use serde_json::Value;
@@ -59,7 +58,7 @@ fn cause_names(v: &Value) -> BTreeSet<String> {
 
 /// diffoscope's verdict on a pair: 0 same, 1 different.
 fn diffoscope_differs(a: &Path, b: &Path) -> bool {
-    let out = Command::new(tool("diffoscope"))
+    let out = kiln_core::process::command(tool("diffoscope"))
         .args(["--no-progress", "--text", "/dev/null"])
         .arg(a)
         .arg(b)

@@ -97,7 +97,7 @@ fn tree_crates(
     edges: &str,
     configure: impl FnOnce(&mut Command),
 ) -> BTreeSet<String> {
-    let mut cmd = Command::new("cargo");
+    let mut cmd = kiln_core::process::command("cargo");
     cmd.args(["tree", "-e", edges, "--target", &host_target()])
         .args([
             "--prefix",
@@ -483,7 +483,7 @@ fn kiln_workspace_resolution_matches_cargo_tree() {
 fn large_real_graph_resolution_matches_cargo_tree() {
     let ws = crate::support::repo().join("testdata/resolver");
     run_ok(
-        Command::new("cargo")
+        kiln_core::process::command("cargo")
             .args(["fetch", "--locked", "--quiet", "--manifest-path"])
             .arg(ws.join("Cargo.toml")),
     );
@@ -570,14 +570,14 @@ const TRIVY_SBOM: [&str; 8] = [
 ];
 
 fn syft() -> Command {
-    let mut c = Command::new(tool("syft"));
+    let mut c = kiln_core::process::command(tool("syft"));
     c.args(["scan", "-q"])
         .env("SYFT_CHECK_FOR_APP_UPDATE", "false");
     c
 }
 
 fn trivy(work: &Path) -> Command {
-    let mut c = Command::new(tool("trivy"));
+    let mut c = kiln_core::process::command(tool("trivy"));
     c.env("TRIVY_CACHE_DIR", work.join("trivy-cache"));
     c
 }
@@ -631,7 +631,7 @@ struct CargoCyclonedx {
 }
 
 fn cargo_cyclonedx(project: &Project, features: &[&str]) -> CargoCyclonedx {
-    let mut cmd = Command::new(cargo_cyclonedx_bin());
+    let mut cmd = kiln_core::process::command(cargo_cyclonedx_bin());
     cmd.args([
         "cyclonedx",
         "--format",

@@ -330,7 +330,7 @@ mod tests {
 
     /// A pid no process has: a child that has exited and been reaped.
     fn dead_pid() -> u32 {
-        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let mut child = crate::process::command("true").spawn().unwrap();
         let pid = child.id();
         child.wait().unwrap();
         pid

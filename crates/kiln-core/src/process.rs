@@ -55,8 +55,7 @@ mod tests {
             std::env::set_var("FAKETIME_DONT_RESET", "1");
             std::env::set_var("KILN_KEEP_ME", "kept");
         }
-        let mut cmd = std::process::Command::new("/usr/bin/env");
-        super::without_interposers(&mut cmd);
+        let mut cmd = super::command("/usr/bin/env");
         let out = String::from_utf8(cmd.output().unwrap().stdout).unwrap();
         assert!(
             !out.contains("LD_PRELOAD") && !out.contains("FAKETIME"),

@@ -211,8 +211,7 @@ pub struct Tools {
 
 impl Tools {
     fn cargo(&self, cargo_home: &Path) -> Command {
-        let mut c = Command::new(&self.cargo);
-        kiln_core::process::without_interposers(&mut c);
+        let mut c = kiln_core::process::command(&self.cargo);
         c.env("CARGO_HOME", cargo_home)
             .env_remove("CARGO_TARGET_DIR")
             .env_remove("RUSTFLAGS")
@@ -630,7 +629,7 @@ fn measure(
     let _ = std::fs::remove_dir_all(&logs);
     fsx::create_dir_all(&logs).map_err(io("cannot create", &logs))?;
     let kiln = |args: &[&str]| {
-        let mut c = Command::new(&tools.kiln);
+        let mut c = kiln_core::process::command(&tools.kiln);
         c.arg("-C").arg(dir).args(args);
         c
     };

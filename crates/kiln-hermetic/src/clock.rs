@@ -114,7 +114,7 @@ impl ClockShift {
         let src = dir.join("kiln-faketime-shim.c");
         let shim = dir.join("kiln-faketime-shim.so");
         std::fs::write(&src, SHIM_C).map_err(|e| format!("cannot write {}: {e}", src.display()))?;
-        let out = kiln_core::process::without_interposers(&mut Command::new(cc))
+        let out = kiln_core::process::command(cc)
             .args(["-shared", "-fPIC", "-O2", "-o"])
             .arg(&shim)
             .arg(&src)
@@ -208,7 +208,7 @@ mod tests {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_secs();
-        let mut date = Command::new("date");
+        let mut date = kiln_core::process::command("date");
         date.arg("+%s");
         shift.apply(&mut date);
         let out = output_within(&mut date, 30);
@@ -223,7 +223,7 @@ mod tests {
         );
         // rustc (jemalloc) under libfaketime alone deadlocks; with the shim it answers.
         let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-        let mut cmd = Command::new(rustc);
+        let mut cmd = kiln_core::process::command(rustc);
         cmd.arg("-vV");
         shift.apply(&mut cmd);
         let out = output_within(&mut cmd, 60);

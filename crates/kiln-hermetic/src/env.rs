@@ -160,7 +160,7 @@ impl Hermetic {
 
     /// A command that runs `program` with exactly this environment, inside the sandbox.
     pub fn command(&self, program: &Path) -> Command {
-        let mut cmd = Command::new(program);
+        let mut cmd = kiln_core::process::command(program);
         cmd.env_clear()
             .envs(&self.vars)
             .current_dir(self.root.path());

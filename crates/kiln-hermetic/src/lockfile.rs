@@ -1,6 +1,5 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use kiln_core::Digest;
 use kiln_core::contract::cargo_lock::{self, CargoLockError};
@@ -148,8 +147,7 @@ pub fn fetch(cargo: &Path, manifest: &Path, cargo_home: &Path) -> Result<(), Fet
         command: "mkdir".into(),
         source,
     })?;
-    let mut cmd = Command::new(cargo);
-    kiln_core::process::without_interposers(&mut cmd);
+    let mut cmd = kiln_core::process::command(cargo);
     // No `--target`: every crate the lock pins is fetched, so `check_fetched` can demand all of them.
     cmd.args(["fetch", "--locked", "--manifest-path"])
         .arg(manifest)

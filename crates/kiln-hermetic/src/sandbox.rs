@@ -75,7 +75,7 @@ impl Sandbox {
         if self == Sandbox::None {
             return Ok(());
         }
-        let mut cmd = Command::new("/bin/sh");
+        let mut cmd = kiln_core::process::command("/bin/sh");
         cmd.args(["-c", "exit 0"]);
         self.apply(&mut cmd);
         match cmd.status() {
@@ -169,7 +169,7 @@ mod tests {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         let probe = |sb: Sandbox| {
-            let mut cmd = Command::new("/bin/bash");
+            let mut cmd = kiln_core::process::command("/bin/bash");
             cmd.args(["-c", &format!("exec 3<>/dev/tcp/127.0.0.1/{port}")]);
             sb.apply(&mut cmd);
             cmd.stderr(std::process::Stdio::null());
@@ -191,7 +191,7 @@ mod tests {
     #[test]
     fn umask_is_022() {
         for sb in [Sandbox::None, Sandbox::Netns] {
-            let mut cmd = Command::new("/bin/sh");
+            let mut cmd = kiln_core::process::command("/bin/sh");
             cmd.args(["-c", "umask"]);
             sb.apply(&mut cmd);
             let out = cmd.output().unwrap();
@@ -204,7 +204,7 @@ mod tests {
         // /proc/net/dev is per network namespace (unlike /sys/class/net, which shows the
         // namespace sysfs was mounted in). A loopback self-connection proves `lo` is up.
         let script = "cat /proc/net/dev; python3 -c 'import socket; s=socket.socket(); s.bind((\"127.0.0.1\",0)); s.listen(); socket.create_connection(s.getsockname()); print(\"LOOPBACK-OK\")'";
-        let mut cmd = Command::new("/bin/sh");
+        let mut cmd = kiln_core::process::command("/bin/sh");
         cmd.args(["-c", script]);
         Sandbox::Netns.apply(&mut cmd);
         let out = String::from_utf8(cmd.output().unwrap().stdout).unwrap();

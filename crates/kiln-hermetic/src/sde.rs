@@ -1,5 +1,4 @@
 use std::path::Path;
-use std::process::Command;
 
 /// Where the build's `SOURCE_DATE_EPOCH` came from; recorded next to the value so a
 /// verifier knows whether it reflects the source or a configured constant.
@@ -82,7 +81,7 @@ impl SourceDateEpoch {
 }
 
 fn git_commit_time(dir: &Path) -> Option<u64> {
-    let out = kiln_core::process::without_interposers(&mut Command::new("git"))
+    let out = kiln_core::process::command("git")
         .args(["log", "-1", "--format=%ct", "--", "."])
         .current_dir(dir)
         .env_remove("GIT_DIR")
@@ -131,7 +130,7 @@ mod tests {
     fn git_commit_time_is_used() {
         let d = tempfile::tempdir().unwrap();
         let git = |args: &[&str]| {
-            let s = Command::new("git")
+            let s = kiln_core::process::command("git")
                 .args(args)
                 .current_dir(d.path())
                 .env("GIT_COMMITTER_DATE", "@1234567890 +0000")

@@ -34,8 +34,7 @@ pub struct GitIdentity {
 }
 
 fn git(dir: &Path) -> Command {
-    let mut c = Command::new("git");
-    kiln_core::process::without_interposers(&mut c);
+    let mut c = kiln_core::process::command("git");
     c.arg("-C").arg(dir).stdin(Stdio::null());
     for v in [
         "GIT_DIR",

@@ -863,7 +863,7 @@ pub fn attach_diffoscope(
             if let Some(parent) = dest.parent() {
                 kiln_core::fsx::create_dir_all(parent).map_err(io("cannot create", parent))?;
             }
-            let status = std::process::Command::new(diffoscope)
+            let status = kiln_core::process::command(diffoscope)
                 .arg("--text")
                 .arg(&dest)
                 .arg(da.join(&sa.path))

@@ -100,8 +100,7 @@ impl Toolchain {
     pub fn detect_for(project: &Path, pinned: Option<&str>, target: Option<&str>) -> Result<Self> {
         let rustc_cmd = env_program("RUSTC", "rustc");
         let args = ["--print", "sysroot"];
-        let mut cmd = Command::new(&rustc_cmd);
-        kiln_core::process::without_interposers(&mut cmd);
+        let mut cmd = kiln_core::process::command(&rustc_cmd);
         cmd.args(args)
             .current_dir(project)
             .stdin(Stdio::null())
@@ -607,8 +606,7 @@ fn rustup_env(cmd: &mut Command, pinned: Option<&str>) {
 /// (`1.95.0-x86_64-unknown-linux-gnu`), or `None` when rustup cannot say.
 fn active_toolchain(project: &Path) -> Option<String> {
     let rustup = find_in_path(OsStr::new("rustup"))?;
-    let mut cmd = Command::new(rustup);
-    kiln_core::process::without_interposers(&mut cmd);
+    let mut cmd = kiln_core::process::command(rustup);
     rustup_env(&mut cmd, None);
     let out = cmd
         .args(["show", "active-toolchain"])
@@ -650,7 +648,7 @@ fn describe(program: &Path, args: &[&str]) -> String {
 fn spawn(program: &Path, args: &[&str]) -> Result<Child> {
     let mut attempt = 0;
     loop {
-        let r = kiln_core::process::without_interposers(&mut Command::new(program))
+        let r = kiln_core::process::command(program)
             .args(args)
             .env("LC_ALL", "C")
             .stdin(Stdio::null())

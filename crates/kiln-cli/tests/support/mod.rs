@@ -22,7 +22,7 @@ pub fn repo() -> PathBuf {
 /// The kiln CLI under test: the binary the including test crate names in its `KILN`
 /// constant (`kiln` for kiln-cli's tests, `xtask` for the developer tasks').
 pub fn kiln() -> Command {
-    let mut c = Command::new(crate::KILN);
+    let mut c = kiln_core::process::command(crate::KILN);
     c.env_remove("SOURCE_DATE_EPOCH");
     c
 }
@@ -52,9 +52,9 @@ pub fn is_root() -> bool {
 pub fn privileged(name: &str) -> Command {
     let path = tool(name);
     if is_root() {
-        Command::new(path)
+        kiln_core::process::command(path)
     } else {
-        let mut c = Command::new("sudo");
+        let mut c = kiln_core::process::command("sudo");
         c.arg("-n").arg(path);
         c
     }
@@ -91,7 +91,7 @@ pub fn run_err(cmd: &mut Command) -> String {
 }
 
 pub fn host_target() -> String {
-    let out = run_ok(Command::new("rustc").arg("-vV"));
+    let out = run_ok(kiln_core::process::command("rustc").arg("-vV"));
     let text = String::from_utf8(out.stdout).unwrap();
     text.lines()
         .find_map(|l| l.strip_prefix("host: "))
@@ -165,7 +165,7 @@ impl Project {
         std::fs::write(
             hello.join("build.rs"),
             r#"fn main() {
-    let out = std::process::Command::new("git").args(["rev-parse", "HEAD"]).output().expect("git runs");
+    let out = kiln_core::process::command("git").args(["rev-parse", "HEAD"]).output().expect("git runs");
     assert!(out.status.success(), "the build must see the project's git commit: {out:?}");
     let rev = String::from_utf8(out.stdout).unwrap();
     println!("cargo::rustc-env=HELLO_GIT_REV={}", rev.trim());
@@ -242,7 +242,7 @@ impl Project {
 #[track_caller]
 pub fn git(dir: &Path, args: &[&str]) -> String {
     let out = run_ok(
-        Command::new("git")
+        kiln_core::process::command("git")
             .arg("-C")
             .arg(dir)
             .args(args)
@@ -336,7 +336,12 @@ pub fn venv_python() -> PathBuf {
 /// Runs a Python snippet in the tools virtualenv with `args` as `sys.argv[1:]`.
 #[track_caller]
 pub fn python(script: &str, args: &[&std::ffi::OsStr]) -> Output {
-    run_ok(Command::new(venv_python()).arg("-c").arg(script).args(args))
+    run_ok(
+        kiln_core::process::command(venv_python())
+            .arg("-c")
+            .arg(script)
+            .args(args),
+    )
 }
 
 /// `node_modules` of the npm packages `cargo xtask test` installs.
@@ -363,7 +368,11 @@ pub fn node(script: &str, args: &[&std::ffi::OsStr]) -> Output {
         .tempfile_in(nm.parent().unwrap())
         .unwrap();
     std::fs::write(file.path(), script).unwrap();
-    run_ok(Command::new("node").arg(file.path()).args(args))
+    run_ok(
+        kiln_core::process::command("node")
+            .arg(file.path())
+            .args(args),
+    )
 }
 
 /// A local Sigstore: `testdata/sigstore-mock/server.mjs` serving @sigstore/mock's Fulcio
@@ -379,7 +388,7 @@ impl SigstoreMock {
     pub fn start() -> Self {
         use std::io::BufRead;
         let nm = node_modules();
-        let mut child = Command::new("node")
+        let mut child = kiln_core::process::command("node")
             .arg(repo().join("testdata/sigstore-mock/server.mjs"))
             .arg(&nm)
             .stdin(std::process::Stdio::piped())

@@ -380,7 +380,7 @@ fn run_build(
 ) -> Result<Option<BuildFailure>> {
     let log = std::fs::File::create(&side.log).map_err(io("cannot create", &side.log))?;
     let log2 = log.try_clone().map_err(io("cannot create", &side.log))?;
-    let mut cmd = Command::new(&argv[0]);
+    let mut cmd = kiln_core::process::command(&argv[0]);
     cmd.args(&argv[1..])
         .stdin(Stdio::null())
         .stdout(log)

@@ -3,7 +3,6 @@
 //! (in shuffled order for the file order variation) and the disorderfs mount.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use crate::error::{Error, Result, io};
 
@@ -70,7 +69,7 @@ impl Drop for Mount {
             ("umount", &[][..]),
         ] {
             if let Some(p) = find_program(prog)
-                && quiet_ok(Command::new(p).args(args).arg(&self.0))
+                && quiet_ok(kiln_core::process::command(p).args(args).arg(&self.0))
             {
                 return;
             }

@@ -6,7 +6,7 @@
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use crate::error::{Result, io};
 use crate::explain::Hints;
@@ -62,7 +62,7 @@ pub(super) fn copy_project_b(
         std::fs::create_dir_all(&b.project).map_err(io("cannot create", &b.project))?;
         let ok = Path::new("/dev/fuse").exists()
             && quiet_ok(
-                Command::new(dfs)
+                kiln_core::process::command(dfs)
                     .args(["--shuffle-dirents=yes", "--reverse-dirents=no", "-q"])
                     .arg(&backing)
                     .arg(&b.project),
@@ -218,7 +218,8 @@ fn shell_wrapper(
     let mut script = String::new();
     let mut script_args: Vec<OsString> = Vec::new();
     if v.hostname.enabled {
-        match find_program("unshare").filter(|u| quiet_ok(Command::new(u).args(["--uts", "true"])))
+        match find_program("unshare")
+            .filter(|u| quiet_ok(kiln_core::process::command(u).args(["--uts", "true"])))
         {
             Some(u) => {
                 argv.extend([u.into(), "--uts".into(), "--".into()]);
@@ -270,7 +271,7 @@ fn cpus(v: &Variations, records: &mut Vec<VariationRecord>) -> Vec<OsString> {
         return Vec::new();
     }
     match find_program("taskset")
-        .filter(|t| quiet_ok(Command::new(t).args(["-c", &v.cpus.list, "true"])))
+        .filter(|t| quiet_ok(kiln_core::process::command(t).args(["-c", &v.cpus.list, "true"])))
     {
         Some(t) => {
             records.push(VariationRecord::new(
@@ -314,7 +315,7 @@ fn clock(
     // (`build --faketime`, through kiln-hermetic's shim that keeps rustc from
     // deadlocking in libfaketime).
     let resolved = find_program("faketime").and_then(|f| {
-        let out = Command::new(&f)
+        let out = kiln_core::process::command(&f)
             .arg(&v.clock.offset)
             .args(["/bin/sh", "-c", "printf %s \"$FAKETIME\""])
             .stdin(Stdio::null())
