@@ -281,11 +281,16 @@ fn output_names_only_in_the_contract() {
     let repo = repo_root().unwrap();
     let layout = "crates/kiln-core/src/contract/layout.rs";
     let text = std::fs::read_to_string(repo.join(layout)).unwrap();
+    // kiln's own file names and paths: constants whose value has an extension or a
+    // slash. Bare words (`oci`, `toolchains`) also mean other things (a purl type, rustup's
+    // directory), and `Cargo.toml`/`Cargo.lock` are cargo's names, not kiln's contract.
     let mut names: BTreeSet<String> = BTreeSet::new();
     for line in text.lines().map(str::trim) {
         if line.starts_with("pub const ")
+            && !line.starts_with("pub const CARGO_")
             && line.contains(": &str = \"")
             && let Some(v) = line.split('"').nth(1)
+            && (v.contains('.') || v.contains('/'))
         {
             names.insert(format!("\"{v}\""));
         }

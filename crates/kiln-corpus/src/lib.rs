@@ -226,7 +226,7 @@ impl Tools {
 
 /// Runs `cmd` with output to `log`; an error quotes the log's last lines.
 fn run_logged(cmd: &mut Command, shown: &str, log: &Path) -> Result<f64> {
-    let file = std::fs::File::create(log).map_err(io("cannot create", log))?;
+    let file = fsx::create_log(log).map_err(io("cannot create", log))?;
     let file2 = file.try_clone().map_err(io("cannot create", log))?;
     cmd.stdin(Stdio::null()).stdout(file).stderr(file2);
     let start = Instant::now();
@@ -275,8 +275,8 @@ pub fn obtain(entry: &Entry, corpus: &Path, work: &Path, tools: &Tools) -> Resul
         "[package]\nname = \"kiln-corpus-fetch\"\nversion = \"0.0.0\"\nedition = \"2021\"\npublish = false\n\n[lib]\npath = \"lib.rs\"\n\n[dependencies]\n{} = \"={}\"\n\n[workspace]\n",
         entry.name, entry.version
     );
-    std::fs::write(&manifest, text).map_err(io("cannot write", &manifest))?;
-    std::fs::write(fetch.join("lib.rs"), "").map_err(io("cannot write", &fetch))?;
+    fsx::write_atomic(&manifest, text.as_bytes()).map_err(io("cannot write", &manifest))?;
+    fsx::write_atomic(&fetch.join("lib.rs"), b"").map_err(io("cannot write", &fetch))?;
     let log = fetch.join("fetch.log");
     run_logged(
         tools
@@ -375,7 +375,7 @@ pub fn unpack(crate_file: &Path, entry: &Entry, dest: &Path) -> Result<()> {
                 let mut bytes = Vec::new();
                 e.read_to_end(&mut bytes)
                     .map_err(io("cannot read", crate_file))?;
-                std::fs::write(&target, &bytes).map_err(io("cannot write", &target))?;
+                fsx::write_atomic(&target, &bytes).map_err(io("cannot write", &target))?;
                 let exec = e.header().mode().map(|m| m & 0o111 != 0).unwrap_or(false);
                 let mode = if exec { 0o755 } else { 0o644 };
                 use std::os::unix::fs::PermissionsExt;
@@ -403,13 +403,14 @@ pub fn lay_out(entry: &Entry, crate_file: &Path, lock_file: &Path, dir: &Path) -
             "[workspace]\nmembers = [\"{}\"]\nresolver = \"2\"\n",
             entry.name
         );
-        std::fs::write(dir.join("Cargo.toml"), root).map_err(io("cannot write", dir))?;
+        fsx::write_atomic(&dir.join("Cargo.toml"), root.as_bytes())
+            .map_err(io("cannot write", dir))?;
         // A workspace's profiles come from its root.
         copy_profiles(&member.join("Cargo.toml"), &dir.join("Cargo.toml"))?;
     } else {
         unpack(crate_file, entry, dir)?;
     }
-    std::fs::write(dir.join(layout::KILN_TOML), entry.kiln_toml())
+    fsx::write_atomic(&dir.join(layout::KILN_TOML), entry.kiln_toml().as_bytes())
         .map_err(io("cannot write", dir))?;
     let toolchains = dir.join(layout::TOOLCHAINS_DIR);
     fsx::create_dir_all(&toolchains).map_err(io("cannot create", &toolchains))?;
@@ -434,7 +435,7 @@ fn copy_profiles(member: &Path, root: &Path) -> Result<()> {
         let mut out = std::fs::read_to_string(root).map_err(io("cannot read", root))?;
         out.push('\n');
         out.push_str(&toml::to_string(&t).unwrap_or_default());
-        std::fs::write(root, out).map_err(io("cannot write", root))?;
+        fsx::write_atomic(root, out.as_bytes()).map_err(io("cannot write", root))?;
     }
     Ok(())
 }
@@ -543,9 +544,9 @@ impl Report {
     pub fn write(&self, out: &Path) -> Result<()> {
         fsx::create_dir_all(out).map_err(io("cannot create", out))?;
         let json = canonical::to_vec_pretty(self).expect("the corpus report serializes");
-        let p = out.join("report.json");
+        let p = out.join(layout::repro::REPORT_JSON);
         fsx::write_atomic(&p, &json).map_err(io("cannot write", &p))?;
-        let p = out.join("report.md");
+        let p = out.join(layout::repro::REPORT_MD);
         fsx::write_atomic(&p, self.markdown().as_bytes()).map_err(io("cannot write", &p))?;
         Ok(())
     }
@@ -693,7 +694,7 @@ fn measure(
     }
     let mut repro = kiln(&args);
     let log = logs.join("repro.log");
-    let file = std::fs::File::create(&log).map_err(io("cannot create", &log))?;
+    let file = fsx::create_log(&log).map_err(io("cannot create", &log))?;
     let start = Instant::now();
     let status = repro
         .stdin(Stdio::null())

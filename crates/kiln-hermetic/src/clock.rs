@@ -113,7 +113,8 @@ impl ClockShift {
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let src = dir.join("kiln-faketime-shim.c");
         let shim = dir.join("kiln-faketime-shim.so");
-        std::fs::write(&src, SHIM_C).map_err(|e| format!("cannot write {}: {e}", src.display()))?;
+        kiln_core::fsx::write_atomic(&src, SHIM_C.as_bytes())
+            .map_err(|e| format!("cannot write {}: {e}", src.display()))?;
         let out = kiln_core::process::command(cc)
             .args(["-shared", "-fPIC", "-O2", "-o"])
             .arg(&shim)

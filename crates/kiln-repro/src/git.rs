@@ -158,8 +158,11 @@ impl GitIdentity {
         let info = git_dir.join("objects/info");
         std::fs::create_dir_all(&info).map_err(crate::error::io("cannot create", &info))?;
         let alternates = info.join("alternates");
-        std::fs::write(&alternates, format!("{}\n", self.objects.display()))
-            .map_err(crate::error::io("cannot write", &alternates))?;
+        kiln_core::fsx::write_atomic(
+            &alternates,
+            format!("{}\n", self.objects.display()).as_bytes(),
+        )
+        .map_err(crate::error::io("cannot write", &alternates))?;
         if let Some(s) = &self.shallow {
             let dest = git_dir.join("shallow");
             std::fs::copy(s, &dest).map_err(crate::error::io("cannot copy", s))?;

@@ -877,8 +877,11 @@ pub fn attach_diffoscope(
                 })?;
             // 1 = differences found (the expected case); anything else is worth saying.
             if status.code() != Some(1) {
-                std::fs::write(&dest, format!("diffoscope exited {status} on this pair\n"))
-                    .map_err(io("cannot write", &dest))?;
+                kiln_core::fsx::write_atomic(
+                    &dest,
+                    format!("diffoscope exited {status} on this pair\n").as_bytes(),
+                )
+                .map_err(io("cannot write", &dest))?;
             }
             a.diffoscope = Some(rel);
             ran += 1;

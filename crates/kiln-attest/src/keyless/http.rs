@@ -36,7 +36,7 @@ impl Http {
         url: &str,
         body: &serde_json::Value,
     ) -> std::result::Result<String, String> {
-        let bytes = serde_json::to_vec(body).expect("JSON serializes");
+        let bytes = kiln_core::canonical::to_vec(body).expect("JSON serializes");
         Self::finish(
             self.0
                 .post(url)

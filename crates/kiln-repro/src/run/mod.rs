@@ -378,7 +378,7 @@ fn run_build(
     env: &[(String, OsString)],
     side: &Side,
 ) -> Result<Option<BuildFailure>> {
-    let log = std::fs::File::create(&side.log).map_err(io("cannot create", &side.log))?;
+    let log = kiln_core::fsx::create_log(&side.log).map_err(io("cannot create", &side.log))?;
     let log2 = log.try_clone().map_err(io("cannot create", &side.log))?;
     let mut cmd = kiln_core::process::command(&argv[0]);
     cmd.args(&argv[1..])
