@@ -139,21 +139,66 @@ pub fn rebuild(plan: &RebuildPlan, progress: &dyn Fn(&str)) -> Result<Rebuilt> {
     let mut records = Vec::new();
     let mut hints = first_hints(v, &inputs.project);
 
-    let failed_a = build_a(plan, &inputs, &a, &mut hints, progress)?;
-
-    records.push(vary::build_path(v, &a, &b));
-    let mount = vary::copy_project_b(v, &inputs.project, &b, &mut records, &mut hints)?;
-    inputs.populate(&b)?;
-    let (env, home_b) = vary::environment(v, &inputs.base_env, &b, &mut records, &mut hints)?;
-    let (argv, shift_secs) = vary::command(plan, &b, &mut records, &mut hints);
-    let failed_b = build_b(&argv, &env, &b, shift_secs, &mut hints, progress)?;
+    // The two builds run side by side when nothing forces an order: their work trees
+    // differ (build_path) and B's clock is shifted (so a wall-clock leak still differs
+    // even when both builds embed the same second). Then `repro` costs about what two
+    // plain builds cost (B, often pinned to one CPU, would alone be the slowest build),
+    // and A and B competing for the CPUs is one more perturbation. Otherwise A runs first
+    // and B is prepared after it, in A's directory.
+    let (failed_a, failed_b, home_b, mount);
+    let mut side_by_side = false;
+    if v.build_path.enabled {
+        records.push(vary::build_path(v, &a, &b));
+        mount = vary::copy_project_b(v, &inputs.project, &b, &mut records, &mut hints)?;
+        inputs.populate(&b)?;
+        let (env, home) = vary::environment(v, &inputs.base_env, &b, &mut records, &mut hints)?;
+        let (argv, shift_secs) = vary::command(plan, &b, &mut records, &mut hints);
+        side_by_side = shift_secs != 0;
+        let (ra, rb) = if side_by_side {
+            progress(&format!(
+                "builds A in {} and B in {} (varied), side by side",
+                a.project.display(),
+                b.project.display()
+            ));
+            std::thread::scope(|s| {
+                let ta = s.spawn(|| build_a(plan, &inputs, &a));
+                let rb = build_b(&argv, &env, &b, shift_secs);
+                let ra = ta.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+                (ra, rb)
+            })
+        } else {
+            progress(&format!("build A in {}", a.project.display()));
+            let ra = build_a(plan, &inputs, &a);
+            progress(&format!("build B in {} (varied)", b.project.display()));
+            (ra, build_b(&argv, &env, &b, shift_secs))
+        };
+        let ((fa, ha), (fb, hb)) = (ra?, rb?);
+        hints.absorb(ha);
+        hints.absorb(hb);
+        (failed_a, failed_b, home_b) = (fa, fb, home);
+        remove_dir(&a.dir)?;
+    } else {
+        progress(&format!("build A in {}", a.project.display()));
+        let (fa, ha) = build_a(plan, &inputs, &a)?;
+        hints.absorb(ha);
+        remove_dir(&a.dir)?;
+        records.push(vary::build_path(v, &a, &b));
+        mount = vary::copy_project_b(v, &inputs.project, &b, &mut records, &mut hints)?;
+        inputs.populate(&b)?;
+        let (env, home) = vary::environment(v, &inputs.base_env, &b, &mut records, &mut hints)?;
+        let (argv, shift_secs) = vary::command(plan, &b, &mut records, &mut hints);
+        progress(&format!("build B in {} (varied)", b.project.display()));
+        let (fb, hb) = build_b(&argv, &env, &b, shift_secs)?;
+        hints.absorb(hb);
+        (failed_a, failed_b, home_b) = (fa, fb, home);
+    }
     // B's HOME is a build directory too, named after B's copy and root as it always was.
     hints.build_dirs.push(home_b.display().to_string());
     drop(mount);
     drop(work_guard);
 
     records.sort_by(|x, y| x.name.cmp(&y.name));
-    records.insert(0, VariationRecord::new("rebuild", "applied", "two builds from scratch: separate copies, build roots, cargo homes and target dirs; only the fetched, checksummed crates shared"));
+    records.insert(0, VariationRecord::new("rebuild", "applied", format!("two builds from scratch: separate copies, build roots, cargo homes and target dirs; only the fetched, checksummed crates shared; {}", if side_by_side { "run side by side, competing for the CPUs" } else { "run one after the other" })));
     Ok(Rebuilt {
         tree_a: a.tree,
         tree_b: b.tree,
@@ -333,21 +378,19 @@ fn build_a(
     plan: &RebuildPlan,
     inputs: &Inputs,
     a: &Side,
-    hints: &mut Hints,
-    progress: &dyn Fn(&str),
-) -> Result<Option<BuildFailure>> {
-    progress(&format!("build A in {}", a.project.display()));
+) -> Result<(Option<BuildFailure>, SideHints)> {
     copy_project(&inputs.project, &a.project, None)?;
     inputs.populate(a)?;
     let started_a = now();
     let failed_a = run_build(&kiln_build_args(plan, a), &inputs.base_env, a)?;
-    hints.build_times.push((started_a, now()));
-    hints.build_dirs.extend([
-        a.project.display().to_string(),
-        a.root.display().to_string(),
-    ]);
-    remove_dir(&a.dir)?;
-    Ok(failed_a)
+    let hints = SideHints {
+        build_time: (started_a, now()),
+        build_dirs: [
+            a.project.display().to_string(),
+            a.root.display().to_string(),
+        ],
+    };
+    Ok((failed_a, hints))
 }
 
 /// Build B: the varied command line and environment [`vary`] made. Its time, shifted by
@@ -357,19 +400,33 @@ fn build_b(
     env: &[(String, OsString)],
     b: &Side,
     shift_secs: i64,
-    hints: &mut Hints,
-    progress: &dyn Fn(&str),
-) -> Result<Option<BuildFailure>> {
-    progress(&format!("build B in {} (varied)", b.project.display()));
+) -> Result<(Option<BuildFailure>, SideHints)> {
     let started_b = now();
     let failed_b = run_build(argv, env, b)?;
     let shifted = |t: u64| t.saturating_add_signed(shift_secs);
-    hints.build_times.push((shifted(started_b), shifted(now())));
-    hints.build_dirs.extend([
-        b.project.display().to_string(),
-        b.root.display().to_string(),
-    ]);
-    Ok(failed_b)
+    let hints = SideHints {
+        build_time: (shifted(started_b), shifted(now())),
+        build_dirs: [
+            b.project.display().to_string(),
+            b.root.display().to_string(),
+        ],
+    };
+    Ok((failed_b, hints))
+}
+
+/// What one build adds to the diff's hints: its time window (as the build saw the clock)
+/// and its two directories. Returned rather than pushed, so the builds can run on two
+/// threads and the hints still come out in A, B order.
+struct SideHints {
+    build_time: (u64, u64),
+    build_dirs: [String; 2],
+}
+
+impl Hints {
+    fn absorb(&mut self, side: SideHints) {
+        self.build_times.push(side.build_time);
+        self.build_dirs.extend(side.build_dirs);
+    }
 }
 
 /// Runs `argv` (program first) with `env`, logging to `side.log`; says why it failed.
