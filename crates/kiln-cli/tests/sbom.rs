@@ -413,24 +413,38 @@ fn features_project_matches_cargo_tree() {
     );
 }
 
-/// Resolves `package` of the workspace at `workspace` with kiln (in-process, through the
-/// bench's `sbom-gen`) and checks the result against cargo itself: the runtime and
-/// proc-macro crates are exactly `cargo tree -e normal`'s, the build-only crates exactly
-/// what `-e normal,build` adds, and every checksum is Cargo.lock's. Reads the cargo home
-/// this test suite runs with, which must hold the workspace's crates.
+/// Resolves `package` of the workspace at `workspace` with kiln's resolver (in-process: the
+/// library call `kiln build`'s SBOM step makes) and checks the result against cargo itself:
+/// the runtime and proc-macro crates are exactly `cargo tree -e normal`'s, the build-only
+/// crates exactly what `-e normal,build` adds, and every checksum is Cargo.lock's. Reads the
+/// cargo home this test suite runs with, which must hold the workspace's crates.
 fn assert_resolution_matches_cargo_tree(workspace: &Path, package: &str) {
     let work = tempfile::tempdir().unwrap();
-    let out = work.path().join("sbom.cdx.json");
-    run_ok(
-        kiln()
-            .args(["bench", "sbom-gen", "--package", package, "--manifest"])
-            .arg(workspace.join("Cargo.toml"))
-            .arg("--toolchain-lock")
-            .arg(crate::support::repo().join(format!("toolchains/{}.lock.json", host_target())))
-            .arg("--out")
-            .arg(&out),
+    let lock = kiln_toolchain::ToolchainLock::read(
+        &crate::support::repo().join(format!("toolchains/{}.lock.json", host_target())),
+    )
+    .unwrap();
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cargo"));
+    let req = kiln_build::sbom_resolve_request(
+        workspace.join("Cargo.toml"),
+        package,
+        &lock,
+        kiln_sbom::cargo::CrateSources::CargoHome(cargo_home),
     );
-    let found = crates(&read_json(&out));
+    let resolved = kiln_sbom::cargo::resolve(&req)
+        .unwrap_or_else(|e| panic!("resolving {package} in {}: {e}", workspace.display()));
+    let found: BTreeMap<String, (String, Option<String>)> = resolved
+        .crates
+        .values()
+        .map(|c| {
+            (
+                format!("{}@{}", c.name, c.version),
+                (c.scope.as_str().to_string(), c.checksum.clone()),
+            )
+        })
+        .collect();
     let scoped = |want: &[&str]| -> BTreeSet<String> {
         found
             .iter()
@@ -458,9 +472,9 @@ fn assert_resolution_matches_cargo_tree(workspace: &Path, package: &str) {
         "build-only crates (left) vs what `cargo tree -e normal,build` adds (right)"
     );
     let sums = lock_checksums(&workspace.join("Cargo.lock"));
-    for (k, (_, c)) in &found {
+    for (k, (_, checksum)) in &found {
         assert_eq!(
-            sbom_sha256(c),
+            checksum.clone(),
             sums.get(k).cloned(),
             "{k}: checksum must be Cargo.lock's"
         );

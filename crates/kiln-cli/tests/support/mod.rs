@@ -165,7 +165,7 @@ impl Project {
         std::fs::write(
             hello.join("build.rs"),
             r#"fn main() {
-    let out = kiln_core::process::command("git").args(["rev-parse", "HEAD"]).output().expect("git runs");
+    let out = std::process::Command::new("git").args(["rev-parse", "HEAD"]).output().expect("git runs");
     assert!(out.status.success(), "the build must see the project's git commit: {out:?}");
     let rev = String::from_utf8(out.stdout).unwrap();
     println!("cargo::rustc-env=HELLO_GIT_REV={}", rev.trim());
