@@ -110,12 +110,12 @@ pub fn run(args: &TestArgs) -> Result<ExitCode> {
     }
     let mut cmd = kiln_core::process::command(&cargo);
     cmd.current_dir(&repo)
-        .args(["test", "--workspace", "--locked"])
+        .args(["test", "--workspace", "--locked", "--no-fail-fast"])
         .args(&args.cargo_args);
     cmd.env("KILN_TOOLS_BIN", tools.join("venv/bin"));
     cmd.env("KILN_TOOLS_NODE_MODULES", tools.join("node/node_modules"));
     cmd.env("KILN_TOOLS_CARGO_BIN", tools.join("cargo/bin"));
-    eprintln!("kiln: running cargo test --workspace --locked");
+    eprintln!("kiln: running cargo test --workspace --locked --no-fail-fast");
     let status = cmd.status().context("cannot run cargo test")?;
     Ok(if status.success() {
         ExitCode::SUCCESS
