@@ -187,6 +187,14 @@ fn hello_is_reproducible_under_every_variation() {
             "{n}: {s}"
         );
     }
+    // Different trees and a shifted clock: the two builds ran side by side (repro's cost
+    // is then about two plain builds'), and the report says so.
+    let rebuild = r["variations"][0]["detail"].as_str().unwrap_or_default();
+    assert!(
+        rebuild.contains("run side by side"),
+        "rebuild record: {}",
+        r["variations"][0]
+    );
 
     // Reports and history.
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();

@@ -148,11 +148,9 @@ pub fn rebuild(plan: &RebuildPlan, progress: &dyn Fn(&str)) -> Result<Rebuilt> {
     let (failed_a, failed_b, home_b, mount);
     let mut side_by_side = false;
     if v.build_path.enabled {
-        records.push(vary::build_path(v, &a, &b));
-        mount = vary::copy_project_b(v, &inputs.project, &b, &mut records, &mut hints)?;
-        inputs.populate(&b)?;
-        let (env, home) = vary::environment(v, &inputs.base_env, &b, &mut records, &mut hints)?;
-        let (argv, shift_secs) = vary::command(plan, &b, &mut records, &mut hints);
+        let pb = prepare_b(plan, &inputs, &a, &b, &mut records, &mut hints)?;
+        let (env, home, argv, shift_secs) = (pb.env, pb.home, pb.argv, pb.shift_secs);
+        mount = pb.mount;
         side_by_side = shift_secs != 0;
         let (ra, rb) = if side_by_side {
             progress(&format!(
@@ -182,11 +180,9 @@ pub fn rebuild(plan: &RebuildPlan, progress: &dyn Fn(&str)) -> Result<Rebuilt> {
         let (fa, ha) = build_a(plan, &inputs, &a)?;
         hints.absorb(ha);
         remove_dir(&a.dir)?;
-        records.push(vary::build_path(v, &a, &b));
-        mount = vary::copy_project_b(v, &inputs.project, &b, &mut records, &mut hints)?;
-        inputs.populate(&b)?;
-        let (env, home) = vary::environment(v, &inputs.base_env, &b, &mut records, &mut hints)?;
-        let (argv, shift_secs) = vary::command(plan, &b, &mut records, &mut hints);
+        let pb = prepare_b(plan, &inputs, &a, &b, &mut records, &mut hints)?;
+        let (env, home, argv, shift_secs) = (pb.env, pb.home, pb.argv, pb.shift_secs);
+        mount = pb.mount;
         progress(&format!("build B in {} (varied)", b.project.display()));
         let (fb, hb) = build_b(&argv, &env, &b, shift_secs)?;
         hints.absorb(hb);
@@ -427,6 +423,40 @@ impl Hints {
         self.build_times.push(side.build_time);
         self.build_dirs.extend(side.build_dirs);
     }
+}
+
+/// Build B, ready to start: its copy (on disorderfs when file order varies), cargo home,
+/// environment and command line — everything [`vary`] changes, with the records and hints
+/// that say so.
+struct PreparedB {
+    argv: Vec<OsString>,
+    env: Vec<(String, OsString)>,
+    home: PathBuf,
+    shift_secs: i64,
+    mount: Option<scratch::Mount>,
+}
+
+fn prepare_b(
+    plan: &RebuildPlan,
+    inputs: &Inputs,
+    a: &Side,
+    b: &Side,
+    records: &mut Vec<VariationRecord>,
+    hints: &mut Hints,
+) -> Result<PreparedB> {
+    let v = &plan.variations;
+    records.push(vary::build_path(v, a, b));
+    let mount = vary::copy_project_b(v, &inputs.project, b, records, hints)?;
+    inputs.populate(b)?;
+    let (env, home) = vary::environment(v, &inputs.base_env, b, records, hints)?;
+    let (argv, shift_secs) = vary::command(plan, b, records, hints);
+    Ok(PreparedB {
+        argv,
+        env,
+        home,
+        shift_secs,
+        mount,
+    })
 }
 
 /// Runs `argv` (program first) with `env`, logging to `side.log`; says why it failed.
