@@ -12,15 +12,16 @@ use kiln_attest::provenance::{
 };
 use kiln_attest::{Signer, SigningKey};
 
-use crate::pipeline::{BuildError, ImageContext};
+use crate::context::ImageContext;
+use crate::error::BuildError;
 
 /// Writes provenance (recording `vex_inputs`, what the VEX step read), signs the evidence
 /// and attaches it to the layout.
 pub(crate) fn write(ctx: &ImageContext, vex_inputs: Vec<VexInput>) -> Result<(), BuildError> {
     let image = ctx.spec.name.as_str();
-    let evidence_err = |e: kiln_attest::Error| BuildError::Evidence {
+    let evidence_err = |source| BuildError::Attest {
         image: image.to_string(),
-        message: e.to_string(),
+        source,
     };
     let ev = &ctx.opts.evidence;
     let started = std::time::SystemTime::now();
@@ -31,10 +32,8 @@ pub(crate) fn write(ctx: &ImageContext, vex_inputs: Vec<VexInput>) -> Result<(),
         SigningKey::resolve(ev.signing_key.as_deref(), env_key.as_deref()).map_err(evidence_err)?;
     let keyless = if ev.keyless {
         if key.is_some() {
-            return Err(BuildError::Evidence {
+            return Err(BuildError::KeyAndKeyless {
                 image: image.into(),
-                message: "both a signing key and --keyless were given\n  fix: use one of them"
-                    .into(),
             });
         }
         // The one reading of KILN_FULCIO_URL / KILN_REKOR_URL / KILN_OIDC_TOKEN: an empty

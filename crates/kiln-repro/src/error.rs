@@ -3,7 +3,7 @@ use std::path::PathBuf;
 /// Everything that can stop a reproducibility run. Messages name the file and the fix.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{what} {path}: {source}")]
+    #[error("{what} {path}")]
     Io {
         what: &'static str,
         path: PathBuf,
@@ -19,7 +19,7 @@ pub enum Error {
         line: usize,
         message: String,
     },
-    #[error("cannot run `{command}`: {source}")]
+    #[error("cannot run `{command}`")]
     Spawn {
         command: String,
         source: std::io::Error,

@@ -230,11 +230,11 @@ impl Advisory {
                     };
                     let zero = matches!(&ev, Event::Introduced(v) if v == "0");
                     if !zero && ev.version() != "*" {
-                        scheme.compare(ev.version(), ev.version()).map_err(|m| {
+                        scheme.compare(ev.version(), ev.version()).map_err(|e| {
                             VexError::invalid(
                                 path,
                                 eat.clone(),
-                                m,
+                                e.to_string(),
                                 format!("write a {} version", scheme_name(scheme)),
                             )
                         })?;
