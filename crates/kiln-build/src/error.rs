@@ -139,7 +139,7 @@ pub struct RustVersion {
 }
 
 /// What to do about it, printed apart from the message (`  fix: ...`). Errors of the
-/// crates a build wraps that do not carry a separate hint yet (kiln-toolchain, kiln-vex,
+/// crates a build wraps that do not carry a separate hint yet (kiln-toolchain,
 /// kiln-attest, most of kiln-oci's) keep theirs in their message, and give `None` here.
 impl Hint for BuildError {
     fn hint(&self) -> Option<String> {
@@ -151,6 +151,7 @@ impl Hint for BuildError {
             BuildError::Fetch(e) => e.hint(),
             BuildError::Oci { source, .. } => source.hint(),
             BuildError::SbomSpec(e) | BuildError::Sbom { source: e, .. } => e.hint(),
+            BuildError::Vex { source, .. } => source.hint(),
             BuildError::SourceDateEpoch(e) => e.hint(),
             BuildError::ClockShift(e) => e.hint(),
             BuildError::Compile { .. } => {

@@ -164,7 +164,7 @@ pub fn report(result: Result<ExitCode>) -> ExitCode {
 /// The error and its causes, joined by ": " as anyhow's `{:#}` does (kiln's errors never
 /// repeat their source in their own message), then each distinct fix a cause gives
 /// ([`kiln_core::Hint`]) on its own indented `fix:` line, as uv prints `hint:`.
-fn render_error(e: &anyhow::Error) -> String {
+pub(crate) fn render_error(e: &anyhow::Error) -> String {
     let mut out = e
         .chain()
         .map(ToString::to_string)
@@ -201,6 +201,8 @@ fn hint(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
         kiln_hermetic::SandboxError,
         kiln_hermetic::SdeError,
         kiln_hermetic::ClockShiftError,
+        kiln_vex::VexError,
+        kiln_repro::Error,
     );
     None
 }

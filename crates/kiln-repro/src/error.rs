@@ -44,6 +44,17 @@ pub enum Error {
     Config(#[from] kiln_config::ConfigError),
 }
 
+/// This crate's own messages still end with their fix; the config error it wraps keeps
+/// its fix apart (and, being transparent, is not in the chain itself).
+impl kiln_core::Hint for Error {
+    fn hint(&self) -> Option<String> {
+        match self {
+            Error::Config(e) => e.hint(),
+            _ => None,
+        }
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 pub(crate) fn io<'a>(

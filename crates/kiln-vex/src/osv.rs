@@ -430,12 +430,12 @@ pub fn advisory_files(dir: &Path) -> Result<Vec<PathBuf>> {
         let rd = match std::fs::read_dir(&d) {
             Ok(rd) => rd,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && d == dir => return Ok(Vec::new()),
-            Err(error) => return Err(VexError::Read { path: d, error }),
+            Err(source) => return Err(VexError::Read { path: d, source }),
         };
         for e in rd {
-            let e = e.map_err(|error| VexError::Read {
+            let e = e.map_err(|source| VexError::Read {
                 path: d.clone(),
-                error,
+                source,
             })?;
             let p = e.path();
             if p.is_dir() {
