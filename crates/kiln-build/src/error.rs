@@ -139,13 +139,14 @@ pub struct RustVersion {
 }
 
 /// What to do about it, printed apart from the message (`  fix: ...`). Errors of the
-/// crates a build wraps that do not carry a separate hint yet (kiln-toolchain,
-/// kiln-attest, most of kiln-oci's) keep theirs in their message, and give `None` here.
+/// crates a build wraps that do not carry a separate hint yet (kiln-attest,
+/// most of kiln-oci's) keep theirs in their message, and give `None` here.
 impl Hint for BuildError {
     fn hint(&self) -> Option<String> {
         let build = || kiln_core::cli::cmd("build");
         match self {
             BuildError::Config(e) => e.hint(),
+            BuildError::Toolchain(e) => e.hint(),
             BuildError::Summary(e) => e.hint(),
             BuildError::Sandbox(e) => e.hint(),
             BuildError::Fetch(e) => e.hint(),
