@@ -190,3 +190,40 @@ pub(crate) fn io<'a>(
         source,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    /// An evidence step's error names the image and the step; the crate's error is its
+    /// source (not its text pasted into a message), and that error's fix passes through.
+    #[test]
+    fn evidence_errors_carry_their_source_and_its_fix() {
+        let e = BuildError::Vex {
+            image: "hello".into(),
+            source: kiln_vex::VexError::Read {
+                path: "vex/statements.toml".into(),
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            },
+        };
+        assert_eq!(e.to_string(), "image `hello`: VEX");
+        let vex = e.source().unwrap();
+        assert_eq!(vex.to_string(), "cannot read vex/statements.toml");
+        assert!(vex.source().unwrap().is::<std::io::Error>());
+
+        let e = BuildError::Sbom {
+            image: "hello".into(),
+            source: kiln_sbom::SbomError::UnsupportedSpec {
+                given: "2.0".into(),
+            },
+        };
+        assert!(!e.to_string().contains("fix"), "{e}");
+        assert!(e.hint().unwrap().contains("--sbom-spec 1.6"));
+
+        let e = BuildError::KeyAndKeyless {
+            image: "hello".into(),
+        };
+        assert_eq!(e.hint().as_deref(), Some("use one of them"));
+    }
+}
