@@ -72,7 +72,7 @@ pub enum BuildError {
         source: std::io::Error,
     },
     /// Provenance, signing or attaching.
-    #[error("image `{image}`: provenance")]
+    #[error("image `{image}`: provenance and signatures")]
     Attest {
         image: String,
         #[source]
