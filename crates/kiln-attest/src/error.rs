@@ -4,7 +4,7 @@ use std::path::PathBuf;
 /// the field and the fix; none ever contains private key material.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{what} {path}: {source}")]
+    #[error("{what} {path}")]
     Io {
         what: &'static str,
         path: PathBuf,

@@ -41,6 +41,9 @@ pub(crate) fn entries(files: BTreeMap<String, Source>) -> Vec<(String, Source)> 
     all.into_iter().collect()
 }
 
+// The `Err(String)`s of this module are the detail of a FAIL line of `verify`'s report
+// (`verify::Outcome`): the first difference between an archive and the bytes the verified
+// layout gives, read by a person, not an error with a source of its own.
 /// The header kiln's layer writer emits for an entry (see `kiln-oci`'s `layer.rs`): GNU,
 /// every field set, nothing from the host.
 fn header(name: &str, kind: u8, mode: u32, size: u64, sde: u64) -> Result<tar::Header, String> {

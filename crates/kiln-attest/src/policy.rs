@@ -114,7 +114,8 @@ impl Policy {
             path: path.into(),
             message,
         };
-        let raw: RawPolicy = kiln_core::strict_toml::from_str(text).map_err(err)?;
+        let raw: RawPolicy =
+            kiln_core::strict_toml::from_str(text).map_err(|e| err(e.into_message()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         let mut keys = Vec::new();
         for (i, k) in raw.keys.iter().enumerate() {

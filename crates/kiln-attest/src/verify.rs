@@ -57,13 +57,20 @@ impl Report {
     }
 }
 
+/// One rule's outcome as its report line's detail: `Ok(what was verified)` is a PASS
+/// line, `Err(why not)` a FAIL line. Deliberately not an error type: a failed rule is the
+/// report's content, not a reason to stop (every rule is checked and reported), and the
+/// text is read as one line of the report. The helpers below that return
+/// `Result<_, String>` produce such a FAIL detail for the rule that calls them.
+type Outcome = Result<String, String>;
+
 struct Ctx<'a> {
     out: &'a Path,
     checks: Vec<Check>,
 }
 
 impl Ctx<'_> {
-    fn push(&mut self, rule: impl Into<String>, r: Result<String, String>) -> bool {
+    fn push(&mut self, rule: impl Into<String>, r: Outcome) -> bool {
         let pass = r.is_ok();
         self.checks.push(Check {
             rule: rule.into(),
@@ -751,11 +758,7 @@ fn check_statement_kind(title: &str, m: &ArtifactManifest, stmt: &Statement) -> 
 
 /// A raw document attached to the image must be exactly the predicate its verified
 /// statement signs (kiln writes both from the same bytes, pretty canonical JSON).
-fn check_document(
-    title: &str,
-    bytes: &[u8],
-    verified: &[(String, Statement)],
-) -> Result<String, String> {
+fn check_document(title: &str, bytes: &[u8], verified: &[(String, Statement)]) -> Outcome {
     let bundle = bundle_file(title);
     let Some((_, stmt)) = verified.iter().find(|(t, _)| *t == bundle) else {
         return Err(format!(
@@ -773,7 +776,7 @@ fn check_document(
 
 /// VEX documents are derived from the statements and advisories: provenance must record
 /// them, and recorded VEX inputs mean VEX documents must be attached.
-fn check_vex_inputs(provenance: &Statement, vex_attached: bool) -> Result<String, String> {
+fn check_vex_inputs(provenance: &Statement, vex_attached: bool) -> Outcome {
     let p: Provenance = serde_json::from_value(provenance.predicate.clone())
         .map_err(|e| format!("{PROVENANCE_BUNDLE}: not a SLSA v1 predicate: {e}"))?;
     let inputs: Vec<&str> = p
@@ -868,7 +871,7 @@ fn provenance_facts(stmt: &Statement) -> Result<Facts, String> {
 }
 
 /// Every manifest and tag of the index must be the one the provenance signs.
-fn check_tags(lay: &Layout, f: &Facts, verified: &[(String, Statement)]) -> Result<String, String> {
+fn check_tags(lay: &Layout, f: &Facts, verified: &[(String, Statement)]) -> Outcome {
     let name = crate::provenance::image_subject_name(&f.image, &f.tag);
     let img = &lay.image;
     let mut errors = Vec::new();
@@ -910,7 +913,7 @@ fn check_tags(lay: &Layout, f: &Facts, verified: &[(String, Statement)]) -> Resu
     ))
 }
 
-fn check_oci_archive(cx: &Ctx, layout: &Path, f: &Facts) -> Result<String, String> {
+fn check_oci_archive(cx: &Ctx, layout: &Path, f: &Facts) -> Outcome {
     let mut files = BTreeMap::new();
     for p in walk(layout).map_err(|e| format!("{}: {e}", cx.rel(layout)))? {
         let rel = p
@@ -929,12 +932,7 @@ fn check_oci_archive(cx: &Ctx, layout: &Path, f: &Facts) -> Result<String, Strin
     ))
 }
 
-fn check_docker_archive(
-    cx: &Ctx,
-    layout: &Path,
-    image: &ImageInfo,
-    f: &Facts,
-) -> Result<String, String> {
+fn check_docker_archive(cx: &Ctx, layout: &Path, image: &ImageInfo, f: &Facts) -> Outcome {
     let rel = |d: &Digest| format!("blobs/sha256/{}", d.hex());
     let mut files = BTreeMap::new();
     files.insert(
@@ -989,7 +987,7 @@ fn walk(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 
 /// `summary.json` must be exactly what the signed provenance, the verified layout and the
 /// files on disk give.
-fn check_summary(cx: &Ctx, layout: &Path, image: &ImageInfo, f: &Facts) -> Result<String, String> {
+fn check_summary(cx: &Ctx, layout: &Path, image: &ImageInfo, f: &Facts) -> Outcome {
     let expected = expected_summary(cx, layout, image, f)?;
     let want = canonical::to_vec_pretty(&expected).map_err(|e| e.to_string())?;
     let got =
@@ -1122,7 +1120,7 @@ fn check_inventory(
     cx: &Ctx,
     lay: &Layout,
     attached: &[(Descriptor, ArtifactManifest, Vec<u8>)],
-) -> Result<String, String> {
+) -> Outcome {
     let mut known: BTreeSet<String> = [
         OCI_ARCHIVE,
         DOCKER_ARCHIVE,
@@ -1296,12 +1294,7 @@ fn check_signature(
     Ok((signer, stmt))
 }
 
-fn check_subjects(
-    cx: &Ctx,
-    layout: &Path,
-    image: &ImageInfo,
-    stmt: &Statement,
-) -> Result<String, String> {
+fn check_subjects(cx: &Ctx, layout: &Path, image: &ImageInfo, stmt: &Statement) -> Outcome {
     if stmt.subject.is_empty() {
         return Err("the statement has no subject".into());
     }
@@ -1402,11 +1395,7 @@ fn files_in_layers(
     Ok(found)
 }
 
-fn check_requirement(
-    cx: &Ctx,
-    req: &Requirement,
-    verified: &[(String, Statement)],
-) -> Result<String, String> {
+fn check_requirement(cx: &Ctx, req: &Requirement, verified: &[(String, Statement)]) -> Outcome {
     let candidates: Vec<_> = verified
         .iter()
         .filter(|(_, s)| s.predicate_type == req.predicate_type)
@@ -1436,7 +1425,7 @@ fn check_requirement(
     Err(why.join("; "))
 }
 
-fn check_conditions(cx: &Ctx, req: &Requirement, s: &Statement) -> Result<String, String> {
+fn check_conditions(cx: &Ctx, req: &Requirement, s: &Statement) -> Outcome {
     let mut ok = vec!["signed".to_string()];
     let needs_provenance = req.build_type.is_some()
         || req.builder_id.is_some()

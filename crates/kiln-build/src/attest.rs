@@ -7,50 +7,85 @@
 use std::path::Path;
 
 use kiln_attest::attach::Descriptor;
+use kiln_attest::keyless::Keyless;
 use kiln_attest::provenance::{
     BuilderIdentity, Lineage, LockedCrate, ProvenanceInputs, SourceInfo, VexInput,
 };
 use kiln_attest::{Signer, SigningKey};
 
-use crate::pipeline::{BuildError, ImageContext};
+use crate::context::ImageContext;
+use crate::error::BuildError;
 
 /// Writes provenance (recording `vex_inputs`, what the VEX step read), signs the evidence
 /// and attaches it to the layout.
 pub(crate) fn write(ctx: &ImageContext, vex_inputs: Vec<VexInput>) -> Result<(), BuildError> {
     let image = ctx.spec.name.as_str();
-    let evidence_err = |e: kiln_attest::Error| BuildError::Evidence {
+    let evidence_err = |source| BuildError::Attest {
         image: image.to_string(),
-        message: e.to_string(),
+        source,
     };
-    let ev = &ctx.opts.evidence;
     let started = std::time::SystemTime::now();
-
-    // The key is read (and its file mode checked) before anything is written.
-    let env_key = std::env::var(kiln_attest::keys::KEY_ENV).ok();
-    let key =
-        SigningKey::resolve(ev.signing_key.as_deref(), env_key.as_deref()).map_err(evidence_err)?;
-    let keyless = if ev.keyless {
-        if key.is_some() {
-            return Err(BuildError::Evidence {
-                image: image.into(),
-                message: "both a signing key and --keyless were given\n  fix: use one of them"
-                    .into(),
-            });
-        }
-        // The one reading of KILN_FULCIO_URL / KILN_REKOR_URL / KILN_OIDC_TOKEN: an empty
-        // variable is unset, as cosign treats it.
-        Some(kiln_attest::keyless::Keyless::from_env(&|k| {
-            std::env::var(k).ok()
-        }))
-    } else {
-        None
-    };
+    let (key, keyless) = signing(ctx)?;
     let signer = match (&key, &keyless) {
         (Some(k), _) => Signer::Key(k),
         (None, Some(k)) => Signer::Keyless(k),
         (None, None) => Signer::Unsigned,
     };
+    let inputs = provenance_inputs(ctx, vex_inputs, started);
+    let subject = Descriptor {
+        media_type: ctx.built.manifest.media_type.clone(),
+        digest: ctx.built.manifest.digest,
+        size: ctx.built.manifest.size,
+        artifact_type: None,
+        annotations: Default::default(),
+    };
+    let written =
+        kiln_attest::write(ctx.out, ctx.layout, &subject, inputs, &signer).map_err(evidence_err)?;
+    if !written.signed {
+        // What a cosign user expects: nothing claims to be signed when it is not.
+        eprintln!(
+            "kiln: [{image}] note: no signing key: provenance.json is written and attached unsigned; `verify` will report \"no signature\" (sign with --key FILE, $KILN_SIGNING_KEY or --keyless)"
+        );
+    }
+    Ok(())
+}
 
+/// How the evidence is signed: with a key (`--key`, else `$KILN_SIGNING_KEY`), keyless
+/// (`--keyless`), or neither. The key is read, and its file mode checked, before anything
+/// is written, so a bad key costs no half-written evidence.
+fn signing(ctx: &ImageContext) -> Result<(Option<SigningKey>, Option<Keyless>), BuildError> {
+    let ev = &ctx.opts.evidence;
+    let env_key = std::env::var(kiln_attest::keys::KEY_ENV).ok();
+    let key =
+        SigningKey::resolve(ev.signing_key.as_deref(), env_key.as_deref()).map_err(|source| {
+            BuildError::Attest {
+                image: ctx.spec.name.clone(),
+                source,
+            }
+        })?;
+    if !ev.keyless {
+        return Ok((key, None));
+    }
+    if key.is_some() {
+        return Err(BuildError::KeyAndKeyless {
+            image: ctx.spec.name.clone(),
+        });
+    }
+    // The one reading of KILN_FULCIO_URL / KILN_REKOR_URL / KILN_OIDC_TOKEN: an empty
+    // variable is unset, as cosign treats it.
+    let keyless = Keyless::from_env(&|k| std::env::var(k).ok());
+    Ok((None, Some(keyless)))
+}
+
+/// What provenance records about the build: the image and its binaries, the inputs
+/// (kiln.toml, Cargo.lock and every locked crate, the toolchain lock, the base, the VEX
+/// inputs), how it was built (sandbox, environment, `SOURCE_DATE_EPOCH`), the source
+/// revision, the lineage tags and the builder; wall-clock times only on request.
+fn provenance_inputs(
+    ctx: &ImageContext,
+    vex_inputs: Vec<VexInput>,
+    started: std::time::SystemTime,
+) -> ProvenanceInputs {
     let env = |k: &str| std::env::var(k).ok();
     let config_lineage = &ctx.config.lineage;
     let lineage = Lineage::resolve(
@@ -61,7 +96,7 @@ pub(crate) fn write(ctx: &ImageContext, vex_inputs: Vec<VexInput>) -> Result<(),
         },
         &env,
     );
-    let timestamps = ev.timestamps.then(|| {
+    let timestamps = ctx.opts.evidence.timestamps.then(|| {
         let secs = |t: std::time::SystemTime| {
             t.duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs())
@@ -72,8 +107,8 @@ pub(crate) fn write(ctx: &ImageContext, vex_inputs: Vec<VexInput>) -> Result<(),
             kiln_attest::provenance::rfc3339(secs(std::time::SystemTime::now())),
         )
     });
-    let inputs = ProvenanceInputs {
-        image: image.to_string(),
+    ProvenanceInputs {
+        image: ctx.spec.name.clone(),
         tag: ctx.spec.tag.clone(),
         platform: ctx.spec.platform.clone(),
         manifest_digest: ctx.built.manifest.digest,
@@ -112,23 +147,7 @@ pub(crate) fn write(ctx: &ImageContext, vex_inputs: Vec<VexInput>) -> Result<(),
         builder: BuilderIdentity::detect(&env),
         kiln_version: env!("CARGO_PKG_VERSION").to_string(),
         timestamps,
-    };
-    let subject = Descriptor {
-        media_type: ctx.built.manifest.media_type.clone(),
-        digest: ctx.built.manifest.digest,
-        size: ctx.built.manifest.size,
-        artifact_type: None,
-        annotations: Default::default(),
-    };
-    let written =
-        kiln_attest::write(ctx.out, ctx.layout, &subject, inputs, &signer).map_err(evidence_err)?;
-    if !written.signed {
-        // What a cosign user expects: nothing claims to be signed when it is not.
-        eprintln!(
-            "kiln: [{image}] note: no signing key: provenance.json is written and attached unsigned; `verify` will report \"no signature\" (sign with --key FILE, $KILN_SIGNING_KEY or --keyless)"
-        );
     }
-    Ok(())
 }
 
 /// The source repository and commit, when the project is in a git work tree. Absent

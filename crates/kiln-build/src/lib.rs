@@ -17,16 +17,23 @@
 //!
 //! The xtask only parses arguments and prints; everything a build decides lives here.
 
+//!
+//! Inside the crate, dependencies point one way: `pipeline` → `evidence` → {`sbom`, `vex`,
+//! `attest`} → `context`, `error`.
+
 mod attest;
+mod context;
+mod error;
+mod evidence;
 mod package;
 mod pipeline;
 mod sbom;
 mod summary;
 mod vex;
 
-pub use pipeline::{
-    BuildError, BuildOptions, EvidenceOptions, Progress, build, fetch, lock_toolchain,
-};
+pub use context::{BuildOptions, EvidenceOptions, Progress};
+pub use error::{BuildError, LockChanged, RustVersion};
+pub use pipeline::{build, fetch, lock_toolchain};
 pub use sbom::{regenerate as regenerate_sbom, resolve_request as sbom_resolve_request};
 pub use summary::{Artifact, BinaryRecord, LayerRecord, SdeRecord, Summary, ToolchainRecord};
 

@@ -7,7 +7,7 @@ use std::process::Stdio;
 use kiln_config::{Config, ImageSpec};
 use kiln_hermetic::CargoLock;
 
-use crate::pipeline::BuildError;
+use crate::error::{BuildError, io};
 
 /// A workspace package as `cargo metadata --no-deps` describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,21 +81,18 @@ pub(crate) fn describe(
         "cargo metadata --no-deps --manifest-path {}",
         manifest.display()
     );
-    let out = cmd.output().map_err(|source| BuildError::Io {
-        what: "cannot run",
-        path: cargo.to_path_buf(),
-        source,
-    })?;
+    let out = cmd.output().map_err(io("cannot run", cargo))?;
     if !out.status.success() {
         return Err(BuildError::Metadata {
             command,
             message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
         });
     }
-    parse(&out.stdout, package).map_err(|message| BuildError::Metadata { command, message })
+    parse(&out.stdout, package, &command)
 }
 
-fn parse(json: &[u8], package: &str) -> Result<PackageInfo, String> {
+/// `package`'s entry in `cargo metadata`'s JSON; `command` is what printed it.
+fn parse(json: &[u8], package: &str, command: &str) -> Result<PackageInfo, BuildError> {
     #[derive(serde::Deserialize)]
     struct Meta {
         packages: Vec<Pkg>,
@@ -112,17 +109,19 @@ fn parse(json: &[u8], package: &str) -> Result<PackageInfo, String> {
         name: String,
         kind: Vec<String>,
     }
-    let meta: Meta = serde_json::from_slice(json).map_err(|e| format!("unexpected output: {e}"))?;
+    let meta: Meta = serde_json::from_slice(json).map_err(|source| BuildError::MetadataOutput {
+        command: command.to_string(),
+        source,
+    })?;
     let names: Vec<String> = meta.packages.iter().map(|p| p.name.clone()).collect();
     let pkg = meta
         .packages
         .into_iter()
         .find(|p| p.name == package)
-        .ok_or_else(|| {
-            format!(
-                "the workspace has no package `{package}` (it has: {})",
-                names.join(", ")
-            )
+        .ok_or_else(|| BuildError::NoPackage {
+            command: command.to_string(),
+            package: package.to_string(),
+            found: names,
         })?;
     Ok(PackageInfo {
         name: pkg.name,

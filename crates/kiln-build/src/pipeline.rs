@@ -1,195 +1,25 @@
+//! The pipeline behind `build`, `fetch` and `toolchain lock`. A build is a sequence of
+//! steps, each a function below: [`Build::prepare`] (what every image shares: the verified
+//! toolchain, `SOURCE_DATE_EPOCH`, the build root), then per image [`gather_inputs`] →
+//! [`compile`] → [`pack`] → the evidence steps ([`crate::evidence`]) → [`write_archives`]
+//! → [`summarize`], all into a staging directory committed with one rename.
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use kiln_config::{Base, Config, ConfigError, ImageSpec};
-use kiln_core::contract::{OutputDir, ProjectLayout};
+use kiln_config::{Base, Config, ImageSpec};
+use kiln_core::contract::OutputDir;
 use kiln_core::{Digest, fsx};
-use kiln_hermetic::{
-    BuildRoot, CargoLock, FetchError, Hermetic, Sandbox, SandboxError, SourceDateEpoch,
-    VerifiedSources,
-};
+use kiln_hermetic::{BuildRoot, CargoLock, Hermetic, SourceDateEpoch, VerifiedSources};
 use kiln_oci::{BaseImage, Image, ImageConfig, Layer, Platform};
 use kiln_toolchain::{Toolchain, ToolchainLock};
 
+use crate::context::{BuildOptions, CRT_STATIC_FLAG, ImageContext, Progress};
+use crate::error::{BuildError, RustVersion, io};
 use crate::summary::{self, BinaryRecord, LayerRecord, SdeRecord, Summary, ToolchainRecord};
-use kiln_core::contract::SummaryError;
-
-#[derive(Debug, thiserror::Error)]
-pub enum BuildError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    Toolchain(#[from] kiln_toolchain::Error),
-    #[error(transparent)]
-    Fetch(#[from] FetchError),
-    #[error(transparent)]
-    Sandbox(#[from] SandboxError),
-    #[error(transparent)]
-    Summary(#[from] SummaryError),
-    #[error("image `{image}`: {source}")]
-    Oci {
-        image: String,
-        source: kiln_oci::Error,
-    },
-    #[error("{0}")]
-    SourceDateEpoch(String),
-    #[error("--faketime: {0}")]
-    ClockShift(String),
-    #[error(
-        "image `{image}`: `{command}` failed ({status}); cargo's messages are above\n  fix: make the project build with `cargo build --release --locked` first"
-    )]
-    Compile {
-        image: String,
-        command: String,
-        status: String,
-    },
-    #[error(
-        "image `{image}`: cargo did not produce binary `{binary}` at {path}\n  fix: check `binaries` in kiln.toml names [[bin]] targets of package `{package}`"
-    )]
-    MissingBinary {
-        image: String,
-        binary: String,
-        package: String,
-        path: PathBuf,
-    },
-    /// An SBOM, VEX, provenance, signing or attach step failed; `message` names the input
-    /// and the fix.
-    #[error("image `{image}`: {message}")]
-    Evidence { image: String, message: String },
-    #[error(
-        "`{command}` failed: {message}\n  fix: make the project build with `cargo build --release --locked` first"
-    )]
-    Metadata { command: String, message: String },
-    /// The package's `rust-version` exceeds the pinned rustc; `message` names both, the
-    /// manifest, the lock and the command that re-pins.
-    #[error("image `{image}`: {message}")]
-    RustVersion { image: String, message: String },
-    #[error("{what} {path}: {source}")]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
-}
 
 type Result<T, E = BuildError> = std::result::Result<T, E>;
-
-/// What to build and how.
-#[derive(Debug, Clone)]
-pub struct BuildOptions {
-    /// The project directory (holding `kiln.toml`).
-    pub project: PathBuf,
-    /// Images to build; empty means all of them.
-    pub images: Vec<String>,
-    pub sandbox: Sandbox,
-    /// Refuse to fetch; fail naming what is missing instead.
-    pub offline: bool,
-    /// The value of `$SOURCE_DATE_EPOCH`, if set.
-    pub sde_env: Option<String>,
-    /// Where outputs go; default `<project>/target/kiln/out`.
-    pub out_dir: Option<PathBuf>,
-    /// The build root (HOME, CARGO_HOME, TMPDIR, target dir); default
-    /// `<project>/target/kiln/root`.
-    pub root_dir: Option<PathBuf>,
-    /// How evidence (SBOM, provenance, signatures) is produced.
-    pub evidence: EvidenceOptions,
-    /// Run cargo's process tree (rustc, build scripts, proc-macros) with the wall clock
-    /// shifted by this libfaketime `FAKETIME` value (`kiln repro`'s clock variation). Not
-    /// recorded in the outputs: they must compare equal to an unshifted build's.
-    pub clock_shift: Option<String>,
-}
-
-/// Options for the evidence written next to the image.
-#[derive(Debug, Clone, Default)]
-pub struct EvidenceOptions {
-    /// CycloneDX spec version for `sbom.cdx.json` (`1.6` when unset, or `1.5`).
-    pub sbom_spec: Option<String>,
-    /// Private key (PKCS#8 PEM) for keyed signing; `$KILN_SIGNING_KEY` is the other source.
-    pub signing_key: Option<PathBuf>,
-    /// Sign keyless (Fulcio + Rekor, GitHub Actions OIDC) instead of with a key.
-    pub keyless: bool,
-    /// Add wall-clock `startedOn`/`finishedOn` to provenance (off: same inputs, same bytes).
-    pub timestamps: bool,
-}
-
-/// Everything known about one image once its layout is written: the input to every
-/// evidence step (SBOM, VEX, provenance, signing, attaching).
-/// Every kiln binary is linked statically (the default image is `scratch`). The flag
-/// reaches target code only (cargo does not apply `--target` rustflags to build scripts
-/// or proc macros), and it adds [`CRT_STATIC_CFG`] to the target's cfg.
-pub(crate) const CRT_STATIC_FLAG: &str = "-Ctarget-feature=+crt-static";
-/// The cfg [`CRT_STATIC_FLAG`] turns on, as `rustc --print cfg` would show it.
-pub(crate) const CRT_STATIC_CFG: &str = "target_feature=\"crt-static\"";
-
-pub(crate) struct ImageContext<'a> {
-    pub opts: &'a BuildOptions,
-    pub config: &'a Config,
-    /// Canonical project root.
-    pub project: &'a Path,
-    pub spec: &'a ImageSpec,
-    /// The lock as verified against this machine at the start of the build.
-    pub toolchain_lock: &'a ToolchainLock,
-    pub toolchain_record: &'a ToolchainRecord,
-    pub sde: SourceDateEpoch,
-    pub env: &'a Hermetic,
-    pub cargo_lock: &'a CargoLock,
-    /// The crate sources the build compiled (every locked registry crate).
-    pub verified: &'a VerifiedSources,
-    pub built: &'a kiln_oci::BuiltImage,
-    pub binaries: &'a [BinaryRecord],
-    /// The staging output directory (becomes `target/kiln/out/<image>/`).
-    pub out: &'a Path,
-    /// `out/oci`.
-    pub layout: &'a Path,
-}
-
-impl BuildOptions {
-    pub fn new(project: impl Into<PathBuf>) -> Self {
-        BuildOptions {
-            project: project.into(),
-            images: Vec::new(),
-            sandbox: Sandbox::Netns,
-            offline: false,
-            sde_env: None,
-            out_dir: None,
-            root_dir: None,
-            evidence: EvidenceOptions::default(),
-            clock_shift: None,
-        }
-    }
-    /// `--out`, else the project's `target/kiln/out`.
-    pub(crate) fn out_dir(&self) -> PathBuf {
-        self.out_dir
-            .clone()
-            .unwrap_or_else(|| ProjectLayout::new(&self.project).out_dir())
-    }
-    /// `--root`, else the project's `target/kiln/root`.
-    pub(crate) fn root(&self) -> BuildRoot {
-        BuildRoot::new(
-            self.root_dir
-                .clone()
-                .unwrap_or_else(|| ProjectLayout::new(&self.project).build_root()),
-        )
-    }
-}
-
-/// Receives progress for long steps (the CLI prints it; tests ignore it).
-pub trait Progress {
-    fn step(&self, image: &str, what: &str);
-}
-
-impl Progress for () {
-    fn step(&self, _: &str, _: &str) {}
-}
-
-fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> BuildError + 'a {
-    move |source| BuildError::Io {
-        what,
-        path: path.to_path_buf(),
-        source,
-    }
-}
 
 /// `kiln toolchain lock`: pins the toolchain the project uses — the one rustup picks
 /// inside the project directory (its `rust-toolchain.toml`), wherever kiln runs from —
@@ -276,17 +106,14 @@ fn prepare_spec(
     if let Some(required) = &info.rust_version
         && !crate::package::satisfies(&lock.rustc.version, required)
     {
-        return Err(BuildError::RustVersion {
+        return Err(BuildError::RustVersion(Box::new(RustVersion {
             image: spec.name.clone(),
-            message: format!(
-                "package `{}` needs rustc {required} (rust-version in {}), but the pinned toolchain is rustc {} ({})\n  fix: install rustc {required} or newer (`rustup toolchain install {required}`, and `channel = \"{required}\"` in the project's rust-toolchain.toml), then re-pin it with `{}`",
-                spec.package,
-                info.manifest_path.display(),
-                lock.rustc.version,
-                lock_file.display(),
-                kiln_toolchain::relock_command()
-            ),
-        });
+            package: spec.package.clone(),
+            required: required.clone(),
+            manifest: info.manifest_path.clone(),
+            pinned: lock.rustc.version.clone(),
+            lock: lock_file.to_path_buf(),
+        })));
     }
     let mut spec = spec.clone();
     if spec.binaries.is_empty() {
@@ -316,110 +143,197 @@ fn selected<'a>(config: &'a Config, names: &[String]) -> Result<Vec<&'a ImageSpe
 pub fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<Vec<Summary>> {
     let config = Config::load(&opts.project)?;
     let specs = selected(&config, &opts.images)?;
-
-    progress.step("*", "verifying the toolchain lock");
-    let (tc, lock_file) = select_toolchain(&config)?;
-    let lock = tc.verify(&lock_file)?;
-    let toolchain = ToolchainRecord {
-        lock: lock_file
-            .strip_prefix(&config.root)
-            .unwrap_or(&lock_file)
-            .display()
-            .to_string(),
-        lock_digest: lock.digest(),
-        rustc: lock.rustc.version.clone(),
-        target: tc.target.clone(),
-    };
-
-    let sde = SourceDateEpoch::resolve(
-        opts.sde_env.as_deref(),
-        &config.root,
-        config.project.source_date_epoch,
-    )
-    .map_err(BuildError::SourceDateEpoch)?;
-    opts.sandbox.check()?;
-    crate::sbom::check_options(opts)?;
-
-    let root = opts.root();
-    root.create()
-        .map_err(io("cannot create build root", root.path()))?;
-    // Canonical paths, so the remapping matches what rustc sees.
-    let project = config
-        .root
-        .canonicalize()
-        .map_err(io("cannot resolve project", &config.root))?;
-    let root = BuildRoot::new(
-        root.path()
-            .canonicalize()
-            .map_err(io("cannot resolve build root", root.path()))?,
-    );
-
+    let b = Build::prepare(opts, &config, progress)?;
     // Every image's package, rust-version and binaries are checked before any compiles.
     let specs = specs
         .into_iter()
-        .map(|s| prepare_spec(&config, s, &tc, &lock, &lock_file, &root))
+        .map(|s| prepare_spec(&config, s, &b.tc, &b.lock, &b.lock_file, &b.root))
         .collect::<Result<Vec<_>>>()?;
-    let mut summaries = Vec::new();
-    for spec in &specs {
-        summaries.push(build_image(
-            opts, &config, &project, spec, &tc, &lock, &toolchain, sde, &root, progress,
-        )?);
-    }
-    Ok(summaries)
+    specs.iter().map(|spec| build_image(&b, spec)).collect()
 }
 
-#[allow(clippy::too_many_arguments)]
-fn build_image(
-    opts: &BuildOptions,
-    config: &Config,
-    project: &Path,
-    spec: &ImageSpec,
-    tc: &Toolchain,
-    lock: &ToolchainLock,
-    toolchain: &ToolchainRecord,
+/// What every image of one `build` shares, resolved once before any image is built.
+struct Build<'a> {
+    opts: &'a BuildOptions,
+    config: &'a Config,
+    /// Canonical project root, so the path remapping matches what rustc sees.
+    project: PathBuf,
+    tc: Toolchain,
+    /// The lock as verified against this machine.
+    lock: ToolchainLock,
+    lock_file: PathBuf,
+    toolchain: ToolchainRecord,
     sde: SourceDateEpoch,
-    root: &BuildRoot,
-    progress: &dyn Progress,
-) -> Result<Summary> {
-    let name = spec.name.as_str();
-    let oci_err = |source| BuildError::Oci {
-        image: name.to_string(),
-        source,
-    };
+    /// Canonical build root.
+    root: BuildRoot,
+    progress: &'a dyn Progress,
+}
 
-    // Inputs first: a bad base image or a missing crate must fail before compiling.
+impl<'a> Build<'a> {
+    /// Everything that can fail without compiling is checked first, in the order a user
+    /// fixes it: the toolchain matches its lock, `SOURCE_DATE_EPOCH` is usable, the
+    /// sandbox can be made, the evidence options are valid, the build root exists.
+    fn prepare(
+        opts: &'a BuildOptions,
+        config: &'a Config,
+        progress: &'a dyn Progress,
+    ) -> Result<Self> {
+        progress.step("*", "verifying the toolchain lock");
+        let (tc, lock_file) = select_toolchain(config)?;
+        let lock = tc.verify(&lock_file)?;
+        let toolchain = ToolchainRecord {
+            lock: lock_file
+                .strip_prefix(&config.root)
+                .unwrap_or(&lock_file)
+                .display()
+                .to_string(),
+            lock_digest: lock.digest(),
+            rustc: lock.rustc.version.clone(),
+            target: tc.target.clone(),
+        };
+        let sde = SourceDateEpoch::resolve(
+            opts.sde_env.as_deref(),
+            &config.root,
+            config.project.source_date_epoch,
+        )
+        .map_err(BuildError::SourceDateEpoch)?;
+        opts.sandbox.check()?;
+        crate::evidence::check_options(opts)?;
+
+        let root = opts.root();
+        root.create()
+            .map_err(io("cannot create build root", root.path()))?;
+        let project = config
+            .root
+            .canonicalize()
+            .map_err(io("cannot resolve project", &config.root))?;
+        let root = BuildRoot::new(
+            root.path()
+                .canonicalize()
+                .map_err(io("cannot resolve build root", root.path()))?,
+        );
+        Ok(Build {
+            opts,
+            config,
+            project,
+            tc,
+            lock,
+            lock_file,
+            toolchain,
+            sde,
+            root,
+            progress,
+        })
+    }
+}
+
+fn oci_err(image: &str) -> impl Fn(kiln_oci::Error) -> BuildError + '_ {
+    move |source| BuildError::Oci {
+        image: image.to_string(),
+        source,
+    }
+}
+
+/// One image, from its inputs to its committed output directory. Everything is written
+/// into a staging directory first, so a failure at any step leaves `out/<image>/` as it
+/// was.
+fn build_image(b: &Build, spec: &ImageSpec) -> Result<Summary> {
+    let name = spec.name.as_str();
+    let inputs = gather_inputs(b, spec)?;
+    let env = compile(b, spec, &inputs)?;
+    let (image, binaries) = pack(b, spec, inputs.base)?;
+
+    let out = b.opts.out_dir().join(name);
+    let staging = fsx::StagingDir::new(&out).map_err(io("cannot create", &out))?;
+    let files = OutputDir::new(staging.path());
+    let layout = files.oci();
+    fsx::create_dir_all(&layout).map_err(io("cannot create", &layout))?;
+    let built = image
+        .write_layout(&layout, &spec.tag)
+        .map_err(oci_err(name))?;
+
+    let ctx = ImageContext {
+        opts: b.opts,
+        config: b.config,
+        project: &b.project,
+        spec,
+        toolchain_lock: &b.lock,
+        toolchain_record: &b.toolchain,
+        sde: b.sde,
+        env: &env,
+        cargo_lock: &inputs.cargo_lock,
+        verified: &inputs.verified,
+        built: &built,
+        binaries: &binaries,
+        out: staging.path(),
+        layout: &layout,
+    };
+    crate::evidence::write(&ctx, b.progress)?;
+    write_archives(b, spec, &files, &built)?;
+    let summary = summarize(&ctx)?;
+    summary.write(&files.summary())?;
+    staging
+        .commit()
+        .map_err(io("cannot move outputs into", &out))?;
+    Ok(summary)
+}
+
+/// An image's inputs besides the project's sources.
+struct Inputs {
+    base: Option<BaseImage>,
+    manifest: PathBuf,
+    cargo_lock: CargoLock,
+    /// The crate sources cargo compiles.
+    verified: VerifiedSources,
+}
+
+/// Inputs first: a bad base image or a missing crate must fail before compiling. Fetches
+/// (the only networked step) unless `--offline`, checks every archive against
+/// `Cargo.lock`, and unpacks each locked crate afresh from the bytes just checked, never
+/// from the cargo home's `registry/src` (which nothing verifies).
+fn gather_inputs(b: &Build, spec: &ImageSpec) -> Result<Inputs> {
+    let name = spec.name.as_str();
     let base = match &spec.base {
         Base::Scratch => None,
         Base::Layout { path, digest } => {
-            Some(BaseImage::open(&config.resolve(path), digest).map_err(oci_err)?)
+            Some(BaseImage::open(&b.config.resolve(path), digest).map_err(oci_err(name))?)
         }
     };
-    let manifest = project.join(&spec.manifest);
+    let manifest = b.project.join(&spec.manifest);
     let cargo_lock = CargoLock::for_manifest(&manifest)?;
-    if kiln_hermetic::check_fetched(&cargo_lock, &root.cargo_home()).is_err() && !opts.offline {
-        progress.step(name, "fetching locked crates (network)");
-        kiln_hermetic::fetch(&tc.cargo, &manifest, &root.cargo_home())?;
+    let cargo_home = b.root.cargo_home();
+    if kiln_hermetic::check_fetched(&cargo_lock, &cargo_home).is_err() && !b.opts.offline {
+        b.progress.step(name, "fetching locked crates (network)");
+        kiln_hermetic::fetch(&b.tc.cargo, &manifest, &cargo_home)?;
     }
-    let archives = kiln_hermetic::check_fetched(&cargo_lock, &root.cargo_home())?;
-    // What cargo compiles: every locked crate unpacked afresh from the archive bytes just
-    // checked, never the cargo home's `registry/src` (which nothing verifies).
-    progress.step(name, "unpacking the verified crates");
+    let archives = kiln_hermetic::check_fetched(&cargo_lock, &cargo_home)?;
+    b.progress.step(name, "unpacking the verified crates");
     let verified =
-        kiln_hermetic::unpack_verified(&cargo_lock, &archives, &root.verified_sources())?;
+        kiln_hermetic::unpack_verified(&cargo_lock, &archives, &b.root.verified_sources())?;
+    Ok(Inputs {
+        base,
+        manifest,
+        cargo_lock,
+        verified,
+    })
+}
 
-    // Compile, cut off from the network.
+/// The hermetic environment cargo runs in: the allowlisted variables, the clock shift
+/// when `--faketime` asks for one, kiln's rustflags (static CRT, path remapping) and the
+/// verified tools by absolute path, so neither rustup proxies nor PATH can swap them.
+fn hermetic_env(b: &Build, spec: &ImageSpec, verified: &VerifiedSources) -> Result<Hermetic> {
+    let tc = &b.tc;
     let cc_dir = tc.cc.parent().unwrap_or(Path::new("/usr/bin"));
-    let mut env = Hermetic::new(root.clone(), opts.sandbox, sde, &[cc_dir]);
-    if let Some(ft) = &opts.clock_shift {
-        let shift = kiln_hermetic::ClockShift::prepare(ft, &tc.cc, &root.path().join("faketime"))
+    let mut env = Hermetic::new(b.root.clone(), b.opts.sandbox, b.sde, &[cc_dir]);
+    if let Some(ft) = &b.opts.clock_shift {
+        let shift = kiln_hermetic::ClockShift::prepare(ft, &tc.cc, &b.root.path().join("faketime"))
             .map_err(BuildError::ClockShift)?;
-        progress.step(name, &shift.describe());
+        b.progress.step(&spec.name, &shift.describe());
         env.shift_clock(shift);
     }
     let mut rustflags = vec![CRT_STATIC_FLAG.to_string()];
-    rustflags.extend(env.remap_flags(project, Some(&verified)));
+    rustflags.extend(env.remap_flags(&b.project, Some(verified)));
     env.set("CARGO_ENCODED_RUSTFLAGS", rustflags.join("\u{1f}"));
-    // The verified tools, by absolute path: neither rustup proxies nor PATH can swap them.
     env.set("RUSTC", tc.rustc.display().to_string());
     env.set("CC", tc.cc.display().to_string());
     let linker_var = format!(
@@ -427,8 +341,17 @@ fn build_image(
         tc.target.to_uppercase().replace(['-', '.'], "_")
     );
     env.set(&linker_var, tc.cc.display().to_string());
+    Ok(env)
+}
+
+/// `cargo build --release --locked --offline` of the image's package, binaries and
+/// features, in the sandbox (cut off from the network) and the hermetic environment,
+/// which it returns for the evidence to record.
+fn compile(b: &Build, spec: &ImageSpec, inputs: &Inputs) -> Result<Hermetic> {
+    let tc = &b.tc;
+    let env = hermetic_env(b, spec, &inputs.verified)?;
     let mut cmd = env.command(&tc.cargo);
-    cmd.args(verified.cargo_config_args());
+    cmd.args(inputs.verified.cargo_config_args());
     cmd.args([
         "build",
         "--release",
@@ -439,9 +362,9 @@ fn build_image(
         "--package",
         &spec.package,
     ]);
-    cmd.arg("--manifest-path").arg(&manifest);
-    for b in &spec.binaries {
-        cmd.args(["--bin", b]);
+    cmd.arg("--manifest-path").arg(&inputs.manifest);
+    for bin in &spec.binaries {
+        cmd.args(["--bin", bin]);
     }
     if !spec.features.is_empty() {
         cmd.args(["--features", &spec.features.join(",")]);
@@ -453,69 +376,91 @@ fn build_image(
     if let Ok(fd) = std::os::fd::AsFd::as_fd(&std::io::stderr()).try_clone_to_owned() {
         cmd.stdout(Stdio::from(fd));
     }
-    progress.step(
-        name,
-        &format!("compiling {} ({} sandbox)", spec.package, opts.sandbox),
+    b.progress.step(
+        &spec.name,
+        &format!("compiling {} ({} sandbox)", spec.package, b.opts.sandbox),
     );
-    let command = format!(
-        "cargo build --release --locked --offline --target {} --package {}",
-        tc.target, spec.package
-    );
-    let status = cmd.status().map_err(|source| BuildError::Io {
-        what: "cannot run",
-        path: tc.cargo.clone(),
-        source,
-    })?;
+    let status = cmd.status().map_err(io("cannot run", &tc.cargo))?;
     if !status.success() {
         return Err(BuildError::Compile {
-            image: name.into(),
-            command,
+            image: spec.name.clone(),
+            command: format!(
+                "cargo build --release --locked --offline --target {} --package {}",
+                tc.target, spec.package
+            ),
             status: status.to_string(),
         });
     }
+    Ok(env)
+}
 
-    // Pack.
-    progress.step(name, "packing the image");
-    let release = root.target_dir().join(&tc.target).join("release");
+/// The image: one layer of the built binaries (mode 0755, recorded with their digests)
+/// and the extra files kiln.toml lists, on the base image, with the config kiln.toml
+/// describes.
+fn pack(
+    b: &Build,
+    spec: &ImageSpec,
+    base: Option<BaseImage>,
+) -> Result<(Image, Vec<BinaryRecord>)> {
+    let name = spec.name.as_str();
+    b.progress.step(name, "packing the image");
+    let release = b.root.target_dir().join(&b.tc.target).join("release");
     let mut layer = Layer::new();
     let mut binaries = Vec::new();
-    for b in &spec.binaries {
-        let path = release.join(b);
+    for bin in &spec.binaries {
+        let path = release.join(bin);
         if !path.is_file() {
             return Err(BuildError::MissingBinary {
                 image: name.into(),
-                binary: b.clone(),
+                binary: bin.clone(),
                 package: spec.package.clone(),
                 path,
             });
         }
-        let image_path = format!("{}/{b}", spec.bin_dir.trim_end_matches('/'));
+        let image_path = format!("{}/{bin}", spec.bin_dir.trim_end_matches('/'));
         let meta = std::fs::metadata(&path).map_err(io("cannot read", &path))?;
         binaries.push(BinaryRecord {
-            name: b.clone(),
+            name: bin.clone(),
             path: image_path.clone(),
             sha256: Digest::of_file(&path).map_err(io("cannot read", &path))?,
             size: meta.len(),
         });
         layer
             .add_file(image_path.trim_start_matches('/'), path, Some(0o755))
-            .map_err(oci_err)?;
+            .map_err(oci_err(name))?;
     }
     for f in &spec.files {
         layer
             .add_file(
                 f.path.trim_start_matches('/'),
-                config.resolve(&f.source),
+                b.config.resolve(&f.source),
                 f.mode,
             )
-            .map_err(oci_err)?;
+            .map_err(oci_err(name))?;
     }
+    let created_by = format!(
+        "kiln: cargo build --release --locked --package {} ({} binaries, {} files)",
+        spec.package,
+        spec.binaries.len(),
+        spec.files.len()
+    );
+    let image = Image {
+        sde: b.sde.value,
+        base,
+        layers: vec![(layer, created_by)],
+        config: image_config(spec, &binaries),
+    };
+    Ok((image, binaries))
+}
 
+/// The OCI config kiln.toml describes; without `entrypoint` and `cmd`, the entrypoint is
+/// the first binary.
+fn image_config(spec: &ImageSpec, binaries: &[BinaryRecord]) -> ImageConfig {
     let entrypoint = match (&spec.entrypoint, &spec.cmd) {
         (None, None) => Some(vec![binaries[0].path.clone()]),
         (e, _) => e.clone(),
     };
-    let image_config = ImageConfig {
+    ImageConfig {
         platform: Platform::host(),
         entrypoint,
         cmd: spec.cmd.clone(),
@@ -525,70 +470,43 @@ fn build_image(
         labels: spec.labels.clone(),
         exposed_ports: spec.exposed_ports.clone(),
         annotations: BTreeMap::new(),
-    };
-    let created_by = format!(
-        "kiln: cargo build --release --locked --package {} ({} binaries, {} files)",
-        spec.package,
-        spec.binaries.len(),
-        spec.files.len()
-    );
-    let image = Image {
-        sde: sde.value,
-        base,
-        layers: vec![(layer, created_by)],
-        config: image_config,
-    };
+    }
+}
 
-    let out = opts.out_dir().join(name);
-    let staging = fsx::StagingDir::new(&out).map_err(io("cannot create", &out))?;
-    let files = OutputDir::new(staging.path());
+/// `image.oci.tar` and `image.docker.tar`, cut from the layout after the evidence is
+/// attached (so the OCI archive carries the referrers).
+fn write_archives(
+    b: &Build,
+    spec: &ImageSpec,
+    files: &OutputDir,
+    built: &kiln_oci::BuiltImage,
+) -> Result<()> {
+    let name = spec.name.as_str();
+    b.progress.step(name, "writing archives");
     let layout = files.oci();
-    fsx::create_dir_all(&layout).map_err(io("cannot create", &layout))?;
-    let built = image.write_layout(&layout, &spec.tag).map_err(oci_err)?;
-
-    // Evidence, in dependency order: the SBOM describes the image, provenance names the
-    // SBOM as a subject, signatures cover both, and attaching adds them to the layout
-    // before the archives are cut from it.
-    let ctx = ImageContext {
-        opts,
-        config,
-        project,
-        spec,
-        toolchain_lock: lock,
-        toolchain_record: toolchain,
-        sde,
-        env: &env,
-        cargo_lock: &cargo_lock,
-        verified: &verified,
-        built: &built,
-        binaries: &binaries,
-        out: staging.path(),
-        layout: &layout,
-    };
-    progress.step(name, "writing the SBOM");
-    crate::sbom::write(&ctx)?;
-    let vex_inputs = crate::vex::write(&ctx)?;
-    progress.step(name, "writing provenance and signatures");
-    crate::attest::write(&ctx, vex_inputs)?;
-
-    progress.step(name, "writing archives");
-    kiln_oci::write_oci_archive(&layout, &files.image_oci_tar(), sde.value).map_err(oci_err)?;
+    kiln_oci::write_oci_archive(&layout, &files.image_oci_tar(), b.sde.value)
+        .map_err(oci_err(name))?;
     let repo_tag = format!("{name}:{}", spec.tag);
     kiln_oci::write_docker_archive(
         &layout,
         &built.manifest.digest,
         &[repo_tag],
         &files.image_docker_tar(),
-        sde.value,
+        b.sde.value,
     )
-    .map_err(oci_err)?;
+    .map_err(oci_err(name))
+}
 
-    let summary = Summary {
+/// `summary.json`: what was built from what, and every output file with its digest
+/// (hashed last, once everything else is written).
+fn summarize(ctx: &ImageContext) -> Result<Summary> {
+    let built = ctx.built;
+    Ok(Summary {
         schema: summary::SCHEMA,
         kiln_version: env!("CARGO_PKG_VERSION").to_string(),
-        image: name.into(),
-        ref_name: spec.tag.clone(),
-        platform: spec.platform.clone(),
+        image: ctx.spec.name.clone(),
+        ref_name: ctx.spec.tag.clone(),
+        platform: ctx.spec.platform.clone(),
         digest: built.manifest.digest,
         config_digest: built.config_digest,
         layers: built
@@ -602,20 +520,15 @@ fn build_image(
             .collect(),
         base: built.base,
         source_date_epoch: SdeRecord {
-            value: sde.value,
-            source: sde.source.as_str().to_string(),
+            value: ctx.sde.value,
+            source: ctx.sde.source.as_str().to_string(),
         },
-        sandbox: opts.sandbox.to_string(),
-        environment: env.env().keys().cloned().collect(),
-        toolchain: toolchain.clone(),
-        kiln_toml: config.digest,
-        cargo_lock: cargo_lock.digest,
-        binaries,
-        artifacts: summary::artifacts(staging.path()).map_err(io("cannot hash", staging.path()))?,
-    };
-    summary.write(&files.summary())?;
-    staging
-        .commit()
-        .map_err(io("cannot move outputs into", &out))?;
-    Ok(summary)
+        sandbox: ctx.opts.sandbox.to_string(),
+        environment: ctx.env.env().keys().cloned().collect(),
+        toolchain: ctx.toolchain_record.clone(),
+        kiln_toml: ctx.config.digest,
+        cargo_lock: ctx.cargo_lock.digest,
+        binaries: ctx.binaries.to_vec(),
+        artifacts: summary::artifacts(ctx.out).map_err(io("cannot hash", ctx.out))?,
+    })
 }

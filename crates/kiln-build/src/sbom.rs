@@ -14,19 +14,20 @@ use kiln_sbom::{
 };
 use kiln_toolchain::ToolchainLock;
 
-use crate::pipeline::{BuildError, BuildOptions, ImageContext};
+use crate::context::{BuildOptions, ImageContext};
+use crate::error::{BuildError, LockChanged, io};
 
-fn evidence(image: &str) -> impl Fn(SbomError) -> BuildError + '_ {
-    move |e| BuildError::Evidence {
+fn sbom_err(image: &str) -> impl Fn(SbomError) -> BuildError + '_ {
+    move |source| BuildError::Sbom {
         image: image.to_string(),
-        message: e.to_string(),
+        source,
     }
 }
 
 /// Checks the SBOM options before anything is compiled (an unsupported `--sbom-spec` must
 /// not cost a build).
 pub(crate) fn check_options(opts: &BuildOptions) -> Result<(), BuildError> {
-    SpecVersion::parse(opts.evidence.sbom_spec.as_deref()).map_err(evidence("*"))?;
+    SpecVersion::parse(opts.evidence.sbom_spec.as_deref()).map_err(BuildError::SbomSpec)?;
     Ok(())
 }
 
@@ -34,7 +35,7 @@ pub(crate) fn check_options(opts: &BuildOptions) -> Result<(), BuildError> {
 pub(crate) fn write(ctx: &ImageContext) -> Result<(), BuildError> {
     let name = ctx.spec.name.as_str();
     let spec =
-        SpecVersion::parse(ctx.opts.evidence.sbom_spec.as_deref()).map_err(evidence(name))?;
+        SpecVersion::parse(ctx.opts.evidence.sbom_spec.as_deref()).map_err(BuildError::SbomSpec)?;
     // The lock verified at the start of the build, not a second read of the file.
     let lock = ctx.toolchain_lock;
     let input = SbomInput {
@@ -62,9 +63,9 @@ pub(crate) fn write(ctx: &ImageContext) -> Result<(), BuildError> {
             lock,
             CrateSources::Verified(ctx.verified.dir.clone()),
         ))
-        .map_err(evidence(name))?,
+        .map_err(sbom_err(name))?,
         layers: kiln_sbom::layers::scan_layout(ctx.layout, &ctx.built.manifest.digest)
-            .map_err(evidence(name))?,
+            .map_err(sbom_err(name))?,
         toolchain: toolchain_info(
             &ctx.toolchain_record.lock,
             ctx.toolchain_record.lock_digest,
@@ -100,7 +101,7 @@ pub fn resolve_request(
     sources: CrateSources,
 ) -> ResolveRequest {
     let mut target_cfg = lock.cfg.target.clone();
-    target_cfg.push(crate::pipeline::CRT_STATIC_CFG.to_string());
+    target_cfg.push(crate::context::CRT_STATIC_CFG.to_string());
     ResolveRequest {
         manifest,
         package: package.to_string(),
@@ -129,11 +130,7 @@ fn write_files(
         (kiln_sbom::SPDX_FILE, kiln_sbom::spdx(input)),
     ] {
         let path = out.join(file);
-        fsx::write_atomic(&path, &bytes).map_err(|source| BuildError::Io {
-            what: "cannot write",
-            path: path.clone(),
-            source,
-        })?;
+        fsx::write_atomic(&path, &bytes).map_err(io("cannot write", &path))?;
         written.push(path);
     }
     Ok(written)
@@ -199,31 +196,16 @@ fn toolchain_info(lock_path: &str, lock_digest: Digest, lock: &ToolchainLock) ->
 /// artifact list. Returns the files written.
 pub fn regenerate(opts: &BuildOptions, image: &str) -> Result<Vec<PathBuf>, BuildError> {
     let spec_version =
-        SpecVersion::parse(opts.evidence.sbom_spec.as_deref()).map_err(evidence(image))?;
+        SpecVersion::parse(opts.evidence.sbom_spec.as_deref()).map_err(BuildError::SbomSpec)?;
     let config = Config::load(&opts.project)?;
     let spec = config.image(image)?;
     let project = config
         .root
         .canonicalize()
-        .map_err(|source| BuildError::Io {
-            what: "cannot resolve project",
-            path: config.root.clone(),
-            source,
-        })?;
+        .map_err(io("cannot resolve project", &config.root))?;
     let out = OutputDir::new(opts.out_dir().join(image));
     let summary_path = out.summary();
-    let bad = |message: String| BuildError::Evidence {
-        image: image.to_string(),
-        message: format!(
-            "{}: {message}\n  fix: build the image first with `{} --image {image}`",
-            summary_path.display(),
-            kiln_core::cli::cmd("build")
-        ),
-    };
-    let mut summary = Summary::read(&summary_path).map_err(|e| BuildError::Evidence {
-        image: image.to_string(),
-        message: e.to_string(),
-    })?;
+    let mut summary = Summary::read(&summary_path)?;
     let manifest_digest = summary.digest;
     let config_digest = summary.config_digest;
     let base = summary.base;
@@ -243,13 +225,14 @@ pub fn regenerate(opts: &BuildOptions, image: &str) -> Result<Vec<PathBuf>, Buil
     let lock = ToolchainLock::read(&project.join(&lock_rel))?;
     // The SBOM names the toolchain the image was built with: the lock must still be it.
     if lock.digest() != lock_digest || lock.target != target {
-        return Err(bad(format!(
-            "`toolchain.lock_digest` is {lock_digest}, but {} now has digest {} (target {}): the toolchain lock changed since the build\n  fix: rebuild the image with `{}`",
-            project.join(&lock_rel).display(),
-            lock.digest(),
-            lock.target,
-            kiln_core::cli::cmd("build")
-        )));
+        return Err(BuildError::LockChanged(Box::new(LockChanged {
+            image: image.to_string(),
+            summary: summary_path,
+            lock: project.join(&lock_rel),
+            recorded: lock_digest,
+            now: lock.digest(),
+            target: lock.target.clone(),
+        })));
     }
     // The manifests come from every locked crate unpacked afresh from its checksummed
     // archive, as the build does: never from what cargo happened to unpack.
@@ -275,9 +258,9 @@ pub fn regenerate(opts: &BuildOptions, image: &str) -> Result<Vec<PathBuf>, Buil
             &lock,
             CrateSources::Verified(verified.dir),
         ))
-        .map_err(evidence(image))?,
+        .map_err(sbom_err(image))?,
         layers: kiln_sbom::layers::scan_layout(&out.oci(), &manifest_digest)
-            .map_err(evidence(image))?,
+            .map_err(sbom_err(image))?,
         toolchain: toolchain_info(&lock_rel, lock_digest, &lock),
     };
     let written = write_files(out.path(), &input, spec_version)?;
@@ -285,7 +268,7 @@ pub fn regenerate(opts: &BuildOptions, image: &str) -> Result<Vec<PathBuf>, Buil
     // Keep summary.json's artifact list true for the rewritten files.
     summary
         .record_artifacts(out.path(), &written)
-        .map_err(|e| bad(format!("cannot hash the rewritten SBOMs: {e}")))?;
+        .map_err(io("cannot hash the rewritten SBOMs in", out.path()))?;
     summary.write(&summary_path)?;
     Ok(written)
 }

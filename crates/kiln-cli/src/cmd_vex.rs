@@ -46,7 +46,7 @@ pub fn gate(project: PathBuf, args: &GateArgs) -> anyhow::Result<ExitCode> {
         Ok(true) => Ok(ExitCode::SUCCESS),
         Ok(false) => Ok(ExitCode::from(1)),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", crate::render_error(&e));
             Ok(ExitCode::from(2))
         }
     }

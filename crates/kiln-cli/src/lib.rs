@@ -161,23 +161,50 @@ pub fn report(result: Result<ExitCode>) -> ExitCode {
     }
 }
 
-/// The error and its causes, joined by ": " like anyhow's `{:#}`, except that a cause
-/// whose text an earlier message already quotes is left out: kiln's errors put their
-/// source into their own message (so a library caller sees it too), and printing the
-/// chain would say it twice.
-fn render_error(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if out.contains(&text) {
-            continue;
+/// The error and its causes, joined by ": " as anyhow's `{:#}` does (kiln's errors never
+/// repeat their source in their own message), then each distinct fix a cause gives
+/// ([`kiln_core::Hint`]) on its own indented `fix:` line, as uv prints `hint:`.
+pub(crate) fn render_error(e: &anyhow::Error) -> String {
+    let mut out = e
+        .chain()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ");
+    let mut fixes: Vec<String> = Vec::new();
+    for fix in e.chain().filter_map(hint) {
+        if !fixes.contains(&fix) {
+            out.push_str("\n  fix: ");
+            out.push_str(&fix);
+            fixes.push(fix);
         }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&text);
     }
     out
+}
+
+/// The fix `cause` gives, if it is one of kiln's errors that keeps its fix apart from its
+/// message. (A wrapper delegates to what it wraps, so the same fix may come twice.)
+fn hint(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
+    use kiln_core::Hint;
+    macro_rules! hint_of {
+        ($($t:ty),* $(,)?) => {
+            $(if let Some(e) = cause.downcast_ref::<$t>() {
+                return e.hint();
+            })*
+        };
+    }
+    hint_of!(
+        kiln_build::BuildError,
+        kiln_config::ConfigError,
+        kiln_core::contract::SummaryError,
+        kiln_core::contract::CargoLockError,
+        kiln_hermetic::FetchError,
+        kiln_hermetic::SandboxError,
+        kiln_hermetic::SdeError,
+        kiln_hermetic::ClockShiftError,
+        kiln_vex::VexError,
+        kiln_repro::Error,
+    );
+    None
 }
 
 /// The project directory: `-C DIR`, else the nearest ancestor of the working directory
@@ -327,29 +354,58 @@ mod tests {
     }
 
     #[derive(Debug, thiserror::Error)]
-    #[error("{path}: cannot read: {source}")]
-    struct Quoting {
+    #[error("{path}: cannot read")]
+    struct Unreadable {
         path: String,
         source: std::io::Error,
     }
 
     #[test]
-    fn a_cause_the_message_already_quotes_is_not_repeated() {
-        let e = anyhow::Error::new(Quoting {
+    fn the_chain_is_joined_and_a_source_printed_once() {
+        let e = anyhow::Error::new(Unreadable {
             path: "/x/Cargo.lock".into(),
             source: std::io::Error::from(std::io::ErrorKind::NotFound),
         })
         .context("resolving `app`");
-        let text = render_error(&e);
         assert_eq!(
-            text,
+            render_error(&e),
             format!(
                 "resolving `app`: /x/Cargo.lock: cannot read: {}",
                 std::io::Error::from(std::io::ErrorKind::NotFound)
             )
         );
-        // A cause the message does not quote is still printed.
         let e = anyhow::anyhow!("inner").context("outer");
         assert_eq!(render_error(&e), "outer: inner");
+    }
+
+    /// One `error:` chain naming the file and the field, then the fix on its own line,
+    /// once, although both the build error and the config error it wraps give it.
+    #[test]
+    fn the_fix_follows_the_chain_on_its_own_line() {
+        let d = std::env::temp_dir().join("kiln-cli-render-error-test-no-project");
+        let config = kiln_config::Config::load(&d).unwrap_err();
+        let build = kiln_build::BuildError::from(config);
+        let e = anyhow::Error::new(build);
+        let text = render_error(&e);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(
+            lines[0].starts_with("cannot read ") && lines[0].contains("kiln.toml: "),
+            "{text}"
+        );
+        // The I/O error is printed once, after the message, not inside it as well.
+        assert_eq!(lines[0].matches("No such file").count(), 1, "{text}");
+        assert_eq!(
+            lines[1],
+            "  fix: run kiln from a project that has a kiln.toml, or pass -C DIR"
+        );
+        // A wrapped error that is in the chain itself: its fix comes once.
+        let e = anyhow::Error::new(kiln_build::BuildError::ClockShift(
+            kiln_hermetic::ClockShiftError::NoLibfaketime,
+        ));
+        assert_eq!(
+            render_error(&e),
+            "--faketime: libfaketime is not installed\n  fix: install it (apt-get install faketime), or set $KILN_LIBFAKETIME to libfaketime.so.1"
+        );
     }
 }

@@ -36,16 +36,14 @@ pub const FILE_NAME: &str = kiln_core::contract::layout::KILN_TOML;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error(
-        "cannot read {path}: {source}\n  fix: run kiln from a project that has a kiln.toml, or pass -C DIR"
-    )]
+    #[error("cannot read {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
-    #[error("{path}: {}key `{field}`: {message}\n  fix: {fix}", line.map(|l| format!("line {l}: ")).unwrap_or_default())]
+    #[error("{path}: {}key `{field}`: {message}", line.map(|l| format!("line {l}: ")).unwrap_or_default())]
     Invalid {
         path: PathBuf,
         /// The line of the offending key or value, when the file has it.
@@ -54,6 +52,19 @@ pub enum ConfigError {
         message: String,
         fix: String,
     },
+}
+
+/// The fix, printed by the CLI on its own line after the message.
+impl kiln_core::Hint for ConfigError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            ConfigError::Read { .. } => {
+                Some("run kiln from a project that has a kiln.toml, or pass -C DIR".to_string())
+            }
+            ConfigError::Parse { .. } => None,
+            ConfigError::Invalid { fix, .. } => Some(fix.clone()),
+        }
+    }
 }
 
 type Result<T, E = ConfigError> = std::result::Result<T, E>;
@@ -236,7 +247,8 @@ impl Config {
             path: path.to_path_buf(),
             message,
         };
-        let raw: RawConfig = kiln_core::strict_toml::from_str(text).map_err(parse_err)?;
+        let raw: RawConfig =
+            kiln_core::strict_toml::from_str(text).map_err(|e| parse_err(e.into_message()))?;
         let root = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let config = Config {
             path: path.to_path_buf(),
@@ -360,7 +372,7 @@ impl Config {
             self.check_inside(&img.manifest).map_err(|m| {
                 self.invalid(
                     at("manifest"),
-                    m,
+                    m.to_string(),
                     "point `manifest` at the package's (or its workspace's) Cargo.toml, relative to kiln.toml and inside the project",
                 )
             })?;
@@ -403,13 +415,14 @@ impl Config {
             check_image_path(&img.bin_dir).map_err(|m| {
                 self.invalid(
                     at("bin_dir"),
-                    m,
+                    m.to_string(),
                     "use an absolute path such as /usr/local/bin",
                 )
             })?;
             if let Some(w) = &img.workdir {
-                check_image_path(w)
-                    .map_err(|m| self.invalid(at("workdir"), m, "use an absolute path"))?;
+                check_image_path(w).map_err(|m| {
+                    self.invalid(at("workdir"), m.to_string(), "use an absolute path")
+                })?;
             }
             if img.tag.is_empty()
                 || img.tag.len() > 128
@@ -461,7 +474,7 @@ impl Config {
                 check_image_path(&f.path).map_err(|m| {
                     self.invalid(
                         fat("path"),
-                        m,
+                        m.to_string(),
                         "use an absolute, normalized path in the image",
                     )
                 })?;
@@ -477,7 +490,7 @@ impl Config {
                 self.check_inside(&f.source).map_err(|m| {
                     self.invalid(
                         fat("source"),
-                        m,
+                        m.to_string(),
                         "copy the file into the project; kiln only reads files inside it",
                     )
                 })?;
@@ -549,31 +562,51 @@ impl Config {
 
     /// Checks that `rel` names an existing regular file inside the project, following
     /// symlinks: a link that escapes the project would make the build depend on the host.
-    fn check_inside(&self, rel: &Path) -> std::result::Result<(), String> {
+    fn check_inside(&self, rel: &Path) -> std::result::Result<(), OutsideProject> {
         if rel.is_absolute() {
-            return Err(format!("{} is absolute", rel.display()));
+            return Err(OutsideProject::Absolute(rel.to_path_buf()));
         }
         let full = self.resolve(rel);
-        let root = self
-            .root
-            .canonicalize()
-            .map_err(|e| format!("project root {}: {e}", self.root.display()))?;
-        let real = full
-            .canonicalize()
-            .map_err(|e| format!("{}: {e}", full.display()))?;
+        let unresolvable = |path: &Path| {
+            let path = path.to_path_buf();
+            move |error| OutsideProject::Unresolvable { path, error }
+        };
+        let root = self.root.canonicalize().map_err(unresolvable(&self.root))?;
+        let real = full.canonicalize().map_err(unresolvable(&full))?;
         if !real.starts_with(&root) {
-            return Err(format!(
-                "{} resolves to {}, outside the project {}",
-                full.display(),
-                real.display(),
-                root.display()
-            ));
+            return Err(OutsideProject::Escapes {
+                path: full,
+                real,
+                root,
+            });
         }
         if !real.is_file() {
-            return Err(format!("{} is not a regular file", full.display()));
+            return Err(OutsideProject::NotAFile(full));
         }
         Ok(())
     }
+}
+
+/// Why a path kiln.toml names is not a file inside the project. Its message is what
+/// [`ConfigError::Invalid`] says about the key, so it has no source: the I/O error's text
+/// is part of it.
+#[derive(Debug, thiserror::Error)]
+enum OutsideProject {
+    #[error("{} is absolute", .0.display())]
+    Absolute(PathBuf),
+    #[error("{}: {error}", path.display())]
+    Unresolvable {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("{} resolves to {}, outside the project {}", path.display(), real.display(), root.display())]
+    Escapes {
+        path: PathBuf,
+        real: PathBuf,
+        root: PathBuf,
+    },
+    #[error("{} is not a regular file", .0.display())]
+    NotAFile(PathBuf),
 }
 
 /// A cargo package or target name: letters, digits, `-` and `_`.
@@ -621,23 +654,37 @@ fn line_of(text: &str, field: &str) -> Option<usize> {
 
 /// Image paths are absolute, with no `.`/`..`/empty components, so that two spellings of
 /// a path cannot produce two different layers.
-fn check_image_path(p: &str) -> std::result::Result<(), String> {
+fn check_image_path(p: &str) -> std::result::Result<(), BadImagePath> {
+    let bad = |problem| {
+        Err(BadImagePath {
+            path: p.to_string(),
+            problem,
+        })
+    };
     if !p.starts_with('/') {
-        return Err(format!("`{p}` is not absolute"));
+        return bad("is not absolute");
     }
     if p.len() > 1 && p.ends_with('/') {
-        return Err(format!("`{p}` ends with '/'"));
+        return bad("ends with '/'");
     }
     for c in Path::new(p).components() {
         match c {
             Component::RootDir | Component::Normal(_) => {}
-            _ => return Err(format!("`{p}` contains `.` or `..`")),
+            _ => return bad("contains `.` or `..`"),
         }
     }
     if p.contains("//") || p.split('/').any(|s| s == "." || s == "..") {
-        return Err(format!("`{p}` is not normalized"));
+        return bad("is not normalized");
     }
     Ok(())
+}
+
+/// Why a path in the image is refused: the message of [`ConfigError::Invalid`] for its key.
+#[derive(Debug, thiserror::Error)]
+#[error("`{path}` {problem}")]
+struct BadImagePath {
+    path: String,
+    problem: &'static str,
 }
 
 #[cfg(test)]

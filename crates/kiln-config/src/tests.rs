@@ -44,7 +44,15 @@ fn parses_a_complete_file() {
 
 fn err(toml: &str) -> String {
     let (_d, c) = project(toml);
-    c.unwrap_err().to_string()
+    render(&c.unwrap_err())
+}
+
+/// The message and, on its own line, the fix: what the CLI prints.
+fn render(e: &ConfigError) -> String {
+    match kiln_core::Hint::hint(e) {
+        Some(fix) => format!("{e}\n  fix: {fix}"),
+        None => e.to_string(),
+    }
 }
 
 #[test]
@@ -151,7 +159,11 @@ fn symlink_escaping_the_project_is_rejected() {
 #[test]
 fn missing_file_says_how_to_fix() {
     let d = tempfile::tempdir().unwrap();
-    let e = Config::load(d.path()).unwrap_err().to_string();
+    let e = Config::load(d.path()).unwrap_err();
+    // The I/O error is the source, not repeated in the message.
+    assert!(!e.to_string().contains("No such file"), "{e}");
+    assert!(std::error::Error::source(&e).is_some());
+    let e = render(&e);
     assert!(e.contains("kiln.toml") && e.contains("-C DIR"), "{e}");
 }
 

@@ -83,19 +83,20 @@ pub enum Accepted {
     Entry { path: String, link: Option<String> },
 }
 
+/// Why [`normalize`] refuses a path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the path contains `..`, which could climb out of the image's root")]
+pub struct ClimbsOut;
+
 /// Normalizes a path inside the image: no leading `./` or `/`, no `.` or empty
 /// components, no trailing `/`. `..` is refused, never resolved: inside a layer it can only
 /// be meant to climb out. The empty string is the root.
-pub fn normalize(raw: &str) -> Result<String, String> {
+pub fn normalize(raw: &str) -> Result<String, ClimbsOut> {
     let mut out: Vec<&str> = Vec::new();
     for c in raw.split('/') {
         match c {
             "" | "." => {}
-            ".." => {
-                return Err(
-                    "the path contains `..`, which could climb out of the image's root".into(),
-                );
-            }
+            ".." => return Err(ClimbsOut),
             c => out.push(c),
         }
     }
@@ -119,7 +120,7 @@ impl LayerSet {
             entry: raw.to_string(),
             reason,
         };
-        let path = normalize(raw).map_err(reject)?;
+        let path = normalize(raw).map_err(|e| reject(e.to_string()))?;
         if path.is_empty() {
             return match kind {
                 EntryKind::Dir => Ok(Accepted::Root),
@@ -217,6 +218,9 @@ impl LayerSet {
     /// layers so far, leave the root: an absolute target (a naive extraction resolves it on
     /// the host) or more `..` than there are directories above. Extracting it would write
     /// outside the image.
+    ///
+    /// The `Err` is a [`Rejected::reason`], a line of the report that names the entry, not an
+    /// error of its own: a `String` is the model.
     fn check_parents(&self, path: &str) -> Result<(), String> {
         let Some((parent, _)) = path.rsplit_once('/') else {
             return Ok(());

@@ -9,9 +9,11 @@ pub mod cli;
 pub mod contract;
 mod digest;
 pub mod fsx;
+mod hint;
 pub mod layerpath;
 pub mod process;
 pub mod strict_toml;
 pub mod time;
 
 pub use digest::{Digest, DigestError, HashingReader, HashingWriter};
+pub use hint::Hint;

@@ -8,8 +8,22 @@
 
 use serde::de::DeserializeOwned;
 
+/// Why a file is not the TOML its type expects: where (line, column, the quoted source
+/// line), which key, and toml's message. The message is the whole report (a caller puts
+/// the file name in front); there is no further source.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct TomlError(String);
+
+impl TomlError {
+    /// The report as text, for callers whose own error holds a message.
+    pub fn into_message(self) -> String {
+        self.0
+    }
+}
+
 /// Parses `text` into `T`. Unknown keys are rejected by `T`'s `deny_unknown_fields`.
-pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, String> {
+pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, TomlError> {
     let de = toml::de::Deserializer::parse(text).map_err(|e| describe(text, &e, ""))?;
     serde_path_to_error::deserialize(de).map_err(|e| {
         let key = e.path().to_string();
@@ -24,7 +38,7 @@ pub fn line_at(text: &str, offset: usize) -> usize {
     before.matches('\n').count() + 1
 }
 
-fn describe(text: &str, e: &toml::de::Error, key: &str) -> String {
+fn describe(text: &str, e: &toml::de::Error, key: &str) -> TomlError {
     let message = e.message().trim_end();
     let msg = if key.is_empty() || key == "." {
         message.to_string()
@@ -41,9 +55,9 @@ fn describe(text: &str, e: &toml::de::Error, key: &str) -> String {
                 .map(|l| l.chars().count() + 1)
                 .unwrap_or(1);
             let src_line = text.lines().nth(line - 1).unwrap_or("").trim_end();
-            format!("line {line}, column {col}: {msg}\n  | {src_line}")
+            TomlError(format!("line {line}, column {col}: {msg}\n  | {src_line}"))
         }
-        None => msg,
+        None => TomlError(msg),
     }
 }
 
@@ -66,8 +80,9 @@ mod tests {
 
     #[test]
     fn type_errors_name_key_line_column_and_source() {
-        let e =
-            super::from_str::<Doc>("name = \"x\"\n\n[[items]]\ncount = \"three\"\n").unwrap_err();
+        let e = super::from_str::<Doc>("name = \"x\"\n\n[[items]]\ncount = \"three\"\n")
+            .unwrap_err()
+            .into_message();
         assert!(
             e.starts_with("line 4, column 9: key `items[0].count`:"),
             "{e}"
@@ -77,9 +92,13 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_syntax_errors() {
-        let e = super::from_str::<Doc>("name = \"x\"\ncolour = 1\n").unwrap_err();
+        let e = super::from_str::<Doc>("name = \"x\"\ncolour = 1\n")
+            .unwrap_err()
+            .into_message();
         assert!(e.contains("line 2") && e.contains("colour"), "{e}");
-        let e = super::from_str::<Doc>("name = ").unwrap_err();
+        let e = super::from_str::<Doc>("name = ")
+            .unwrap_err()
+            .into_message();
         assert!(e.starts_with("line 1"), "{e}");
         assert_eq!(super::from_str::<Doc>("name = \"ok\"").unwrap().name, "ok");
     }

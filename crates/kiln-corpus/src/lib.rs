@@ -52,7 +52,7 @@ pub enum CorpusError {
         status: String,
         detail: String,
     },
-    #[error("{what} {path}: {source}")]
+    #[error("{what} {path}")]
     Io {
         what: &'static str,
         path: PathBuf,
@@ -107,9 +107,9 @@ impl Corpus {
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(io("cannot read", path))?;
         let mut c: Corpus =
-            kiln_core::strict_toml::from_str(&text).map_err(|message| CorpusError::Invalid {
+            kiln_core::strict_toml::from_str(&text).map_err(|e| CorpusError::Invalid {
                 path: path.to_path_buf(),
-                message,
+                message: e.into_message(),
             })?;
         c.path = path.to_path_buf();
         c.validate()?;

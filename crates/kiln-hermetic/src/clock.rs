@@ -77,6 +77,41 @@ const LIBFAKETIME: &[&str] = &[
     "/usr/local/lib/faketime/libfaketime.so.1",
 ];
 
+/// Why the clock shift cannot be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum ClockShiftError {
+    #[error(
+        "clock shift `{0}` is not a libfaketime FAKETIME value such as `+94694400` (seconds) or `@2030-01-01 00:00:00`"
+    )]
+    BadValue(String),
+    #[error("libfaketime is not installed")]
+    NoLibfaketime,
+    #[error("{what} {}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The C compiler's own messages are `stderr`: not an error chain, so part of this one.
+    #[error("{} could not compile the libfaketime shim {}: {stderr}", cc.display(), src.display())]
+    Compile {
+        cc: PathBuf,
+        src: PathBuf,
+        stderr: String,
+    },
+}
+
+impl kiln_core::Hint for ClockShiftError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            ClockShiftError::NoLibfaketime => Some(
+                "install it (apt-get install faketime), or set $KILN_LIBFAKETIME to libfaketime.so.1".into(),
+            ),
+            _ => None,
+        }
+    }
+}
+
 /// A clock shift ready to be applied to commands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClockShift {
@@ -91,44 +126,41 @@ impl ClockShift {
     /// compiles the shim with `cc` into `dir`. `faketime` is libfaketime's `FAKETIME`
     /// syntax; only relative offsets (`+N`/`-N` seconds, optionally with a unit suffix)
     /// and absolute `@` dates are accepted.
-    pub fn prepare(faketime: &str, cc: &Path, dir: &Path) -> Result<ClockShift, String> {
+    pub fn prepare(faketime: &str, cc: &Path, dir: &Path) -> Result<ClockShift, ClockShiftError> {
         let valid = faketime.strip_prefix(['+', '-']).is_some_and(|n| {
             let n = n.trim_end_matches(['s', 'm', 'h', 'd', 'y']);
             !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit() || b == b'.')
         }) || faketime.starts_with('@');
         if !valid {
-            return Err(format!(
-                "clock shift `{faketime}` is not a libfaketime FAKETIME value such as `+94694400` (seconds) or `@2030-01-01 00:00:00`"
-            ));
+            return Err(ClockShiftError::BadValue(faketime.to_string()));
         }
         let libfaketime = std::env::var_os("KILN_LIBFAKETIME")
             .map(PathBuf::from)
             .into_iter()
             .chain(LIBFAKETIME.iter().map(PathBuf::from))
             .find(|p| p.is_file())
-            .ok_or_else(|| {
-                "libfaketime is not installed (apt-get install faketime), or set $KILN_LIBFAKETIME to libfaketime.so.1".to_string()
-            })?;
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            .ok_or(ClockShiftError::NoLibfaketime)?;
+        let io = |what, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| ClockShiftError::Io { what, path, source }
+        };
+        std::fs::create_dir_all(dir).map_err(io("cannot create", dir))?;
         let src = dir.join("kiln-faketime-shim.c");
         let shim = dir.join("kiln-faketime-shim.so");
-        kiln_core::fsx::write_atomic(&src, SHIM_C.as_bytes())
-            .map_err(|e| format!("cannot write {}: {e}", src.display()))?;
+        kiln_core::fsx::write_atomic(&src, SHIM_C.as_bytes()).map_err(io("cannot write", &src))?;
         let out = kiln_core::process::command(cc)
             .args(["-shared", "-fPIC", "-O2", "-o"])
             .arg(&shim)
             .arg(&src)
             .arg("-ldl")
             .output()
-            .map_err(|e| format!("cannot run {}: {e}", cc.display()))?;
+            .map_err(io("cannot run", cc))?;
         if !out.status.success() {
-            return Err(format!(
-                "{} could not compile the libfaketime shim {}: {}",
-                cc.display(),
-                src.display(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
+            return Err(ClockShiftError::Compile {
+                cc: cc.to_path_buf(),
+                src,
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
         }
         Ok(ClockShift {
             faketime: faketime.to_string(),
@@ -177,7 +209,9 @@ mod tests {
     fn bad_values_are_refused() {
         let d = tempfile::tempdir().unwrap();
         for bad in ["3 years", "", "+", "+3 years"] {
-            let e = ClockShift::prepare(bad, Path::new("cc"), d.path()).unwrap_err();
+            let e = ClockShift::prepare(bad, Path::new("cc"), d.path())
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("FAKETIME"), "{bad}: {e}");
         }
     }

@@ -21,9 +21,9 @@ mod sandbox;
 mod sde;
 mod verified;
 
-pub use clock::ClockShift;
+pub use clock::{ClockShift, ClockShiftError};
 pub use env::{BuildRoot, Hermetic};
 pub use lockfile::{CargoLock, FetchError, LockedCrate, check_fetched, fetch};
-pub use sandbox::{Sandbox, SandboxError};
-pub use sde::{SdeSource, SourceDateEpoch};
-pub use verified::{SOURCE_NAME, VerifiedSources, unpack_verified};
+pub use sandbox::{Sandbox, SandboxError, UnknownSandbox};
+pub use sde::{SdeError, SdeSource, SourceDateEpoch};
+pub use verified::{ArchiveError, SOURCE_NAME, VerifiedSources, unpack_verified};

@@ -4,30 +4,29 @@ use std::path::{Path, PathBuf};
 use kiln_core::Digest;
 use kiln_core::contract::cargo_lock::{self, CargoLockError};
 
+/// Why the locked crates cannot be read, fetched or trusted. Messages do not repeat their
+/// source; the fix is [`kiln_core::Hint::hint`].
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    #[error(
-        "{path}: cannot read the lock file: {source}\n  fix: run `cargo generate-lockfile` in the project and commit Cargo.lock; kiln only builds locked dependencies"
-    )]
+    #[error("{path}: cannot read the lock file")]
     NoLock {
         path: PathBuf,
         source: std::io::Error,
     },
     #[error("{path}: {message}")]
-    BadLock { path: PathBuf, message: String },
-    #[error(
-        "{count} locked crate(s) are missing from kiln's cargo home {cargo_home}: {names}\n  fix: run `{}` (the only step that uses the network), or build without --offline",
-        kiln_core::cli::cmd("fetch")
-    )]
+    BadLock {
+        path: PathBuf,
+        message: String,
+        /// What to do about it (the lock is wrong in different ways).
+        fix: &'static str,
+    },
+    #[error("{count} locked crate(s) are missing from kiln's cargo home {cargo_home}: {names}")]
     Missing {
         cargo_home: PathBuf,
         count: usize,
         names: String,
     },
-    #[error(
-        "{file}: checksum {found} does not match Cargo.lock's {locked} for {krate}\n  fix: delete the file and run `{}` again; if it persists the registry served different bytes than the lock pins",
-        kiln_core::cli::cmd("fetch")
-    )]
+    #[error("{file}: checksum {found} does not match Cargo.lock's {locked} for {krate}")]
     Checksum {
         file: PathBuf,
         krate: String,
@@ -35,22 +34,57 @@ pub enum FetchError {
         found: String,
     },
     #[error(
-        "{file}: the archive of {krate} matches Cargo.lock's checksum but cannot be unpacked safely: {message}\n  fix: this crate version cannot be built by kiln; update the dependency (`cargo update -p NAME`)"
+        "{file}: the archive of {krate} matches Cargo.lock's checksum but cannot be unpacked safely"
     )]
     BadArchive {
         file: PathBuf,
         krate: String,
-        message: String,
+        source: crate::verified::ArchiveError,
     },
-    #[error(
-        "`{command}` failed ({status})\n  fix: check network access to the registry, and that Cargo.lock is up to date (`cargo update -w` in the project)"
-    )]
+    #[error("`{command}` failed ({status})")]
     FetchFailed { command: String, status: String },
-    #[error("cannot run `{command}`: {source}")]
+    #[error("{what} {}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot run `{command}`")]
     Spawn {
         command: String,
         source: std::io::Error,
     },
+}
+
+impl kiln_core::Hint for FetchError {
+    fn hint(&self) -> Option<String> {
+        let fetch = || kiln_core::cli::cmd("fetch");
+        match self {
+            FetchError::NoLock { .. } => Some(
+                "run `cargo generate-lockfile` in the project and commit Cargo.lock; kiln only builds locked dependencies".into(),
+            ),
+            FetchError::BadLock { fix, .. } => Some(fix.to_string()),
+            FetchError::Missing { .. } => Some(format!(
+                "run `{}` (the only step that uses the network), or build without --offline",
+                fetch()
+            )),
+            FetchError::Checksum { .. } => Some(format!(
+                "delete the file and run `{}` again; if it persists the registry served different bytes than the lock pins",
+                fetch()
+            )),
+            FetchError::BadArchive {
+                source: crate::verified::ArchiveError::Write { .. },
+                ..
+            } => None,
+            FetchError::BadArchive { .. } => Some(
+                "this crate version cannot be built by kiln; update the dependency (`cargo update -p NAME`)".into(),
+            ),
+            FetchError::FetchFailed { .. } => Some(
+                "check network access to the registry, and that Cargo.lock is up to date (`cargo update -w` in the project)".into(),
+            ),
+            FetchError::Io { .. } | FetchError::Spawn { .. } => None,
+        }
+    }
 }
 
 /// A crate pinned by `Cargo.lock`.
@@ -89,33 +123,38 @@ impl CargoLock {
     /// Parses the lock with [`kiln_core::contract::CargoLock`] and applies kiln's policy:
     /// every package is from crates.io with a checksum, or a path package.
     pub fn parse(path: &Path, bytes: &[u8]) -> Result<Self, FetchError> {
-        let bad = |message: String| FetchError::BadLock {
+        const REGENERATE: &str = "regenerate the lock with `cargo generate-lockfile`";
+        let bad = |message: String, fix: &'static str| FetchError::BadLock {
             path: path.to_path_buf(),
             message,
+            fix,
         };
         let lock = cargo_lock::CargoLock::parse(path, bytes).map_err(|e| match e {
             CargoLockError::Parse {
                 line: Some(line),
                 message,
                 ..
-            } => bad(format!("line {line}: {message}")),
-            other => bad(other.message()),
+            } => bad(format!("line {line}: {message}"), REGENERATE),
+            other => bad(other.message(), REGENERATE),
         })?;
         let mut crates = Vec::with_capacity(lock.packages.len());
         for p in lock.packages {
             match (&p.source, &p.checksum) {
                 (Some(s), Some(_)) if cargo_lock::is_crates_io(s) => {}
                 (Some(s), None) if cargo_lock::is_crates_io(s) => {
-                    return Err(bad(format!(
-                        "package {}@{} has no checksum\n  fix: regenerate the lock with `cargo generate-lockfile`",
-                        p.name, p.version
-                    )));
+                    return Err(bad(
+                        format!("package {}@{} has no checksum", p.name, p.version),
+                        REGENERATE,
+                    ));
                 }
                 (Some(s), _) => {
-                    return Err(bad(format!(
-                        "package {}@{} comes from `{s}`; kiln builds from crates.io and path dependencies only, because only those are pinned by a checksum\n  fix: vendor it as a path dependency or publish it",
-                        p.name, p.version
-                    )));
+                    return Err(bad(
+                        format!(
+                            "package {}@{} comes from `{s}`; kiln builds from crates.io and path dependencies only, because only those are pinned by a checksum",
+                            p.name, p.version
+                        ),
+                        "vendor it as a path dependency or publish it",
+                    ));
                 }
                 (None, _) => {}
             }
@@ -143,8 +182,9 @@ impl CargoLock {
 /// Fills `cargo_home` with every crate `Cargo.lock` pins, through `cargo fetch --locked`.
 /// Cargo verifies each download against the lock's checksum; [`check_fetched`] checks again.
 pub fn fetch(cargo: &Path, manifest: &Path, cargo_home: &Path) -> Result<(), FetchError> {
-    std::fs::create_dir_all(cargo_home).map_err(|source| FetchError::Spawn {
-        command: "mkdir".into(),
+    std::fs::create_dir_all(cargo_home).map_err(|source| FetchError::Io {
+        what: "cannot create",
+        path: cargo_home.to_path_buf(),
         source,
     })?;
     let mut cmd = kiln_core::process::command(cargo);
@@ -191,8 +231,9 @@ pub fn check_fetched(
             .find(|p| p.is_file())
         {
             Some(file) => {
-                let got = Digest::of_file(&file).map_err(|source| FetchError::Spawn {
-                    command: format!("read {}", file.display()),
+                let got = Digest::of_file(&file).map_err(|source| FetchError::Io {
+                    what: "cannot read",
+                    path: file.clone(),
                     source,
                 })?;
                 let locked = c.checksum.clone().unwrap_or_default();
@@ -271,8 +312,13 @@ checksum = "CHECKSUM"
         let lock = LOCK.replace("CHECKSUM", &Digest::of(b"x").hex());
         let lock = CargoLock::parse(Path::new("Cargo.lock"), lock.as_bytes()).unwrap();
         let h = tempfile::tempdir().unwrap();
-        let e = check_fetched(&lock, h.path()).unwrap_err().to_string();
-        assert!(e.contains("itoa@1.0.19") && e.contains("kiln fetch"), "{e}");
+        let e = check_fetched(&lock, h.path()).unwrap_err();
+        let fix = kiln_core::Hint::hint(&e).unwrap();
+        let e = e.to_string();
+        assert!(
+            e.contains("itoa@1.0.19") && fix.contains("kiln fetch"),
+            "{e}"
+        );
     }
 
     #[test]

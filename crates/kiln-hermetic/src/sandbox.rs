@@ -16,21 +16,28 @@ pub enum Sandbox {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
-    #[error(
-        "the kernel refused to create a network namespace ({source})\n  kiln cuts the build off the network with one; as a non-root user that needs unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1, or on Ubuntu kernel.apparmor_restrict_unprivileged_userns=0)\n  fix: run as root (e.g. via sudo), allow user namespaces, or pass --sandbox=none to build without isolation (recorded in the outputs)"
-    )]
+    #[error("the kernel refused to create a network namespace")]
     Refused { source: io::Error },
 }
 
+impl kiln_core::Hint for SandboxError {
+    fn hint(&self) -> Option<String> {
+        Some("run as root (e.g. via sudo), allow user namespaces, or pass --sandbox=none to build without isolation (recorded in the outputs); kiln cuts the build off the network with a network namespace, which as a non-root user needs unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1, or on Ubuntu kernel.apparmor_restrict_unprivileged_userns=0)".into())
+    }
+}
+
+/// `--sandbox` names no sandbox kiln has.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown sandbox `{0}`: use `netns` (default) or `none`")]
+pub struct UnknownSandbox(pub String);
+
 impl std::str::FromStr for Sandbox {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownSandbox;
+    fn from_str(s: &str) -> Result<Self, UnknownSandbox> {
         match s {
             "netns" => Ok(Sandbox::Netns),
             "none" => Ok(Sandbox::None),
-            _ => Err(format!(
-                "unknown sandbox `{s}`: use `netns` (default) or `none`"
-            )),
+            _ => Err(UnknownSandbox(s.to_string())),
         }
     }
 }

@@ -41,6 +41,22 @@ pub struct SourceDateEpoch {
     pub source: SdeSource,
 }
 
+/// Why `$SOURCE_DATE_EPOCH` cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SdeError {
+    #[error("SOURCE_DATE_EPOCH=`{value}` is not a non-negative integer number of seconds")]
+    NotSeconds {
+        value: String,
+        source: std::num::ParseIntError,
+    },
+}
+
+impl kiln_core::Hint for SdeError {
+    fn hint(&self) -> Option<String> {
+        Some("set it to e.g. `$(git log -1 --format=%ct)` or unset it".into())
+    }
+}
+
 impl SourceDateEpoch {
     /// Resolves the epoch: `$SOURCE_DATE_EPOCH`, else the last git commit time of
     /// `project`, else `configured`, else 0.
@@ -51,11 +67,15 @@ impl SourceDateEpoch {
         env_value: Option<&str>,
         project: &Path,
         configured: Option<u64>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, SdeError> {
         if let Some(v) = env_value {
-            let value = v.trim().parse::<u64>().map_err(|_| {
-                format!("SOURCE_DATE_EPOCH=`{v}` is not a non-negative integer number of seconds\n  fix: set it to e.g. `$(git log -1 --format=%ct)` or unset it")
-            })?;
+            let value = v
+                .trim()
+                .parse::<u64>()
+                .map_err(|source| SdeError::NotSeconds {
+                    value: v.to_string(),
+                    source,
+                })?;
             return Ok(SourceDateEpoch {
                 value,
                 source: SdeSource::Env,
@@ -109,6 +129,7 @@ mod tests {
         assert!(
             SourceDateEpoch::resolve(Some("yesterday"), d.path(), None)
                 .unwrap_err()
+                .to_string()
                 .contains("SOURCE_DATE_EPOCH")
         );
     }

@@ -67,21 +67,18 @@ pub fn unpack_verified(
     archives: &BTreeMap<String, PathBuf>,
     dest: &Path,
 ) -> Result<VerifiedSources, FetchError> {
-    let io = |what: &str, path: &Path| {
-        let what = format!("{what} {}", path.display());
-        move |source| FetchError::Spawn {
-            command: what,
-            source,
-        }
+    let io = |what: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| FetchError::Io { what, path, source }
     };
     let partial = dest.with_file_name(format!(
         "{}.partial",
         dest.file_name().unwrap_or_default().to_string_lossy()
     ));
     for d in [&partial, dest] {
-        remove_tree(d).map_err(io("remove", d))?;
+        remove_tree(d).map_err(io("cannot remove", d))?;
     }
-    std::fs::create_dir_all(&partial).map_err(io("create", &partial))?;
+    std::fs::create_dir_all(&partial).map_err(io("cannot create", &partial))?;
     let mut registries: BTreeMap<String, usize> = BTreeMap::new();
     for c in lock.registry_crates() {
         let key = format!("{}@{}", c.name, c.version);
@@ -97,7 +94,7 @@ pub fn unpack_verified(
         {
             *registries.entry(reg.to_string()).or_default() += 1;
         }
-        let bytes = std::fs::read(archive).map_err(io("read", archive))?;
+        let bytes = std::fs::read(archive).map_err(io("cannot read", archive))?;
         let locked = c.checksum.clone().unwrap_or_default();
         let got = Digest::of(&bytes).hex();
         if got != locked {
@@ -108,16 +105,16 @@ pub fn unpack_verified(
                 found: got,
             });
         }
-        unpack_crate(&bytes, &c.name, &c.version, &locked, &partial).map_err(|message| {
+        unpack_crate(&bytes, &c.name, &c.version, &locked, &partial).map_err(|source| {
             FetchError::BadArchive {
                 file: archive.clone(),
                 krate: key.clone(),
-                message,
+                source,
             }
         })?;
     }
-    set_mode(&partial, 0o555).map_err(io("chmod", &partial))?;
-    std::fs::rename(&partial, dest).map_err(io("rename to", dest))?;
+    set_mode(&partial, 0o555).map_err(io("cannot make read-only", &partial))?;
+    std::fs::rename(&partial, dest).map_err(io("cannot rename to", dest))?;
     // The registry most archives came from (one, normally); ties by name, for determinism.
     let registry = registries
         .iter()
@@ -130,6 +127,42 @@ pub fn unpack_verified(
     })
 }
 
+/// Why a checksum-verified `.crate` cannot be unpacked.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    /// The bytes are not a well-formed gzipped tar.
+    #[error("{what}")]
+    Malformed {
+        what: &'static str,
+        source: std::io::Error,
+    },
+    /// An entry kiln refuses to unpack: it could write outside the crate's directory or
+    /// is not a plain file or directory.
+    #[error("entry `{entry}` {why}")]
+    Unsafe { entry: String, why: String },
+    #[error("no `{0}/Cargo.toml`")]
+    NoManifest(String),
+    /// Writing the unpacked tree failed (the archive may be fine).
+    #[error("cannot write {}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot serialize .cargo-checksum.json")]
+    Checksums(#[source] serde_json::Error),
+}
+
+fn malformed(what: &'static str) -> impl Fn(std::io::Error) -> ArchiveError {
+    move |source| ArchiveError::Malformed { what, source }
+}
+
+fn write_err(path: &Path) -> impl FnOnce(std::io::Error) -> ArchiveError + '_ {
+    move |source| ArchiveError::Write {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
 /// Unpacks one `.crate` (a gzipped tar of `<name>-<version>/...`) into `into`, writing the
 /// `.cargo-checksum.json` cargo's directory source checks.
 fn unpack_crate(
@@ -138,59 +171,61 @@ fn unpack_crate(
     version: &str,
     checksum: &str,
     into: &Path,
-) -> Result<(), String> {
+) -> Result<(), ArchiveError> {
     let prefix = format!("{name}-{version}");
     let root = into.join(&prefix);
-    std::fs::create_dir(&root).map_err(|e| format!("{}: {e}", root.display()))?;
+    std::fs::create_dir(&root).map_err(write_err(&root))?;
     let mut files: BTreeMap<String, String> = BTreeMap::new();
     let mut dirs = vec![root.clone()];
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
-    let entries = archive
-        .entries()
-        .map_err(|e| format!("not a tar.gz: {e}"))?;
+    let entries = archive.entries().map_err(malformed("not a tar.gz"))?;
     for entry in entries {
-        let mut entry = entry.map_err(|e| format!("corrupt archive: {e}"))?;
+        let mut entry = entry.map_err(malformed("corrupt archive"))?;
         let path = entry
             .path()
-            .map_err(|e| format!("bad entry name: {e}"))?
+            .map_err(malformed("bad entry name"))?
             .into_owned();
         let shown = path.display().to_string();
+        let unsafe_entry = |why: String| ArchiveError::Unsafe {
+            entry: shown.clone(),
+            why,
+        };
         let mut comps = path.components();
         if comps.next() != Some(Component::Normal(prefix.as_ref())) {
-            return Err(format!("entry `{shown}` is not under `{prefix}/`"));
+            return Err(unsafe_entry(format!("is not under `{prefix}/`")));
         }
         let rel: PathBuf = comps.as_path().to_path_buf();
         if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
-            return Err(format!("entry `{shown}` is not a plain relative path"));
+            return Err(unsafe_entry("is not a plain relative path".into()));
         }
         let kind = entry.header().entry_type();
         let target = root.join(&rel);
         if kind.is_dir() {
             if !rel.as_os_str().is_empty() && !target.is_dir() {
-                std::fs::create_dir_all(&target).map_err(|e| format!("{shown}: {e}"))?;
+                std::fs::create_dir_all(&target).map_err(write_err(&target))?;
                 dirs.push(target);
             }
             continue;
         }
         if !(kind.is_file() || kind == tar::EntryType::Continuous) {
-            return Err(format!(
-                "entry `{shown}` is a {kind:?}; crates hold regular files and directories only"
-            ));
+            return Err(unsafe_entry(format!(
+                "is a {kind:?}; crates hold regular files and directories only"
+            )));
         }
         let rel_str = rel
             .to_str()
-            .ok_or_else(|| format!("entry `{shown}` is not UTF-8"))?
+            .ok_or_else(|| unsafe_entry("is not UTF-8".into()))?
             .to_string();
         if rel_str.is_empty() || rel_str == ".cargo-checksum.json" {
-            return Err(format!("entry `{shown}` is not allowed in a crate"));
+            return Err(unsafe_entry("is not allowed in a crate".into()));
         }
         if files.contains_key(&rel_str) {
-            return Err(format!("entry `{shown}` appears twice"));
+            return Err(unsafe_entry("appears twice".into()));
         }
         if let Some(parent) = target.parent()
             && !parent.is_dir()
         {
-            std::fs::create_dir_all(parent).map_err(|e| format!("{shown}: {e}"))?;
+            std::fs::create_dir_all(parent).map_err(write_err(parent))?;
             let mut p = parent;
             while p != root && !dirs.iter().any(|d| d == p) {
                 dirs.push(p.to_path_buf());
@@ -208,22 +243,22 @@ fn unpack_crate(
         let mut content = Vec::with_capacity(entry.size() as usize);
         entry
             .read_to_end(&mut content)
-            .map_err(|e| format!("{shown}: {e}"))?;
+            .map_err(malformed("corrupt archive"))?;
         write_new(&target, &content, if exec { 0o555 } else { 0o444 })
-            .map_err(|e| format!("{shown}: {e}"))?;
+            .map_err(write_err(&target))?;
         files.insert(rel_str, Digest::of(&content).hex());
     }
     if !files.contains_key("Cargo.toml") {
-        return Err(format!("no `{prefix}/Cargo.toml`"));
+        return Err(ArchiveError::NoManifest(prefix));
     }
     let doc = serde_json::json!({ "files": files, "package": checksum });
-    let json = kiln_core::canonical::to_vec(&doc).map_err(|e| e.to_string())?;
-    write_new(&root.join(".cargo-checksum.json"), &json, 0o444)
-        .map_err(|e| format!(".cargo-checksum.json: {e}"))?;
+    let json = kiln_core::canonical::to_vec(&doc).map_err(ArchiveError::Checksums)?;
+    let checksums = root.join(".cargo-checksum.json");
+    write_new(&checksums, &json, 0o444).map_err(write_err(&checksums))?;
     // Deepest first, so no directory is made read-only before its contents are written.
     dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
     for d in dirs {
-        set_mode(&d, 0o555).map_err(|e| format!("{}: {e}", d.display()))?;
+        set_mode(&d, 0o555).map_err(write_err(&d))?;
     }
     Ok(())
 }
@@ -398,10 +433,15 @@ mod tests {
         ] {
             let bytes = archive(&entries);
             let (d, lock, archives) = setup(&bytes);
-            let e = unpack_verified(&lock, &archives, &d.path().join("v"))
-                .unwrap_err()
-                .to_string();
-            assert!(e.contains(why) && e.contains("demo@1.0.0"), "{why}: {e}");
+            let e = unpack_verified(&lock, &archives, &d.path().join("v")).unwrap_err();
+            // The archive's problem is the source, not repeated in the message.
+            let source = std::error::Error::source(&e).unwrap().to_string();
+            let e = e.to_string();
+            assert!(!e.contains(why), "{why}: {e}");
+            assert!(
+                source.contains(why) && e.contains("demo@1.0.0"),
+                "{why}: {e}: {source}"
+            );
         }
     }
 }

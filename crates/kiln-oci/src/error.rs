@@ -51,7 +51,7 @@ pub enum Error {
     InvalidMode { path: String, mode: u32 },
 
     /// Reading or writing a file on the host failed.
-    #[error("{action} `{path}`: {source}")]
+    #[error("{action} `{path}`")]
     Io {
         action: &'static str,
         path: PathBuf,
@@ -77,15 +77,13 @@ pub enum Error {
     },
 
     /// Writing the layer stream to its destination failed.
-    #[error("writing the layer stream: {0}")]
+    #[error("writing the layer stream")]
     Write(#[source] std::io::Error),
 
     /// A JSON document of an image layout could not be parsed: names the file, the JSON
     /// path of the offending value (`.` for the document itself) and, through serde's
     /// message, the line, column and what was expected there.
-    #[error(
-        "`{path}` is not a valid {what}: at `{at}`: {source}\n  fix: the layout is damaged or not an OCI image layout; re-fetch the base image (e.g. `skopeo copy docker://IMAGE oci:DIR:TAG`)"
-    )]
+    #[error("`{path}` is not a valid {what}: at `{at}`")]
     Json {
         path: PathBuf,
         what: &'static str,
@@ -152,6 +150,19 @@ pub enum Error {
     /// An image config value that cannot be written.
     #[error("image config field `{field}`: {what}")]
     Config { field: &'static str, what: String },
+}
+
+/// Most variants of this error say their fix in their message (they have no source);
+/// those with a source give it here instead, so it is not followed by the source's text.
+impl kiln_core::Hint for Error {
+    fn hint(&self) -> Option<String> {
+        match self {
+            Error::Json { .. } => Some(
+                "the layout is damaged or not an OCI image layout; re-fetch the base image (e.g. `skopeo copy docker://IMAGE oci:DIR:TAG`)".into(),
+            ),
+            _ => None,
+        }
+    }
 }
 
 impl Error {

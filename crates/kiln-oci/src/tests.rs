@@ -328,6 +328,18 @@ fn docker_archive_manifest_json() {
     assert!(matches!(e, Error::BlobMissing { .. }), "{e}");
 }
 
+/// The error and its sources, as the CLI prints them (a message never repeats its source).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cur = c.source();
+    }
+    out
+}
+
 /// Garbage in a base's index.json: the error names the file, where in the JSON (path and
 /// line) and what was expected, not only "serde failed".
 #[test]
@@ -336,9 +348,7 @@ fn base_index_garbage_names_file_json_path_line_and_expectation() {
     let index = bd.path().join("index.json");
     let index_text = index.display().to_string();
     std::fs::write(&index, "{\n  \"schemaVersion\": 2,\n  \"manifests\": [\n    {\"mediaType\": \"application/vnd.oci.image.manifest.v1+json\", \"digest\": 17, \"size\": 3}\n  ]\n}\n").unwrap();
-    let e = BaseImage::open(bd.path(), &bb.manifest.digest)
-        .unwrap_err()
-        .to_string();
+    let e = chain(&BaseImage::open(bd.path(), &bb.manifest.digest).unwrap_err());
     assert!(
         e.contains(&index_text)
             && e.contains("manifests[0].digest")
@@ -349,9 +359,7 @@ fn base_index_garbage_names_file_json_path_line_and_expectation() {
     assert!(!e.contains("serde failed"), "{e}");
 
     std::fs::write(&index, "not json at all").unwrap();
-    let e = BaseImage::open(bd.path(), &bb.manifest.digest)
-        .unwrap_err()
-        .to_string();
+    let e = chain(&BaseImage::open(bd.path(), &bb.manifest.digest).unwrap_err());
     assert!(
         e.contains(&index_text) && e.contains("line 1") && e.contains("index"),
         "{e}"

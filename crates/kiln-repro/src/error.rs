@@ -3,7 +3,7 @@ use std::path::PathBuf;
 /// Everything that can stop a reproducibility run. Messages name the file and the fix.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{what} {path}: {source}")]
+    #[error("{what} {path}")]
     Io {
         what: &'static str,
         path: PathBuf,
@@ -19,7 +19,7 @@ pub enum Error {
         line: usize,
         message: String,
     },
-    #[error("cannot run `{command}`: {source}")]
+    #[error("cannot run `{command}`")]
     Spawn {
         command: String,
         source: std::io::Error,
@@ -42,6 +42,17 @@ pub enum Error {
     NotATree(PathBuf),
     #[error(transparent)]
     Config(#[from] kiln_config::ConfigError),
+}
+
+/// This crate's own messages still end with their fix; the config error it wraps keeps
+/// its fix apart (and, being transparent, is not in the chain itself).
+impl kiln_core::Hint for Error {
+    fn hint(&self) -> Option<String> {
+        match self {
+            Error::Config(e) => e.hint(),
+            _ => None,
+        }
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -177,9 +177,9 @@ impl Variations {
 
     pub fn parse(path: &Path, text: &str) -> Result<Self> {
         let v: Variations =
-            kiln_core::strict_toml::from_str(text).map_err(|message| Error::Variations {
+            kiln_core::strict_toml::from_str(text).map_err(|e| Error::Variations {
                 path: path.to_path_buf(),
-                message,
+                message: e.into_message(),
             })?;
         let bad = |message: String| {
             Err(Error::Variations {

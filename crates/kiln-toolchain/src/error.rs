@@ -5,14 +5,15 @@ use crate::Mismatch;
 
 /// Everything that can go wrong detecting, locking or verifying a toolchain.
 ///
-/// Every variant names the command or file involved, and the lock-file variants say how to
-/// fix the problem. Underlying errors are part of the message (not only the `source`
-/// chain) so a plain `{}` is enough to act on.
+/// Every variant names the command or file involved. An underlying error is the `source`,
+/// not repeated in the message (the CLI prints the chain); how to fix the problem is
+/// [`kiln_core::Hint::hint`].
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("could not run `{command}`: {error}")]
+    #[error("could not run `{command}`")]
     Spawn {
         command: String,
+        #[source]
         error: std::io::Error,
     },
 
@@ -29,10 +30,7 @@ pub enum Error {
     #[error("{what} not found: {detail}")]
     NotFound { what: &'static str, detail: String },
 
-    #[error(
-        "target `{target}` has no standard library in {}: install it with `rustup target add {target}`",
-        dir.display()
-    )]
+    #[error("target `{target}` has no standard library in {}", dir.display())]
     TargetNotInstalled { target: String, dir: PathBuf },
 
     #[error(
@@ -40,30 +38,29 @@ pub enum Error {
     )]
     BadTarget { target: String },
 
-    #[error("cannot read {}: {error}", path.display())]
+    #[error("cannot read {}", path.display())]
     Io {
         path: PathBuf,
+        #[source]
         error: std::io::Error,
     },
 
     #[error("path {} is not valid UTF-8, so it cannot be named in a toolchain lock", path.display())]
     NonUtf8Path { path: PathBuf },
 
-    #[error("toolchain lock {} does not exist; create it with: {}", path.display(), crate::relock_command())]
+    #[error("toolchain lock {} does not exist", path.display())]
     LockMissing { path: PathBuf },
 
-    #[error(
-        "toolchain lock {} is malformed: {error}\nFix the file or regenerate it with: {}",
-        path.display(), crate::relock_command()
-    )]
+    #[error("toolchain lock {} is malformed", path.display())]
     LockMalformed {
         path: PathBuf,
+        #[source]
         error: serde_json::Error,
     },
 
     #[error(
-        "toolchain lock {} has schema {found}, but this kiln reads schema {expected} (schema 3 records which rustup toolchain was pinned, so every build selects it); regenerate it with: {}",
-        path.display(), crate::relock_command()
+        "toolchain lock {} has schema {found}, but this kiln reads schema {expected} (schema 3 records which rustup toolchain was pinned, so every build selects it)",
+        path.display()
     )]
     UnsupportedSchema {
         path: PathBuf,
@@ -71,20 +68,40 @@ pub enum Error {
         expected: u32,
     },
 
-    #[error("cannot write toolchain lock {}: {error}", path.display())]
+    #[error("cannot write toolchain lock {}", path.display())]
     Write {
         path: PathBuf,
+        #[source]
         error: std::io::Error,
     },
 
     #[error(
-        "the toolchain lock pins rustup toolchain `{name}`, which cannot be run here: {detail}\n  fix: install it with `rustup toolchain install {name}`, or pin the toolchain you have with: {}",
-        crate::relock_command()
+        "the toolchain lock pins rustup toolchain `{name}`, which cannot be run here: {detail}"
     )]
     PinnedToolchainUnavailable { name: String, detail: String },
 
     #[error(transparent)]
     Mismatch(#[from] Mismatch),
+}
+
+impl kiln_core::Hint for Error {
+    fn hint(&self) -> Option<String> {
+        let relock = crate::relock_command();
+        match self {
+            Error::TargetNotInstalled { target, .. } => {
+                Some(format!("install it with `rustup target add {target}`"))
+            }
+            Error::LockMissing { .. } => Some(format!("create it with: {relock}")),
+            Error::LockMalformed { .. } => {
+                Some(format!("fix the file or regenerate it with: {relock}"))
+            }
+            Error::UnsupportedSchema { .. } => Some(format!("regenerate it with: {relock}")),
+            Error::PinnedToolchainUnavailable { name, .. } => Some(format!(
+                "install it with `rustup toolchain install {name}`, or pin the toolchain you have with: {relock}"
+            )),
+            _ => None,
+        }
+    }
 }
 
 fn stderr_suffix(stderr: &str) -> String {

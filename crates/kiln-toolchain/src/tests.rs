@@ -173,13 +173,27 @@ fn write_read_round_trip_and_digest_is_file_bytes() {
     assert_ne!(other.digest(), lock.digest());
 }
 
+/// The error as the CLI shows it: the message, its sources, then the fix on its own line.
+fn shown(e: &Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = std::error::Error::source(e);
+    while let Some(c) = cur {
+        out.push_str(&format!(": {c}"));
+        cur = c.source();
+    }
+    if let Some(fix) = kiln_core::Hint::hint(e) {
+        out.push_str(&format!("\n  fix: {fix}"));
+    }
+    out
+}
+
 #[test]
 fn missing_lock_says_how_to_create_it() {
     let d = tempfile::tempdir().unwrap();
     let path = d.path().join("toolchains/none.lock.json");
     let err = ToolchainLock::read(&path).unwrap_err();
     assert!(matches!(err, Error::LockMissing { .. }), "{err:?}");
-    let msg = err.to_string();
+    let msg = shown(&err);
     assert!(
         msg.contains(&path.display().to_string()) && msg.contains(&crate::relock_command()),
         "{msg}"
@@ -193,7 +207,11 @@ fn malformed_lock_names_path_serde_message_and_fix() {
     std::fs::write(&path, b"{\n  \"schema\": 1,\n  \"host\": \n").unwrap();
     let err = ToolchainLock::read(&path).unwrap_err();
     assert!(matches!(err, Error::LockMalformed { .. }), "{err:?}");
-    let msg = err.to_string();
+    assert!(
+        !err.to_string().contains("line 4"),
+        "the source is not repeated: {err}"
+    );
+    let msg = shown(&err);
     assert!(msg.contains(&path.display().to_string()), "{msg}");
     assert!(msg.contains("line 4"), "serde position missing: {msg}");
     assert!(msg.contains(&crate::relock_command()), "{msg}");
@@ -207,7 +225,7 @@ fn malformed_lock_names_path_serde_message_and_fix() {
     let mut v = serde_json::to_value(sample_lock()).unwrap();
     v["files"]["sysroot/bin/rustc"]["sha256"] = "sha256:nothex".into();
     std::fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
-    let msg = ToolchainLock::read(&path).unwrap_err().to_string();
+    let msg = shown(&ToolchainLock::read(&path).unwrap_err());
     assert!(msg.contains("sha256:nothex"), "{msg}");
 }
 
@@ -229,7 +247,7 @@ fn unknown_fields_are_errors_at_every_level() {
     ] {
         std::fs::write(&path, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
         let err = ToolchainLock::read(&path).unwrap_err();
-        let msg = err.to_string();
+        let msg = shown(&err);
         assert!(matches!(err, Error::LockMalformed { .. }), "{err:?}");
         assert!(
             msg.contains(field) && msg.contains(&path.display().to_string()),
@@ -240,7 +258,7 @@ fn unknown_fields_are_errors_at_every_level() {
     let mut missing = base;
     missing.as_object_mut().unwrap().remove("cc");
     std::fs::write(&path, serde_json::to_vec(&missing).unwrap()).unwrap();
-    let msg = ToolchainLock::read(&path).unwrap_err().to_string();
+    let msg = shown(&ToolchainLock::read(&path).unwrap_err());
     assert!(msg.contains("missing field `cc`"), "{msg}");
 }
 
@@ -267,7 +285,7 @@ fn a_schema_2_lock_is_refused_with_the_relock_command() {
     v["schema"] = 2.into();
     v.as_object_mut().unwrap().remove("rustup_toolchain");
     std::fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
-    let msg = ToolchainLock::read(&path).unwrap_err().to_string();
+    let msg = shown(&ToolchainLock::read(&path).unwrap_err());
     assert!(
         msg.contains("schema 2")
             && msg.contains("rustup toolchain")
@@ -649,8 +667,7 @@ esac
         let err = missing.lock().unwrap_err();
         assert!(matches!(err, Error::TargetNotInstalled { .. }), "{err:?}");
         assert!(
-            err.to_string()
-                .contains("rustup target add aarch64-apple-darwin"),
+            shown(&err).contains("rustup target add aarch64-apple-darwin"),
             "{err}"
         );
 

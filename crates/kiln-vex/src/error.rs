@@ -1,30 +1,30 @@
 use std::path::PathBuf;
 
 /// Everything that can go wrong reading VEX inputs or writing VEX outputs. Every message
-/// names the file, the entry in it and, where there is one, the fix.
+/// names the file and the entry in it, without repeating its source; the fix, where there
+/// is one, is [`kiln_core::Hint::hint`].
 #[derive(Debug, thiserror::Error)]
 pub enum VexError {
-    /// `error`, not `source`: the message already says it, and anyhow would print it twice.
-    #[error("cannot read {path}: {error}")]
+    #[error("cannot read {path}")]
     Read {
         path: PathBuf,
-        error: std::io::Error,
+        source: std::io::Error,
     },
     /// The file is not well-formed (TOML/JSON syntax, wrong type, unknown key).
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
     /// The file parses but an entry in it is wrong.
-    #[error("{path}: {entry}: {message}\n  fix: {fix}")]
+    #[error("{path}: {entry}: {message}")]
     Invalid {
         path: PathBuf,
         entry: String,
         message: String,
         fix: String,
     },
-    #[error("cannot write {path}: {error}")]
+    #[error("cannot write {path}")]
     Write {
         path: PathBuf,
-        error: std::io::Error,
+        source: std::io::Error,
     },
 }
 
@@ -50,13 +50,22 @@ impl VexError {
     }
 }
 
+impl kiln_core::Hint for VexError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            VexError::Invalid { fix, .. } => Some(fix.clone()),
+            _ => None,
+        }
+    }
+}
+
 pub type Result<T, E = VexError> = std::result::Result<T, E>;
 
 /// Reads a file, naming it on failure.
 pub(crate) fn read(path: &std::path::Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|error| VexError::Read {
+    std::fs::read(path).map_err(|source| VexError::Read {
         path: path.to_path_buf(),
-        error,
+        source,
     })
 }
 

@@ -87,9 +87,9 @@ pub fn write_for_project(project: &Path, out: &Path, sde: u64) -> Result<Vec<Pat
         (CDX_FILE, &docs.cdx),
     ] {
         let path = out.join(name);
-        kiln_core::fsx::write_atomic(&path, bytes).map_err(|error| VexError::Write {
+        kiln_core::fsx::write_atomic(&path, bytes).map_err(|source| VexError::Write {
             path: path.clone(),
-            error,
+            source,
         })?;
         written.push(path);
     }
@@ -192,9 +192,9 @@ impl GateReport {
     /// Writes `gate.json` (canonical JSON) atomically.
     pub fn write(&self, path: &Path) -> Result<()> {
         let bytes = kiln_core::canonical::to_vec_pretty(self).expect("the gate report serializes");
-        kiln_core::fsx::write_atomic(path, &bytes).map_err(|error| VexError::Write {
+        kiln_core::fsx::write_atomic(path, &bytes).map_err(|source| VexError::Write {
             path: path.to_path_buf(),
-            error,
+            source,
         })
     }
 }

@@ -230,11 +230,11 @@ impl Advisory {
                     };
                     let zero = matches!(&ev, Event::Introduced(v) if v == "0");
                     if !zero && ev.version() != "*" {
-                        scheme.compare(ev.version(), ev.version()).map_err(|m| {
+                        scheme.compare(ev.version(), ev.version()).map_err(|e| {
                             VexError::invalid(
                                 path,
                                 eat.clone(),
-                                m,
+                                e.to_string(),
                                 format!("write a {} version", scheme_name(scheme)),
                             )
                         })?;
@@ -430,12 +430,12 @@ pub fn advisory_files(dir: &Path) -> Result<Vec<PathBuf>> {
         let rd = match std::fs::read_dir(&d) {
             Ok(rd) => rd,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && d == dir => return Ok(Vec::new()),
-            Err(error) => return Err(VexError::Read { path: d, error }),
+            Err(source) => return Err(VexError::Read { path: d, source }),
         };
         for e in rd {
-            let e = e.map_err(|error| VexError::Read {
+            let e = e.map_err(|source| VexError::Read {
                 path: d.clone(),
-                error,
+                source,
             })?;
             let p = e.path();
             if p.is_dir() {

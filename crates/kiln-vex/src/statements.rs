@@ -196,8 +196,8 @@ impl Statements {
     pub fn parse(path: &Path, bytes: &[u8], sbom: &Sbom) -> Result<Statements> {
         let text = std::str::from_utf8(bytes)
             .map_err(|e| VexError::parse(path, format!("not UTF-8 text ({e})")))?;
-        let raw: RawFile =
-            kiln_core::strict_toml::from_str(text).map_err(|m| VexError::parse(path, m))?;
+        let raw: RawFile = kiln_core::strict_toml::from_str(text)
+            .map_err(|e| VexError::parse(path, e.into_message()))?;
         let nonblank = |s: &Option<String>| {
             s.as_deref()
                 .map(str::trim)

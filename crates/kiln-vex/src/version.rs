@@ -11,14 +11,31 @@ pub enum Scheme {
     Debian,
 }
 
+/// Why a string is not a version of a [`Scheme`]. Its message is complete (the semver
+/// parser's reason is part of it, not a source): callers put it into a `VexError`'s
+/// message naming the advisory and the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VersionError {
+    #[error("`{version}` is not a semantic version ({reason})")]
+    Semver { version: String, reason: String },
+    #[error("`{version}` is not a Debian version ({rule})")]
+    Debian {
+        version: String,
+        /// The rule of Debian's version syntax it breaks.
+        rule: &'static str,
+    },
+}
+
 impl Scheme {
     /// Compares two versions, or says which one is not a version of this scheme.
-    pub fn compare(self, a: &str, b: &str) -> Result<Ordering, String> {
+    pub fn compare(self, a: &str, b: &str) -> Result<Ordering, VersionError> {
         match self {
             Scheme::Semver => {
                 let p = |v: &str| {
-                    semver::Version::parse(v)
-                        .map_err(|e| format!("`{v}` is not a semantic version ({e})"))
+                    semver::Version::parse(v).map_err(|e| VersionError::Semver {
+                        version: v.to_string(),
+                        reason: e.to_string(),
+                    })
                 };
                 Ok(p(a)?.cmp(&p(b)?))
             }
@@ -31,26 +48,26 @@ impl Scheme {
     }
 }
 
-fn check_debian(v: &str) -> Result<(), String> {
+fn check_debian(v: &str) -> Result<(), VersionError> {
     let (epoch, rest) = split_epoch(v);
     let upstream = rest.rsplit_once('-').map_or(rest, |(u, _)| u);
+    let bad = |rule| {
+        Err(VersionError::Debian {
+            version: v.to_string(),
+            rule,
+        })
+    };
     if epoch.is_some_and(|e| e.is_empty() || !e.bytes().all(|b| b.is_ascii_digit())) {
-        return Err(format!(
-            "`{v}` is not a Debian version (the epoch must be a number)"
-        ));
+        return bad("the epoch must be a number");
     }
     if !upstream.bytes().next().is_some_and(|b| b.is_ascii_digit()) {
-        return Err(format!(
-            "`{v}` is not a Debian version (the upstream version must start with a digit)"
-        ));
+        return bad("the upstream version must start with a digit");
     }
     if !v
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b".+-~:".contains(&b))
     {
-        return Err(format!(
-            "`{v}` is not a Debian version (only letters, digits and . + - ~ : are allowed)"
-        ));
+        return bad("only letters, digits and . + - ~ : are allowed");
     }
     Ok(())
 }

@@ -331,12 +331,20 @@ fn gate_passes_once_the_critical_is_triaged() {
     assert!(r.table().contains("gate: passed"));
 }
 
+/// The error as the CLI shows it: the message, then the fix on its own line.
+fn shown(e: kiln_vex::VexError) -> String {
+    match kiln_core::Hint::hint(&e) {
+        Some(fix) => format!("{e}\n  fix: {fix}"),
+        None => e.to_string(),
+    }
+}
+
 #[track_caller]
 fn statements_error(body: &str, expect: &[&str]) {
     let text = format!("author = \"t\"\n{body}");
     let e = Statements::parse(Path::new("vex/statements.toml"), text.as_bytes(), &sbom())
-        .unwrap_err()
-        .to_string();
+        .map_err(shown)
+        .unwrap_err();
     assert!(e.starts_with("vex/statements.toml: "), "{e}");
     for x in expect {
         assert!(e.contains(x), "expected `{x}` in: {e}");
@@ -414,8 +422,8 @@ fn bad_statements_name_file_and_entry() {
     );
     let st = Statements::parse(Path::new("vex/statements.toml"), text.as_bytes(), &sbom).unwrap();
     let e = kiln_vex::documents(&sbom, &st, &[], SDE)
-        .unwrap_err()
-        .to_string();
+        .map_err(shown)
+        .unwrap_err();
     assert!(
         e.contains("statement[1]") && e.contains("statement[0] already covers CVE-2099-0001"),
         "{e}"
@@ -426,26 +434,26 @@ fn bad_statements_name_file_and_entry() {
 fn malformed_sarif_and_osv_name_file_and_entry() {
     let sbom = sbom();
     let p = Path::new("scan.sarif.json");
-    let e = sarif::parse(p, b"{\"version\": \"2.1.0\", \"runs\": [{\"tool\": {\"driver\": {}}, \"results\": [{\"ruleId\": \"X\", \"level\": 3}]}]}", &sbom).unwrap_err().to_string();
+    let e = sarif::parse(p, b"{\"version\": \"2.1.0\", \"runs\": [{\"tool\": {\"driver\": {}}, \"results\": [{\"ruleId\": \"X\", \"level\": 3}]}]}", &sbom).map_err(shown).unwrap_err();
     assert!(
         e.contains("scan.sarif.json") && e.contains("runs[0].results[0].level"),
         "{e}"
     );
-    let e = sarif::parse(p, b"{\"version\": \"2.1.0\", \"runs\": [{\"tool\": {\"driver\": {}}, \"results\": [{\"ruleId\": \"X\", \"message\": {\"text\": \"?\"}}]}]}", &sbom).unwrap_err().to_string();
+    let e = sarif::parse(p, b"{\"version\": \"2.1.0\", \"runs\": [{\"tool\": {\"driver\": {}}, \"results\": [{\"ruleId\": \"X\", \"message\": {\"text\": \"?\"}}]}]}", &sbom).map_err(shown).unwrap_err();
     assert!(
         e.contains("runs[0].results[0]") && e.contains("cannot tell which package"),
         "{e}"
     );
     let e = sarif::parse(p, b"{\"version\": \"2.0.0\", \"runs\": []}", &sbom)
-        .unwrap_err()
-        .to_string();
+        .map_err(shown)
+        .unwrap_err();
     assert!(e.contains("SARIF 2.1.0"), "{e}");
-    let e = sarif::parse(p, b"[1,2", &sbom).unwrap_err().to_string();
+    let e = sarif::parse(p, b"[1,2", &sbom).map_err(shown).unwrap_err();
     assert!(e.contains("scan.sarif.json") && e.contains("line 1"), "{e}");
 
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("bad.json"), br#"{"id": "KILN-TEST-X", "affected": [{"package": {"ecosystem": "crates.io", "name": "itoa"}, "ranges": [{"type": "SEMVER", "events": [{"fixed": "1.0.20"}]}]}]}"#).unwrap();
-    let e = osv::load_dir(dir.path()).unwrap_err().to_string();
+    let e = osv::load_dir(dir.path()).map_err(shown).unwrap_err();
     assert!(
         e.contains("bad.json")
             && e.contains("KILN-TEST-X: affected[0].ranges[0]")
@@ -505,8 +513,8 @@ fn write_for_project_opts_in_by_statements_and_writes_nothing_on_error() {
     )
     .unwrap();
     let e = kiln_vex::write_for_project(project.path(), out.path(), SDE)
-        .unwrap_err()
-        .to_string();
+        .map_err(shown)
+        .unwrap_err();
     assert!(
         e.contains("advisories/bad.json") && e.contains("affected"),
         "{e}"

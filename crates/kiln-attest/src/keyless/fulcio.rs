@@ -44,7 +44,7 @@ impl Keyless {
         });
         let body = http.post_json(&url, &request).map_err(|why| {
             fail(
-                why,
+                why.to_string(),
                 "check KILN_FULCIO_URL and that the token is fresh (they expire after minutes)",
             )
         })?;

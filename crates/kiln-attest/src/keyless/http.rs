@@ -3,6 +3,23 @@
 
 use std::time::Duration;
 
+/// Why a request to a Sigstore or OIDC service failed. It becomes the `why` of an
+/// [`crate::Error::KeylessService`], which names the service, its URL and the fix, so its
+/// message includes the transport error's text rather than having it as a source.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum HttpError {
+    #[error("request failed: {0}")]
+    Request(ureq::Error),
+    #[error("cannot read the answer: {0}")]
+    Read(ureq::Error),
+    #[error("HTTP {status}: {answer}")]
+    Status {
+        status: ureq::http::StatusCode,
+        /// The start of what the service answered.
+        answer: String,
+    },
+}
+
 /// A blocking HTTP client with timeouts; answers with the body or a message naming the
 /// status and what the service said.
 pub(super) struct Http(ureq::Agent);
@@ -18,15 +35,15 @@ impl Http {
 
     fn finish(
         resp: std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error>,
-    ) -> std::result::Result<String, String> {
-        let mut resp = resp.map_err(|e| format!("request failed: {e}"))?;
+    ) -> std::result::Result<String, HttpError> {
+        let mut resp = resp.map_err(HttpError::Request)?;
         let status = resp.status();
-        let body = resp
-            .body_mut()
-            .read_to_string()
-            .map_err(|e| format!("cannot read the answer: {e}"))?;
+        let body = resp.body_mut().read_to_string().map_err(HttpError::Read)?;
         if !status.is_success() {
-            return Err(format!("HTTP {status}: {}", excerpt(&body)));
+            return Err(HttpError::Status {
+                status,
+                answer: excerpt(&body),
+            });
         }
         Ok(body)
     }
@@ -35,7 +52,7 @@ impl Http {
         &self,
         url: &str,
         body: &serde_json::Value,
-    ) -> std::result::Result<String, String> {
+    ) -> std::result::Result<String, HttpError> {
         let bytes = kiln_core::canonical::to_vec(body).expect("JSON serializes");
         Self::finish(
             self.0
@@ -50,7 +67,7 @@ impl Http {
         &self,
         url: &str,
         authorization: &str,
-    ) -> std::result::Result<String, String> {
+    ) -> std::result::Result<String, HttpError> {
         Self::finish(
             self.0
                 .get(url)

@@ -9,6 +9,9 @@ use crate::keys::PublicKey;
 
 use super::rekor::InclusionProof;
 
+// The `Err(String)`s of this module are the "why" of a FAIL line in `verify`'s report
+// (or of an `Error::KeylessService`, which names the service and the fix): report text,
+// not errors with sources of their own, so `String` is the model.
 /// RFC 6962 inclusion of the body's leaf hash under the proof's root, and that root
 /// signed in the checkpoint by the Rekor key.
 pub(super) fn check_inclusion_proof(

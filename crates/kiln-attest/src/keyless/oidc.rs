@@ -27,7 +27,7 @@ pub(super) fn actions_token(env: &dyn Fn(&str) -> Option<String>) -> Result<Stri
         .map_err(|why| Error::KeylessService {
             service: "GitHub Actions OIDC token service",
             url: url.clone(),
-            why,
+            why: why.to_string(),
             fix: "grant the job `permissions: id-token: write`",
         })?;
     #[derive(Deserialize)]

@@ -71,7 +71,9 @@ impl Keyless {
                 "payloadHash": { "algorithm": "sha256", "value": hex::encode(Sha256::digest(payload)) },
             }},
         });
-        let body = http.post_json(&url, &proposed).map_err(fail)?;
+        let body = http
+            .post_json(&url, &proposed)
+            .map_err(|e| fail(e.to_string()))?;
         let entries: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&body)
             .map_err(|e| fail(format!("unexpected answer ({e}): {}", excerpt(&body))))?;
         let [(_uuid, raw)] =
@@ -232,6 +234,9 @@ pub struct Checkpoint {
     pub envelope: String,
 }
 
+// The `Err(String)`s of this module are the "why" of a FAIL line in `verify`'s report
+// (or of an `Error::KeylessService`, which names the service and the fix): report text,
+// not errors with sources of their own, so `String` is the model.
 /// Checks the entry by a trusted Rekor key: the signed entry timestamp (required) and the
 /// inclusion proof with its signed checkpoint (when present); returns the integrated time
 /// and what was checked.

@@ -22,6 +22,9 @@ const OID_ECDSA_SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840
 const OID_P256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
 const OID_P384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
 
+// The `Err(String)`s of this module are the "why" of a FAIL line in `verify`'s report
+// (or of an `Error::KeylessService`, which names the service and the fix): report text,
+// not errors with sources of their own, so `String` is the model.
 /// Walks from `leaf` to a self-signed certificate among `roots`, checking each signature,
 /// validity at `at` (unix seconds) and CA flags. Returns the root's subject.
 pub(super) fn check_chain(

@@ -74,21 +74,27 @@ pub struct CargoLock {
 /// Why a `Cargo.lock` cannot be read.
 #[derive(Debug, thiserror::Error)]
 pub enum CargoLockError {
-    #[error(
-        "{}: cannot read the lock file: {source}\n  fix: run `cargo generate-lockfile` in the project and commit Cargo.lock; kiln only builds locked dependencies",
-        path.display()
-    )]
+    #[error("{}: cannot read the lock file", path.display())]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{}{}: {message}\n  fix: regenerate the lock with `cargo generate-lockfile`", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+    #[error("{}{}: {message}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
     Parse {
         path: PathBuf,
         /// 1-based, when known.
         line: Option<usize>,
         message: String,
     },
+}
+
+impl crate::Hint for CargoLockError {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
+            CargoLockError::Read { .. } => "run `cargo generate-lockfile` in the project and commit Cargo.lock; kiln only builds locked dependencies",
+            CargoLockError::Parse { .. } => "regenerate the lock with `cargo generate-lockfile`",
+        }.to_string())
+    }
 }
 
 impl CargoLockError {

@@ -100,20 +100,36 @@ pub struct Artifact {
 /// Why a `summary.json` cannot be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum SummaryError {
-    #[error("{}: cannot read: {source}\n  fix: build the image first with `{}`", path.display(), crate::cli::cmd("build"))]
+    #[error("{}: cannot read", path.display())]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{}: not a kiln summary: {message}\n  fix: rebuild the image with `{}` (the file is kiln's output, not meant to be edited)", path.display(), crate::cli::cmd("build"))]
+    #[error("{}: not a kiln summary: {message}", path.display())]
     Parse { path: PathBuf, message: String },
-    #[error("{}: `schema` is {found}, this kiln reads schema {SCHEMA}\n  fix: rebuild the image with this kiln (`{}`)", path.display(), crate::cli::cmd("build"))]
+    #[error("{}: `schema` is {found}, this kiln reads schema {SCHEMA}", path.display())]
     Schema { path: PathBuf, found: u32 },
-    #[error("{}: cannot write: {source}", path.display())]
+    #[error("{}: cannot write", path.display())]
     Write {
         path: PathBuf,
         source: std::io::Error,
     },
+}
+
+impl crate::Hint for SummaryError {
+    fn hint(&self) -> Option<String> {
+        let build = crate::cli::cmd("build");
+        match self {
+            SummaryError::Read { .. } => Some(format!("build the image first with `{build}`")),
+            SummaryError::Parse { .. } => Some(format!(
+                "rebuild the image with `{build}` (the file is kiln's output, not meant to be edited)"
+            )),
+            SummaryError::Schema { .. } => {
+                Some(format!("rebuild the image with this kiln (`{build}`)"))
+            }
+            SummaryError::Write { .. } => None,
+        }
+    }
 }
 
 impl Summary {
@@ -312,7 +328,12 @@ mod tests {
         assert!(e.contains("`digest`") && e.contains("summary.json"), "{e}");
 
         let e = Summary::read(&d.path().join("missing.json")).unwrap_err();
-        assert!(e.to_string().contains("fix: build the image first"), "{e}");
+        // The message names the file; the I/O error is its source, not repeated; the fix
+        // is the hint.
+        assert!(e.to_string().ends_with("missing.json: cannot read"), "{e}");
+        assert!(std::error::Error::source(&e).is_some());
+        let fix = crate::Hint::hint(&e).unwrap();
+        assert!(fix.starts_with("build the image first"), "{fix}");
     }
 
     #[test]

@@ -233,9 +233,13 @@ fn load_project(
         &project,
         config.project.source_date_epoch,
     )
-    .map_err(|message| Error::Variations {
+    .map_err(|e| Error::Variations {
         path: ProjectLayout::new(&project).kiln_toml(),
-        message,
+        // kiln-repro's errors carry their fix in the message.
+        message: match kiln_core::Hint::hint(&e) {
+            Some(fix) => format!("{e}\n  fix: {fix}"),
+            None => e.to_string(),
+        },
     })?;
     Ok((project, expected, sde))
 }

@@ -227,7 +227,8 @@ fn a_dependency_the_lock_lacks_is_a_stale_lock() {
         .unwrap()
         .replace("rt = \"1\"\n", "rt = \"1\"\nnew = \"1\"\n");
     write(&f.ws.join("Cargo.toml"), &manifest);
-    let e = resolve(&request(&f, &[])).unwrap_err().to_string();
+    let e = resolve(&request(&f, &[])).unwrap_err();
+    let e = format!("{e}\n  fix: {}", kiln_core::Hint::hint(&e).unwrap());
     assert!(
         e.contains("Cargo.lock is stale") && e.contains("`new`") && e.contains("cargo update"),
         "{e}"
@@ -238,7 +239,8 @@ fn a_dependency_the_lock_lacks_is_a_stale_lock() {
 fn a_crate_missing_from_the_verified_sources_is_named() {
     let f = project();
     std::fs::remove_dir_all(f.home.join("pmdep-1.0.0")).unwrap();
-    let e = resolve(&request(&f, &[])).unwrap_err().to_string();
+    let e = resolve(&request(&f, &[])).unwrap_err();
+    let e = format!("{e}\n  fix: {}", kiln_core::Hint::hint(&e).unwrap());
     assert!(
         e.contains("pmdep@1.0.0") && e.contains("verified") && e.contains("kiln build"),
         "{e}"
@@ -259,7 +261,8 @@ fn a_cargo_home_is_read_from_registry_src() {
     let r = resolve(&req).unwrap();
     assert_eq!(r.crates["rt@1.0.0"].scope, Scope::Runtime);
     std::fs::remove_dir_all(src.join("pmdep-1.0.0")).unwrap();
-    let e = resolve(&req).unwrap_err().to_string();
+    let e = resolve(&req).unwrap_err();
+    let e = format!("{e}\n  fix: {}", kiln_core::Hint::hint(&e).unwrap());
     assert!(
         e.contains("pmdep@1.0.0") && e.contains("registry/src") && e.contains("cargo xtask fetch"),
         "{e}"
