@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use kiln_config::{Config, ImageSpec};
+use kiln_core::contract::summary::BinaryRecord;
 use kiln_core::contract::{OutputDir, Summary};
 use kiln_core::{Digest, fsx};
 use kiln_sbom::cargo::{CrateSources, Platform, ResolveRequest};
@@ -48,15 +49,7 @@ pub(crate) fn write(ctx: &ImageContext) -> Result<(), BuildError> {
             base: ctx.built.base,
         },
         sde: ctx.sde.value,
-        binaries: ctx
-            .binaries
-            .iter()
-            .map(|b| BinaryInfo {
-                name: b.name.clone(),
-                path: b.path.clone(),
-                sha256: b.sha256,
-            })
-            .collect(),
+        binaries: binary_infos(ctx.binaries),
         crates: kiln_sbom::cargo::resolve(&request(
             ctx.project,
             ctx.spec,
@@ -138,6 +131,19 @@ fn write_files(
 
 /// The toolchain as the SBOM's `formulation` names it: rustc and cargo from the sysroot,
 /// the C compiler driver (which is also the linker driver) and the linker it runs.
+/// The SBOM's view of the binaries a build recorded (the build's and `kiln sbom`'s, which
+/// reads them back from summary.json).
+fn binary_infos(binaries: &[BinaryRecord]) -> Vec<BinaryInfo> {
+    binaries
+        .iter()
+        .map(|b| BinaryInfo {
+            name: b.name.clone(),
+            path: b.path.clone(),
+            sha256: b.sha256,
+        })
+        .collect()
+}
+
 fn toolchain_info(lock_path: &str, lock_digest: Digest, lock: &ToolchainLock) -> ToolchainInfo {
     let file = |pred: &dyn Fn(&str) -> bool| {
         lock.files
@@ -213,15 +219,7 @@ pub fn regenerate(opts: &BuildOptions, image: &str) -> Result<Vec<PathBuf>, Buil
     let lock_rel = summary.toolchain.lock.clone();
     let lock_digest = summary.toolchain.lock_digest;
     let target = summary.toolchain.target.clone();
-    let binaries = summary
-        .binaries
-        .iter()
-        .map(|b| BinaryInfo {
-            name: b.name.clone(),
-            path: b.path.clone(),
-            sha256: b.sha256,
-        })
-        .collect();
+    let binaries = binary_infos(&summary.binaries);
     let lock = ToolchainLock::read(&project.join(&lock_rel))?;
     // The SBOM names the toolchain the image was built with: the lock must still be it.
     if lock.digest() != lock_digest || lock.target != target {
