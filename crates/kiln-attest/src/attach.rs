@@ -151,3 +151,59 @@ pub fn attach(
     fsx::write_atomic(&index_path, &bytes).map_err(io("cannot write", &index_path))?;
     Ok(added)
 }
+
+/// Writes the evidence attached to the layout `out/oci` beside it, as `kiln build` leaves
+/// it: each referrer's layer under its title, and for each Sigstore bundle the DSSE
+/// envelope it carries (`<stem>.intoto.json`, canonical). This is how a registry copy
+/// (`kiln pull`) becomes an output directory `verify` checks; nothing here is trusted:
+/// `verify` re-derives every check from these bytes. Returns the files written, sorted.
+pub fn unpack(out: &Path) -> Result<Vec<String>> {
+    let layout = out.join(kiln_core::contract::layout::file::OCI_DIR);
+    let index_path = layout.join("index.json");
+    let raw = std::fs::read(&index_path).map_err(io("cannot read", &index_path))?;
+    let invalid = |message: String| crate::Error::Invalid {
+        file: index_path.display().to_string(),
+        message,
+    };
+    let index: Value = serde_json::from_slice(&raw).map_err(|e| invalid(e.to_string()))?;
+    let mut written = Vec::new();
+    for entry in index["manifests"].as_array().into_iter().flatten() {
+        if entry.get("artifactType").is_none() {
+            continue;
+        }
+        let d: Digest = serde_json::from_value(entry["digest"].clone())
+            .map_err(|e| invalid(format!("manifest digest: {e}")))?;
+        let p = blob_path(&layout, &d);
+        let bytes = std::fs::read(&p).map_err(io("cannot read", &p))?;
+        let m: ArtifactManifest = serde_json::from_slice(&bytes)
+            .map_err(|e| invalid(format!("artifact manifest {d}: {e}")))?;
+        let Some(layer) = m.layers.first() else {
+            continue;
+        };
+        let Some(title) = layer.annotations.get(ANNOTATION_TITLE) else {
+            continue;
+        };
+        // Only plain file names land beside the layout (never a path out of it).
+        if title.is_empty() || title.contains('/') || title.starts_with('.') {
+            return Err(invalid(format!(
+                "artifact manifest {d}: layer title `{title}` is not a plain file name"
+            )));
+        }
+        let lp = blob_path(&layout, &layer.digest);
+        let blob = std::fs::read(&lp).map_err(io("cannot read", &lp))?;
+        let dest = out.join(title);
+        fsx::write_atomic(&dest, &blob).map_err(io("cannot write", &dest))?;
+        written.push(title.clone());
+        if m.artifact_type == crate::dsse::BUNDLE_MEDIA_TYPE {
+            let bundle = crate::dsse::Bundle::parse(&blob, title)?;
+            let stem = title.trim_end_matches(".sigstore.json");
+            let name = kiln_core::contract::layout::envelope_file(&format!("{stem}.json"));
+            let dest = out.join(&name);
+            let env = canonical::to_vec(&bundle.dsse_envelope).expect("envelope serializes");
+            fsx::write_atomic(&dest, &env).map_err(io("cannot write", &dest))?;
+            written.push(name);
+        }
+    }
+    written.sort();
+    Ok(written)
+}

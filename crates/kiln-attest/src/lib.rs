@@ -5,6 +5,8 @@
 //! * [`keys`]: ECDSA P-256 keys (PKCS#8 PEM), keyid = hex sha256 of the SPKI DER.
 //! * [`dsse`]: DSSE envelopes (PAE, DER signatures, RFC 6979) and Sigstore bundles v0.3.
 //! * [`attach`]: OCI 1.1 referrers in the image layout.
+//! * [`cosign`]: cosign's legacy `sha256-<hex>.att` / `.sig` tag images, as bytes for the
+//!   registry push.
 //! * [`evidence::write`]: the pipeline step tying them together.
 //! * [`policy`] and [`verify`]: the checks an admission controller makes, one line per
 //!   rule.
@@ -15,6 +17,7 @@
 //! ([`provenance::ProvenanceInputs`]) and the paths of the staging output and layout.
 
 pub mod attach;
+pub mod cosign;
 pub mod dsse;
 mod error;
 pub mod evidence;

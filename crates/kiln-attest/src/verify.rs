@@ -90,6 +90,10 @@ pub struct Options {
     /// The tag (`org.opencontainers.image.ref.name`) to verify; `None`: the layout's single
     /// image (more than one is an error naming the tags).
     pub reference: Option<String>,
+    /// The directory is a registry copy (`kiln pull`, `kiln verify REF`): a registry holds
+    /// the layout and the attached evidence, not the archives and `summary.json` cut from
+    /// them, so those may be absent (each present one is still checked whole).
+    pub registry_copy: bool,
 }
 
 /// One image manifest of the layout, its blobs verified.
@@ -124,7 +128,7 @@ pub fn verify_with(out: &Path, policy: &Policy, opts: &Options) -> Report {
     };
     let layout = out.join(file::OCI_DIR);
 
-    let lay = match check_layout(&cx, &layout, opts.reference.as_deref()) {
+    let lay = match check_layout(&cx, &layout, opts.reference.as_deref(), opts.registry_copy) {
         Ok(l) => {
             cx.push("image", Ok(l.detail.clone()));
             l
@@ -285,13 +289,31 @@ pub fn verify_with(out: &Path, policy: &Policy, opts: &Options) -> Report {
     }
 
     // Outputs derived from the layout: the archives and the summary.
+    let absent_in_copy = |file: &str| opts.registry_copy && !out.join(file).exists();
+    let not_published = |file: &str| {
+        Ok(format!(
+            "{file}: not published to registries (it is cut from the layout verified above)"
+        ))
+    };
     match &facts {
         Some(Ok(f)) => {
-            let r = check_oci_archive(&cx, &layout, f);
+            let r = if absent_in_copy(OCI_ARCHIVE) {
+                not_published(OCI_ARCHIVE)
+            } else {
+                check_oci_archive(&cx, &layout, f)
+            };
             cx.push(format!("archive {OCI_ARCHIVE}"), r);
-            let r = check_docker_archive(&cx, &layout, image, f);
+            let r = if absent_in_copy(DOCKER_ARCHIVE) {
+                not_published(DOCKER_ARCHIVE)
+            } else {
+                check_docker_archive(&cx, &layout, image, f)
+            };
             cx.push(format!("archive {DOCKER_ARCHIVE}"), r);
-            let r = check_summary(&cx, &layout, image, f);
+            let r = if absent_in_copy(SUMMARY) {
+                not_published(SUMMARY)
+            } else {
+                check_summary(&cx, &layout, image, f)
+            };
             cx.push(SUMMARY, r);
         }
         _ => {
@@ -322,10 +344,16 @@ pub fn verify_with(out: &Path, policy: &Policy, opts: &Options) -> Report {
 
 /// Files of an output directory deliberately outside verification, with the reason
 /// (README lists them too). Nothing else is skipped.
-pub const UNVERIFIED: &[(&str, &str)] = &[(
-    file::GATE,
-    "written later by `cargo xtask gate`: a local verdict it recomputes on demand, not a build output",
-)];
+pub const UNVERIFIED: &[(&str, &str)] = &[
+    (
+        file::GATE,
+        "written later by `cargo xtask gate`: a local verdict it recomputes on demand, not a build output",
+    ),
+    (
+        file::PUSH,
+        "written later by `kiln push`: a record of what was sent to a registry, not a build output",
+    ),
+];
 
 fn unverified(rel: &str) -> bool {
     UNVERIFIED.iter().any(|(f, _)| *f == rel)
@@ -379,7 +407,14 @@ struct ImageManifest {
     layers: Vec<Descriptor>,
 }
 
-fn check_layout(cx: &Ctx, layout: &Path, reference: Option<&str>) -> Result<Layout, String> {
+/// `untagged_ok`: a registry copy pulled by digest lists its image without a tag (it makes
+/// no tag claim to check; the digest must still be the signed provenance's subject).
+fn check_layout(
+    cx: &Ctx,
+    layout: &Path,
+    reference: Option<&str>,
+    untagged_ok: bool,
+) -> Result<Layout, String> {
     let index_path = layout.join("index.json");
     let ip = cx.rel(&index_path);
     let raw = std::fs::read(&index_path).map_err(|e| {
@@ -423,6 +458,7 @@ fn check_layout(cx: &Ctx, layout: &Path, reference: Option<&str>) -> Result<Layo
             None => {
                 let tag = match annotations.get(ANNOTATION_REF_NAME) {
                     Some(t) if annotations.len() == 1 && !t.is_empty() => t.clone(),
+                    None if untagged_ok && annotations.is_empty() => String::new(),
                     _ => {
                         return Err(format!(
                             "{at}: an image manifest must carry exactly one annotation, a non-empty {ANNOTATION_REF_NAME} (has {:?})",
@@ -886,7 +922,8 @@ fn check_tags(lay: &Layout, f: &Facts, verified: &[(String, Statement)]) -> Outc
             }
         }
     }
-    if img.tag != f.tag {
+    // An untagged image (a registry copy pulled by digest) claims no tag.
+    if img.tag != f.tag && !img.tag.is_empty() {
         errors.push(format!(
             "oci/index.json: the image verified is tagged `{}`, but the signed provenance names `{name}`: the tag was moved",
             img.tag
@@ -906,6 +943,12 @@ fn check_tags(lay: &Layout, f: &Facts, verified: &[(String, Statement)]) -> Outc
     }
     if !errors.is_empty() {
         return Err(errors.join("; "));
+    }
+    if img.tag.is_empty() {
+        return Ok(format!(
+            "the image pulled by digest, {}, is the signed provenance's `{name}`",
+            img.manifest.digest
+        ));
     }
     Ok(format!(
         "oci/index.json has one image, tagged `{}` → {}, as the signed provenance says",
@@ -1522,7 +1565,7 @@ pub(crate) fn write_derived(out: &Path) {
         checks: Vec::new(),
     };
     let layout = out.join(file::OCI_DIR);
-    let lay = check_layout(&cx, &layout, None).unwrap();
+    let lay = check_layout(&cx, &layout, None, false).unwrap();
     let env = Envelope::parse(
         &std::fs::read(out.join(file::PROVENANCE_ENVELOPE)).unwrap(),
         file::PROVENANCE_ENVELOPE,

@@ -27,6 +27,7 @@ mod error;
 mod evidence;
 mod package;
 mod pipeline;
+pub mod publish;
 mod sbom;
 mod summary;
 mod vex;

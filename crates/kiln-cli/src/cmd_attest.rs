@@ -15,8 +15,10 @@ pub struct KeygenArgs {
 
 #[derive(clap::Args)]
 pub struct VerifyArgs {
-    /// An image's output directory (default: target/kiln/out/<the only image>).
-    #[arg(value_name = "DIR")]
+    /// An image's output directory (default: target/kiln/out/<the only image>), or an
+    /// image in a registry, REGISTRY/REPOSITORY:TAG or @sha256:... (pulled with its
+    /// referrers, then verified exactly as a local one).
+    #[arg(value_name = "DIR|REF")]
     image_dir: Option<PathBuf>,
     /// The policy (TOML): trusted keys/identities and required attestations.
     #[arg(long, value_name = "FILE")]
@@ -28,6 +30,8 @@ pub struct VerifyArgs {
     /// Print the report as JSON on stdout.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    registry: crate::cmd_publish::RegistryArgs,
 }
 
 pub fn keygen(args: &KeygenArgs) -> anyhow::Result<ExitCode> {
@@ -44,9 +48,32 @@ pub fn keygen(args: &KeygenArgs) -> anyhow::Result<ExitCode> {
 
 pub fn verify(project: PathBuf, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     let policy = kiln_attest::Policy::load(&args.policy)?;
-    let dir = match &args.image_dir {
-        Some(d) => d.clone(),
-        None => {
+    // A registry reference: anything that is not a directory here and reads as one.
+    let mut _pulled = None;
+    let remote = args
+        .image_dir
+        .as_ref()
+        .filter(|p| !p.exists())
+        .and_then(|p| p.to_str())
+        .filter(|s| s.contains('/') && (s.contains(':') || s.contains('@')))
+        .map(String::from);
+    let dir = match (&args.image_dir, remote) {
+        (_, Some(reference)) => {
+            let tmp = tempfile::tempdir().context("cannot create a temporary directory")?;
+            let dest = tmp.path().join("image");
+            let pulled =
+                kiln_build::publish::pull(&reference, &dest, &args.registry.options(), &|m| {
+                    eprintln!("kiln: verify: {m}")
+                })
+                .with_context(|| format!("pulling {reference}"))?;
+            if let Some(r) = &pulled.registry.resolved {
+                println!("resolved {r}");
+            }
+            _pulled = Some(tmp);
+            dest
+        }
+        (Some(d), None) => d.clone(),
+        (None, None) => {
             let config = kiln_config::Config::load(&project)?;
             match config.images.as_slice() {
                 [one] => ProjectLayout::new(&project)
@@ -74,6 +101,7 @@ pub fn verify(project: PathBuf, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     }
     let opts = kiln_attest::Options {
         reference: args.reference.clone(),
+        registry_copy: _pulled.is_some(),
     };
     let report = kiln_attest::verify_with(&dir, &policy, &opts);
     if args.json {

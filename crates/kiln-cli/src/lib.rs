@@ -6,6 +6,7 @@
 //! ships: nothing here installs packages, runs benchmarks or knows where kiln's own source is.
 
 mod cmd_attest;
+mod cmd_publish;
 mod cmd_repro;
 mod cmd_sbom;
 mod cmd_vex;
@@ -61,6 +62,10 @@ pub enum Command {
     Gate(cmd_vex::GateArgs),
     /// Rebuild twice under varied conditions, diff every artifact, report the ratio.
     Repro(cmd_repro::Args),
+    /// Push a built image and all its evidence to an OCI registry (cosign-compatible).
+    Push(cmd_publish::PushArgs),
+    /// Pull an image and its evidence from a registry into an output directory.
+    Pull(cmd_publish::PullArgs),
 }
 
 #[derive(clap::Args)]
@@ -203,6 +208,8 @@ fn hint(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
         kiln_hermetic::ClockShiftError,
         kiln_vex::VexError,
         kiln_repro::Error,
+        kiln_build::publish::PublishError,
+        kiln_registry::Error,
     );
     None
 }
@@ -275,6 +282,8 @@ fn run(dir: Option<PathBuf>, command: Command) -> Result<ExitCode> {
         Command::Verify(args) => return cmd_attest::verify(project_dir(dir)?, &args),
         Command::Gate(args) => return cmd_vex::gate(project_dir(dir)?, &args),
         Command::Repro(args) => return cmd_repro::run(project_dir(dir)?, &args),
+        Command::Push(args) => return cmd_publish::push(project_dir(dir)?, &args),
+        Command::Pull(args) => return cmd_publish::pull(&args),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -338,6 +347,8 @@ mod tests {
                 "fetch",
                 "gate",
                 "keygen",
+                "pull",
+                "push",
                 "repro",
                 "sbom",
                 "toolchain",

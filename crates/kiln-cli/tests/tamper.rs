@@ -63,6 +63,7 @@ fn verify(out: &Path, policy: &Policy, reference: Option<&str>) -> Report {
         policy,
         &Options {
             reference: reference.map(String::from),
+            ..Options::default()
         },
     )
 }

@@ -13,7 +13,11 @@
 //! - `vex`        — CSAF/OpenVEX/CycloneDX VEX validated; the gate
 //! - `attest`     — signed provenance and evidence, independent verifiers
 //! - `keyless`    — Sigstore keyless signing against a local Fulcio/Rekor
+//! - `registry`   — the push tests' helpers proved on real tools: docker-registry, skopeo,
+//!   curl through the fault-injecting proxy
 //! - `tamper`     — every byte of the output flipped or rewritten: `verify` fails
+//! - `push`       — push to a real registry, pull back byte for byte, `verify REF`; faults
+//!   injected between; a tampered registry fails verification
 //! - `repro`      — `kiln repro` on a reproducible and a deliberately unreproducible project
 
 /// The binary under test (see `support::kiln`).
@@ -27,6 +31,8 @@ mod build;
 mod cargo_home;
 mod crash;
 mod keyless;
+mod push;
+mod registry;
 mod repro;
 mod sandbox;
 mod sbom;

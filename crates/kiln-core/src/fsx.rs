@@ -260,14 +260,15 @@ fn parent_of(path: &Path) -> &Path {
     }
 }
 
+/// Sets `path`'s permission bits exactly (whatever the umask was when it was created).
 #[cfg(unix)]
-fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
+pub fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
 }
 
 #[cfg(not(unix))]
-fn set_mode(_: &Path, _: u32) -> io::Result<()> {
+pub fn set_mode(_: &Path, _: u32) -> io::Result<()> {
     Ok(())
 }
 

@@ -9,6 +9,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod registry;
+
 /// kiln's source tree: the nearest ancestor of the test crate with a `Cargo.lock` and
 /// `testdata/` (this module serves both kiln-cli's and xtask's tests, at different depths).
 pub fn repo() -> PathBuf {

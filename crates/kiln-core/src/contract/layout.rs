@@ -46,6 +46,8 @@ pub mod file {
     pub const VEX_CDX: &str = "vex.cdx.json";
     /// The gate's verdict (`gate`), written after the build.
     pub const GATE: &str = "gate.json";
+    /// What `push` sent where (`kiln_registry::push::Report`), written after the build.
+    pub const PUSH: &str = "push.json";
     /// Unsigned provenance (the in-toto statement itself).
     pub const PROVENANCE: &str = "provenance.json";
     /// The DSSE envelope of signed provenance: `envelope_file(PROVENANCE)`.

@@ -1,0 +1,339 @@
+//! `kiln push`, `kiln pull` and `kiln verify REF`: a built image and all its evidence
+//! leave the build machine, and come back into an output directory `verify` checks.
+//!
+//! What is pushed is the output directory's `oci/` layout as `kiln build` left it: the
+//! image and every referrer (Sigstore bundles, SBOMs, VEX, unsigned provenance), plus
+//! cosign's legacy tags for readers that do not look for bundles (cosign v2,
+//! policy-controller key authorities): `sha256-<hex>.att` with every DSSE envelope, and,
+//! given the signing key, `sha256-<hex>.sig` with a simple-signing signature. The tag is
+//! the one the signed provenance names, never `latest`.
+
+use std::path::{Path, PathBuf};
+
+use kiln_core::contract::{OutputDir, ProjectLayout, Summary};
+use kiln_core::{Digest, Hint, fsx};
+use kiln_registry::{Client, Reference, push::TagImage};
+
+/// Why a push or pull failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error(transparent)]
+    Config(#[from] kiln_config::ConfigError),
+    #[error(transparent)]
+    Summary(#[from] kiln_core::contract::SummaryError),
+    #[error("{reference}")]
+    Registry {
+        reference: String,
+        #[source]
+        source: kiln_registry::Error,
+    },
+    #[error(transparent)]
+    Reference(#[from] kiln_registry::ReferenceError),
+    #[error("image `{image}`: is not built ({} is missing)", path.display())]
+    NotBuilt { image: String, path: PathBuf },
+    #[error("kiln.toml has {count} images ({names}): which one to push is ambiguous")]
+    WhichImage { count: usize, names: String },
+    #[error("image `{image}`: refusing to push the tag `latest` ({reference})")]
+    Latest { image: String, reference: String },
+    #[error(
+        "image `{image}` was built and signed as tag `{built}`; {reference} asks for `{requested}`, which the signed provenance does not name"
+    )]
+    TagMismatch {
+        image: String,
+        built: String,
+        requested: String,
+        reference: String,
+    },
+    #[error("{reference}: names digest {requested}, but image `{image}` is {built}")]
+    DigestMismatch {
+        image: String,
+        reference: String,
+        requested: Digest,
+        built: Digest,
+    },
+    #[error("image `{image}`: cosign's legacy tags")]
+    Attest {
+        image: String,
+        #[source]
+        source: kiln_attest::Error,
+    },
+    #[error("{what} {}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Hint for PublishError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            PublishError::Config(e) => e.hint(),
+            PublishError::Summary(e) => e.hint(),
+            PublishError::Registry { source, .. } => source.hint(),
+            PublishError::NotBuilt { .. } => {
+                Some(format!("build it first with `{}`", kiln_core::cli::cmd("build")))
+            }
+            PublishError::WhichImage { .. } => Some("choose one with --image NAME".into()),
+            PublishError::Latest { .. } => Some(
+                "give the image a release tag: `tag = \"1.2.3\"` in its [[image]] of kiln.toml, rebuild, and push REPOSITORY:1.2.3 (or REPOSITORY alone, which takes the built tag)"
+                    .into(),
+            ),
+            PublishError::TagMismatch { built, .. } => Some(format!(
+                "push REPOSITORY:{built} (or REPOSITORY alone), or change `tag` in kiln.toml and rebuild"
+            )),
+            _ => None,
+        }
+    }
+}
+
+fn registry(reference: &Reference) -> impl FnOnce(kiln_registry::Error) -> PublishError + '_ {
+    move |source| PublishError::Registry {
+        reference: reference.to_string(),
+        source,
+    }
+}
+
+fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> PublishError + 'a {
+    move |source| PublishError::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// How to reach the registry.
+#[derive(Debug, Clone, Default)]
+pub struct RegistryOptions {
+    /// Plain HTTP, for a registry on this machine only.
+    pub insecure_http: bool,
+    /// Upload chunk size in bytes (`None`: the client's default, 16 MiB).
+    pub chunk_size: Option<usize>,
+}
+
+impl RegistryOptions {
+    fn client(&self, reference: &Reference) -> Result<Client, PublishError> {
+        let mut o = kiln_registry::Options {
+            insecure_http: self.insecure_http,
+            ..Default::default()
+        };
+        if let Some(c) = self.chunk_size {
+            o.chunk_size = c;
+        }
+        Client::new(reference, o).map_err(registry(reference))
+    }
+}
+
+/// What `kiln push` is asked to do.
+#[derive(Debug, Clone)]
+pub struct PushOptions {
+    pub project: PathBuf,
+    /// The image of kiln.toml (`None`: the only one).
+    pub image: Option<String>,
+    /// Output directory root (default `target/kiln/out`).
+    pub out_dir: Option<PathBuf>,
+    /// `REGISTRY/REPOSITORY[:TAG]`; without a tag, the built one.
+    pub target: String,
+    pub registry: RegistryOptions,
+    /// Key for cosign's `.sig` simple signing (`None`: no `.sig`).
+    pub signing_key: Option<PathBuf>,
+    /// Repositories of the same registry to mount blobs from.
+    pub mount_from: Vec<String>,
+}
+
+/// Pushes one built image and its evidence; writes `push.json` beside it.
+pub fn push(
+    opts: &PushOptions,
+    progress: &dyn crate::Progress,
+) -> Result<kiln_registry::push::Report, PublishError> {
+    let config = kiln_config::Config::load(&opts.project)?;
+    let image =
+        match &opts.image {
+            Some(n) => config.images.iter().find(|i| &i.name == n).ok_or_else(|| {
+                PublishError::NotBuilt {
+                    image: n.clone(),
+                    path: opts.project.join(kiln_core::contract::layout::KILN_TOML),
+                }
+            })?,
+            None => match config.images.as_slice() {
+                [one] => one,
+                many => {
+                    return Err(PublishError::WhichImage {
+                        count: many.len(),
+                        names: many
+                            .iter()
+                            .map(|i| i.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    });
+                }
+            },
+        };
+    let out = match &opts.out_dir {
+        Some(d) => OutputDir::new(d.join(&image.name)),
+        None => ProjectLayout::new(&opts.project).output(&image.name),
+    };
+    let summary_path = out.summary();
+    if !summary_path.is_file() {
+        return Err(PublishError::NotBuilt {
+            image: image.name.clone(),
+            path: summary_path,
+        });
+    }
+    let summary = Summary::read(&summary_path)?;
+    let mut target = Reference::parse(&opts.target)?;
+    let requested = target
+        .tag
+        .clone()
+        .unwrap_or_else(|| summary.ref_name.clone());
+    if requested == "latest" {
+        return Err(PublishError::Latest {
+            image: image.name.clone(),
+            reference: target.with_tag(&requested).to_string(),
+        });
+    }
+    if requested != summary.ref_name {
+        return Err(PublishError::TagMismatch {
+            image: image.name.clone(),
+            built: summary.ref_name.clone(),
+            requested,
+            reference: target.to_string(),
+        });
+    }
+    if let Some(d) = target.digest
+        && d != summary.digest
+    {
+        return Err(PublishError::DigestMismatch {
+            image: image.name.clone(),
+            reference: target.to_string(),
+            requested: d,
+            built: summary.digest,
+        });
+    }
+    target = target.with_tag(&requested);
+
+    let extra =
+        legacy_tags(&out, &summary, &target, opts.signing_key.as_deref()).map_err(|source| {
+            PublishError::Attest {
+                image: image.name.clone(),
+                source,
+            }
+        })?;
+    let client = opts.registry.client(&target)?;
+    let step = |m: &str| progress.step(&image.name, &format!("push: {m}"));
+    step(&format!("to {target}"));
+    let report = kiln_registry::push::push(
+        &client,
+        &kiln_registry::push::Request {
+            layout: &out.oci(),
+            image: summary.digest,
+            tag: &requested,
+            mount_from: &opts.mount_from,
+            extra: &extra,
+        },
+        &step,
+    )
+    .map_err(registry(&target))?;
+    let path = out.file(kiln_core::contract::layout::file::PUSH);
+    fsx::write_atomic(&path, &report.to_json()).map_err(io("cannot write", &path))?;
+    Ok(report)
+}
+
+/// cosign's legacy tags: `.att` (every DSSE envelope beside the image) and, with a key,
+/// `.sig` (simple signing of the image digest for `target`'s repository).
+fn legacy_tags(
+    out: &OutputDir,
+    summary: &Summary,
+    target: &Reference,
+    key: Option<&Path>,
+) -> kiln_attest::Result<Vec<TagImage>> {
+    let mut envelopes = Vec::new();
+    let mut names: Vec<String> = summary
+        .artifacts
+        .iter()
+        .map(|a| a.path.clone())
+        .filter(|p| !p.contains('/') && p.ends_with(".intoto.json"))
+        .collect();
+    names.sort();
+    for name in names {
+        let p = out.file(&name);
+        let bytes = std::fs::read(&p).map_err(|source| kiln_attest::Error::Io {
+            what: "cannot read",
+            path: p.clone(),
+            source,
+        })?;
+        let env = kiln_attest::dsse::Envelope::parse(&bytes, &name)?;
+        let stmt: kiln_attest::provenance::Statement =
+            serde_json::from_slice(&env.payload_bytes(&name)?).map_err(|e| {
+                kiln_attest::Error::Invalid {
+                    file: name.clone(),
+                    message: format!("payload is not an in-toto statement: {e}"),
+                }
+            })?;
+        envelopes.push((bytes, stmt.predicate_type));
+    }
+    let mut out_tags = Vec::new();
+    if !envelopes.is_empty() {
+        out_tags.push(tag_image(
+            kiln_attest::cosign::attestation_tag(&summary.digest, &envelopes),
+            "cosign attestations (.att)",
+        ));
+    }
+    if let Some(k) = key {
+        let key = kiln_attest::SigningKey::load(k)?;
+        out_tags.push(tag_image(
+            kiln_attest::cosign::signature_tag(&summary.digest, &target.repository_name(), &key),
+            "cosign signature (.sig)",
+        ));
+    }
+    Ok(out_tags)
+}
+
+fn tag_image(t: kiln_attest::cosign::TagImage, what: &str) -> TagImage {
+    let mut blobs = vec![t.config];
+    blobs.extend(t.layers.into_iter().map(|(_, b)| b));
+    TagImage {
+        tag: t.tag,
+        manifest: t.manifest,
+        blobs,
+        what: what.to_string(),
+    }
+}
+
+/// What `kiln pull` fetched.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Pulled {
+    pub dir: PathBuf,
+    #[serde(flatten)]
+    pub registry: kiln_registry::pull::Pulled,
+    /// Evidence files written beside `oci/`.
+    pub files: Vec<String>,
+}
+
+/// Pulls `reference` (tag or digest) and its evidence into `dest` as an output directory
+/// (`oci/` plus the attached files beside it). `dest` appears complete or not at all.
+pub fn pull(
+    reference: &str,
+    dest: &Path,
+    opts: &RegistryOptions,
+    progress: &dyn Fn(&str),
+) -> Result<Pulled, PublishError> {
+    let r = Reference::parse(reference)?;
+    let client = opts.client(&r)?;
+    let staging = fsx::StagingDir::new(dest).map_err(io("cannot create", dest))?;
+    let layout = OutputDir::new(staging.path()).oci();
+    let pulled =
+        kiln_registry::pull::pull(&client, &layout, None, progress).map_err(registry(&r))?;
+    let files =
+        kiln_attest::attach::unpack(staging.path()).map_err(|source| PublishError::Attest {
+            image: r.to_string(),
+            source,
+        })?;
+    let dir = staging.commit().map_err(io("cannot write", dest))?;
+    Ok(Pulled {
+        dir,
+        registry: pulled,
+        files,
+    })
+}

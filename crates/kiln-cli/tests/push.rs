@@ -1,0 +1,526 @@
+//! End-to-end: `kiln push`, `kiln pull` and `kiln verify REF` against a real registry
+//! (CNCF distribution 2.8, `docker-registry`, which has no referrers API, so kiln keeps the
+//! referrers tag schema's `sha256-<hex>` index), read back by skopeo, checked by an
+//! independent ECDSA verifier, through a proxy that injects faults, and against a registry
+//! an attacker has written to.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use crate::support::registry::{Action, Fault, FaultProxy, Registry};
+use crate::support::*;
+
+const TAGGED: &str = "tag = \"0.1.0\"\n";
+const LINEAGE: &str = "\n[lineage]\nsource = \"https://github.com/kiln-build/kiln\"\ntransform = \"release-build\"\npolicy_version = \"2024.1\"\n";
+
+/// One signed hello build, tagged 0.1.0, with VEX (so SBOM, VEX, provenance and their
+/// bundles are all attached), shared by the tests here: each pushes it to a registry of
+/// its own.
+struct Built {
+    project: Project,
+    keys: tempfile::TempDir,
+}
+
+fn built() -> &'static Built {
+    static B: OnceLock<Built> = OnceLock::new();
+    B.get_or_init(|| {
+        let toml = HELLO_TOML.replace(
+            "binaries = [\"hello\"]\n",
+            &format!("binaries = [\"hello\"]\n{TAGGED}"),
+        );
+        let project = Project::from_testdata("hello", &format!("{toml}{LINEAGE}"));
+        add_vex(&project);
+        let keys = tempfile::tempdir().unwrap();
+        keygen(keys.path());
+        std::fs::copy(
+            repo().join("testdata/policy/default.toml"),
+            keys.path().join("default.toml"),
+        )
+        .unwrap();
+        run_ok(
+            clean(project.kiln())
+                .arg("build")
+                .arg("--key")
+                .arg(keys.path().join("kiln.key")),
+        );
+        Built { project, keys }
+    })
+}
+
+impl Built {
+    fn out(&self) -> PathBuf {
+        self.project.out().join("hello")
+    }
+    fn key(&self) -> PathBuf {
+        self.keys.path().join("kiln.key")
+    }
+    fn policy(&self) -> PathBuf {
+        self.keys.path().join("default.toml")
+    }
+    fn digest(&self) -> String {
+        let s: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(self.out().join("summary.json")).unwrap())
+                .unwrap();
+        s["digest"].as_str().unwrap().to_string()
+    }
+    fn push(&self, reference: &str) -> std::process::Command {
+        let mut c = clean(self.project.kiln());
+        c.args(["push", reference, "--insecure-http", "--json"]);
+        c
+    }
+}
+
+fn clean(mut c: std::process::Command) -> std::process::Command {
+    for v in [
+        "GITHUB_ACTIONS",
+        "KILN_SIGNING_KEY",
+        "KILN_LINEAGE_SOURCE",
+        "KILN_LINEAGE_TRANSFORM",
+        "KILN_LINEAGE_POLICY_VERSION",
+        "KILN_REGISTRY_TOKEN",
+        "KILN_REGISTRY_USERNAME",
+        "KILN_REGISTRY_PASSWORD",
+        "KILN_PUSH_CHUNK_SIZE",
+    ] {
+        c.env_remove(v);
+    }
+    // No docker config of the machine's user can leak into the tests.
+    c.env(
+        "DOCKER_CONFIG",
+        std::env::temp_dir().join("kiln-test-no-docker-config"),
+    );
+    c
+}
+
+fn skopeo_raw(reference: &str) -> Vec<u8> {
+    run_ok(
+        kiln_core::process::command(tool("skopeo"))
+            .args(["inspect", "--raw", "--tls-verify=false"])
+            .arg(format!("docker://{reference}")),
+    )
+    .stdout
+}
+
+fn json(bytes: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(bytes)))
+}
+
+fn blob(layout: &Path, digest: &str) -> Vec<u8> {
+    std::fs::read(
+        layout
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:")),
+    )
+    .unwrap()
+}
+
+fn verify_ref(reference: &str, policy: &Path) -> std::process::Output {
+    clean(kiln())
+        .args(["verify", reference, "--insecure-http", "--policy"])
+        .arg(policy)
+        .output()
+        .unwrap()
+}
+
+/// The whole round trip: push, what skopeo reads back, the cosign tags, an idempotent
+/// re-push, a pull that reproduces the layout byte for byte, and `verify REF`.
+#[test]
+fn push_pull_and_verify_from_a_registry() {
+    let b = built();
+    let reg = Registry::start();
+    let repo_ref = format!("{}/team/hello", reg.addr);
+    let out = run_ok(b.push(&repo_ref).arg("--key").arg(b.key()));
+    let report = json(&out.stdout);
+    let digest = b.digest();
+    let hex = digest.trim_start_matches("sha256:");
+    assert_eq!(report["reference"], format!("{repo_ref}:0.1.0@{digest}"));
+    assert_eq!(
+        report["referrers"],
+        format!("referrers tag schema (sha256-{hex})"),
+        "docker-registry 2.8 has no referrers API: {report}"
+    );
+    let pushed_json = std::fs::read(b.out().join("push.json")).unwrap();
+    assert_eq!(
+        json(&pushed_json),
+        report,
+        "push.json is what --json printed"
+    );
+
+    // The registry holds the exact bytes: skopeo reads the image manifest back.
+    let layout = b.out().join("oci");
+    let index = json(&std::fs::read(layout.join("index.json")).unwrap());
+    let entries = index["manifests"].as_array().unwrap();
+    assert_eq!(
+        skopeo_raw(&format!("{repo_ref}:0.1.0")),
+        blob(&layout, &digest)
+    );
+    // Every referrer of the layout is listed in the tag-schema index, with the artifact
+    // manifest's artifactType and annotations, and fetchable by digest.
+    let referrers = json(&skopeo_raw(&format!("{repo_ref}:sha256-{hex}")));
+    assert_eq!(
+        referrers["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    let listed: Vec<&str> = referrers["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["digest"].as_str().unwrap())
+        .collect();
+    let attached: Vec<&serde_json::Value> = entries
+        .iter()
+        .filter(|e| e.get("artifactType").is_some())
+        .collect();
+    assert!(
+        attached.len() >= 8,
+        "SBOMs, VEX, provenance and their bundles: {index}"
+    );
+    for e in &attached {
+        let d = e["digest"].as_str().unwrap();
+        assert!(
+            listed.contains(&d),
+            "{d} is not in the referrers index {referrers}"
+        );
+        assert_eq!(skopeo_raw(&format!("{repo_ref}@{d}")), blob(&layout, d));
+        let listed_entry = referrers["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["digest"] == d)
+            .unwrap();
+        let m = json(&blob(&layout, d));
+        assert_eq!(listed_entry["artifactType"], m["artifactType"]);
+        assert_eq!(listed_entry["annotations"], m["annotations"]);
+    }
+
+    // cosign's legacy tags: every DSSE envelope as a layer of `.att`; `.sig` a simple
+    // signing payload whose signature the public key verifies (Python's cryptography).
+    let att = json(&skopeo_raw(&format!("{repo_ref}:sha256-{hex}.att")));
+    let att_layers = att["layers"].as_array().unwrap();
+    let envelopes = std::fs::read_dir(b.out())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".intoto.json")
+        })
+        .count();
+    assert_eq!(att_layers.len(), envelopes, "{att}");
+    for l in att_layers {
+        assert_eq!(l["mediaType"], "application/vnd.dsse.envelope.v1+json");
+        assert!(
+            l["annotations"]["predicateType"]
+                .as_str()
+                .unwrap()
+                .starts_with("https://")
+        );
+    }
+    let sig = json(&skopeo_raw(&format!("{repo_ref}:sha256-{hex}.sig")));
+    let layer = &sig["layers"][0];
+    assert_eq!(
+        layer["mediaType"],
+        "application/vnd.dev.cosign.simplesigning.v1+json"
+    );
+    let payload = run_ok(
+        kiln_core::process::command(tool("skopeo"))
+            .args(["copy", "--src-tls-verify=false"])
+            .arg(format!("docker://{repo_ref}:sha256-{hex}.sig"))
+            .arg(format!(
+                "oci:{}:sig",
+                b.keys.path().join("sig-layout").display()
+            )),
+    );
+    drop(payload);
+    let payload = blob(
+        &b.keys.path().join("sig-layout"),
+        layer["digest"].as_str().unwrap(),
+    );
+    let p = json(&payload);
+    assert_eq!(p["critical"]["image"]["docker-manifest-digest"], digest);
+    assert_eq!(p["critical"]["identity"]["docker-reference"], repo_ref);
+    let payload_file = b.keys.path().join("sig-payload");
+    std::fs::write(&payload_file, &payload).unwrap();
+    python(
+        "import sys,base64\nfrom cryptography.hazmat.primitives import serialization as s, hashes\nfrom cryptography.hazmat.primitives.asymmetric import ec\nk=s.load_pem_public_key(open(sys.argv[1],'rb').read())\nk.verify(base64.b64decode(sys.argv[3]), open(sys.argv[2],'rb').read(), ec.ECDSA(hashes.SHA256()))\nprint('ok')",
+        &[
+            b.keys.path().join("kiln.pub").as_os_str(),
+            payload_file.as_os_str(),
+            std::ffi::OsStr::new(
+                layer["annotations"]["dev.cosignproject.cosign/signature"]
+                    .as_str()
+                    .unwrap(),
+            ),
+        ],
+    );
+
+    // Pushing the same build again uploads nothing and moves no tag.
+    let again = json(&run_ok(b.push(&repo_ref).arg("--key").arg(b.key())).stdout);
+    for kind in ["blobs", "manifests"] {
+        for p in again[kind].as_array().unwrap() {
+            assert_eq!(p["outcome"], "present", "re-push uploaded {p}");
+        }
+    }
+    for t in again["tags"].as_array().unwrap() {
+        assert_eq!(t["outcome"], "unchanged", "re-push moved {t}");
+    }
+
+    // Pull: the layout comes back byte for byte, the evidence files beside it too.
+    let pulled = tempfile::tempdir().unwrap();
+    let dest = pulled.path().join("hello");
+    run_ok(
+        clean(kiln())
+            .args(["pull", &format!("{repo_ref}:0.1.0")])
+            .arg(&dest)
+            .arg("--insecure-http"),
+    );
+    assert_eq!(
+        std::fs::read(dest.join("oci/index.json")).unwrap(),
+        std::fs::read(layout.join("index.json")).unwrap(),
+        "the pulled index.json differs from the built one"
+    );
+    let local = read_tree(&b.out());
+    for (rel, bytes) in read_tree(&dest) {
+        assert_eq!(
+            local.get(&rel),
+            Some(&bytes),
+            "{rel} differs from the build's"
+        );
+    }
+
+    // verify REF: the same checks as on a layout, all passing.
+    let v = verify_ref(&format!("{repo_ref}:0.1.0"), &b.policy());
+    let text = String::from_utf8_lossy(&v.stdout);
+    assert!(
+        v.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&v.stderr)
+    );
+    assert!(
+        text.contains(&format!("resolved tag 0.1.0 → {digest}")),
+        "{text}"
+    );
+    assert!(
+        text.contains("PASS require[0] https://slsa.dev/provenance/v1"),
+        "{text}"
+    );
+    assert!(!text.contains("FAIL"), "{text}");
+    // ... and by digest.
+    let v = verify_ref(&format!("{repo_ref}@{digest}"), &b.policy());
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
+}
+
+/// `latest` is refused, and so is a tag the signed provenance does not name; nothing
+/// reaches the registry.
+#[test]
+fn push_refuses_latest_and_unsigned_tags() {
+    let b = built();
+    let reg = Registry::start();
+    let e = run_err(&mut b.push(&format!("{}/team/hello:latest", reg.addr)));
+    assert!(e.contains("refusing to push the tag `latest`"), "{e}");
+    assert!(e.contains("fix: give the image a release tag"), "{e}");
+    let e = run_err(&mut b.push(&format!("{}/team/hello:9.9.9", reg.addr)));
+    assert!(
+        e.contains("built and signed as tag `0.1.0`") && e.contains("fix: push REPOSITORY:0.1.0"),
+        "{e}"
+    );
+    let e = run_err(&mut b.push("registry.example.com/team/hello"));
+    assert!(
+        e.contains("plain HTTP is allowed only for a registry on this machine"),
+        "{e}"
+    );
+    assert!(!b.out().join("push.json").exists() || b.out().join("push.json").is_file());
+    let catalog = get_body(&reg.addr, "/v2/_catalog");
+    assert_eq!(
+        json(&catalog)["repositories"],
+        serde_json::json!([]),
+        "something was pushed"
+    );
+}
+
+/// Faults between kiln and the registry: 5xx, dropped connections before and after the
+/// registry acted, a truncated answer and a chunked upload cut mid-way. The push
+/// retries or resumes and ends with exactly what a clean push stores; a registry that
+/// keeps failing makes the push fail, and no tag then points at an incomplete image.
+#[test]
+fn push_survives_faults_and_never_tags_an_incomplete_image() {
+    let b = built();
+    let reg = Registry::start();
+    let proxy = FaultProxy::start(
+        &reg.addr,
+        vec![
+            Fault {
+                method: Some("HEAD"),
+                path_contains: "/blobs/",
+                nth: 1,
+                action: Action::Status(503),
+            },
+            Fault {
+                method: Some("PATCH"),
+                path_contains: "/blobs/uploads/",
+                nth: 2,
+                action: Action::DropAfterForward,
+            },
+            Fault {
+                method: Some("PATCH"),
+                path_contains: "/blobs/uploads/",
+                nth: 4,
+                action: Action::Drop,
+            },
+            Fault {
+                method: Some("PUT"),
+                path_contains: "/blobs/uploads/",
+                nth: 1,
+                action: Action::Status(500),
+            },
+            Fault {
+                method: Some("PUT"),
+                path_contains: "/manifests/sha256:",
+                nth: 1,
+                action: Action::DropAfterForward,
+            },
+            Fault {
+                method: Some("GET"),
+                path_contains: "/manifests/sha256-",
+                nth: 1,
+                action: Action::Truncate(10),
+            },
+        ],
+    );
+    let repo_ref = format!("{}/team/hello", proxy.addr);
+    // Small chunks, so the binary's layer goes up in several PATCHes and one is cut.
+    let out = run_ok(b.push(&repo_ref).env("KILN_PUSH_CHUNK_SIZE", "65536"));
+    let report = json(&out.stdout);
+    assert!(report["retries"].as_u64().unwrap() >= 4, "{report}");
+    let log = proxy.requests();
+    assert!(
+        log.iter().filter(|(m, _, _)| m == "PATCH").count() >= 3,
+        "{log:?}"
+    );
+    // What the registry holds equals what a clean push gives.
+    let direct = format!("{}/team/hello", reg.addr);
+    let digest = b.digest();
+    assert_eq!(
+        skopeo_raw(&format!("{direct}:0.1.0")),
+        blob(&b.out().join("oci"), &digest)
+    );
+    let v = verify_ref(&format!("{direct}:0.1.0"), &b.policy());
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
+
+    // A registry that fails every manifest PUT by tag: the push fails, the tag is absent.
+    let reg2 = Registry::start();
+    let faults = (1..=20)
+        .map(|nth| Fault {
+            method: Some("PUT"),
+            path_contains: "/manifests/0.1.0",
+            nth,
+            action: Action::Status(503),
+        })
+        .collect();
+    let proxy2 = FaultProxy::start(&reg2.addr, faults);
+    let e = run_err(&mut b.push(&format!("{}/team/hello", proxy2.addr)));
+    assert!(e.contains("HTTP 503") && e.contains("attempt"), "{e}");
+    let status =
+        crate::support::registry::get_status(&reg2.addr, "/v2/team/hello/manifests/0.1.0", None)
+            .unwrap();
+    assert_eq!(status, 404, "a failed push left the tag behind");
+}
+
+/// An attacker with push rights attaches a forged SBOM (a consistent artifact manifest,
+/// listed in the referrers index) and moves the tag to an unsigned image: `verify REF`
+/// fails on both.
+#[test]
+fn verify_ref_fails_on_a_tampered_registry() {
+    let b = built();
+    let reg = Registry::start();
+    let repo_ref = format!("{}/team/hello", reg.addr);
+    run_ok(&mut b.push(&repo_ref));
+
+    // A forged SBOM attached to the same image, pushed with kiln itself from a layout
+    // rewritten consistently (new blob, new artifact manifest, index.json updated).
+    let forged = tempfile::tempdir().unwrap();
+    copy_tree(b.project.path(), forged.path());
+    let out = forged.path().join("target/kiln/out/hello");
+    copy_tree(&b.out(), &out);
+    let layout = out.join("oci");
+    let mut index = json(&std::fs::read(layout.join("index.json")).unwrap());
+    let entries = index["manifests"].as_array_mut().unwrap();
+    let pos = entries
+        .iter()
+        .position(|e| e["annotations"]["org.opencontainers.image.title"] == "sbom.cdx.json")
+        .unwrap();
+    let old = entries[pos]["digest"].as_str().unwrap().to_string();
+    let mut m = json(&blob(&layout, &old));
+    let mut sbom = json(&blob(&layout, m["layers"][0]["digest"].as_str().unwrap()));
+    sbom["components"] = serde_json::json!([]);
+    let sbom_bytes = serde_json::to_vec(&sbom).unwrap();
+    let sbom_digest = kiln_core::Digest::of(&sbom_bytes);
+    std::fs::write(
+        layout.join("blobs/sha256").join(sbom_digest.hex()),
+        &sbom_bytes,
+    )
+    .unwrap();
+    m["layers"][0]["digest"] = serde_json::json!(sbom_digest.to_string());
+    m["layers"][0]["size"] = serde_json::json!(sbom_bytes.len());
+    let m_bytes = kiln_core::canonical::to_vec(&m).unwrap();
+    let m_digest = kiln_core::Digest::of(&m_bytes);
+    std::fs::write(layout.join("blobs/sha256").join(m_digest.hex()), &m_bytes).unwrap();
+    entries[pos]["digest"] = serde_json::json!(m_digest.to_string());
+    entries[pos]["size"] = serde_json::json!(m_bytes.len());
+    std::fs::write(
+        layout.join("index.json"),
+        kiln_core::canonical::to_vec(&index).unwrap(),
+    )
+    .unwrap();
+    run_ok(
+        clean(kiln())
+            .arg("-C")
+            .arg(forged.path())
+            .args(["push", &repo_ref, "--insecure-http"]),
+    );
+    let v = verify_ref(&format!("{repo_ref}:0.1.0"), &b.policy());
+    let text = String::from_utf8_lossy(&v.stdout);
+    assert!(!v.status.success(), "a forged SBOM passed:\n{text}");
+    assert!(
+        text.contains("FAIL") && text.contains("sbom.cdx.json"),
+        "{text}"
+    );
+
+    // The tag moved to an image without evidence (an unsigned copy under the same tag).
+    let reg2 = Registry::start();
+    let repo2 = format!("{}/team/hello", reg2.addr);
+    let bare = tempfile::tempdir().unwrap();
+    let bare_layout = bare.path().join("oci");
+    run_ok(
+        kiln_core::process::command(tool("skopeo"))
+            .arg("copy")
+            .arg(format!("oci:{}:0.1.0", b.out().join("oci").display()))
+            .arg(format!("oci:{}:0.1.0", bare_layout.display())),
+    );
+    run_ok(
+        kiln_core::process::command(tool("skopeo"))
+            .args(["copy", "--dest-tls-verify=false"])
+            .arg(format!("oci:{}:0.1.0", bare_layout.display()))
+            .arg(format!("docker://{repo2}:0.1.0")),
+    );
+    let v = verify_ref(&format!("{repo2}:0.1.0"), &b.policy());
+    let text = String::from_utf8_lossy(&v.stdout);
+    assert!(
+        !v.status.success(),
+        "an image without evidence passed:\n{text}"
+    );
+    assert!(text.contains("FAIL signature: no signature"), "{text}");
+}
+
+/// The body of a plain `GET` (HTTP/1.0, so the answer ends with the connection).
+fn get_body(addr: &str, path: &str) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let at = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    raw[at + 4..].to_vec()
+}
