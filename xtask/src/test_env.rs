@@ -18,6 +18,7 @@ const APT: &[(&str, &str)] = &[
     ("podman", "podman"),
     ("docker-registry", "docker-registry"),
     ("jq", "jq"),
+    ("curl", "curl"),
     ("tar", "tar"),
     ("gzip", "gzip"),
     ("faketime", "faketime"),

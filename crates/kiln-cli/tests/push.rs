@@ -524,3 +524,90 @@ fn get_body(addr: &str, path: &str) -> Vec<u8> {
     let at = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
     raw[at + 4..].to_vec()
 }
+
+/// A registry that wants credentials: none configured is a clear error; the environment,
+/// docker's `config.json` and a docker credential helper each work; a wrong password
+/// fails; no secret ever appears in kiln's output or in push.json.
+#[test]
+fn push_authenticates_and_never_prints_a_secret() {
+    let b = built();
+    let (user, password) = ("kiln-ci", "s3cr3t-Pa55word");
+    let reg = Registry::start_with_auth(user, password);
+    let repo_ref = format!("{}/team/hello", reg.addr);
+    let no_secret = |out: &std::process::Output| {
+        for text in [&out.stdout, &out.stderr] {
+            let t = String::from_utf8_lossy(text);
+            assert!(!t.contains(password), "the password was printed: {t}");
+        }
+        let report = std::fs::read_to_string(b.out().join("push.json")).unwrap_or_default();
+        assert!(!report.contains(password), "push.json holds the password");
+    };
+
+    let out = b.push(&repo_ref).output().unwrap();
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        e.contains("authentication failed") && e.contains("none is configured"),
+        "{e}"
+    );
+    assert!(
+        e.contains("fix: log in with `docker login REGISTRY`"),
+        "{e}"
+    );
+
+    let out = b
+        .push(&repo_ref)
+        .env("KILN_REGISTRY_USERNAME", user)
+        .env("KILN_REGISTRY_PASSWORD", "wrong")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a wrong password was accepted");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("401"),
+        "{out:?}"
+    );
+
+    let out = run_ok(
+        b.push(&repo_ref)
+            .env("KILN_REGISTRY_USERNAME", user)
+            .env("KILN_REGISTRY_PASSWORD", password),
+    );
+    no_secret(&out);
+
+    // docker's config.json, as `docker login` writes it.
+    let docker = tempfile::tempdir().unwrap();
+    let auth = crate::support::registry::base64(format!("{user}:{password}").as_bytes());
+    std::fs::write(
+        docker.path().join("config.json"),
+        format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, reg.addr),
+    )
+    .unwrap();
+    let out = run_ok(b.push(&repo_ref).env("DOCKER_CONFIG", docker.path()));
+    no_secret(&out);
+    assert_eq!(json(&out.stdout)["tags"][0]["outcome"], "unchanged");
+
+    // A credential helper (`credHelpers`), as docker-credential-* programs answer `get`.
+    let helper = docker.path().join("docker-credential-kilntest");
+    std::fs::write(
+        &helper,
+        format!("#!/bin/sh\nread server\nprintf '{{\"ServerURL\":\"%s\",\"Username\":\"{user}\",\"Secret\":\"{password}\"}}' \"$server\"\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::write(
+        docker.path().join("config.json"),
+        format!(r#"{{"credHelpers":{{"{}":"kilntest"}}}}"#, reg.addr),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        docker.path().display(),
+        std::env::var("PATH").unwrap()
+    );
+    let out = run_ok(
+        b.push(&repo_ref)
+            .env("DOCKER_CONFIG", docker.path())
+            .env("PATH", path),
+    );
+    no_secret(&out);
+}
