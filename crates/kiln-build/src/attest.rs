@@ -109,7 +109,7 @@ fn provenance_inputs(
     });
     ProvenanceInputs {
         image: ctx.spec.name.clone(),
-        tag: ctx.spec.tag.clone(),
+        tag: ctx.spec.tag().to_string(),
         platform: ctx.spec.platform.clone(),
         manifest_digest: ctx.built.manifest.digest,
         binaries: ctx

@@ -116,6 +116,16 @@ fn prepare_spec(
         })));
     }
     let mut spec = spec.clone();
+    if spec.tag.is_none() {
+        // The package's version: what a release is called (never `latest` by default).
+        let version = cargo_lock
+            .crates
+            .iter()
+            .find(|c| c.source.is_none() && c.name == spec.package)
+            .map(|c| c.version.clone())
+            .unwrap_or_else(|| "latest".into());
+        spec.tag = Some(version.replace('+', "_"));
+    }
     if spec.binaries.is_empty() {
         if info.bins.is_empty() {
             return Err(BuildError::Config(config.error_at(
@@ -249,7 +259,7 @@ fn build_image(b: &Build, spec: &ImageSpec) -> Result<Summary> {
     let layout = files.oci();
     fsx::create_dir_all(&layout).map_err(io("cannot create", &layout))?;
     let built = image
-        .write_layout(&layout, &spec.tag)
+        .write_layout(&layout, spec.tag())
         .map_err(oci_err(name))?;
 
     let ctx = ImageContext {
@@ -486,7 +496,7 @@ fn write_archives(
     let layout = files.oci();
     kiln_oci::write_oci_archive(&layout, &files.image_oci_tar(), b.sde.value)
         .map_err(oci_err(name))?;
-    let repo_tag = format!("{name}:{}", spec.tag);
+    let repo_tag = format!("{name}:{}", spec.tag());
     kiln_oci::write_docker_archive(
         &layout,
         &built.manifest.digest,
@@ -505,7 +515,7 @@ fn summarize(ctx: &ImageContext) -> Result<Summary> {
         schema: summary::SCHEMA,
         kiln_version: env!("CARGO_PKG_VERSION").to_string(),
         image: ctx.spec.name.clone(),
-        ref_name: ctx.spec.tag.clone(),
+        ref_name: ctx.spec.tag().to_string(),
         platform: ctx.spec.platform.clone(),
         digest: built.manifest.digest,
         config_digest: built.config_digest,

@@ -42,7 +42,7 @@ pub(crate) fn write(ctx: &ImageContext) -> Result<(), BuildError> {
     let input = SbomInput {
         image: ImageInfo {
             name: name.to_string(),
-            tag: ctx.spec.tag.clone(),
+            tag: ctx.spec.tag().to_string(),
             manifest_digest: ctx.built.manifest.digest,
             config_digest: ctx.built.config_digest,
             platform: ctx.spec.platform.clone(),
@@ -242,7 +242,7 @@ pub fn regenerate(opts: &BuildOptions, image: &str) -> Result<Vec<PathBuf>, Buil
     let input = SbomInput {
         image: ImageInfo {
             name: image.to_string(),
-            tag: spec.tag.clone(),
+            tag: summary.ref_name.clone(),
             manifest_digest,
             config_digest,
             platform: spec.platform.clone(),

@@ -228,7 +228,7 @@ fn signed_build_passes_kiln_verify_and_independent_verifiers() {
         kiln_core::process::command(tool("skopeo"))
             .arg("inspect")
             .arg("--raw")
-            .arg(format!("oci:{}:latest", dir.join("oci").display())),
+            .arg(format!("oci:{}:0.1.0", dir.join("oci").display())),
     );
     let m: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
     assert!(m.get("subject").is_none() && m["layers"].as_array().unwrap().len() == 1);

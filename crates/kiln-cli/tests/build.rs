@@ -31,13 +31,13 @@ fn default_job_builds_an_image_that_runs() {
     let inspect = run_ok(
         kiln_core::process::command(tool("skopeo"))
             .arg("inspect")
-            .arg(format!("oci:{}:latest", image.join("oci").display())),
+            .arg(format!("oci:{}:0.1.0", image.join("oci").display())),
     );
     let inspect: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
     assert_eq!(inspect["Digest"], digest);
     assert_eq!(inspect["Architecture"], "amd64");
 
-    let stdout = run_image(&image.join("oci"), "latest");
+    let stdout = run_image(&image.join("oci"), "0.1.0");
     assert_eq!(
         stdout.trim(),
         "Hello from a hermetic, reproducible kiln image! (7 words)"
@@ -127,12 +127,12 @@ fn skopeo_and_podman_accept_layout_and_archives() {
         format!("sha256:{}", sha256_hex(&out.stdout))
     };
     assert_eq!(
-        raw(format!("oci:{}:latest", img.join("oci").display())),
+        raw(format!("oci:{}:0.1.0", img.join("oci").display())),
         digest
     );
     assert_eq!(
         raw(format!(
-            "oci-archive:{}:latest",
+            "oci-archive:{}:0.1.0",
             img.join("image.oci.tar").display()
         )),
         digest
@@ -181,7 +181,7 @@ fn skopeo_and_podman_accept_layout_and_archives() {
         &img.join("image.docker.tar").display().to_string(),
     ]));
     assert!(
-        String::from_utf8_lossy(&loaded.stdout).contains("hello:latest"),
+        String::from_utf8_lossy(&loaded.stdout).contains("hello:0.1.0"),
         "{loaded:?}"
     );
     let ran = run_ok(&mut podman(&[
@@ -192,7 +192,7 @@ fn skopeo_and_podman_accept_layout_and_archives() {
         "nofile=1024:1024",
         "--ulimit",
         "nproc=1024:1024",
-        "localhost/hello:latest",
+        "localhost/hello:0.1.0",
     ]));
     assert!(
         String::from_utf8_lossy(&ran.stdout).contains("Hello from a hermetic"),
@@ -208,12 +208,12 @@ fn skopeo_and_podman_accept_layout_and_archives() {
     let back = work.path().join("back");
     run_ok(skopeo().args([
         "copy",
-        &format!("oci:{}:latest", img.join("oci").display()),
-        &format!("oci-archive:{}:latest", archive.display()),
+        &format!("oci:{}:0.1.0", img.join("oci").display()),
+        &format!("oci-archive:{}:0.1.0", archive.display()),
     ]));
     run_ok(skopeo().args([
         "copy",
-        &format!("oci-archive:{}:latest", archive.display()),
+        &format!("oci-archive:{}:0.1.0", archive.display()),
         &format!("oci:{}:again", back.display()),
     ]));
     assert_eq!(raw(format!("oci:{}:again", back.display())), digest);

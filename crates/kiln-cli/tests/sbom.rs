@@ -265,7 +265,7 @@ fn hello_sbom_is_valid_correct_reproducible_and_golden() {
     assert_eq!(
         meta["component"]["purl"].as_str().unwrap(),
         format!(
-            "pkg:oci/hello@{}?arch=amd64&tag=latest",
+            "pkg:oci/hello@{}?arch=amd64&tag=0.1.0",
             digest.replace(':', "%3A")
         )
     );
@@ -521,7 +521,7 @@ fn image_peers(image_out: &Path, work: &Path) -> Vec<(&'static str, BTreeSet<Str
     index["manifests"]
         .as_array_mut()
         .unwrap()
-        .retain(|m| m["annotations"]["org.opencontainers.image.ref.name"] == "latest");
+        .retain(|m| m["annotations"]["org.opencontainers.image.ref.name"] == "0.1.0");
     std::fs::write(
         layout.join("index.json"),
         serde_json::to_vec(&index).unwrap(),

@@ -284,12 +284,12 @@ fn coordinated_rewrites(b: &Built) {
         &["tags", "signed"],
     );
     assert_fails(
-        &verify(d.path(), policy, Some("latest")),
-        "retag --ref latest",
-        &["no image manifest is tagged `latest`"],
+        &verify(d.path(), policy, Some("0.1.0")),
+        "retag --ref 0.1.0",
+        &["no image manifest is tagged `0.1.0`"],
     );
 
-    // ...and add an unsigned manifest, tagged `latest`, that runs something else.
+    // ...and add an unsigned manifest, tagged `0.1.0`, that runs something else.
     let orig_manifest = index(&b.out)["manifests"][0].clone();
     let m = read_json(&blob_path(
         d.path(),
@@ -315,17 +315,17 @@ fn coordinated_rewrites(b: &Built) {
     assert_fails(
         &verify(d.path(), policy, None),
         "extra manifest",
-        &["ambiguous", "signed", "latest"],
+        &["ambiguous", "signed", "0.1.0"],
     );
     assert_fails(
-        &verify(d.path(), policy, Some("latest")),
-        "extra manifest --ref latest",
+        &verify(d.path(), policy, Some("0.1.0")),
+        "extra manifest --ref 0.1.0",
         &["tags"],
     );
     assert_fails(
         &verify(d.path(), policy, Some("signed")),
         "extra manifest --ref signed",
-        &[&format!("{ed} (tag `latest`) is not the subject")],
+        &[&format!("{ed} (tag `0.1.0`) is not the subject")],
     );
 
     // Rewrite the attached OpenVEX: `affected` becomes `fixed`, blob, manifest and index

@@ -146,9 +146,18 @@ pub struct ImageSpec {
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub exposed_ports: BTreeSet<String>,
-    /// `org.opencontainers.image.ref.name` of the manifest in the layout; default `latest`.
-    #[serde(default = "default_tag")]
-    pub tag: String,
+    /// `org.opencontainers.image.ref.name` of the manifest in the layout, and the tag
+    /// `push` gives it. Default: the package's version (from `Cargo.lock`), filled in by
+    /// the build before anything uses it, so a release is never `latest` by accident.
+    #[serde(default)]
+    pub tag: Option<String>,
+}
+
+impl ImageSpec {
+    /// The tag: kiln.toml's, or the package version the build filled in.
+    pub fn tag(&self) -> &str {
+        self.tag.as_deref().unwrap_or_default()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -207,9 +216,6 @@ fn default_manifest() -> PathBuf {
 }
 fn default_bin_dir() -> String {
     "/usr/local/bin".into()
-}
-fn default_tag() -> String {
-    "latest".into()
 }
 fn default_platform() -> String {
     kiln_core::contract::platform::host().os_arch()
@@ -424,16 +430,16 @@ impl Config {
                     self.invalid(at("workdir"), m.to_string(), "use an absolute path")
                 })?;
             }
-            if img.tag.is_empty()
-                || img.tag.len() > 128
-                || !img
-                    .tag
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            if let Some(tag) = &img.tag
+                && (tag.is_empty()
+                    || tag.len() > 128
+                    || !tag
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)))
             {
                 return Err(self.invalid(
                     at("tag"),
-                    format!("`{}` is not a valid tag", img.tag),
+                    format!("`{tag}` is not a valid tag"),
                     "use letters, digits, '.', '_' and '-' (at most 128)",
                 ));
             }

@@ -38,7 +38,7 @@ fn parses_a_complete_file() {
     assert_eq!(img.files[0].mode, Some(0o600));
     assert_eq!(img.base, Base::Scratch);
     assert_eq!(img.env.keys().collect::<Vec<_>>(), ["A", "B"]);
-    assert_eq!(img.tag, "latest");
+    assert_eq!(img.tag, None, "the build fills in the package version");
     assert_eq!(c.digest, Digest::of(OK.as_bytes()));
 }
 
