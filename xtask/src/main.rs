@@ -8,6 +8,7 @@
 
 mod bench;
 mod bench_gate;
+mod bench_push;
 mod bench_repro;
 mod bench_sbom;
 mod cmd_corpus;
@@ -69,6 +70,9 @@ enum BenchCommand {
     SbomGen(bench_sbom::SbomGenArgs),
     /// The gate on a generated 250k-result SARIF: wall time and peak RSS.
     Gate(bench_gate::GateBenchArgs),
+    /// `kiln push` of an image with a ~500 MiB incompressible layer to a local
+    /// docker-registry, against `skopeo copy`, and the re-push: wall, MB/s, peak RSS.
+    Push(bench_push::PushBenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -95,6 +99,7 @@ fn run(dir: Option<PathBuf>, task: Task) -> Result<ExitCode> {
             BenchCommand::Sbom(args) => bench_sbom::sbom(&args)?,
             BenchCommand::SbomGen(args) => bench_sbom::sbom_gen(&args)?,
             BenchCommand::Gate(args) => bench_gate::gate(&args)?,
+            BenchCommand::Push(args) => bench_push::push(&args)?,
         },
     }
     Ok(ExitCode::SUCCESS)

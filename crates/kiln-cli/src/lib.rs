@@ -101,6 +101,13 @@ pub struct BuildArgs {
     /// Add startedOn/finishedOn wall-clock times to the provenance.
     #[arg(long)]
     timestamps: bool,
+    /// After a successful build, push the image and its evidence here, as `kiln push REF`
+    /// does (one image only; the signing key, if any, also signs cosign's `.sig`).
+    #[arg(long, value_name = "REF")]
+    push: Option<String>,
+    /// With --push: plain HTTP, for a registry on this machine only.
+    #[arg(long, requires = "push")]
+    insecure_http: bool,
     /// Shift the wall clock of cargo, rustc, build scripts and proc-macros by this
     /// libfaketime FAKETIME value (e.g. `+94694400`); `repro` uses it. Not recorded.
     #[arg(long, value_name = "FAKETIME", hide = true)]
@@ -245,7 +252,32 @@ fn run(dir: Option<PathBuf>, command: Command) -> Result<ExitCode> {
                 keyless: args.keyless,
                 timestamps: args.timestamps,
             };
+            if args.push.is_some() && opts.images.len() != 1 {
+                let config = kiln_config::Config::load(&opts.project)?;
+                if config.images.len() != 1 && opts.images.len() != 1 {
+                    anyhow::bail!(
+                        "--push sends one image, and kiln.toml has {}: choose it with --image NAME",
+                        config.images.len()
+                    );
+                }
+            }
             let summaries = kiln_build::build(&opts, &Stderr)?;
+            if let Some(target) = &args.push {
+                let push = kiln_build::publish::PushOptions {
+                    project: opts.project.clone(),
+                    image: Some(summaries[0].image.clone()),
+                    out_dir: opts.out_dir.clone(),
+                    target: target.clone(),
+                    registry: kiln_build::publish::RegistryOptions {
+                        insecure_http: args.insecure_http,
+                        chunk_size: None,
+                    },
+                    signing_key: opts.evidence.signing_key.clone(),
+                    mount_from: Vec::new(),
+                };
+                let report = kiln_build::publish::push(&push, &Stderr)?;
+                eprintln!("kiln: pushed {}", report.reference);
+            }
             if args.json {
                 let v = if summaries.len() == 1 {
                     serde_json::to_value(&summaries[0])?

@@ -611,3 +611,44 @@ fn push_authenticates_and_never_prints_a_secret() {
     );
     no_secret(&out);
 }
+
+/// `build --push` pushes what it just built; a second repository of the same registry
+/// then gets every blob by cross-repository mount (`--mount-from`), none uploaded.
+#[test]
+fn build_push_and_mount_from_another_repository() {
+    let toml = HELLO_TOML.replace(
+        "binaries = [\"hello\"]\n",
+        &format!("binaries = [\"hello\"]\n{TAGGED}"),
+    );
+    let p = Project::from_testdata("hello", &toml);
+    let reg = Registry::start();
+    let a = format!("{}/team/a", reg.addr);
+    let out = run_ok(clean(p.kiln()).args(["build", "--push", &a, "--insecure-http"]));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!("kiln: pushed {a}:0.1.0@sha256:")),
+        "{out:?}"
+    );
+    let digest =
+        json(&std::fs::read(p.out().join("hello/summary.json")).unwrap())["digest"].clone();
+    assert_eq!(
+        kiln_core::Digest::of(&skopeo_raw(&format!("{a}:0.1.0"))).to_string(),
+        digest.as_str().unwrap()
+    );
+    let b = format!("{}/team/b", reg.addr);
+    let report = json(
+        &run_ok(clean(p.kiln()).args([
+            "push",
+            &b,
+            "--insecure-http",
+            "--json",
+            "--mount-from",
+            "team/a",
+        ]))
+        .stdout,
+    );
+    let blobs = report["blobs"].as_array().unwrap();
+    assert!(!blobs.is_empty());
+    for blob in blobs {
+        assert_eq!(blob["outcome"], "mounted from team/a", "{blob}");
+    }
+}
