@@ -48,12 +48,18 @@ const NPM: &[&str] = &[
     "@sigstore/verify",
     "@sigstore/bundle",
     "@sigstore/mock@0.12",
+    // An independent OCI writer: attaches a Sigstore bundle to an image in a registry (the
+    // referrers API or the tag schema), as GitHub's attest actions do.
+    "@sigstore/oci@0.7.2",
 ];
 
 /// crates.io tools, `cargo install`ed into `target/kiln/tools/cargo` (cached there: the
-/// first install builds them, ~2–3 min): cargo-cyclonedx, the Cargo-native SBOM peer. The
-/// version is pinned so its scopes and output shape cannot change under the tests.
-const CARGO_TOOLS: &[(&str, &str)] = &[("cargo-cyclonedx", "0.5.9")];
+/// first install builds them, ~2–3 min each): cargo-cyclonedx, the Cargo-native SBOM peer;
+/// ferro-oci-server, an OCI Distribution Spec v1.1 registry with the referrers API (the
+/// Debian docker-registry 2.8 has none; zot and distribution v3 are not packaged anywhere
+/// reachable). Versions are pinned so output shapes and behaviour cannot change under the
+/// tests.
+const CARGO_TOOLS: &[(&str, &str)] = &[("cargo-cyclonedx", "0.5.9"), ("ferro-oci-server", "1.0.0")];
 
 #[derive(clap::Args)]
 pub struct TestArgs {

@@ -183,7 +183,16 @@ pub fn unpack(out: &Path) -> Result<Vec<String>> {
         let Some(title) = layer.annotations.get(ANNOTATION_TITLE) else {
             continue;
         };
-        // Only plain file names land beside the layout (never a path out of it).
+        // Only kiln's own evidence lands beside the layout (what other tools attached stays
+        // in the layout, where `verify` reads it apart).
+        let kiln_title = title == kiln_core::contract::layout::file::PROVENANCE_BUNDLE
+            || title == crate::evidence::PROVENANCE_FILE
+            || crate::evidence::EVIDENCE
+                .iter()
+                .any(|k| k.file == title || crate::evidence::bundle_file(k.file) == *title);
+        if !kiln_title {
+            continue;
+        }
         if title.is_empty() || title.contains('/') || title.starts_with('.') {
             return Err(invalid(format!(
                 "artifact manifest {d}: layer title `{title}` is not a plain file name"

@@ -140,9 +140,40 @@ pub fn verify_with(out: &Path, policy: &Policy, opts: &Options) -> Report {
     };
     let image = &lay.image;
 
-    // Referrers: blobs, subject, and the copy beside the image.
+    // Referrers: blobs, subject, and the copy beside the image. In a registry copy, what
+    // other tools attached (no kiln title) is read apart: a Sigstore bundle it holds is
+    // verified and may satisfy a requirement; anything else is listed and not counted.
     let mut attached: Vec<(Descriptor, ArtifactManifest, Vec<u8>)> = Vec::new();
+    let mut foreign_verified: Vec<(String, Statement)> = Vec::new();
+    let mut foreign_blobs: Vec<Digest> = Vec::new();
     for d in &lay.referrers {
+        if opts.registry_copy && !is_kiln_referrer(&layout, d) {
+            let label = format!("foreign {}", d.digest);
+            match foreign_referrer(&cx, &layout, d, image, policy) {
+                Ok((blobs, outcome)) => {
+                    foreign_blobs.extend(blobs);
+                    match outcome {
+                        Foreign::Verified(signer, stmt) => {
+                            cx.push(
+                                label.clone(),
+                                Ok(format!(
+                                    "a bundle another tool attached: {} about this image, signed by {signer}",
+                                    stmt.predicate_type
+                                )),
+                            );
+                            foreign_verified.push((label, stmt));
+                        }
+                        Foreign::Ignored(why) => {
+                            cx.push(label, Ok(format!("not counted: {why}")));
+                        }
+                    }
+                }
+                Err(e) => {
+                    cx.push(label, Err(e));
+                }
+            }
+            continue;
+        }
         let title = d
             .annotations
             .get(ANNOTATION_TITLE)
@@ -332,11 +363,13 @@ pub fn verify_with(out: &Path, policy: &Policy, opts: &Options) -> Report {
             }
         }
     }
-    let r = check_inventory(&cx, &lay, &attached);
+    let r = check_inventory(&cx, &lay, &attached, &foreign_blobs);
     cx.push("files", r);
 
+    let mut all_verified = verified.clone();
+    all_verified.extend(foreign_verified);
     for (i, req) in policy.requires.iter().enumerate() {
-        let r = check_requirement(&cx, req, &verified);
+        let r = check_requirement(&cx, req, &all_verified);
         cx.push(format!("require[{i}] {}", req.predicate_type), r);
     }
     finish(cx)
@@ -407,13 +440,15 @@ struct ImageManifest {
     layers: Vec<Descriptor>,
 }
 
-/// `untagged_ok`: a registry copy pulled by digest lists its image without a tag (it makes
-/// no tag claim to check; the digest must still be the signed provenance's subject).
+/// `registry_copy`: the layout was pulled from a registry. Pulled by digest, it lists its
+/// image without a tag (no tag claim to check; the digest must still be the signed
+/// provenance's subject), and referrers other tools attached may have artifact types kiln
+/// does not write (they are read apart, see `foreign_referrer`).
 fn check_layout(
     cx: &Ctx,
     layout: &Path,
     reference: Option<&str>,
-    untagged_ok: bool,
+    registry_copy: bool,
 ) -> Result<Layout, String> {
     let index_path = layout.join("index.json");
     let ip = cx.rel(&index_path);
@@ -458,7 +493,7 @@ fn check_layout(
             None => {
                 let tag = match annotations.get(ANNOTATION_REF_NAME) {
                     Some(t) if annotations.len() == 1 && !t.is_empty() => t.clone(),
-                    None if untagged_ok && annotations.is_empty() => String::new(),
+                    None if registry_copy && annotations.is_empty() => String::new(),
                     _ => {
                         return Err(format!(
                             "{at}: an image manifest must carry exactly one annotation, a non-empty {ANNOTATION_REF_NAME} (has {:?})",
@@ -473,7 +508,7 @@ fn check_layout(
                 images.push(info);
             }
             Some(t) => {
-                if !known_artifact_type(t) {
+                if !known_artifact_type(t) && !registry_copy {
                     return Err(format!(
                         "{at}: artifactType `{t}` is not one kiln attaches: refusing to skip it"
                     ));
@@ -602,6 +637,119 @@ fn check_image(
             .map(|l| (l.media_type.clone(), l.digest, l.size))
             .collect(),
     })
+}
+
+/// Whether a referrer carries one of kiln's own evidence files (by its layer's title).
+fn is_kiln_referrer(layout: &Path, d: &Descriptor) -> bool {
+    let Ok(bytes) = std::fs::read(blob_path(layout, &d.digest)) else {
+        return true; // unreadable: kiln's strict checks report it
+    };
+    let Ok(m) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return true;
+    };
+    let Some(title) = m["layers"][0]["annotations"][ANNOTATION_TITLE].as_str() else {
+        return false;
+    };
+    title == PROVENANCE_BUNDLE
+        || title == crate::evidence::PROVENANCE_FILE
+        || EVIDENCE
+            .iter()
+            .any(|k| k.file == title || bundle_file(k.file) == title)
+}
+
+/// What a referrer another tool attached amounts to.
+enum Foreign {
+    /// A Sigstore bundle signed by a key or identity the policy trusts, whose statement
+    /// names this image: it can satisfy a requirement.
+    Verified(String, Statement),
+    /// Not evidence kiln counts (not a bundle, or not signed by anyone the policy trusts,
+    /// as cosign ignores attestations a key does not verify).
+    Ignored(String),
+}
+
+/// Checks a referrer another tool attached (e.g. `@sigstore/oci`, cosign v3): its blobs
+/// hash to their digests and it refers to the image (else FAIL: the registry copy is
+/// inconsistent); a bundle in it is verified against the policy. Returns the blobs it
+/// references and what it amounts to.
+fn foreign_referrer(
+    cx: &Ctx,
+    layout: &Path,
+    d: &Descriptor,
+    image: &ImageInfo,
+    policy: &Policy,
+) -> Result<(Vec<Digest>, Foreign), String> {
+    let what = format!("referrer {} (attached by another tool)", d.digest);
+    let bytes = read_verified(cx, layout, &d.digest, Some(d.size), &what)?;
+    let m: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| format!("{what}: not JSON: {e}"))?;
+    let subject: Option<Digest> = m["subject"]["digest"].as_str().and_then(|s| s.parse().ok());
+    if subject != Some(image.manifest.digest) {
+        return Err(format!(
+            "{what}: its subject is not the image {}",
+            image.manifest.digest
+        ));
+    }
+    let descs: Vec<Descriptor> = std::iter::once(m["config"].clone())
+        .chain(m["layers"].as_array().cloned().unwrap_or_default())
+        .map(serde_json::from_value)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{what}: a descriptor: {e}"))?;
+    let mut blobs = vec![d.digest];
+    let mut contents = Vec::new();
+    for x in &descs {
+        contents.push(read_verified(cx, layout, &x.digest, Some(x.size), &what)?);
+        blobs.push(x.digest);
+    }
+    let artifact_type = m["artifactType"].as_str().unwrap_or_default();
+    let layers = &descs[1..];
+    if artifact_type != BUNDLE_MEDIA_TYPE
+        || layers.len() != 1
+        || !layers[0]
+            .media_type
+            .starts_with("application/vnd.dev.sigstore.bundle")
+    {
+        return Ok((
+            blobs,
+            Foreign::Ignored(format!(
+                "artifactType `{artifact_type}` is not a Sigstore bundle"
+            )),
+        ));
+    }
+    let label = format!("bundle {}", layers[0].digest);
+    let bundle = match Bundle::parse(&contents[1], &label) {
+        Ok(b) => b,
+        Err(e) => {
+            return Ok((
+                blobs,
+                Foreign::Ignored(format!("not a bundle kiln can read: {e}")),
+            ));
+        }
+    };
+    let signer = match verify_bundle(&bundle, policy, &label) {
+        Ok(s) => s,
+        Err(e) => return Ok((blobs, Foreign::Ignored(e))),
+    };
+    let payload = bundle
+        .dsse_envelope
+        .payload_bytes(&label)
+        .map_err(|e| e.to_string())?;
+    let stmt: Statement = serde_json::from_slice(&payload)
+        .map_err(|e| format!("{label}: the signed payload is not an in-toto statement: {e}"))?;
+    if stmt.type_ != crate::provenance::STATEMENT_TYPE {
+        return Err(format!("{label}: statement _type is `{}`", stmt.type_));
+    }
+    let hex = image.manifest.digest.hex();
+    if !stmt
+        .subject
+        .iter()
+        .any(|s| s.digest.get("sha256") == Some(&hex))
+    {
+        return Err(format!(
+            "{label}: signed by {signer}, but no subject of its statement is the image {}",
+            image.manifest.digest
+        ));
+    }
+    Ok((blobs, Foreign::Verified(signer, stmt)))
 }
 
 /// The layer media type and manifest annotations kiln gives each artifact type.
@@ -1163,6 +1311,7 @@ fn check_inventory(
     cx: &Ctx,
     lay: &Layout,
     attached: &[(Descriptor, ArtifactManifest, Vec<u8>)],
+    foreign_blobs: &[Digest],
 ) -> Outcome {
     let mut known: BTreeSet<String> = [
         OCI_ARCHIVE,
@@ -1174,6 +1323,9 @@ fn check_inventory(
     .map(String::from)
     .into();
     let blob = |d: &Digest| format!("oci/blobs/sha256/{}", d.hex());
+    for d in foreign_blobs {
+        known.insert(blob(d));
+    }
     for img in std::iter::once(&lay.image).chain(&lay.images) {
         known.insert(blob(&img.manifest.digest));
         known.insert(blob(&img.config_digest));
@@ -1280,37 +1432,7 @@ fn check_signature(
 ) -> Result<(String, Statement), String> {
     let bundle = Bundle::parse(bytes, title).map_err(|e| e.to_string())?;
     let env = &bundle.dsse_envelope;
-    let signer = match (
-        &bundle.verification_material.public_key,
-        &bundle.verification_material.certificate,
-    ) {
-        (Some(hint), _) => {
-            let keys: Vec<_> = policy
-                .keys
-                .iter()
-                .filter(|(_, k)| k.keyid() == hint.hint)
-                .map(|(_, k)| k.clone())
-                .collect();
-            if keys.is_empty() {
-                return Err(format!(
-                    "{title}: signed with key {} which the policy does not trust (wrong key?)",
-                    hint.hint
-                ));
-            }
-            let keyid = env.verify(&keys, title).map_err(|e| e.to_string())?;
-            let path = policy
-                .keys
-                .iter()
-                .find(|(_, k)| k.keyid() == keyid)
-                .map(|(p, _)| p.display().to_string())
-                .unwrap_or_default();
-            format!("key {keyid} ({path})")
-        }
-        (None, Some(_)) => {
-            crate::keyless::verify_bundle(&bundle, policy, title).map_err(|e| e.to_string())?
-        }
-        (None, None) => unreachable!("Bundle::parse requires one"),
-    };
+    let signer = verify_bundle(&bundle, policy, title)?;
     // The envelope file beside the image must be the very envelope the bundle signs.
     let stem = title.trim_end_matches(".sigstore.json");
     let env_name = envelope_file(&format!("{stem}.json"));
@@ -1335,6 +1457,45 @@ fn check_signature(
         return Err(format!("{title}: statement _type is `{}`", stmt.type_));
     }
     Ok((signer, stmt))
+}
+
+/// Checks a bundle's signature against the policy's keys (by the bundle's key hint) or,
+/// for a certificate bundle, its Fulcio identities and Rekor entry; returns who signed.
+fn verify_bundle(bundle: &Bundle, policy: &Policy, title: &str) -> Result<String, String> {
+    let env = &bundle.dsse_envelope;
+    Ok(
+        match (
+            &bundle.verification_material.public_key,
+            &bundle.verification_material.certificate,
+        ) {
+            (Some(hint), _) => {
+                let keys: Vec<_> = policy
+                    .keys
+                    .iter()
+                    .filter(|(_, k)| k.keyid() == hint.hint)
+                    .map(|(_, k)| k.clone())
+                    .collect();
+                if keys.is_empty() {
+                    return Err(format!(
+                        "{title}: signed with key {} which the policy does not trust (wrong key?)",
+                        hint.hint
+                    ));
+                }
+                let keyid = env.verify(&keys, title).map_err(|e| e.to_string())?;
+                let path = policy
+                    .keys
+                    .iter()
+                    .find(|(_, k)| k.keyid() == keyid)
+                    .map(|(p, _)| p.display().to_string())
+                    .unwrap_or_default();
+                format!("key {keyid} ({path})")
+            }
+            (None, Some(_)) => {
+                crate::keyless::verify_bundle(bundle, policy, title).map_err(|e| e.to_string())?
+            }
+            (None, None) => unreachable!("Bundle::parse requires one"),
+        },
+    )
 }
 
 fn check_subjects(cx: &Ctx, layout: &Path, image: &ImageInfo, stmt: &Statement) -> Outcome {

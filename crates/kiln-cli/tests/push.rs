@@ -652,3 +652,195 @@ fn build_push_and_mount_from_another_repository() {
         assert_eq!(blob["outcome"], "mounted from team/a", "{blob}");
     }
 }
+
+/// A bundle `@sigstore/oci` (the writer GitHub's attest actions use) attached to the
+/// pushed image: `verify REF` reads it apart from kiln's own evidence — one signed by a key
+/// the policy does not trust is listed and not counted; one signed by a trusted key
+/// satisfies a `[[require]]` of its predicate type. kiln's re-push keeps the other tool's
+/// entries in the referrers index.
+#[test]
+fn verify_ref_reads_bundles_another_tool_attached() {
+    let b = built();
+    let reg = Registry::start();
+    let repo_ref = format!("{}/team/hello", reg.addr);
+    run_ok(&mut b.push(&repo_ref));
+    let digest = b.digest();
+    let review = "https://example.com/code-review/v1";
+    let statement = serde_json::json!({
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{"name": repo_ref, "digest": {"sha256": digest.trim_start_matches("sha256:")}}],
+        "predicateType": review,
+        "predicate": {"reviewer": "alice", "approved": true},
+    });
+    let payload = kiln_core::canonical::to_vec(&statement).unwrap();
+    let bundle_of = |key: &kiln_attest::SigningKey| {
+        let env = kiln_attest::dsse::Envelope::sign(&payload, key);
+        kiln_core::canonical::to_vec(&kiln_attest::dsse::Bundle::keyed(env, key.public())).unwrap()
+    };
+    let work = tempfile::tempdir().unwrap();
+    let attach = |bundle: Vec<u8>| {
+        let f = work.path().join(format!(
+            "bundle-{}.json",
+            kiln_core::Digest::of(&bundle).hex()
+        ));
+        std::fs::write(&f, &bundle).unwrap();
+        node(
+            "import { attachArtifactToImage } from '@sigstore/oci';\nimport { readFileSync } from 'node:fs';\nconst [image, digest, file, predicateType] = process.argv.slice(2);\nconst d = await attachArtifactToImage({ imageName: image, imageDigest: digest, artifact: readFileSync(file), mediaType: 'application/vnd.dev.sigstore.bundle.v0.3+json', annotations: { 'dev.sigstore.bundle.content': 'dsse-envelope', 'dev.sigstore.bundle.predicateType': predicateType } });\nconsole.log(d.digest);",
+            &[
+                repo_ref.as_ref(),
+                digest.as_ref(),
+                f.as_os_str(),
+                review.as_ref(),
+            ],
+        )
+    };
+    let policy = b.keys.path().join("review.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "{}\n[[require]]\npredicate_type = \"{review}\"\n",
+            std::fs::read_to_string(b.policy()).unwrap()
+        ),
+    )
+    .unwrap();
+
+    // Signed by a key the policy does not trust: listed, not counted.
+    let untrusted = attach(bundle_of(&kiln_attest::SigningKey::generate()));
+    let untrusted = String::from_utf8(untrusted.stdout)
+        .unwrap()
+        .trim()
+        .to_string();
+    let v = verify_ref(&format!("{repo_ref}:0.1.0"), &policy);
+    let text = String::from_utf8_lossy(&v.stdout);
+    assert!(
+        !v.status.success(),
+        "an untrusted bundle satisfied a requirement:\n{text}"
+    );
+    assert!(
+        text.contains(&format!("PASS foreign {untrusted}: not counted: "))
+            && text.contains("does not trust"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("FAIL require[1] {review}: missing attestation")),
+        "{text}"
+    );
+    // kiln's own checks are untouched by the other tool's referrer.
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("FAIL")).count(),
+        1,
+        "{text}"
+    );
+
+    // Signed by the trusted key: it satisfies the requirement.
+    let key = kiln_attest::SigningKey::load(&b.key()).unwrap();
+    let trusted = attach(bundle_of(&key));
+    let trusted = String::from_utf8(trusted.stdout)
+        .unwrap()
+        .trim()
+        .to_string();
+    let v = verify_ref(&format!("{repo_ref}:0.1.0"), &policy);
+    let text = String::from_utf8_lossy(&v.stdout);
+    assert!(v.status.success(), "{text}");
+    assert!(text.contains(&format!("PASS foreign {trusted}: a bundle another tool attached: {review} about this image, signed by key")), "{text}");
+    assert!(
+        text.contains(&format!("PASS require[1] {review}: foreign {trusted}")),
+        "{text}"
+    );
+
+    // kiln pushing again keeps what the other tool listed.
+    run_ok(&mut b.push(&repo_ref));
+    let index = json(&skopeo_raw(&format!(
+        "{repo_ref}:sha256-{}",
+        digest.trim_start_matches("sha256:")
+    )));
+    let listed: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["digest"].as_str().unwrap())
+        .collect();
+    assert!(
+        listed.contains(&trusted.as_str()) && listed.contains(&untrusted.as_str()),
+        "{index}"
+    );
+}
+
+/// A registry with the OCI 1.1 referrers API (ferro-oci-server): kiln sees its listing
+/// show what was pushed and keeps no `sha256-<hex>` tag; pull and `verify REF` read the
+/// referrers from the API; skopeo reads every referrer back by digest.
+#[test]
+fn push_uses_the_referrers_api_where_the_registry_has_it() {
+    let b = built();
+    let reg = crate::support::registry::ReferrersRegistry::start();
+    let repo_ref = format!("{}/team/hello", reg.addr);
+    let report = json(&run_ok(b.push(&repo_ref).arg("--key").arg(b.key())).stdout);
+    assert_eq!(report["referrers"], "referrers API", "{report}");
+    let digest = b.digest();
+    let hex = digest.trim_start_matches("sha256:");
+    let tags: Vec<&str> = report["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["tag"].as_str().unwrap())
+        .collect();
+    assert!(
+        !tags.contains(&format!("sha256-{hex}").as_str()),
+        "a tag-schema index was written: {tags:?}"
+    );
+    assert_eq!(
+        crate::support::registry::get_status(
+            &reg.addr,
+            &format!("/v2/team/hello/manifests/sha256-{hex}"),
+            None
+        )
+        .unwrap(),
+        404
+    );
+    let listing = json(&get_body(
+        &reg.addr,
+        &format!("/v2/team/hello/referrers/{digest}"),
+    ));
+    let layout = b.out().join("oci");
+    let index = json(&std::fs::read(layout.join("index.json")).unwrap());
+    for e in index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e.get("artifactType").is_some())
+    {
+        let d = e["digest"].as_str().unwrap();
+        assert!(
+            listing["manifests"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x["digest"] == d),
+            "{d} missing from {listing}"
+        );
+        assert_eq!(skopeo_raw(&format!("{repo_ref}@{d}")), blob(&layout, d));
+    }
+    let again = json(&run_ok(b.push(&repo_ref).arg("--key").arg(b.key())).stdout);
+    assert!(
+        again["blobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["outcome"] == "present"),
+        "{again}"
+    );
+    let v = verify_ref(&format!("{repo_ref}:0.1.0"), &b.policy());
+    let text = String::from_utf8_lossy(&v.stdout);
+    assert!(v.status.success(), "{text}");
+    let pulled = tempfile::tempdir().unwrap();
+    run_ok(
+        clean(kiln())
+            .args(["pull", &format!("{repo_ref}:0.1.0")])
+            .arg(pulled.path().join("h"))
+            .arg("--insecure-http"),
+    );
+    assert_eq!(
+        std::fs::read(pulled.path().join("h/oci/index.json")).unwrap(),
+        std::fs::read(layout.join("index.json")).unwrap()
+    );
+}

@@ -1,9 +1,10 @@
 //! The push tests' helpers (`support::registry`) proved on real tools: skopeo pushes into a
 //! real docker-registry and reads the manifest back byte for byte; the registry's htpasswd
-//! auth turns anonymous pushes away; the fault proxy forwards a whole skopeo push over
-//! kept-alive connections, streams a chunked upload, and its scripted faults (a 503, a
-//! dropped connection, a forwarded-then-dropped request, a stall, a truncated body) reach
-//! skopeo and curl as scripted, and show in its request log.
+//! auth turns anonymous pushes away; its token auth challenges for, and accepts, the
+//! tokens of the token service started next to it; the fault proxy forwards a whole
+//! skopeo push over kept-alive connections, streams a chunked upload, and its scripted
+//! faults (a 503, a dropped connection, a forwarded-then-dropped request, a stall, a
+//! truncated body) reach skopeo and curl as scripted, and show in its request log.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -11,7 +12,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::support::registry::{Action, Fault, FaultProxy, Registry, get_status};
+use crate::support::registry::{Action, Fault, FaultProxy, Registry, get_status, http_get};
 use crate::support::{self, raw_base_layout, run_err, run_ok};
 
 /// An OCI layout at `dir` with one layer (`testdata/layers/ok-normalized.tar`); its
@@ -129,6 +130,105 @@ fn the_registry_with_auth_turns_anonymous_pushes_away() {
         inspect_raw(tmp.path(), &image, Some("kiln:s3cret-pw")),
         manifest
     );
+}
+
+/// distribution's token auth, with the token service `start_with_token_auth` runs: an
+/// anonymous request gets a Bearer challenge naming the realm and service; skopeo fetches
+/// a token with the right password and pushes, with a wrong one it is turned away.
+#[test]
+fn the_registry_with_token_auth_challenges_and_accepts_its_tokens() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (manifest, _) = layout(&tmp.path().join("layout"));
+    let started = Instant::now();
+    let reg = Registry::start_with_token_auth("kiln", "t0ken-pw");
+    let startup = started.elapsed();
+    assert!(startup < Duration::from_secs(3), "startup took {startup:?}");
+    let realm = reg.token_realm.clone().unwrap();
+
+    let a = http_get(&reg.addr, "/v2/", None).unwrap();
+    assert_eq!(a.status, 401, "{a:?}");
+    let challenge = a.header("WWW-Authenticate").unwrap_or_default();
+    assert_eq!(
+        challenge,
+        format!(r#"Bearer realm="{realm}",service="kiln-test""#),
+        "{a:?}"
+    );
+    // The token service itself wants the password.
+    let token_addr = realm
+        .trim_start_matches("http://")
+        .trim_end_matches("/token");
+    let t = http_get(token_addr, "/token?service=kiln-test", None).unwrap();
+    assert_eq!(t.status, 401);
+    let basic = |pw: &str| {
+        format!(
+            "Basic {}",
+            support::registry::base64(format!("kiln:{pw}").as_bytes())
+        )
+    };
+    let t = http_get(
+        token_addr,
+        "/token?service=kiln-test",
+        Some(&basic("wrong")),
+    )
+    .unwrap();
+    assert_eq!(t.status, 401);
+
+    let image = format!("{}/kiln/hello:v1", reg.addr);
+    let err = run_err(
+        copy_to(tmp.path(), &tmp.path().join("layout"), &image)
+            .args(["--dest-creds", "kiln:wrong"]),
+    );
+    assert!(
+        err.contains("401") || err.to_lowercase().contains("unauthorized"),
+        "{err}"
+    );
+    assert!(
+        reg.storage()
+            .join("docker/registry/v2/repositories")
+            .read_dir()
+            .is_err(),
+        "nothing was stored"
+    );
+    run_ok(
+        copy_to(tmp.path(), &tmp.path().join("layout"), &image)
+            .args(["--dest-creds", "kiln:t0ken-pw"]),
+    );
+    assert_eq!(
+        inspect_raw(tmp.path(), &image, Some("kiln:t0ken-pw")),
+        manifest
+    );
+
+    let log = reg.token_requests();
+    assert!(
+        log.iter().any(|r| {
+            r["status"] == 401
+                && r["error"] == "wrong credentials"
+                && r["scope"] == serde_json::json!(["repository:kiln/hello:pull,push"])
+        }),
+        "skopeo's wrong password was turned away at the token service: {log:#?}"
+    );
+    assert!(
+        log.iter().any(|r| {
+            r["status"] == 200
+                && r["scope"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|s| s == "repository:kiln/hello:pull,push")
+                && r["granted"][0]["actions"] == serde_json::json!(["pull", "push"])
+        }),
+        "skopeo asked for (and got) pull and push: {log:#?}"
+    );
+    assert!(
+        log.iter().any(|r| {
+            r["status"] == 200
+                && r["scope"] == serde_json::json!(["repository:kiln/hello:pull"])
+                && r["granted"][0]["actions"] == serde_json::json!(["pull"])
+        }),
+        "skopeo inspect asked for (and got) pull only: {log:#?}"
+    );
+    let text = serde_json::to_string(&log).unwrap();
+    assert!(!text.contains("t0ken-pw"), "the log holds no password");
 }
 
 #[test]
@@ -510,4 +610,140 @@ fn the_proxy_streams_a_chunked_upload_and_the_blob_back_on_one_connection() {
             ("POST", 202)
         ]
     );
+}
+
+/// `ReferrersRegistry` (ferro-oci-server) has the OCI 1.1 referrers API that docker-registry
+/// lacks: skopeo pushes an image; a hand-made artifact manifest whose `subject` is that image
+/// goes up by plain HTTP, and the PUT's answer names the subject in `OCI-Subject`; then
+/// `GET /v2/<name>/referrers/<digest>` lists the artifact, and `?artifactType=` filters it.
+#[test]
+fn the_referrers_registry_lists_an_artifact_by_its_subject() {
+    const ARTIFACT: &str = "application/vnd.kiln.test.v1+json";
+    const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+    const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+    let tmp = tempfile::tempdir().unwrap();
+    let (manifest, _) = layout(&tmp.path().join("layout"));
+    let subject = kiln_core::Digest::of(&manifest);
+    let reg = crate::support::registry::ReferrersRegistry::start();
+    run_ok(&mut copy_to(
+        tmp.path(),
+        &tmp.path().join("layout"),
+        &format!("{}/kiln/hello:v1", reg.addr),
+    ));
+    assert_eq!(
+        inspect_raw(tmp.path(), &format!("{}/kiln/hello:v1", reg.addr), None),
+        manifest,
+        "{}",
+        reg.logs()
+    );
+
+    let host = reg.addr.clone();
+    let mut w = TcpStream::connect(&host).unwrap();
+    w.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    w.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut r = BufReader::new(w.try_clone().unwrap());
+    let mut put_blob = |bytes: &[u8]| {
+        let (status, h, _) = exchange(
+            &mut w,
+            &mut r,
+            &format!(
+                "POST /v2/kiln/hello/blobs/uploads/ HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\n\r\n"
+            ),
+            None,
+        );
+        assert_eq!(status, 202, "{h}");
+        let location = header(&h, "Location");
+        let path = location
+            .strip_prefix(&format!("http://{host}"))
+            .unwrap_or(location)
+            .to_string();
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let digest = kiln_core::Digest::of(bytes);
+        let (status, h, _) = exchange(
+            &mut w,
+            &mut r,
+            &format!(
+                "PUT {path}{sep}digest={digest} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+            ),
+            Some((bytes, 1 << 16)),
+        );
+        assert_eq!(status, 201, "{h}");
+        serde_json::json!({"digest": digest.to_string(), "size": bytes.len()})
+    };
+    let empty = put_blob(b"{}");
+    let payload = put_blob(b"kiln test: a payload that is not a real signature");
+    let artifact = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": MANIFEST,
+        "artifactType": ARTIFACT,
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json",
+            "digest": empty["digest"], "size": empty["size"]},
+        "layers": [{"mediaType": "application/octet-stream",
+            "digest": payload["digest"], "size": payload["size"]}],
+        "subject": {"mediaType": MANIFEST, "digest": subject.to_string(), "size": manifest.len()},
+        "annotations": {"org.opencontainers.image.created": "2023-11-14T22:13:20Z"}
+    }))
+    .unwrap();
+    let digest = kiln_core::Digest::of(&artifact);
+    let mut w = TcpStream::connect(&host).unwrap();
+    w.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut r = BufReader::new(w.try_clone().unwrap());
+    let (status, h, _) = exchange(
+        &mut w,
+        &mut r,
+        &format!(
+            "PUT /v2/kiln/hello/manifests/{digest} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {MANIFEST}\r\nTransfer-Encoding: chunked\r\n\r\n"
+        ),
+        Some((&artifact, artifact.len())),
+    );
+    assert_eq!(status, 201, "{h}\n{}", reg.logs());
+    assert_eq!(header(&h, "Docker-Content-Digest"), digest.to_string());
+    assert_eq!(header(&h, "OCI-Subject"), subject.to_string(), "{h}");
+
+    let (status, h, body) = exchange(
+        &mut w,
+        &mut r,
+        &format!(
+            "GET /v2/kiln/hello/referrers/{subject} HTTP/1.1\r\nHost: {host}\r\nAccept: {INDEX}\r\n\r\n"
+        ),
+        None,
+    );
+    assert_eq!(status, 200, "{h}");
+    assert!(header(&h, "Content-Type").starts_with(INDEX), "{h}");
+    let index: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(index["mediaType"], INDEX, "{index:#}");
+    assert_eq!(
+        index["manifests"],
+        serde_json::json!([{
+            "mediaType": MANIFEST,
+            "digest": digest.to_string(),
+            "size": artifact.len(),
+            "artifactType": ARTIFACT,
+            "annotations": {"org.opencontainers.image.created": "2023-11-14T22:13:20Z"}
+        }]),
+        "the listing holds the artifact's descriptor: {index:#}"
+    );
+    let (status, h, body) = exchange(
+        &mut w,
+        &mut r,
+        &format!(
+            "GET /v2/kiln/hello/referrers/{subject}?artifactType=application/vnd.kiln.other HTTP/1.1\r\nHost: {host}\r\n\r\n"
+        ),
+        None,
+    );
+    assert_eq!(status, 200, "{h}");
+    assert_eq!(header(&h, "OCI-Filters-Applied"), "artifactType");
+    let filtered: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(filtered["manifests"], serde_json::json!([]), "{filtered:#}");
+    // The artifact itself comes back as it was pushed.
+    let (status, h, body) = exchange(
+        &mut w,
+        &mut r,
+        &format!(
+            "GET /v2/kiln/hello/manifests/{digest} HTTP/1.1\r\nHost: {host}\r\nAccept: {MANIFEST}\r\n\r\n"
+        ),
+        None,
+    );
+    assert_eq!(status, 200, "{h}");
+    assert!(body == artifact, "the artifact manifest came back changed");
 }

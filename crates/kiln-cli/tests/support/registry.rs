@@ -2,7 +2,11 @@
 //! and one — everything on 127.0.0.1.
 //!
 //! - [`Registry`]: a `docker-registry` (CNCF distribution 2.8) with its own storage and
-//!   config, optionally behind htpasswd basic auth; killed on drop.
+//!   config, optionally behind htpasswd basic auth or distribution's token auth (with a
+//!   token service of ours next to it); killed on drop. It has no referrers API
+//!   (`GET /v2/<name>/referrers/<digest>` is 404): it exercises the tag-schema fallback.
+//! - [`ReferrersRegistry`]: a `ferro-oci-server` (crates.io; OCI Distribution Spec v1.1)
+//!   that has the referrers API and answers `OCI-Subject`; own storage, killed on drop.
 //! - [`FaultProxy`]: an HTTP/1.1 proxy in front of a registry that follows a script of
 //!   [`Fault`]s (answer with a status, drop the connection, stall, truncate a body) and logs
 //!   every request it saw, so a test can assert what a client retried or never re-sent.
@@ -11,7 +15,7 @@ use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -24,26 +28,76 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The `service` a token-auth [`Registry`] names in its challenge (the JWT's `aud`).
+pub const TOKEN_SERVICE: &str = "kiln-test";
+/// The `issuer` a token-auth [`Registry`] trusts (the JWT's `iss`).
+pub const TOKEN_ISSUER: &str = "kiln-test-issuer";
+
 /// A running `docker-registry serve` on `127.0.0.1:PORT`, storing into a temp directory.
 pub struct Registry {
     /// `127.0.0.1:PORT`, e.g. for `docker://{addr}/name:tag`.
     pub addr: String,
-    /// `(user, password)` when started with [`Registry::start_with_auth`].
+    /// `(user, password)` when started with [`Registry::start_with_auth`] or
+    /// [`Registry::start_with_token_auth`].
     pub auth: Option<(String, String)>,
+    /// `http://127.0.0.1:PORT/token`, the realm of the token service, when started with
+    /// [`Registry::start_with_token_auth`].
+    pub token_realm: Option<String>,
     child: Child,
+    /// The token service (python), when there is one; killed on drop after the registry.
+    token_server: Option<Child>,
     dir: tempfile::TempDir,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum AuthKind {
+    Open,
+    Htpasswd,
+    Token,
 }
 
 impl Registry {
     /// An open registry (no auth).
     pub fn start() -> Registry {
-        Self::spawn(None)
+        Self::spawn(AuthKind::Open, None)
     }
 
     /// A registry that wants HTTP basic auth for `user`/`password` on every request
     /// (htpasswd; distribution accepts only bcrypt hashes, made by Python's `crypt`).
     pub fn start_with_auth(user: &str, password: &str) -> Registry {
-        Self::spawn(Some((user.to_string(), password.to_string())))
+        Self::spawn(
+            AuthKind::Htpasswd,
+            Some((user.to_string(), password.to_string())),
+        )
+    }
+
+    /// A registry with distribution's token authentication, as Docker Hub, GHCR and
+    /// Harbor do it: every request without a valid `Authorization: Bearer` JWT gets a 401
+    /// with `WWW-Authenticate: Bearer realm="{token_realm}",service="kiln-test"` (and the
+    /// `scope` it needs, `repository:NAME:pull[,push]`). The realm is a token service of
+    /// ours on `127.0.0.1` (Python's `http.server`, [`TOKEN_SERVER_PY`]) that wants HTTP
+    /// basic `user`/`password` (else 401) and answers `{"token", "access_token",
+    /// "expires_in": 300}`: an ES256 JWT the registry verifies through its `x5c`
+    /// certificate (a self-signed CA made at start, the registry's `rootcertbundle`),
+    /// with `iss` [`TOKEN_ISSUER`], `aud` [`TOKEN_SERVICE`], `sub` the user, and `access`
+    /// granting the pull and push each `scope` asked for. The start checks the round trip
+    /// (a token, then `GET /v2/` with it answers 200). See [`Registry::token_requests`].
+    pub fn start_with_token_auth(user: &str, password: &str) -> Registry {
+        Self::spawn(
+            AuthKind::Token,
+            Some((user.to_string(), password.to_string())),
+        )
+    }
+
+    /// What the token service was asked since the start, in order: one JSON object per
+    /// request, `{"method", "path", "scope": [..], "service": [..] | null, "user": name |
+    /// null, "status", "granted": [..] (on 200), "error" (on 4xx)}`. Never a password.
+    pub fn token_requests(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.dir.path().join("token.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("token.log holds JSON lines"))
+            .collect()
     }
 
     /// The registry's storage root (`docker/registry/v2/...` under it).
@@ -55,14 +109,22 @@ impl Registry {
     pub fn logs(&self) -> String {
         let read =
             |name: &str| std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
-        format!(
+        let mut out = format!(
             "--- registry stdout\n{}\n--- registry stderr\n{}",
             read("stdout"),
             read("stderr")
-        )
+        );
+        if self.token_realm.is_some() {
+            out.push_str(&format!(
+                "\n--- token service stderr\n{}\n--- token service requests\n{}",
+                read("token-server.stderr"),
+                read("token.log")
+            ));
+        }
+        out
     }
 
-    fn spawn(auth: Option<(String, String)>) -> Registry {
+    fn spawn(kind: AuthKind, auth: Option<(String, String)>) -> Registry {
         let exe = super::tool("docker-registry");
         let dir = tempfile::Builder::new()
             .prefix("kiln-registry-")
@@ -78,13 +140,30 @@ impl Registry {
              http:\n  addr: {addr}\n",
             yaml_str(&storage)
         );
-        if let Some((user, password)) = &auth {
-            let htpasswd = dir.path().join("htpasswd");
-            std::fs::write(&htpasswd, format!("{user}:{}\n", bcrypt(password))).unwrap();
-            config.push_str(&format!(
-                "auth:\n  htpasswd:\n    realm: kiln-test\n    path: {}\n",
-                yaml_str(&htpasswd)
-            ));
+        let mut token_server = None;
+        let mut token_realm = None;
+        match (kind, &auth) {
+            (AuthKind::Htpasswd, Some((user, password))) => {
+                let htpasswd = dir.path().join("htpasswd");
+                std::fs::write(&htpasswd, format!("{user}:{}\n", bcrypt(password))).unwrap();
+                config.push_str(&format!(
+                    "auth:\n  htpasswd:\n    realm: kiln-test\n    path: {}\n",
+                    yaml_str(&htpasswd)
+                ));
+            }
+            (AuthKind::Token, Some((user, password))) => {
+                let (child, port) = start_token_server(dir.path(), user, password);
+                token_server = Some(child);
+                let realm = format!("http://127.0.0.1:{port}/token");
+                config.push_str(&format!(
+                    "auth:\n  token:\n    realm: {realm}\n    service: {TOKEN_SERVICE}\n    \
+                     issuer: {TOKEN_ISSUER}\n    rootcertbundle: {}\n",
+                    yaml_str(&dir.path().join("cert.pem"))
+                ));
+                token_realm = Some(realm);
+            }
+            (AuthKind::Open, None) => {}
+            _ => unreachable!("credentials go with htpasswd or token auth"),
         }
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, config).unwrap();
@@ -99,20 +178,34 @@ impl Registry {
         let mut reg = Registry {
             addr,
             auth,
+            token_realm,
             child,
+            token_server,
             dir,
         };
-        reg.wait_ready();
+        reg.wait_ready(kind);
+        if kind == AuthKind::Token {
+            reg.check_token_round_trip();
+        }
         reg
     }
 
-    /// Polls `GET /v2/` (with the credentials, if any) until it answers 200.
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let authorization = self
-            .auth
+    /// `Authorization: Basic` for the credentials, if any.
+    fn basic(&self) -> Option<String> {
+        self.auth
             .as_ref()
-            .map(|(u, p)| format!("Basic {}", base64(format!("{u}:{p}").as_bytes())));
+            .map(|(u, p)| format!("Basic {}", base64(format!("{u}:{p}").as_bytes())))
+    }
+
+    /// Polls `GET /v2/` (with the credentials, if any) until it answers 200 (401 with
+    /// token auth: it wants a token, not the credentials).
+    fn wait_ready(&mut self, kind: AuthKind) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let (authorization, ready) = match kind {
+            AuthKind::Open => (None, 200),
+            AuthKind::Htpasswd => (self.basic(), 200),
+            AuthKind::Token => (None, 401),
+        };
         let mut last;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -123,7 +216,7 @@ impl Registry {
                 );
             }
             match get_status(&self.addr, "/v2/", authorization.as_deref()) {
-                Ok(200) => return,
+                Ok(s) if s == ready => return,
                 Ok(s) => last = format!("GET /v2/ answered {s}"),
                 Err(e) => last = format!("GET /v2/: {e}"),
             }
@@ -137,14 +230,292 @@ impl Registry {
             std::thread::sleep(Duration::from_millis(25));
         }
     }
+
+    /// A token from the token service, then `GET /v2/` with it: 200, or a panic that says
+    /// which half failed. Clears the token service's request log afterwards.
+    fn check_token_round_trip(&self) {
+        let realm = self.token_realm.as_deref().unwrap();
+        let token_addr = realm
+            .strip_prefix("http://")
+            .and_then(|r| r.strip_suffix("/token"))
+            .unwrap();
+        let path = format!("/token?service={TOKEN_SERVICE}");
+        let a = http_get(token_addr, &path, self.basic().as_deref())
+            .unwrap_or_else(|e| panic!("token service {realm}: {e}\n{}", self.logs()));
+        assert_eq!(
+            a.status,
+            200,
+            "token service {realm} answered {}: {}\n{}",
+            a.status,
+            String::from_utf8_lossy(&a.body),
+            self.logs()
+        );
+        let v: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
+        let token = v["token"]
+            .as_str()
+            .expect("the token service answers a token");
+        let status = get_status(&self.addr, "/v2/", Some(&format!("Bearer {token}"))).unwrap();
+        assert_eq!(
+            status,
+            200,
+            "docker-registry on {} refused the token service's JWT (set `log: level: info` in \
+             the config for why)\n{}",
+            self.addr,
+            self.logs()
+        );
+        let _ = std::fs::remove_file(self.dir.path().join("token.log"));
+    }
 }
 
 impl Drop for Registry {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(t) = &mut self.token_server {
+            let _ = t.kill();
+            let _ = t.wait();
+        }
     }
 }
+
+/// Starts [`TOKEN_SERVER_PY`] in `dir` (the venv python, for `cryptography`) and waits
+/// until it has written `cert.pem` and `port`: the child and its port. Its stdin is a pipe
+/// it watches: should the test die without dropping the [`Registry`], it exits too.
+fn start_token_server(dir: &Path, user: &str, password: &str) -> (Child, u16) {
+    let script = dir.join("token-server.py");
+    std::fs::write(&script, TOKEN_SERVER_PY).unwrap();
+    let python = super::venv_python();
+    let mut cmd: Command = kiln_core::process::command(&python);
+    cmd.arg("-I")
+        .arg(&script)
+        .arg(dir)
+        .args([user, password, TOKEN_ISSUER, TOKEN_SERVICE])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("token-server.stderr")).unwrap());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(port) = std::fs::read_to_string(dir.join("port")) {
+            return (
+                child,
+                port.trim().parse().expect("the port file holds a port"),
+            );
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "the token service exited ({status}) before it listened\n{}",
+                std::fs::read_to_string(dir.join("token-server.stderr")).unwrap_or_default()
+            );
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the token service did not listen within 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The token service of [`Registry::start_with_token_auth`]; what distribution 2.8's
+/// `registry/auth/token` (token.go, accesscontroller.go) checks, it provides: `iss` equal
+/// to the configured issuer, `aud` equal to the service, `exp` and `nbf` around now (60 s
+/// of leeway), a signature, a signing key found through the header's `x5c` chain (verified
+/// up to a `rootcertbundle` certificate; `kid` and `jwk` are the alternatives), `alg`
+/// matching the key (ES256 for P-256, signature `r || s`), and for each access the request
+/// needs, `{type, name, actions}` in `access`.
+pub const TOKEN_SERVER_PY: &str = r#"# A token service for docker-registry's `auth: token` (distribution 2.8), for tests only.
+#
+# argv: DIR USER PASSWORD ISSUER SERVICE. Makes a P-256 key and a self-signed CA
+# certificate for it (DIR/cert.pem, the registry's rootcertbundle), serves
+# `GET /token?service=..&scope=..` on 127.0.0.1:<free port> and then writes the port to
+# DIR/port. Callers authenticate with HTTP Basic USER/PASSWORD (else 401); the answer is
+# an ES256 JWT whose `x5c` header holds the certificate (distribution verifies the chain
+# to its rootcertbundle, then the signature with the leaf's key) and whose claims are
+# iss=ISSUER, aud=SERVICE, sub=USER, exp/nbf/iat, jti and `access` granting the pull and
+# push asked for in each `scope`. Every request is logged, one JSON line, to
+# DIR/token.log (never a password). Exits when its stdin closes (the test is gone).
+import base64
+import datetime
+import hmac
+import http.server
+import json
+import os
+import sys
+import threading
+import time
+import urllib.parse
+import uuid
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from cryptography.x509.oid import NameOID
+
+DIR, USER, PASSWORD, ISSUER, SERVICE = sys.argv[1:6]
+GRANTABLE = ("pull", "push")
+LIFETIME = 300
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def write_atomically(name, data):
+    tmp = os.path.join(DIR, name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, os.path.join(DIR, name))
+
+
+key = ec.generate_private_key(ec.SECP256R1())
+subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kiln-test token signer")])
+now = datetime.datetime.now(datetime.timezone.utc)
+cert = (
+    x509.CertificateBuilder()
+    .subject_name(subject)
+    .issuer_name(subject)
+    .public_key(key.public_key())
+    .serial_number(x509.random_serial_number())
+    .not_valid_before(now - datetime.timedelta(days=1))
+    .not_valid_after(now + datetime.timedelta(days=7))
+    .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+    .sign(key, hashes.SHA256())
+)
+write_atomically("cert.pem", cert.public_bytes(serialization.Encoding.PEM))
+X5C = [base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()]
+log_lock = threading.Lock()
+
+
+def jwt(claims):
+    header = {"typ": "JWT", "alg": "ES256", "x5c": X5C}
+    signing_input = (
+        b64url(json.dumps(header, separators=(",", ":")).encode())
+        + "."
+        + b64url(json.dumps(claims, separators=(",", ":")).encode())
+    )
+    der = key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256()))
+    r, s = decode_dss_signature(der)
+    # JWS ES256: the raw 32-byte big-endian r and s, not DER.
+    return signing_input + "." + b64url(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
+
+
+def access(scopes):
+    """`repository:NAME:ACTIONS` scopes (space-separated, repeatable) -> granted access."""
+    granted = {}
+    for param in scopes:
+        for scope in param.split():
+            parts = scope.split(":")
+            if len(parts) < 3:
+                continue
+            kind, name, actions = parts[0], ":".join(parts[1:-1]), parts[-1]
+            if kind != "repository":
+                continue
+            acts = granted.setdefault(name, [])
+            for a in actions.split(","):
+                if a in GRANTABLE and a not in acts:
+                    acts.append(a)
+    return [{"type": "repository", "name": n, "actions": a} for n, a in granted.items()]
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    server_version = "kiln-test-token-server"
+
+    def log_message(self, *args):
+        pass
+
+    def answer(self, status, body, entry, headers=()):
+        # Logged before answering: a client that has its answer finds it in the log.
+        entry["status"] = status
+        with log_lock, open(os.path.join(DIR, "token.log"), "a") as f:
+            f.write(json.dumps(entry) + "\n")
+        raw = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        for k, v in headers:
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def user(self):
+        """The Basic user name sent (or None), and whether the credentials are right."""
+        h = self.headers.get("Authorization", "")
+        scheme, _, value = h.partition(" ")
+        if scheme.lower() != "basic":
+            return None, False
+        try:
+            user, _, password = base64.b64decode(value.strip()).decode().partition(":")
+        except Exception:
+            return None, False
+        ok = hmac.compare_digest(user.encode(), USER.encode()) and hmac.compare_digest(
+            password.encode(), PASSWORD.encode()
+        )
+        return user, ok
+
+    def do_GET(self):
+        url = urllib.parse.urlsplit(self.path)
+        query = urllib.parse.parse_qs(url.query)
+        scopes = query.get("scope", [])
+        user, ok = self.user()
+        entry = {"method": "GET", "path": url.path, "scope": scopes,
+                 "service": query.get("service"), "user": user}
+        if url.path != "/token":
+            return self.answer(404, {"errors": [{"code": "NOT_FOUND"}]}, entry)
+        if not ok:
+            entry["error"] = "no credentials" if user is None else "wrong credentials"
+            return self.answer(
+                401,
+                {"errors": [{"code": "UNAUTHORIZED", "message": "authentication required"}]},
+                entry,
+                [("WWW-Authenticate", 'Basic realm="kiln-test token service"')],
+            )
+        services = query.get("service", [SERVICE])
+        if services != [SERVICE]:
+            entry["error"] = "unknown service"
+            return self.answer(400, {"errors": [{"code": "UNSUPPORTED", "message": "unknown service"}]}, entry)
+        issued = int(time.time())
+        granted = access(scopes)
+        claims = {
+            "iss": ISSUER,
+            "sub": user,
+            "aud": SERVICE,
+            "exp": issued + LIFETIME,
+            "nbf": issued - 10,
+            "iat": issued,
+            "jti": uuid.uuid4().hex,
+            "access": granted,
+        }
+        token = jwt(claims)
+        entry["granted"] = granted
+        issued_at = datetime.datetime.fromtimestamp(issued, datetime.timezone.utc)
+        self.answer(200, {"token": token, "access_token": token, "expires_in": LIFETIME,
+                          "issued_at": issued_at.strftime("%Y-%m-%dT%H:%M:%SZ")}, entry)
+
+    def do_POST(self):
+        # The OAuth2 form flow (refresh tokens) is not offered: clients fall back to GET.
+        n = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(n)
+        entry = {"method": "POST", "path": urllib.parse.urlsplit(self.path).path, "user": None}
+        self.answer(405, {"errors": [{"code": "UNSUPPORTED"}]}, entry)
+
+
+def watch_stdin():
+    try:
+        sys.stdin.buffer.read()
+    finally:
+        os._exit(0)
+
+
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+server.daemon_threads = True
+threading.Thread(target=watch_stdin, daemon=True).start()
+write_atomically("port", str(server.server_address[1]).encode())
+server.serve_forever()
+"#;
 
 /// A path as a double-quoted YAML scalar.
 fn yaml_str(p: &Path) -> String {
@@ -195,6 +566,47 @@ pub fn base64(bytes: &[u8]) -> String {
     out
 }
 
+/// One plain HTTP answer: the status, the headers in order, the body as sent (not
+/// de-chunked).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    /// The first header called `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One `GET path` on `addr` (a fresh connection, `Connection: close`, read to its end).
+pub fn http_get(addr: &str, path: &str, authorization: Option<&str>) -> io::Result<Answer> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let auth = authorization
+        .map(|a| format!("Authorization: {a}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n"
+    )?;
+    let mut r = BufReader::new(s);
+    let head = read_head(&mut r)?.ok_or(io::ErrorKind::UnexpectedEof)?;
+    let mut body = Vec::new();
+    r.read_to_end(&mut body)?;
+    Ok(Answer {
+        status: parse_status_line(&head.start)?,
+        headers: head.headers,
+        body,
+    })
+}
+
 /// The status of one `GET path` on `addr` (a fresh connection, `Connection: close`).
 pub fn get_status(addr: &str, path: &str, authorization: Option<&str>) -> io::Result<u16> {
     let mut s = TcpStream::connect(addr)?;
@@ -209,6 +621,116 @@ pub fn get_status(addr: &str, path: &str, authorization: Option<&str>) -> io::Re
     let mut line = String::new();
     BufReader::new(s).read_line(&mut line)?;
     parse_status_line(&line)
+}
+
+// ---------------------------------------------------------------------------------------
+// A registry with the referrers API.
+
+/// A running `ferro-oci-server` on `127.0.0.1:PORT`: an OCI Distribution Spec v1.1 registry
+/// with the referrers API. `GET /v2/<name>/referrers/<digest>` answers an image index of the
+/// manifests whose `subject` is that digest (`?artifactType=` filters it and says so in
+/// `OCI-Filters-Applied`), and a manifest PUT with a `subject` answers `OCI-Subject`. Blobs
+/// and its metadata (`metadata.json`) go to a temp directory; no auth.
+///
+/// From crates.io: `cargo xtask test` runs `cargo install --locked ferro-oci-server@1.0.0`
+/// into `target/kiln/tools/cargo` (`CARGO_TOOLS` in `xtask/src/test_env.rs`).
+pub struct ReferrersRegistry {
+    /// `127.0.0.1:PORT`, e.g. for `docker://{addr}/name:tag`.
+    pub addr: String,
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl ReferrersRegistry {
+    /// An open registry (no auth), answering `GET /v2/` with 200 when this returns.
+    pub fn start() -> ReferrersRegistry {
+        let exe = cargo_tool("ferro-oci-server");
+        let dir = tempfile::Builder::new()
+            .prefix("kiln-referrers-registry-")
+            .tempdir()
+            .unwrap();
+        let addr = format!("127.0.0.1:{}", free_port());
+        let storage = dir.path().join("storage");
+        std::fs::create_dir_all(&storage).unwrap();
+        // Its whole configuration is the environment: listen address, storage, log filter.
+        let child = kiln_core::process::command(&exe)
+            .env("FERRO_OCI_LISTEN", &addr)
+            .env("FERRO_OCI_STORAGE_DIR", &storage)
+            .env("RUST_LOG", "error")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(dir.path().join("stdout")).unwrap())
+            .stderr(std::fs::File::create(dir.path().join("stderr")).unwrap())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", exe.display()));
+        let mut reg = ReferrersRegistry { addr, child, dir };
+        reg.wait_ready();
+        reg
+    }
+
+    /// The registry's storage directory (blobs, `metadata.json`).
+    pub fn storage(&self) -> PathBuf {
+        self.dir.path().join("storage")
+    }
+
+    /// What the registry wrote to stdout and stderr so far (errors only: `RUST_LOG=error`).
+    pub fn logs(&self) -> String {
+        let read =
+            |name: &str| std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
+        format!(
+            "--- ferro-oci-server stdout\n{}\n--- ferro-oci-server stderr\n{}",
+            read("stdout"),
+            read("stderr")
+        )
+    }
+
+    /// Polls `GET /v2/` until it answers 200.
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut last;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!(
+                    "ferro-oci-server exited ({status}) before it answered on {}\n{}",
+                    self.addr,
+                    self.logs()
+                );
+            }
+            match get_status(&self.addr, "/v2/", None) {
+                Ok(200) => return,
+                Ok(s) => last = format!("GET /v2/ answered {s}"),
+                Err(e) => last = format!("GET /v2/: {e}"),
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "ferro-oci-server on {} not ready after 20 s ({last})\n{}",
+                    self.addr,
+                    self.logs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+}
+
+impl Drop for ReferrersRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `cargo install`ed test tool: in `$KILN_TOOLS_CARGO_BIN` or `target/kiln/tools/cargo/bin`
+/// (where `cargo xtask test` installs its `CARGO_TOOLS`), else found like any tool.
+fn cargo_tool(name: &str) -> PathBuf {
+    let dirs = [
+        std::env::var_os("KILN_TOOLS_CARGO_BIN").map(PathBuf::from),
+        Some(super::repo().join("target/kiln/tools/cargo/bin")),
+    ];
+    dirs.into_iter()
+        .flatten()
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| super::tool(name))
 }
 
 // ---------------------------------------------------------------------------------------
