@@ -128,7 +128,7 @@ pub fn push(args: &PushBenchArgs) -> Result<()> {
         .arg(&key);
     run_logged(c, &logs.join("build.log"))?;
     let out = layout.output(IMAGE);
-    let image_bytes = image_size(&out.oci(), TAG)?;
+    let (image_bytes, image_objects) = image_size(&out.oci(), TAG)?;
     eprintln!(
         "bench push: built in {:.1} s; image {TAG}: {:.1} MB (manifest, config, layers)",
         t.elapsed().as_secs_f64(),
@@ -213,11 +213,15 @@ pub fn push(args: &PushBenchArgs) -> Result<()> {
 
     println!();
     println!(
-        "bench push: {} MiB incompressible file; image {TAG} {:.1} MB, kiln pushes {:.1} MB with the evidence; {} run(s); docker-registry 2.8 on 127.0.0.1, storage on the same disk as the layout",
+        "bench push: {} MiB incompressible file; image {TAG} {image_bytes} bytes in {image_objects} objects (manifest, config, layers: what skopeo copies); kiln pushes {kiln_bytes} bytes in {} objects (the image and its evidence); {} run(s); docker-registry 2.8 on 127.0.0.1, storage on the same disk as the layout; kiln is this xtask binary ({} profile); MB = 10^6 bytes",
         args.size_mib,
-        image_bytes as f64 / 1e6,
-        kiln_bytes as f64 / 1e6,
-        args.runs
+        runs[0].push.objects,
+        args.runs,
+        if cfg!(debug_assertions) {
+            "dev"
+        } else {
+            "release"
+        }
     );
     println!();
     println!(
@@ -311,6 +315,7 @@ pub fn push(args: &PushBenchArgs) -> Result<()> {
         "runs": args.runs,
         "image_bytes": image_bytes,
         "kiln_push_bytes": kiln_bytes,
+        "kiln_push_objects": runs[0].push.objects,
         "chunk_size": chunk,
         "rows": rows.iter().map(|r| json!({
             "name": r.name,
@@ -354,6 +359,8 @@ struct Pushed {
     m: Measured,
     /// Every blob and manifest the push names (image and evidence), by size.
     bytes: u64,
+    /// How many blobs and manifests that is.
+    objects: usize,
     uploaded_bytes: u64,
     requests: u64,
     retries: u64,
@@ -457,6 +464,7 @@ fn kiln_push_and_repush(
         Ok(Pushed {
             m,
             bytes: entries().filter_map(|e| e["size"].as_u64()).sum(),
+            objects: entries().count(),
             uploaded_bytes: num("uploaded_bytes"),
             requests: num("requests"),
             retries: num("retries"),
@@ -508,9 +516,9 @@ fn run_logged(mut cmd: Command, log: &Path) -> Result<Measured> {
     })
 }
 
-/// Manifest, config and layers of the image tagged `tag` in the layout `oci`: what
-/// skopeo copies.
-fn image_size(oci: &Path, tag: &str) -> Result<u64> {
+/// Bytes and count of the manifest, config and layers of the image tagged `tag` in the
+/// layout `oci`: what skopeo copies.
+fn image_size(oci: &Path, tag: &str) -> Result<(u64, usize)> {
     let read = |p: PathBuf| -> Result<Value> {
         let bytes = std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
         serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", p.display()))
@@ -527,10 +535,12 @@ fn image_size(oci: &Path, tag: &str) -> Result<u64> {
     let manifest = read(blob(digest))?;
     let mut total = desc["size"].as_u64().context("manifest size")?;
     total += manifest["config"]["size"].as_u64().context("config size")?;
+    let mut objects = 2;
     for l in manifest["layers"].as_array().into_iter().flatten() {
         total += l["size"].as_u64().context("layer size")?;
+        objects += 1;
     }
-    Ok(total)
+    Ok((total, objects))
 }
 
 /// Writes `len` incompressible bytes (xorshift64*, fixed seed) to `path`, streamed.

@@ -216,3 +216,56 @@ pub fn unpack(out: &Path) -> Result<Vec<String>> {
     written.sort();
     Ok(written)
 }
+
+/// cosign's layout annotations (sigstore/cosign `pkg/oci/layout/index.go`): `cosign
+/// verify-attestation --local-image DIR` finds the image by `kind` =
+/// `dev.cosignproject.cosign/image` and its attestations in the image whose `kind` is
+/// `dev.cosignproject.cosign/atts`.
+pub const ANNOTATION_COSIGN_KIND: &str = "kind";
+pub const COSIGN_KIND_IMAGE: &str = "dev.cosignproject.cosign/image";
+pub const COSIGN_KIND_ATTS: &str = "dev.cosignproject.cosign/atts";
+
+/// Adds cosign's attestations image (the `.att` of [`crate::cosign::attestation_tag`]:
+/// every DSSE envelope, `(canonical envelope bytes, predicate type)`) to the layout, listed
+/// last in `index.json` with `kind` = `dev.cosignproject.cosign/atts`, and marks the image
+/// `subject` with `kind` = `dev.cosignproject.cosign/image`, as cosign's own layouts are
+/// written. Replaces an attestations image a previous run added.
+pub fn attach_cosign_attestations(
+    layout: &Path,
+    subject: &Descriptor,
+    envelopes: &[(Vec<u8>, String)],
+) -> Result<Descriptor> {
+    let img = crate::cosign::attestation_tag(&subject.digest, envelopes);
+    write_blob(layout, &img.config)?;
+    for (_, bytes) in &img.layers {
+        write_blob(layout, bytes)?;
+    }
+    let digest = write_blob(layout, &img.manifest)?;
+    let desc = Descriptor {
+        media_type: MEDIA_TYPE_MANIFEST.into(),
+        digest,
+        size: img.manifest.len() as u64,
+        artifact_type: None,
+        annotations: BTreeMap::from([(ANNOTATION_COSIGN_KIND.into(), COSIGN_KIND_ATTS.into())]),
+    };
+    let index_path = layout.join("index.json");
+    let raw = std::fs::read(&index_path).map_err(io("cannot read", &index_path))?;
+    let invalid = |message: String| crate::Error::Invalid {
+        file: index_path.display().to_string(),
+        message,
+    };
+    let mut index: Value = serde_json::from_slice(&raw).map_err(|e| invalid(e.to_string()))?;
+    let manifests = index["manifests"]
+        .as_array_mut()
+        .ok_or_else(|| invalid("no `manifests` array".into()))?;
+    manifests.retain(|m| m["annotations"][ANNOTATION_COSIGN_KIND] != COSIGN_KIND_ATTS);
+    for m in manifests.iter_mut() {
+        if m["digest"] == subject.digest.to_string() && m.get("artifactType").is_none() {
+            m["annotations"][ANNOTATION_COSIGN_KIND] = COSIGN_KIND_IMAGE.into();
+        }
+    }
+    manifests.push(serde_json::to_value(&desc).expect("descriptor serializes"));
+    let bytes = canonical::to_vec(&index).expect("index serializes");
+    fsx::write_atomic(&index_path, &bytes).map_err(io("cannot write", &index_path))?;
+    Ok(desc)
+}

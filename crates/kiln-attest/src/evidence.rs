@@ -141,6 +141,7 @@ pub fn write(
     }
 
     let mut files = Vec::new();
+    let mut envelopes = Vec::new();
     for (name, stmt) in &statements {
         let payload = canonical::to_vec(stmt).expect("statement serializes");
         let pt = stmt.predicate_type.clone();
@@ -163,6 +164,7 @@ pub fn write(
         };
         let env_bytes = canonical::to_vec(&bundle.dsse_envelope).expect("envelope serializes");
         write_file(out, &envelope_file(name), &env_bytes, &mut files)?;
+        envelopes.push((env_bytes, pt.clone()));
         let bundle_bytes = canonical::to_vec(&bundle).expect("bundle serializes");
         let bf = bundle_file(name);
         write_file(out, &bf, &bundle_bytes, &mut files)?;
@@ -179,6 +181,11 @@ pub fn write(
         });
     }
     let referrers = attach::attach(layout, image, &attachments)?;
+    // cosign v2 reads attestations from the `.att` image, also in a local layout
+    // (`cosign verify-attestation --local-image`).
+    if !envelopes.is_empty() {
+        attach::attach_cosign_attestations(layout, image, &envelopes)?;
+    }
     files.sort();
     Ok(Written {
         files,

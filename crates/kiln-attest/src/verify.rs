@@ -14,9 +14,10 @@ use kiln_core::{Digest, canonical};
 use serde::Serialize;
 
 use crate::attach::{
-    ANNOTATION_BUNDLE_CONTENT, ANNOTATION_BUNDLE_PREDICATE, ANNOTATION_INTOTO_PREDICATE,
-    ANNOTATION_REF_NAME, ANNOTATION_TITLE, ArtifactManifest, Descriptor, EMPTY_BLOB,
-    MEDIA_TYPE_EMPTY, MEDIA_TYPE_MANIFEST, blob_path,
+    ANNOTATION_BUNDLE_CONTENT, ANNOTATION_BUNDLE_PREDICATE, ANNOTATION_COSIGN_KIND,
+    ANNOTATION_INTOTO_PREDICATE, ANNOTATION_REF_NAME, ANNOTATION_TITLE, ArtifactManifest,
+    COSIGN_KIND_ATTS, COSIGN_KIND_IMAGE, Descriptor, EMPTY_BLOB, MEDIA_TYPE_EMPTY,
+    MEDIA_TYPE_MANIFEST, blob_path,
 };
 use crate::dsse::{BUNDLE_MEDIA_TYPE, Bundle, Envelope, PAYLOAD_TYPE, parse_strict};
 use crate::evidence::{EVIDENCE, bundle_file, envelope_file};
@@ -111,6 +112,10 @@ struct Layout {
     image: ImageInfo,
     images: Vec<ImageInfo>,
     referrers: Vec<Descriptor>,
+    /// cosign's attestations image (`kind` = `dev.cosignproject.cosign/atts`), if listed.
+    cosign_atts: Option<Descriptor>,
+    /// Images marked `kind` = `dev.cosignproject.cosign/image` (their digests).
+    cosign_marked: Vec<Digest>,
     detail: String,
 }
 
@@ -230,6 +235,7 @@ pub fn verify_with(out: &Path, policy: &Policy, opts: &Options) -> Report {
 
     // Signatures and statements.
     let mut verified: Vec<(String, Statement)> = Vec::new();
+    let mut kiln_envelopes: Vec<(Vec<u8>, String)> = Vec::new();
     let mut any_bundle = false;
     for (_, m, bytes) in &attached {
         let title = title_of(m);
@@ -253,6 +259,12 @@ pub fn verify_with(out: &Path, policy: &Policy, opts: &Options) -> Report {
                 );
                 let subj = check_subjects(&cx, &layout, image, &stmt);
                 if cx.push(format!("subjects {title}"), subj) {
+                    if let Ok(b) = Bundle::parse(bytes, &title) {
+                        kiln_envelopes.push((
+                            canonical::to_vec(&b.dsse_envelope).expect("envelope serializes"),
+                            stmt.predicate_type.clone(),
+                        ));
+                    }
                     verified.push((title, stmt));
                 }
             }
@@ -287,6 +299,17 @@ pub fn verify_with(out: &Path, policy: &Policy, opts: &Options) -> Report {
         )),
     };
     cx.push("tags", tags);
+    let atts_blobs = match check_cosign_atts(&cx, &layout, &lay, &kiln_envelopes) {
+        Ok(None) => Vec::new(),
+        Ok(Some((detail, blobs))) => {
+            cx.push("cosign attestations", Ok(detail));
+            blobs
+        }
+        Err(e) => {
+            cx.push("cosign attestations", Err(e));
+            Vec::new()
+        }
+    };
 
     // Raw documents: each must be what a verified statement signs.
     let raw: Vec<(String, Vec<u8>)> = attached
@@ -363,7 +386,9 @@ pub fn verify_with(out: &Path, policy: &Policy, opts: &Options) -> Report {
             }
         }
     }
-    let r = check_inventory(&cx, &lay, &attached, &foreign_blobs);
+    let mut referenced = foreign_blobs.clone();
+    referenced.extend(atts_blobs);
+    let r = check_inventory(&cx, &lay, &attached, &referenced);
     cx.push("files", r);
 
     let mut all_verified = verified.clone();
@@ -480,6 +505,8 @@ fn check_layout(
     }
     let mut images = Vec::new();
     let mut referrers = Vec::new();
+    let mut cosign_atts = None;
+    let mut cosign_marked = Vec::new();
     for (i, e) in index.manifests.iter().enumerate() {
         let at = format!("{ip}: manifests[{i}] ({})", e.digest);
         if e.media_type != MEDIA_TYPE_MANIFEST {
@@ -488,7 +515,33 @@ fn check_layout(
                 e.media_type
             ));
         }
-        let annotations = e.annotations.clone().unwrap_or_default();
+        let mut annotations = e.annotations.clone().unwrap_or_default();
+        let kind = annotations.get(ANNOTATION_COSIGN_KIND).cloned();
+        if e.artifact_type.is_none() && kind.as_deref() == Some(COSIGN_KIND_ATTS) {
+            // cosign's attestations image: checked against the verified envelopes below.
+            if annotations.len() != 1 || e.platform.is_some() || cosign_atts.is_some() {
+                return Err(format!(
+                    "{at}: cosign's attestations image carries exactly one annotation, `kind`, once"
+                ));
+            }
+            cosign_atts = Some(Descriptor {
+                media_type: e.media_type.clone(),
+                digest: e.digest,
+                size: e.size,
+                artifact_type: None,
+                annotations,
+            });
+            continue;
+        }
+        if e.artifact_type.is_none() && kind.is_some() {
+            if kind.as_deref() != Some(COSIGN_KIND_IMAGE) {
+                return Err(format!(
+                    "{at}: annotation kind = {kind:?} is not one kiln writes"
+                ));
+            }
+            annotations.remove(ANNOTATION_COSIGN_KIND);
+            cosign_marked.push(e.digest);
+        }
         match &e.artifact_type {
             None => {
                 let tag = match annotations.get(ANNOTATION_REF_NAME) {
@@ -556,6 +609,8 @@ fn check_layout(
         image,
         images,
         referrers,
+        cosign_atts,
+        cosign_marked,
         detail,
     })
 }
@@ -637,6 +692,83 @@ fn check_image(
             .map(|l| (l.media_type.clone(), l.digest, l.size))
             .collect(),
     })
+}
+
+/// cosign's attestations image in the layout must be exactly the one the verified
+/// envelopes give (`cosign::attestation_tag`), listed iff the image is marked
+/// `kind` = `dev.cosignproject.cosign/image`. `Ok(None)`: neither is there (unsigned).
+/// Returns the blobs it references.
+fn check_cosign_atts(
+    cx: &Ctx,
+    layout: &Path,
+    lay: &Layout,
+    envelopes: &[(Vec<u8>, String)],
+) -> Result<Option<(String, Vec<Digest>)>, String> {
+    let marked = lay.cosign_marked.contains(&lay.image.manifest.digest);
+    let stray: Vec<_> = lay
+        .cosign_marked
+        .iter()
+        .filter(|d| **d != lay.image.manifest.digest)
+        .collect();
+    if !stray.is_empty() {
+        return Err(format!(
+            "oci/index.json: {stray:?} marked as cosign's image, which is not the image verified"
+        ));
+    }
+    let Some(d) = &lay.cosign_atts else {
+        if marked {
+            return Err("oci/index.json: the image is marked for cosign but no attestations image is listed (removed?)".into());
+        }
+        return Ok(None);
+    };
+    if !marked {
+        return Err("oci/index.json: an attestations image is listed but the image is not marked `kind` = dev.cosignproject.cosign/image".into());
+    }
+    let want = crate::cosign::attestation_tag(&lay.image.manifest.digest, envelopes);
+    if want.manifest_digest() != d.digest || want.manifest.len() as u64 != d.size {
+        return Err(format!(
+            "oci/index.json: cosign's attestations image {} is not the one the {} verified envelope(s) give ({}): it was modified or holds an unverified envelope",
+            d.digest,
+            envelopes.len(),
+            want.manifest_digest()
+        ));
+    }
+    let mut blobs = vec![d.digest];
+    read_verified(
+        cx,
+        layout,
+        &d.digest,
+        Some(d.size),
+        "cosign attestations manifest",
+    )?;
+    let config_digest = Digest::of(&want.config);
+    read_verified(
+        cx,
+        layout,
+        &config_digest,
+        Some(want.config.len() as u64),
+        "cosign attestations config",
+    )?;
+    blobs.push(config_digest);
+    for (_, bytes) in &want.layers {
+        let ld = Digest::of(bytes);
+        read_verified(
+            cx,
+            layout,
+            &ld,
+            Some(bytes.len() as u64),
+            "cosign attestation layer",
+        )?;
+        blobs.push(ld);
+    }
+    Ok(Some((
+        format!(
+            "{} ({} envelope(s)) is exactly what the verified bundles give; the image is marked for `cosign verify-attestation --local-image`",
+            d.digest,
+            want.layers.len()
+        ),
+        blobs,
+    )))
 }
 
 /// Whether a referrer carries one of kiln's own evidence files (by its layer's title).

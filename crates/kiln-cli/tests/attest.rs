@@ -236,8 +236,45 @@ fn signed_build_passes_kiln_verify_and_independent_verifiers() {
         serde_json::from_slice(&std::fs::read(dir.join("oci/index.json")).unwrap()).unwrap();
     let manifests = index["manifests"].as_array().unwrap();
     assert_eq!(manifests[0]["digest"], summary["digest"]);
-    assert!(manifests.len() > 1);
-    for r in &manifests[1..] {
+    assert!(manifests.len() > 2);
+    // Last, cosign's attestations image (`kind` annotations as cosign lays out a local
+    // image, for `cosign verify-attestation --local-image`): one DSSE envelope a layer.
+    let (atts, referrers) = manifests[1..].split_last().unwrap();
+    assert_eq!(
+        atts["annotations"],
+        serde_json::json!({"kind": "dev.cosignproject.cosign/atts"})
+    );
+    assert_eq!(
+        manifests[0]["annotations"]["kind"],
+        "dev.cosignproject.cosign/image"
+    );
+    let att: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            dir.join("oci/blobs/sha256").join(
+                atts["digest"]
+                    .as_str()
+                    .unwrap()
+                    .trim_start_matches("sha256:"),
+            ),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let envelopes = evidence_files(&dir, ".intoto.json");
+    assert_eq!(att["layers"].as_array().unwrap().len(), envelopes.len());
+    for l in att["layers"].as_array().unwrap() {
+        assert_eq!(l["mediaType"], "application/vnd.dsse.envelope.v1+json");
+        let bytes = std::fs::read(
+            dir.join("oci/blobs/sha256")
+                .join(l["digest"].as_str().unwrap().trim_start_matches("sha256:")),
+        )
+        .unwrap();
+        assert!(
+            envelopes.iter().any(|e| std::fs::read(e).unwrap() == bytes),
+            "an .att layer is not an envelope file"
+        );
+    }
+    for r in referrers {
         assert!(r["artifactType"].is_string());
         let blob = std::fs::read(
             dir.join("oci/blobs/sha256")

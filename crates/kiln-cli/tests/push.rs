@@ -196,7 +196,17 @@ fn push_pull_and_verify_from_a_registry() {
 
     // cosign's legacy tags: every DSSE envelope as a layer of `.att`; `.sig` a simple
     // signing payload whose signature the public key verifies (Python's cryptography).
-    let att = json(&skopeo_raw(&format!("{repo_ref}:sha256-{hex}.att")));
+    let att_raw = skopeo_raw(&format!("{repo_ref}:sha256-{hex}.att"));
+    let local_att = entries
+        .iter()
+        .find(|e| e["annotations"]["kind"] == "dev.cosignproject.cosign/atts")
+        .expect("the layout lists cosign's attestations image");
+    assert_eq!(
+        kiln_core::Digest::of(&att_raw).to_string(),
+        local_att["digest"].as_str().unwrap(),
+        "the pushed .att is not the layout's"
+    );
+    let att = json(&att_raw);
     let att_layers = att["layers"].as_array().unwrap();
     let envelopes = std::fs::read_dir(b.out())
         .unwrap()
@@ -375,6 +385,13 @@ fn push_survives_faults_and_never_tags_an_incomplete_image() {
                 nth: 1,
                 action: Action::Status(500),
             },
+            // The layer's one streamed PUT is cut: the push falls back to resumable chunks.
+            Fault {
+                method: Some("PUT"),
+                path_contains: "/blobs/uploads/",
+                nth: 3,
+                action: Action::Drop,
+            },
             Fault {
                 method: Some("PUT"),
                 path_contains: "/manifests/sha256:",
@@ -390,7 +407,8 @@ fn push_survives_faults_and_never_tags_an_incomplete_image() {
         ],
     );
     let repo_ref = format!("{}/team/hello", proxy.addr);
-    // Small chunks, so the binary's layer goes up in several PATCHes and one is cut.
+    // Small chunks, so the binary's layer is larger than one: it is streamed in one PUT
+    // (cut by the proxy), then sent again in several PATCHes, two of them cut.
     let out = run_ok(b.push(&repo_ref).env("KILN_PUSH_CHUNK_SIZE", "65536"));
     let report = json(&out.stdout);
     assert!(report["retries"].as_u64().unwrap() >= 4, "{report}");
@@ -610,6 +628,110 @@ fn push_authenticates_and_never_prints_a_secret() {
             .env("PATH", path),
     );
     no_secret(&out);
+}
+
+/// A registry with distribution's token authentication (as Docker Hub, GHCR and Harbor
+/// have it): kiln answers the `Bearer realm=...,service=...` challenge by asking the
+/// token service for a `repository:team/hello:pull,push` token with the credentials, and
+/// pushes with it. Without credentials, or with a wrong password, the token service turns
+/// kiln away and kiln says so; no secret ever appears in kiln's output or in push.json.
+#[test]
+fn push_answers_a_bearer_token_challenge() {
+    let b = built();
+    let (user, password) = ("kiln-ci", "t0ken-Pa55word");
+    let reg = Registry::start_with_token_auth(user, password);
+    let realm = reg.token_realm.clone().unwrap();
+    let repo_ref = format!("{}/team/hello", reg.addr);
+    let no_secret = |out: &std::process::Output| {
+        for text in [&out.stdout, &out.stderr] {
+            let t = String::from_utf8_lossy(text);
+            assert!(!t.contains(password), "the password was printed: {t}");
+        }
+        let report = std::fs::read_to_string(b.out().join("push.json")).unwrap_or_default();
+        assert!(!report.contains(password), "push.json holds the password");
+    };
+
+    let out = b.push(&repo_ref).output().unwrap();
+    no_secret(&out);
+    assert!(!out.status.success(), "an anonymous push was accepted");
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        e.contains("authentication failed") && e.contains(&realm) && e.contains("401"),
+        "{e}\n{}",
+        reg.logs()
+    );
+    assert!(
+        e.contains("fix: log in with `docker login REGISTRY`"),
+        "{e}"
+    );
+
+    let out = b
+        .push(&repo_ref)
+        .env("KILN_REGISTRY_USERNAME", user)
+        .env("KILN_REGISTRY_PASSWORD", "wrong")
+        .output()
+        .unwrap();
+    no_secret(&out);
+    assert!(!out.status.success(), "a wrong password was accepted");
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains(&realm) && e.contains("401"), "{e}");
+    let log = reg.token_requests();
+    assert_eq!(
+        log.iter()
+            .map(|r| (r["user"].clone(), r["status"].clone()))
+            .collect::<Vec<_>>(),
+        [
+            (serde_json::Value::Null, 401.into()),
+            (user.into(), 401.into())
+        ],
+        "the token service turned both away: {log:#?}"
+    );
+
+    let out = b
+        .push(&repo_ref)
+        .env("KILN_REGISTRY_USERNAME", user)
+        .env("KILN_REGISTRY_PASSWORD", password)
+        .output()
+        .unwrap();
+    no_secret(&out);
+    assert!(
+        out.status.success(),
+        "{}\n--- token service requests\n{:#?}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        reg.token_requests(),
+        reg.logs()
+    );
+    let report = json(&out.stdout);
+    let digest = b.digest();
+    assert_eq!(report["reference"], format!("{repo_ref}:0.1.0@{digest}"));
+    let log = reg.token_requests();
+    assert!(
+        log[2..]
+            .iter()
+            .all(|r| r["status"] == 200 && r["user"] == user),
+        "{log:#?}"
+    );
+    // A token per scope kiln needs (pull, then pull and push), not one per request.
+    assert!(log.len() - 2 <= 3, "{log:#?}");
+    assert!(
+        log.iter().any(|r| {
+            r["scope"] == serde_json::json!(["repository:team/hello:pull,push"])
+                && r["granted"]
+                    == serde_json::json!([
+                        {"type": "repository", "name": "team/hello", "actions": ["pull", "push"]}
+                    ])
+        }),
+        "kiln asked for (and got) pull and push on team/hello: {log:#?}"
+    );
+    // What the registry holds, read back with a token of skopeo's own.
+    let raw = run_ok(
+        kiln_core::process::command(tool("skopeo"))
+            .args(["inspect", "--raw", "--tls-verify=false", "--creds"])
+            .arg(format!("{user}:{password}"))
+            .arg(format!("docker://{repo_ref}:0.1.0")),
+    )
+    .stdout;
+    assert_eq!(raw, blob(&b.out().join("oci"), &digest));
 }
 
 /// `build --push` pushes what it just built; a second repository of the same registry
@@ -842,5 +964,46 @@ fn push_uses_the_referrers_api_where_the_registry_has_it() {
     assert_eq!(
         std::fs::read(pulled.path().join("h/oci/index.json")).unwrap(),
         std::fs::read(layout.join("index.json")).unwrap()
+    );
+}
+
+/// A layout whose layer was modified after the build: the push fails naming it (the
+/// registry refuses a blob that does not hash to its name), and the tag is not set.
+#[test]
+fn push_refuses_a_modified_layout() {
+    let b = built();
+    let forged = tempfile::tempdir().unwrap();
+    copy_tree(b.project.path(), forged.path());
+    let out = forged.path().join("target/kiln/out/hello");
+    copy_tree(&b.out(), &out);
+    let layout = out.join("oci");
+    let manifest = json(&blob(&layout, &b.digest()));
+    let layer = manifest["layers"][0]["digest"].as_str().unwrap();
+    let path = layout
+        .join("blobs/sha256")
+        .join(layer.trim_start_matches("sha256:"));
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x5a;
+    std::fs::write(&path, &bytes).unwrap();
+    let reg = Registry::start();
+    let repo_ref = format!("{}/team/hello", reg.addr);
+    for chunk in [None, Some("65536")] {
+        let mut c = clean(kiln());
+        c.arg("-C")
+            .arg(forged.path())
+            .args(["push", &repo_ref, "--insecure-http"]);
+        if let Some(n) = chunk {
+            c.env("KILN_PUSH_CHUNK_SIZE", n);
+        }
+        let e = run_err(&mut c);
+        assert!(e.contains(layer) && e.contains("modified"), "{e}");
+    }
+    let status =
+        crate::support::registry::get_status(&reg.addr, "/v2/team/hello/manifests/0.1.0", None)
+            .unwrap();
+    assert_eq!(
+        status, 404,
+        "a tag points at an image whose layer was refused"
     );
 }

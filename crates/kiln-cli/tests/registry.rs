@@ -153,6 +153,14 @@ fn the_registry_with_token_auth_challenges_and_accepts_its_tokens() {
         format!(r#"Bearer realm="{realm}",service="kiln-test""#),
         "{a:?}"
     );
+    // A token it did not issue is no key to it.
+    let a = http_get(&reg.addr, "/v2/", Some("Bearer e30.e30.c2ln")).unwrap();
+    assert_eq!(a.status, 401, "{a:?}");
+    assert!(
+        a.header("WWW-Authenticate")
+            .is_some_and(|c| c.contains(r#"error="invalid_token""#)),
+        "{a:?}"
+    );
     // The token service itself wants the password.
     let token_addr = realm
         .trim_start_matches("http://")

@@ -52,8 +52,13 @@ pub struct Options {
     /// `None`: discover (environment, then docker's config.json).
     pub credentials: Option<Credentials>,
     pub retry: Retry,
-    /// Upload chunk size: the most of a blob held in memory at once.
+    /// Chunk size of chunked uploads (and of resuming one): the most of a blob held in
+    /// memory at once.
     pub chunk_size: usize,
+    /// Send a blob larger than a chunk as one streamed request (what skopeo does; memory
+    /// stays bounded by the transport's buffer), falling back to resumable chunks if it
+    /// fails. `false`: chunked from the start.
+    pub stream_uploads: bool,
     /// Per-request timeout for connecting and for each read or write to stall.
     pub timeout: Duration,
 }
@@ -65,6 +70,7 @@ impl Default for Options {
             credentials: None,
             retry: Retry::default(),
             chunk_size: 16 << 20,
+            stream_uploads: true,
             timeout: Duration::from_secs(60),
         }
     }
@@ -387,8 +393,13 @@ impl Client {
         };
         let mut resp = resp.map_err(|e| format!("token service {realm}: {}", transport_why(&e)))?;
         if !resp.status().is_success() {
+            let why = if self.credentials.is_anonymous() {
+                "the registry wants credentials and none is configured"
+            } else {
+                "wrong credentials?"
+            };
             return Err(format!(
-                "token service {realm} answered HTTP {} (wrong credentials?)",
+                "token service {realm} answered HTTP {} ({why})",
                 resp.status().as_u16()
             ));
         }
@@ -473,6 +484,28 @@ impl Client {
         let mut src = Source::open(data)?;
         let mut restarts = 0;
         let mut requests = 0;
+        if self.opts.stream_uploads && size > self.opts.chunk_size as u64 {
+            let location = match session.take() {
+                Some(l) => l,
+                None => match self.start_upload(None)? {
+                    Started::Session(l) => l,
+                    Started::Mounted => return Ok(BlobPush::Present),
+                },
+            };
+            requests += 1;
+            match self.upload_streamed(&location, d, size, data) {
+                Ok(true) => return Ok(BlobPush::Uploaded { requests }),
+                // Lost or refused on the way: the blob may have landed anyway; otherwise
+                // the resumable chunked upload below takes over in a new session.
+                Ok(false) | Err(Error::Transport { .. }) => {
+                    self.stats.borrow_mut().retries += 1;
+                    if self.blob_size(d)?.is_some() {
+                        return Ok(BlobPush::Uploaded { requests });
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
         loop {
             let location = match session.take() {
                 Some(l) => l,
@@ -645,7 +678,9 @@ impl Client {
                 404 => Ok(false),
                 400 if text.contains("DIGEST_INVALID") => Err(Failure::Fatal(Error::Invalid {
                     what: src.name(),
-                    why: format!("the registry computed another digest than {d}: the file changed while pushing?"),
+                    why: format!(
+                        "the registry computed another digest than {d}: the blob does not hold what its name says (the layout was modified, or the file changed while pushing)"
+                    ),
                 })),
                 _ => Err(Failure::Fatal(Error::Status {
                     method: "PUT".into(),
@@ -665,6 +700,89 @@ impl Client {
             // The answer was lost: whether the blob landed is asked by the caller.
             Err(Error::Transport { .. }) => Ok(false),
             Err(e) => Err(e),
+        }
+    }
+
+    /// Sends the whole blob in one `PUT <location>?digest=` whose body streams from the
+    /// source (never held in memory), hashing it on the way. `Ok(false)`: the registry
+    /// did not take it (the caller falls back to chunks).
+    fn upload_streamed(
+        &self,
+        location: &str,
+        d: &Digest,
+        size: u64,
+        data: BlobSource,
+    ) -> Result<bool> {
+        let sep = if location.contains('?') { '&' } else { '?' };
+        let url = format!("{location}{sep}digest={d}");
+        let reader: Box<dyn Read> = match data {
+            BlobSource::File(p) => Box::new(std::fs::File::open(p).map_err(io("cannot open", p))?),
+            BlobSource::Bytes(b) => Box::new(std::io::Cursor::new(b)),
+        };
+        let mut reader = kiln_core::HashingReader::new(reader.take(size));
+        self.stats.borrow_mut().requests += 1;
+        let mut b = ureq::http::Request::builder()
+            .method("PUT")
+            .uri(&url)
+            .header("Content-Type", "application/octet-stream")
+            .header("Content-Length", size.to_string());
+        if let Some(a) = self.authorization.borrow().as_ref() {
+            b = b.header("Authorization", a);
+        }
+        let req = b
+            .body(ureq::SendBody::from_reader(&mut reader))
+            .map_err(|e| Error::Invalid {
+                what: url.clone(),
+                why: e.to_string(),
+            })?;
+        let mut resp = match self.agent.run(req) {
+            Ok(r) => r,
+            Err(e) => {
+                return Err(Error::Transport {
+                    method: "PUT".into(),
+                    url,
+                    why: transport_why(&e),
+                    attempts: 1,
+                });
+            }
+        };
+        let (sent, n) = reader.finish();
+        let status = resp.status().as_u16();
+        let answered = header(&resp, "docker-content-digest");
+        let text = answer(&mut resp);
+        if n != size || sent != *d {
+            return Err(Error::Invalid {
+                what: format!("the blob sent as {d}"),
+                why: format!(
+                    "its {n} bytes hash to {sent}: the blob does not hold what its name says (the layout was modified, or the file changed while pushing)"
+                ),
+            });
+        }
+        match status {
+            201 => {
+                if let Some(a) = answered
+                    && a != d.to_string()
+                {
+                    return Err(Error::DigestMismatch {
+                        url,
+                        sent: *d,
+                        answered: a,
+                    });
+                }
+                self.stats.borrow_mut().bytes_uploaded += size;
+                Ok(true)
+            }
+            400 if text.contains("DIGEST_INVALID") => Err(Error::Invalid {
+                what: format!("the blob sent as {d}"),
+                why: "the registry computed another digest: the blob does not hold what its name says (the layout was modified)".into(),
+            }),
+            s if s == 401 || s == 404 || s == 416 || s == 429 || s >= 500 => Ok(false),
+            _ => Err(Error::Status {
+                method: "PUT".into(),
+                url,
+                status,
+                answer: text,
+            }),
         }
     }
 

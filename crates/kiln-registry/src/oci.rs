@@ -13,6 +13,10 @@ use crate::error::{Error, Result, io};
 
 pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
 pub const ANNOTATION_TITLE: &str = "org.opencontainers.image.title";
+/// cosign's layout annotations (sigstore/cosign `pkg/oci/layout/index.go`).
+pub const ANNOTATION_COSIGN_KIND: &str = "kind";
+pub const COSIGN_KIND_IMAGE: &str = "dev.cosignproject.cosign/image";
+pub const COSIGN_KIND_ATTS: &str = "dev.cosignproject.cosign/atts";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

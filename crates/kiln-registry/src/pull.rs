@@ -16,7 +16,10 @@ use serde::Serialize;
 
 use crate::client::{Client, MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST};
 use crate::error::{Error, Result, io};
-use crate::oci::{ANNOTATION_REF_NAME, ANNOTATION_TITLE, Descriptor, Index, Manifest};
+use crate::oci::{
+    ANNOTATION_COSIGN_KIND, ANNOTATION_REF_NAME, ANNOTATION_TITLE, COSIGN_KIND_ATTS,
+    COSIGN_KIND_IMAGE, Descriptor, Index, Manifest,
+};
 use crate::push::referrers_tag;
 
 /// What was pulled.
@@ -185,6 +188,30 @@ pub fn pull(
         if let Some(d) = client.manifest_digest(&t)? {
             legacy_tags.insert(t, d);
         }
+    }
+    // cosign's attestations image goes into the layout as cosign lays it out
+    // (sigstore/cosign pkg/oci/layout: `kind` annotations on the image and on it), so
+    // `cosign verify-attestation --local-image` reads the pulled copy too.
+    if let Some(att) = legacy_tags.get(&format!("sha256-{}.att", image.hex())) {
+        let got = client
+            .get_manifest(&att.to_string())?
+            .ok_or_else(|| not_found(&format!("{} (.att)", r)))?;
+        let am = Manifest::parse(&got.bytes, "cosign attestations manifest")?;
+        write_blob(dir, &got.bytes)?;
+        for b in am.blobs() {
+            fetch_blob(client, dir, b)?;
+        }
+        entries[0]
+            .annotations
+            .insert(ANNOTATION_COSIGN_KIND.into(), COSIGN_KIND_IMAGE.into());
+        entries.push(Descriptor {
+            media_type: MEDIA_TYPE_OCI_MANIFEST.into(),
+            digest: got.digest,
+            size: got.bytes.len() as u64,
+            artifact_type: None,
+            annotations: BTreeMap::from([(ANNOTATION_COSIGN_KIND.into(), COSIGN_KIND_ATTS.into())]),
+            platform: None,
+        });
     }
 
     let index = Index {
