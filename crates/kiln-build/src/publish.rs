@@ -110,14 +110,20 @@ pub struct RegistryOptions {
     pub insecure_http: bool,
     /// Upload chunk size in bytes (`None`: the client's default, 16 MiB).
     pub chunk_size: Option<usize>,
+    /// Blobs uploaded at once (`None`: the client's default, 4).
+    pub parallel: Option<usize>,
 }
 
 impl RegistryOptions {
-    fn client(&self, reference: &Reference) -> Result<Client, PublishError> {
+    fn client(&self, reference: &Reference, push: bool) -> Result<Client, PublishError> {
         let mut o = kiln_registry::Options {
             insecure_http: self.insecure_http,
+            push,
             ..Default::default()
         };
+        if let Some(p) = self.parallel {
+            o.parallel = p;
+        }
         if let Some(c) = self.chunk_size {
             o.chunk_size = c;
         }
@@ -220,7 +226,7 @@ pub fn push(
                 source,
             }
         })?;
-    let client = opts.registry.client(&target)?;
+    let client = opts.registry.client(&target, true)?;
     let step = |m: &str| progress.step(&image.name, &format!("push: {m}"));
     step(&format!("to {target}"));
     let report = kiln_registry::push::push(
@@ -320,7 +326,7 @@ pub fn pull(
     progress: &dyn Fn(&str),
 ) -> Result<Pulled, PublishError> {
     let r = Reference::parse(reference)?;
-    let client = opts.client(&r)?;
+    let client = opts.client(&r, false)?;
     let staging = fsx::StagingDir::new(dest).map_err(io("cannot create", dest))?;
     let layout = OutputDir::new(staging.path()).oci();
     let pulled =

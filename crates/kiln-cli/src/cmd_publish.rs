@@ -21,6 +21,9 @@ impl RegistryArgs {
             chunk_size: std::env::var("KILN_PUSH_CHUNK_SIZE")
                 .ok()
                 .and_then(|v| v.parse().ok()),
+            parallel: std::env::var("KILN_PUSH_PARALLEL")
+                .ok()
+                .and_then(|v| v.parse().ok()),
         }
     }
 }

@@ -271,6 +271,7 @@ fn run(dir: Option<PathBuf>, command: Command) -> Result<ExitCode> {
                     registry: kiln_build::publish::RegistryOptions {
                         insecure_http: args.insecure_http,
                         chunk_size: None,
+                        parallel: None,
                     },
                     signing_key: opts.evidence.signing_key.clone(),
                     mount_from: Vec::new(),

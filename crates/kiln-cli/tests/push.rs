@@ -81,6 +81,7 @@ fn clean(mut c: std::process::Command) -> std::process::Command {
         "KILN_REGISTRY_USERNAME",
         "KILN_REGISTRY_PASSWORD",
         "KILN_PUSH_CHUNK_SIZE",
+        "KILN_PUSH_PARALLEL",
     ] {
         c.env_remove(v);
     }
@@ -358,58 +359,61 @@ fn push_refuses_latest_and_unsigned_tags() {
 fn push_survives_faults_and_never_tags_an_incomplete_image() {
     let b = built();
     let reg = Registry::start();
-    let proxy = FaultProxy::start(
-        &reg.addr,
-        vec![
-            Fault {
-                method: Some("HEAD"),
-                path_contains: "/blobs/",
-                nth: 1,
-                action: Action::Status(503),
-            },
-            Fault {
-                method: Some("PATCH"),
-                path_contains: "/blobs/uploads/",
-                nth: 2,
-                action: Action::DropAfterForward,
-            },
-            Fault {
-                method: Some("PATCH"),
-                path_contains: "/blobs/uploads/",
-                nth: 4,
-                action: Action::Drop,
-            },
-            Fault {
-                method: Some("PUT"),
-                path_contains: "/blobs/uploads/",
-                nth: 1,
-                action: Action::Status(500),
-            },
-            // The layer's one streamed PUT is cut: the push falls back to resumable chunks.
-            Fault {
-                method: Some("PUT"),
-                path_contains: "/blobs/uploads/",
-                nth: 3,
-                action: Action::Drop,
-            },
-            Fault {
-                method: Some("PUT"),
-                path_contains: "/manifests/sha256:",
-                nth: 1,
-                action: Action::DropAfterForward,
-            },
-            Fault {
-                method: Some("GET"),
-                path_contains: "/manifests/sha256-",
-                nth: 1,
-                action: Action::Truncate(10),
-            },
-        ],
-    );
+    let faults = vec![
+        Fault {
+            method: Some("HEAD"),
+            path_contains: "/blobs/",
+            nth: 1,
+            action: Action::Status(503),
+        },
+        Fault {
+            method: Some("PATCH"),
+            path_contains: "/blobs/uploads/",
+            nth: 2,
+            action: Action::DropAfterForward,
+        },
+        Fault {
+            method: Some("PATCH"),
+            path_contains: "/blobs/uploads/",
+            nth: 4,
+            action: Action::Drop,
+        },
+        Fault {
+            method: Some("PUT"),
+            path_contains: "/blobs/uploads/",
+            nth: 1,
+            action: Action::Status(500),
+        },
+        // The layer's one streamed PUT is cut: the push falls back to resumable chunks.
+        Fault {
+            method: Some("PUT"),
+            path_contains: "/blobs/uploads/",
+            nth: 3,
+            action: Action::Drop,
+        },
+        Fault {
+            method: Some("PUT"),
+            path_contains: "/manifests/sha256:",
+            nth: 1,
+            action: Action::DropAfterForward,
+        },
+        Fault {
+            method: Some("GET"),
+            path_contains: "/manifests/sha256-",
+            nth: 1,
+            action: Action::Truncate(10),
+        },
+    ];
+    let proxy = FaultProxy::start(&reg.addr, faults.clone());
     let repo_ref = format!("{}/team/hello", proxy.addr);
     // Small chunks, so the binary's layer is larger than one: it is streamed in one PUT
     // (cut by the proxy), then sent again in several PATCHes, two of them cut.
-    let out = run_ok(b.push(&repo_ref).env("KILN_PUSH_CHUNK_SIZE", "65536"));
+    // One blob at a time, so the faults land on the requests the script names.
+    let out = run_ok(
+        b.push(&repo_ref)
+            .env("KILN_PUSH_CHUNK_SIZE", "65536")
+            .env("KILN_PUSH_PARALLEL", "1"),
+    );
     let report = json(&out.stdout);
     assert!(report["retries"].as_u64().unwrap() >= 4, "{report}");
     let log = proxy.requests();
@@ -426,6 +430,19 @@ fn push_survives_faults_and_never_tags_an_incomplete_image() {
     );
     let v = verify_ref(&format!("{direct}:0.1.0"), &b.policy());
     assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
+
+    // The same faults with the default parallel uploads: whichever request they hit,
+    // the push ends with the same bytes in the registry.
+    let reg_p = Registry::start();
+    let proxy_p = FaultProxy::start(&reg_p.addr, faults.clone());
+    run_ok(
+        b.push(&format!("{}/team/hello", proxy_p.addr))
+            .env("KILN_PUSH_CHUNK_SIZE", "65536"),
+    );
+    assert_eq!(
+        skopeo_raw(&format!("{}/team/hello:0.1.0", reg_p.addr)),
+        blob(&b.out().join("oci"), &digest)
+    );
 
     // A registry that fails every manifest PUT by tag: the push fails, the tag is absent.
     let reg2 = Registry::start();
@@ -965,6 +982,115 @@ fn push_uses_the_referrers_api_where_the_registry_has_it() {
         std::fs::read(pulled.path().join("h/oci/index.json")).unwrap(),
         std::fs::read(layout.join("index.json")).unwrap()
     );
+}
+
+/// An independent reader: the `oci-client` crate (oras-project's Rust client, not kiln's
+/// code) reads back from a registry with the referrers API what kiln pushed — the image
+/// manifest by tag, byte for byte; the referrers listing of the image, exactly kiln's
+/// evidence with the artifact types kiln set; and the provenance bundle, a referrer's
+/// layer, equal to the file beside the layout.
+#[test]
+fn oci_client_reads_back_what_kiln_pushed() {
+    use oci_client::client::{ClientConfig, ClientProtocol};
+    use oci_client::manifest::{OCI_IMAGE_MEDIA_TYPE, OciManifest};
+    use oci_client::secrets::RegistryAuth;
+    use oci_client::{Client, Reference};
+    use std::collections::BTreeSet;
+
+    let b = built();
+    let reg = crate::support::registry::ReferrersRegistry::start();
+    let repo_ref = format!("{}/team/hello", reg.addr);
+    let report = json(&run_ok(b.push(&repo_ref).arg("--key").arg(b.key())).stdout);
+    assert_eq!(report["referrers"], "referrers API", "{report}");
+    let digest = b.digest();
+    let layout = b.out().join("oci");
+    let index = json(&std::fs::read(layout.join("index.json")).unwrap());
+    // What kiln attached, as the layout lists it: digest → artifactType.
+    let attached: BTreeSet<(String, String)> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| {
+            let t = e.get("artifactType")?;
+            Some((
+                e["digest"].as_str().unwrap().to_string(),
+                t.as_str().unwrap().to_string(),
+            ))
+        })
+        .collect();
+    assert!(
+        attached.len() >= 8,
+        "SBOMs, VEX, provenance, bundles: {index}"
+    );
+
+    // reqwest builds a rustls config even for plain HTTP; ring is the provider in the tree.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = Client::new(ClientConfig {
+        protocol: ClientProtocol::HttpsExcept(vec![reg.addr.clone()]),
+        ..Default::default()
+    });
+    let auth = RegistryAuth::Anonymous;
+    let tagged: Reference = format!("{repo_ref}:0.1.0").parse().unwrap();
+    let image = Reference::with_digest(reg.addr.clone(), "team/hello".into(), digest.clone());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (raw, got) = client
+            .pull_manifest_raw(&tagged, &auth, &[OCI_IMAGE_MEDIA_TYPE])
+            .await
+            .unwrap();
+        assert_eq!(got, digest, "oci-client resolved 0.1.0 elsewhere");
+        assert_eq!(raw.as_ref(), blob(&layout, &digest), "the image manifest");
+
+        let referrers = client.pull_referrers(&image, None).await.unwrap();
+        let listed: BTreeSet<(String, String)> = referrers
+            .manifests
+            .iter()
+            .map(|m| {
+                (
+                    m.digest.clone(),
+                    m.artifact_type.clone().unwrap_or_default(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            listed, attached,
+            "the referrers listing is not the layout's referrers: {referrers:#?}"
+        );
+
+        // The provenance bundle: the referrer whose one layer is titled so.
+        let mut found = None;
+        for m in &referrers.manifests {
+            let r = Reference::with_digest(reg.addr.clone(), "team/hello".into(), m.digest.clone());
+            let (manifest, _) = client.pull_manifest(&r, &auth).await.unwrap();
+            let OciManifest::Image(manifest) = manifest else {
+                panic!("{} is not an image manifest", m.digest);
+            };
+            assert_eq!(
+                manifest.subject.as_ref().map(|s| s.digest.as_str()),
+                Some(digest.as_str()),
+                "{} has another subject",
+                m.digest
+            );
+            let title = manifest.layers[0]
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get("org.opencontainers.image.title"));
+            if title.map(String::as_str) == Some("provenance.sigstore.json") {
+                found = Some((r, manifest.layers[0].clone()));
+            }
+        }
+        let (r, layer) = found.expect("no referrer's layer is provenance.sigstore.json");
+        let mut bytes = Vec::new();
+        client.pull_blob(&r, &layer, &mut bytes).await.unwrap();
+        assert_eq!(
+            bytes,
+            std::fs::read(b.out().join("provenance.sigstore.json")).unwrap(),
+            "the provenance bundle oci-client pulled"
+        );
+    });
 }
 
 /// A layout whose layer was modified after the build: the push fails naming it (the

@@ -8,9 +8,9 @@
 //! there, or starts the upload again when the session is gone. No success is reported
 //! without the registry's confirming status (and, for manifests, digest).
 
-use std::cell::RefCell;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use kiln_core::Digest;
@@ -61,6 +61,11 @@ pub struct Options {
     pub stream_uploads: bool,
     /// Per-request timeout for connecting and for each read or write to stall.
     pub timeout: Duration,
+    /// The client will write (push): a token it asks for covers pull *and* push from the
+    /// start, so parallel uploads do not each discover that pull was not enough.
+    pub push: bool,
+    /// Blobs uploaded at once by `push`.
+    pub parallel: usize,
 }
 
 impl Default for Options {
@@ -72,6 +77,8 @@ impl Default for Options {
             chunk_size: 16 << 20,
             stream_uploads: true,
             timeout: Duration::from_secs(60),
+            push: false,
+            parallel: 4,
         }
     }
 }
@@ -118,9 +125,12 @@ pub struct Client {
     agent: ureq::Agent,
     credentials: Credentials,
     /// The `Authorization` header that last worked (a token, or Basic).
-    authorization: RefCell<Option<String>>,
+    authorization: Mutex<Option<String>>,
+    /// Held while answering a challenge, so parallel requests that all got a 401 fetch
+    /// one token, not one each.
+    authenticating: Mutex<()>,
     opts: Options,
-    stats: RefCell<Stats>,
+    stats: Mutex<Stats>,
 }
 
 /// One request, as built (so it can be sent again).
@@ -177,9 +187,10 @@ impl Client {
             base: format!("{scheme}://{}", reference.api_host()),
             agent: config.into(),
             credentials,
-            authorization: RefCell::new(authorization),
+            authorization: Mutex::new(authorization),
+            authenticating: Mutex::new(()),
             opts,
-            stats: RefCell::new(Stats::default()),
+            stats: Mutex::new(Stats::default()),
         })
     }
 
@@ -187,8 +198,12 @@ impl Client {
         &self.reference
     }
 
+    pub fn options(&self) -> &Options {
+        &self.opts
+    }
+
     pub fn stats(&self) -> Stats {
-        self.stats.borrow().clone()
+        lock(&self.stats).clone()
     }
 
     fn url(&self, tail: &str) -> String {
@@ -207,14 +222,14 @@ impl Client {
     // ---- transport --------------------------------------------------------------
 
     fn send_once(&self, req: &Req) -> std::result::Result<Resp, ureq::Error> {
-        self.stats.borrow_mut().requests += 1;
+        lock(&self.stats).requests += 1;
         let mut b = ureq::http::Request::builder()
             .method(req.method)
             .uri(&req.url);
         for (k, v) in &req.headers {
             b = b.header(*k, v);
         }
-        if let Some(a) = self.authorization.borrow().as_ref() {
+        if let Some(a) = lock(&self.authorization).clone() {
             b = b.header("Authorization", a);
         }
         match req.body {
@@ -254,12 +269,13 @@ impl Client {
         let mut n = 0;
         while n < attempts {
             if n > 0 {
-                self.stats.borrow_mut().retries += 1;
+                lock(&self.stats).retries += 1;
                 let shift = (n - 1).min(5);
                 let delay = (self.opts.retry.base_delay * (1 << shift)).min(Duration::from_secs(8));
                 std::thread::sleep(delay);
             }
             n += 1;
+            let sent_with = lock(&self.authorization).clone();
             let mut resp = match self.send_once(req) {
                 Ok(r) => r,
                 Err(e) => {
@@ -272,7 +288,11 @@ impl Client {
                 authenticated = true;
                 let challenge = header(&resp, "www-authenticate");
                 drain(&mut resp);
-                self.authenticate(challenge.as_deref(), req)?;
+                let _one_at_a_time = lock(&self.authenticating);
+                // Another request may have answered the challenge meanwhile: use its token.
+                if *lock(&self.authorization) == sent_with {
+                    self.authenticate(challenge.as_deref(), req)?;
+                }
                 n -= 1; // answering a challenge is not a retry
                 continue;
             }
@@ -325,14 +345,14 @@ impl Client {
                             .into(),
                     )
                 })?;
-                *self.authorization.borrow_mut() = Some(h);
+                *lock(&self.authorization) = Some(h);
             }
             Challenge::Bearer {
                 realm,
                 service,
                 scope,
             } => {
-                let writes = !matches!(req.method, "GET" | "HEAD");
+                let writes = self.opts.push || !matches!(req.method, "GET" | "HEAD");
                 let scope = scope.unwrap_or_else(|| {
                     format!(
                         "repository:{}:{}",
@@ -343,7 +363,7 @@ impl Client {
                 let token = self
                     .fetch_token(&realm, service.as_deref(), &scope)
                     .map_err(auth_err)?;
-                *self.authorization.borrow_mut() = Some(format!("Bearer {token}"));
+                *lock(&self.authorization) = Some(format!("Bearer {token}"));
             }
         }
         Ok(())
@@ -498,7 +518,7 @@ impl Client {
                 // Lost or refused on the way: the blob may have landed anyway; otherwise
                 // the resumable chunked upload below takes over in a new session.
                 Ok(false) | Err(Error::Transport { .. }) => {
-                    self.stats.borrow_mut().retries += 1;
+                    lock(&self.stats).retries += 1;
                     if self.blob_size(d)?.is_some() {
                         return Ok(BlobPush::Uploaded { requests });
                     }
@@ -610,7 +630,7 @@ impl Client {
             });
             match r {
                 Ok(Some((loc, range))) => {
-                    self.stats.borrow_mut().bytes_uploaded += n;
+                    lock(&self.stats).bytes_uploaded += n;
                     if let Some(l) = loc {
                         location = self.absolute(&l);
                     }
@@ -630,7 +650,7 @@ impl Client {
                             attempts: failures,
                         });
                     }
-                    self.stats.borrow_mut().retries += 1;
+                    lock(&self.stats).retries += 1;
                     std::thread::sleep(self.opts.retry.base_delay * failures);
                     // Resume where the registry says it is.
                     match self.upload_status(&location)? {
@@ -693,7 +713,7 @@ impl Client {
         match done {
             Ok(ok) => {
                 if ok && monolithic {
-                    self.stats.borrow_mut().bytes_uploaded += size;
+                    lock(&self.stats).bytes_uploaded += size;
                 }
                 Ok(ok)
             }
@@ -720,13 +740,13 @@ impl Client {
             BlobSource::Bytes(b) => Box::new(std::io::Cursor::new(b)),
         };
         let mut reader = kiln_core::HashingReader::new(reader.take(size));
-        self.stats.borrow_mut().requests += 1;
+        lock(&self.stats).requests += 1;
         let mut b = ureq::http::Request::builder()
             .method("PUT")
             .uri(&url)
             .header("Content-Type", "application/octet-stream")
             .header("Content-Length", size.to_string());
-        if let Some(a) = self.authorization.borrow().as_ref() {
+        if let Some(a) = lock(&self.authorization).clone() {
             b = b.header("Authorization", a);
         }
         let req = b
@@ -769,7 +789,7 @@ impl Client {
                         answered: a,
                     });
                 }
-                self.stats.borrow_mut().bytes_uploaded += size;
+                lock(&self.stats).bytes_uploaded += size;
                 Ok(true)
             }
             400 if text.contains("DIGEST_INVALID") => Err(Error::Invalid {
@@ -1017,7 +1037,7 @@ impl Client {
                 _ => Err(self.status_error(&req, r)),
             }
         })?;
-        self.stats.borrow_mut().bytes_uploaded += bytes.len() as u64;
+        lock(&self.stats).bytes_uploaded += bytes.len() as u64;
         Ok(out)
     }
 
@@ -1143,6 +1163,12 @@ impl<'a> Source<'a> {
             }
         }
     }
+}
+
+/// A lock that a panicking holder cannot make unusable (the data are counters and a
+/// header value, consistent at every instant).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn header(r: &Resp, name: &str) -> Option<String> {

@@ -99,6 +99,28 @@ impl Report {
     }
 }
 
+/// One blob to push: what it is and where its bytes are.
+struct BlobJob {
+    desc: Descriptor,
+    what: String,
+    source: Source,
+}
+
+/// A blob's bytes: a layout file, or generated (cosign's small tag images).
+enum Source {
+    File(std::path::PathBuf),
+    Bytes(Vec<u8>),
+}
+
+/// A manifest read from the layout (or given), to PUT after every blob is stored.
+struct ManifestJob {
+    bytes: Vec<u8>,
+    media_type: String,
+    what: String,
+    /// Its referrers-listing descriptor, for a referrer.
+    listing: Option<Descriptor>,
+}
+
 /// Pushes `req` through `client` (whose reference names the destination repository).
 pub fn push(client: &Client, req: &Request, progress: &dyn Fn(&str)) -> Result<Report> {
     let layout = Layout::open(req.layout)?;
@@ -115,43 +137,27 @@ pub fn push(client: &Client, req: &Request, progress: &dyn Fn(&str)) -> Result<R
         });
     }
     client.ping()?;
-    let mut blobs = Vec::new();
-    let mut manifests = Vec::new();
-    let mut seen = BTreeSet::new();
 
-    // The image.
+    // Plan: every blob (image, referrers, extra images), then every manifest.
     let image_bytes = layout.read_blob(&req.image)?;
     let image = Manifest::parse(&image_bytes, &format!("image manifest {}", req.image))?;
-    progress(&format!(
-        "image {} ({} layers)",
-        req.image,
-        image.layers.len()
-    ));
-    for (i, b) in image.blobs().enumerate() {
-        let what = if i == 0 {
-            "config".to_string()
-        } else {
-            format!("layer {}", i - 1)
-        };
-        push_layout_blob(
-            client,
-            &layout,
-            b,
-            &what,
-            req.mount_from,
-            &mut seen,
-            &mut blobs,
-        )?;
-    }
     let image_media_type = image
         .media_type
         .clone()
         .unwrap_or_else(|| MEDIA_TYPE_OCI_MANIFEST.into());
-    let image_pushed = put_by_digest(client, &image_bytes, &image_media_type, "image manifest")?;
-    manifests.push(image_pushed.clone());
-
-    // Its referrers in the layout.
-    let mut listing = Vec::new();
+    let mut jobs: Vec<BlobJob> = Vec::new();
+    let mut seen = BTreeSet::new();
+    let mut add = |jobs: &mut Vec<BlobJob>, desc: &Descriptor, what: String, source| {
+        if seen.insert(desc.digest) {
+            jobs.push(BlobJob {
+                desc: desc.clone(),
+                what,
+                source,
+            });
+        }
+    };
+    let mut manifest_jobs = Vec::new();
+    let mut referrer_manifests = Vec::new();
     for d in &layout.index.manifests {
         if d.digest == req.image || d.artifact_type.is_none() {
             continue;
@@ -161,49 +167,105 @@ pub fn push(client: &Client, req: &Request, progress: &dyn Fn(&str)) -> Result<R
         if m.subject.as_ref().map(|s| s.digest) != Some(req.image) {
             continue;
         }
+        referrer_manifests.push((bytes, m));
+    }
+    for (i, b) in image.blobs().enumerate() {
+        let what = if i == 0 {
+            "config".to_string()
+        } else {
+            format!("layer {}", i - 1)
+        };
+        add(
+            &mut jobs,
+            b,
+            what,
+            Source::File(layout.blob_path(&b.digest)),
+        );
+    }
+    for (bytes, m) in &referrer_manifests {
+        let digest = Digest::of(bytes);
         let title = m
             .layers
             .first()
             .and_then(|l| l.annotations.get(crate::oci::ANNOTATION_TITLE))
             .cloned()
-            .unwrap_or_else(|| d.digest.to_string());
+            .unwrap_or_else(|| digest.to_string());
         for (i, b) in m.blobs().enumerate() {
             let what = if i == 0 {
                 format!("{title}: config")
             } else {
                 title.clone()
             };
-            push_layout_blob(
-                client,
-                &layout,
+            add(
+                &mut jobs,
                 b,
-                &what,
-                req.mount_from,
-                &mut seen,
-                &mut blobs,
-            )?;
+                what,
+                Source::File(layout.blob_path(&b.digest)),
+            );
         }
         let media_type = m
             .media_type
             .clone()
             .unwrap_or_else(|| MEDIA_TYPE_OCI_MANIFEST.into());
-        let p = put_by_digest(
-            client,
-            &bytes,
-            &media_type,
-            &format!("artifact manifest {title}"),
-        )?;
-        listing.push(Descriptor {
-            media_type,
-            digest: p.digest,
-            size: p.size,
-            artifact_type: Some(m.listed_artifact_type()),
-            annotations: m.annotations.clone(),
-            platform: None,
+        manifest_jobs.push(ManifestJob {
+            bytes: bytes.clone(),
+            media_type: media_type.clone(),
+            what: format!("artifact manifest {title}"),
+            listing: Some(Descriptor {
+                media_type,
+                digest,
+                size: bytes.len() as u64,
+                artifact_type: Some(m.listed_artifact_type()),
+                annotations: m.annotations.clone(),
+                platform: None,
+            }),
         });
-        manifests.push(p);
     }
-    progress(&format!("{} referrer(s)", listing.len()));
+    let mut extra_manifests = Vec::new();
+    for x in req.extra {
+        let m = Manifest::parse(&x.manifest, &x.what)?;
+        for b in m.blobs() {
+            let data = x
+                .blobs
+                .iter()
+                .find(|bytes| Digest::of(bytes) == b.digest)
+                .ok_or_else(|| Error::Invalid {
+                    what: x.what.clone(),
+                    why: format!("names blob {} that was not given", b.digest),
+                })?;
+            add(
+                &mut jobs,
+                b,
+                format!("{}: blob", x.what),
+                Source::Bytes(data.clone()),
+            );
+        }
+        let media_type = m
+            .media_type
+            .clone()
+            .unwrap_or_else(|| MEDIA_TYPE_OCI_MANIFEST.into());
+        extra_manifests.push((x, media_type));
+    }
+    progress(&format!(
+        "image {} ({} layers), {} referrer(s), {} blob(s)",
+        req.image,
+        image.layers.len(),
+        manifest_jobs.len(),
+        jobs.len()
+    ));
+
+    // Every blob, a few at a time, the largest first.
+    let mut blobs = push_blobs(client, &mut jobs, req.mount_from)?;
+
+    // Then the manifests: the image by digest, each referrer, the listing.
+    let mut manifests = Vec::new();
+    let image_pushed = put_by_digest(client, &image_bytes, &image_media_type, "image manifest")?;
+    manifests.push(image_pushed.clone());
+    let mut listing = Vec::new();
+    for j in &manifest_jobs {
+        manifests.push(put_by_digest(client, &j.bytes, &j.media_type, &j.what)?);
+        listing.extend(j.listing.clone());
+    }
 
     // The listing: the registry's own, when it has one and it shows what was pushed.
     let mut tags = Vec::new();
@@ -230,28 +292,9 @@ pub fn push(client: &Client, req: &Request, progress: &dyn Fn(&str)) -> Result<R
     };
 
     // Extra tagged images.
-    for x in req.extra {
-        let m = Manifest::parse(&x.manifest, &x.what)?;
-        for b in m.blobs() {
-            let data = x
-                .blobs
-                .iter()
-                .find(|bytes| Digest::of(bytes) == b.digest)
-                .ok_or_else(|| Error::Invalid {
-                    what: x.what.clone(),
-                    why: format!("names blob {} that was not given", b.digest),
-                })?;
-            if seen.insert(b.digest) {
-                let outcome = client.push_blob(&b.digest, b.size, BlobSource::Bytes(data), &[])?;
-                blobs.push(pushed(b, &format!("{}: blob", x.what), outcome));
-            }
-        }
-        let media_type = m
-            .media_type
-            .clone()
-            .unwrap_or_else(|| MEDIA_TYPE_OCI_MANIFEST.into());
-        manifests.push(put_by_digest(client, &x.manifest, &media_type, &x.what)?);
-        tags.push(set_tag(client, &x.tag, &x.manifest, &media_type)?);
+    for (x, media_type) in &extra_manifests {
+        manifests.push(put_by_digest(client, &x.manifest, media_type, &x.what)?);
+        tags.push(set_tag(client, &x.tag, &x.manifest, media_type)?);
     }
 
     // The tag, last.
@@ -273,6 +316,51 @@ pub fn push(client: &Client, req: &Request, progress: &dyn Fn(&str)) -> Result<R
     })
 }
 
+/// Pushes every blob of `jobs` on up to `Options::parallel` threads (a few, as skopeo and
+/// the docker CLI do), the largest first (so
+/// a big layer starts at once and the small ones go up beside it). A blob the registry has
+/// is not read; one that is sent is hashed as it goes and checked by the registry against
+/// its name (the layout is not trusted: a modified blob is refused, `DIGEST_INVALID`).
+/// Every job runs; the first error (in job order) is returned.
+fn push_blobs(client: &Client, jobs: &mut [BlobJob], mount_from: &[String]) -> Result<Vec<Pushed>> {
+    jobs.sort_by(|a, b| {
+        b.desc
+            .size
+            .cmp(&a.desc.size)
+            .then(a.desc.digest.cmp(&b.desc.digest))
+    });
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: std::sync::Mutex<Vec<(usize, Result<BlobPush>)>> = Default::default();
+    let jobs: &[BlobJob] = jobs;
+    std::thread::scope(|scope| {
+        for _ in 0..client.options().parallel.clamp(1, 16).min(jobs.len()) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let Some(j) = jobs.get(i) else { break };
+                    // Generated blobs exist nowhere else in the registry: never mounted.
+                    let (source, mount) = match &j.source {
+                        Source::File(p) => (BlobSource::File(p), mount_from),
+                        Source::Bytes(b) => (BlobSource::Bytes(b), &[][..]),
+                    };
+                    let r = client.push_blob(&j.desc.digest, j.desc.size, source, mount);
+                    results
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push((i, r));
+                }
+            });
+        }
+    });
+    let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+    results.sort_by_key(|(i, _)| *i);
+    let mut out = Vec::new();
+    for (i, r) in results {
+        out.push(pushed(&jobs[i].desc, &jobs[i].what, r?));
+    }
+    Ok(out)
+}
+
 fn pushed(d: &Descriptor, what: &str, outcome: BlobPush) -> Pushed {
     Pushed {
         digest: d.digest,
@@ -285,28 +373,6 @@ fn pushed(d: &Descriptor, what: &str, outcome: BlobPush) -> Pushed {
             BlobPush::Uploaded { .. } => "uploaded".into(),
         },
     }
-}
-
-fn push_layout_blob(
-    client: &Client,
-    layout: &Layout,
-    d: &Descriptor,
-    what: &str,
-    mount_from: &[String],
-    seen: &mut BTreeSet<Digest>,
-    out: &mut Vec<Pushed>,
-) -> Result<()> {
-    if !seen.insert(d.digest) {
-        return Ok(());
-    }
-    let path = layout.blob_path(&d.digest);
-    // The layout is not trusted, but hashing every blob before asking the registry would
-    // make a re-push read the whole image: a blob the registry has (by digest) is not
-    // read at all, and one that is sent is hashed as it goes and checked by the registry
-    // against its name (a modified blob is refused, `DIGEST_INVALID`).
-    let outcome = client.push_blob(&d.digest, d.size, BlobSource::File(&path), mount_from)?;
-    out.push(pushed(d, what, outcome));
-    Ok(())
 }
 
 /// PUTs a manifest by its digest unless the registry has it.
