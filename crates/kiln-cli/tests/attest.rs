@@ -108,24 +108,6 @@ json_format.ParseDict(stmt['predicate'], provenance_pb2.Provenance())
 print(stmt['predicateType'], len(stmt['subject']))
 "#;
 
-const SIGSTORE: &str = r#"
-import fs from 'node:fs';
-import crypto from 'node:crypto';
-import { Verifier, toSignedEntity, toTrustMaterial } from '@sigstore/verify';
-import { bundleFromJSON } from '@sigstore/bundle';
-const [pub, hint, ...files] = process.argv.slice(2);
-const der = crypto.createPublicKey(fs.readFileSync(pub)).export({ type: 'spki', format: 'der' });
-const tm = toTrustMaterial({ certificateAuthorities: [], timestampAuthorities: [], tlogs: [], ctlogs: [] }, { [hint]: { rawBytes: der } });
-const v = new Verifier(tm, { tlogThreshold: 0, ctlogThreshold: 0, timestampThreshold: 0 });
-let failed = 0;
-for (const f of files) {
-  const json = JSON.parse(fs.readFileSync(f, 'utf8'));
-  try { v.verify(toSignedEntity(bundleFromJSON(json))); console.log('verified', f); }
-  catch (e) { console.log('REJECTED', f, e.message); failed++; }
-}
-process.exit(failed ? 1 : 0);
-"#;
-
 #[test]
 fn signed_build_passes_kiln_verify_and_independent_verifiers() {
     let s = Signed::new();
@@ -189,7 +171,7 @@ fn signed_build_passes_kiln_verify_and_independent_verifiers() {
         OsStr::new(id.as_str()),
     ];
     args.extend(bundles.iter().map(|p| p.as_os_str()));
-    node(SIGSTORE, &args);
+    node(SIGSTORE_VERIFY_KEYED, &args);
 
     // in-toto-attestation: the statement and the SLSA v1 predicate, strictly.
     let out = python(INTOTO, &[dir.join("provenance.intoto.json").as_os_str()]);

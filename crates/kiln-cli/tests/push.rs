@@ -301,6 +301,29 @@ fn push_pull_and_verify_from_a_registry() {
         );
     }
 
+    // @sigstore/verify accepts every bundle pulled back (offline, the policy's key).
+    let bundles: Vec<PathBuf> = std::fs::read_dir(&dest)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".sigstore.json"))
+        .collect();
+    assert!(bundles.len() >= 6, "{bundles:?}");
+    let hint =
+        json(&std::fs::read(&bundles[0]).unwrap())["verificationMaterial"]["publicKey"]["hint"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    let public = b.keys.path().join("kiln.pub");
+    let mut args: Vec<&std::ffi::OsStr> = vec![public.as_os_str(), hint.as_ref()];
+    args.extend(bundles.iter().map(|p| p.as_os_str()));
+    let out = node(SIGSTORE_VERIFY_KEYED, &args);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout)
+            .matches("verified ")
+            .count(),
+        bundles.len()
+    );
+
     // verify REF: the same checks as on a layout, all passing.
     let v = verify_ref(&format!("{repo_ref}:0.1.0"), &b.policy());
     let text = String::from_utf8_lossy(&v.stdout);

@@ -346,6 +346,27 @@ pub fn python(script: &str, args: &[&std::ffi::OsStr]) -> Output {
     )
 }
 
+/// `@sigstore/verify` on key-signed Sigstore bundles (no transparency log), node args:
+/// `PUBLIC_KEY_PEM KEY_HINT BUNDLE...`; prints `verified F` or `REJECTED F why` per file and
+/// exits 1 if any was rejected.
+pub const SIGSTORE_VERIFY_KEYED: &str = r#"
+import fs from 'node:fs';
+import crypto from 'node:crypto';
+import { Verifier, toSignedEntity, toTrustMaterial } from '@sigstore/verify';
+import { bundleFromJSON } from '@sigstore/bundle';
+const [pub, hint, ...files] = process.argv.slice(2);
+const der = crypto.createPublicKey(fs.readFileSync(pub)).export({ type: 'spki', format: 'der' });
+const tm = toTrustMaterial({ certificateAuthorities: [], timestampAuthorities: [], tlogs: [], ctlogs: [] }, { [hint]: { rawBytes: der } });
+const v = new Verifier(tm, { tlogThreshold: 0, ctlogThreshold: 0, timestampThreshold: 0 });
+let failed = 0;
+for (const f of files) {
+  const json = JSON.parse(fs.readFileSync(f, 'utf8'));
+  try { v.verify(toSignedEntity(bundleFromJSON(json))); console.log('verified', f); }
+  catch (e) { console.log('REJECTED', f, e.message); failed++; }
+}
+process.exit(failed ? 1 : 0);
+"#;
+
 /// `node_modules` of the npm packages `cargo xtask test` installs.
 pub fn node_modules() -> PathBuf {
     let nm = std::env::var_os("KILN_TOOLS_NODE_MODULES")
