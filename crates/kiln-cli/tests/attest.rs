@@ -28,7 +28,7 @@ impl Signed {
     }
     fn build(&self) -> PathBuf {
         run_ok(
-            kiln_clean(self.project.kiln())
+            without_ambient(self.project.kiln())
                 .arg("build")
                 .arg("--key")
                 .arg(self.key()),
@@ -43,23 +43,8 @@ impl Signed {
     }
 }
 
-/// The CLI without CI or ambient signing/lineage settings, so results do not depend on
-/// where the tests run (on GitHub Actions the builder id would be the workflow's).
-fn kiln_clean(mut c: Command) -> Command {
-    for v in [
-        "GITHUB_ACTIONS",
-        "KILN_SIGNING_KEY",
-        "KILN_LINEAGE_SOURCE",
-        "KILN_LINEAGE_TRANSFORM",
-        "KILN_LINEAGE_POLICY_VERSION",
-    ] {
-        c.env_remove(v);
-    }
-    c
-}
-
 fn verify(dir: &Path, policy: &Path) -> Command {
-    let mut c = kiln_clean(kiln());
+    let mut c = without_ambient(kiln());
     c.arg("verify").arg(dir).arg("--policy").arg(policy);
     c
 }
@@ -318,7 +303,12 @@ fn same_inputs_and_key_give_identical_signed_evidence() {
     let a = Signed::new();
     let b = Project::from_testdata("hello", &format!("{HELLO_TOML}{LINEAGE}"));
     let da = a.build();
-    run_ok(kiln_clean(b.kiln()).arg("build").arg("--key").arg(a.key()));
+    run_ok(
+        without_ambient(b.kiln())
+            .arg("build")
+            .arg("--key")
+            .arg(a.key()),
+    );
     let db = b.out().join("hello");
     let files: Vec<_> = evidence_files(&da, ".intoto.json")
         .into_iter()
@@ -345,7 +335,7 @@ fn bad_keys_policies_and_missing_attestations_fail_clearly() {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(s.key(), std::fs::Permissions::from_mode(0o644)).unwrap();
     let err = run_err(
-        kiln_clean(s.project.kiln())
+        without_ambient(s.project.kiln())
             .arg("build")
             .arg("--key")
             .arg(s.key()),
@@ -364,7 +354,7 @@ fn bad_keys_policies_and_missing_attestations_fail_clearly() {
     std::fs::write(&junk, "not a key").unwrap();
     std::fs::set_permissions(&junk, std::fs::Permissions::from_mode(0o600)).unwrap();
     let err = run_err(
-        kiln_clean(s.project.kiln())
+        without_ambient(s.project.kiln())
             .arg("build")
             .arg("--key")
             .arg(&junk),
@@ -412,7 +402,7 @@ fn bad_keys_policies_and_missing_attestations_fail_clearly() {
 
     // Without a key: provenance.json unsigned, and verify says so.
     let unsigned = Project::from_testdata("hello", &format!("{HELLO_TOML}{LINEAGE}"));
-    run_ok(kiln_clean(unsigned.kiln()).arg("build"));
+    run_ok(without_ambient(unsigned.kiln()).arg("build"));
     let udir = unsigned.out().join("hello");
     assert!(
         udir.join("provenance.json").is_file() && !udir.join("provenance.sigstore.json").exists()

@@ -38,7 +38,7 @@ fn built() -> &'static Built {
         )
         .unwrap();
         run_ok(
-            clean(project.kiln())
+            without_ambient(project.kiln())
                 .arg("build")
                 .arg("--key")
                 .arg(keys.path().join("kiln.key")),
@@ -63,34 +63,21 @@ impl Built {
                 .unwrap();
         s["digest"].as_str().unwrap().to_string()
     }
+    /// Neither kiln's output nor push.json holds `secret`.
+    #[track_caller]
+    fn assert_no_secret(&self, out: &std::process::Output, secret: &str) {
+        for text in [&out.stdout, &out.stderr] {
+            let t = String::from_utf8_lossy(text);
+            assert!(!t.contains(secret), "the password was printed: {t}");
+        }
+        let report = std::fs::read_to_string(self.out().join("push.json")).unwrap_or_default();
+        assert!(!report.contains(secret), "push.json holds the password");
+    }
     fn push(&self, reference: &str) -> std::process::Command {
-        let mut c = clean(self.project.kiln());
+        let mut c = without_ambient(self.project.kiln());
         c.args(["push", reference, "--insecure-http", "--json"]);
         c
     }
-}
-
-fn clean(mut c: std::process::Command) -> std::process::Command {
-    for v in [
-        "GITHUB_ACTIONS",
-        "KILN_SIGNING_KEY",
-        "KILN_LINEAGE_SOURCE",
-        "KILN_LINEAGE_TRANSFORM",
-        "KILN_LINEAGE_POLICY_VERSION",
-        "KILN_REGISTRY_TOKEN",
-        "KILN_REGISTRY_USERNAME",
-        "KILN_REGISTRY_PASSWORD",
-        "KILN_PUSH_CHUNK_SIZE",
-        "KILN_PUSH_PARALLEL",
-    ] {
-        c.env_remove(v);
-    }
-    // No docker config of the machine's user can leak into the tests.
-    c.env(
-        "DOCKER_CONFIG",
-        std::env::temp_dir().join("kiln-test-no-docker-config"),
-    );
-    c
 }
 
 fn skopeo_raw(reference: &str) -> Vec<u8> {
@@ -117,7 +104,7 @@ fn blob(layout: &Path, digest: &str) -> Vec<u8> {
 }
 
 fn verify_ref(reference: &str, policy: &Path) -> std::process::Output {
-    clean(kiln())
+    without_ambient(kiln())
         .args(["verify", reference, "--insecure-http", "--policy"])
         .arg(policy)
         .output()
@@ -282,7 +269,7 @@ fn push_pull_and_verify_from_a_registry() {
     let pulled = tempfile::tempdir().unwrap();
     let dest = pulled.path().join("hello");
     run_ok(
-        clean(kiln())
+        without_ambient(kiln())
             .args(["pull", &format!("{repo_ref}:0.1.0")])
             .arg(&dest)
             .arg("--insecure-http"),
@@ -532,12 +519,11 @@ fn verify_ref_fails_on_a_tampered_registry() {
         kiln_core::canonical::to_vec(&index).unwrap(),
     )
     .unwrap();
-    run_ok(
-        clean(kiln())
-            .arg("-C")
-            .arg(forged.path())
-            .args(["push", &repo_ref, "--insecure-http"]),
-    );
+    run_ok(without_ambient(kiln()).arg("-C").arg(forged.path()).args([
+        "push",
+        &repo_ref,
+        "--insecure-http",
+    ]));
     let v = verify_ref(&format!("{repo_ref}:0.1.0"), &b.policy());
     let text = String::from_utf8_lossy(&v.stdout);
     assert!(!v.status.success(), "a forged SBOM passed:\n{text}");
@@ -592,14 +578,7 @@ fn push_authenticates_and_never_prints_a_secret() {
     let (user, password) = ("kiln-ci", "s3cr3t-Pa55word");
     let reg = Registry::start_with_auth(user, password);
     let repo_ref = format!("{}/team/hello", reg.addr);
-    let no_secret = |out: &std::process::Output| {
-        for text in [&out.stdout, &out.stderr] {
-            let t = String::from_utf8_lossy(text);
-            assert!(!t.contains(password), "the password was printed: {t}");
-        }
-        let report = std::fs::read_to_string(b.out().join("push.json")).unwrap_or_default();
-        assert!(!report.contains(password), "push.json holds the password");
-    };
+    let no_secret = |out: &std::process::Output| b.assert_no_secret(out, password);
 
     let out = b.push(&repo_ref).output().unwrap();
     assert!(!out.status.success());
@@ -682,14 +661,7 @@ fn push_answers_a_bearer_token_challenge() {
     let reg = Registry::start_with_token_auth(user, password);
     let realm = reg.token_realm.clone().unwrap();
     let repo_ref = format!("{}/team/hello", reg.addr);
-    let no_secret = |out: &std::process::Output| {
-        for text in [&out.stdout, &out.stderr] {
-            let t = String::from_utf8_lossy(text);
-            assert!(!t.contains(password), "the password was printed: {t}");
-        }
-        let report = std::fs::read_to_string(b.out().join("push.json")).unwrap_or_default();
-        assert!(!report.contains(password), "push.json holds the password");
-    };
+    let no_secret = |out: &std::process::Output| b.assert_no_secret(out, password);
 
     let out = b.push(&repo_ref).output().unwrap();
     no_secret(&out);
@@ -785,7 +757,7 @@ fn build_push_and_mount_from_another_repository() {
     let p = Project::from_testdata("hello", &toml);
     let reg = Registry::start();
     let a = format!("{}/team/a", reg.addr);
-    let out = run_ok(clean(p.kiln()).args(["build", "--push", &a, "--insecure-http"]));
+    let out = run_ok(without_ambient(p.kiln()).args(["build", "--push", &a, "--insecure-http"]));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains(&format!("kiln: pushed {a}:0.1.0@sha256:")),
         "{out:?}"
@@ -798,7 +770,7 @@ fn build_push_and_mount_from_another_repository() {
     );
     let b = format!("{}/team/b", reg.addr);
     let report = json(
-        &run_ok(clean(p.kiln()).args([
+        &run_ok(without_ambient(p.kiln()).args([
             "push",
             &b,
             "--insecure-http",
@@ -996,7 +968,7 @@ fn push_uses_the_referrers_api_where_the_registry_has_it() {
     assert!(v.status.success(), "{text}");
     let pulled = tempfile::tempdir().unwrap();
     run_ok(
-        clean(kiln())
+        without_ambient(kiln())
             .args(["pull", &format!("{repo_ref}:0.1.0")])
             .arg(pulled.path().join("h"))
             .arg("--insecure-http"),
@@ -1138,7 +1110,7 @@ fn push_refuses_a_modified_layout() {
     let reg = Registry::start();
     let repo_ref = format!("{}/team/hello", reg.addr);
     for chunk in [None, Some("65536")] {
-        let mut c = clean(kiln());
+        let mut c = without_ambient(kiln());
         c.arg("-C")
             .arg(forged.path())
             .args(["push", &repo_ref, "--insecure-http"]);

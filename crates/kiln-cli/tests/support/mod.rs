@@ -29,6 +29,32 @@ pub fn kiln() -> Command {
     c
 }
 
+/// `cmd` without CI, ambient signing, lineage or registry settings of the machine the
+/// tests run on (on GitHub Actions the builder id would be the workflow's; a developer's
+/// `~/.docker/config.json` must not log the tests in), so results do not depend on where
+/// they run.
+pub fn without_ambient(mut c: Command) -> Command {
+    for v in [
+        "GITHUB_ACTIONS",
+        "KILN_SIGNING_KEY",
+        "KILN_LINEAGE_SOURCE",
+        "KILN_LINEAGE_TRANSFORM",
+        "KILN_LINEAGE_POLICY_VERSION",
+        "KILN_REGISTRY_TOKEN",
+        "KILN_REGISTRY_USERNAME",
+        "KILN_REGISTRY_PASSWORD",
+        "KILN_PUSH_CHUNK_SIZE",
+        "KILN_PUSH_PARALLEL",
+    ] {
+        c.env_remove(v);
+    }
+    c.env(
+        "DOCKER_CONFIG",
+        std::env::temp_dir().join("kiln-test-no-docker-config"),
+    );
+    c
+}
+
 /// Path of a required tool; panics with how to install it when absent.
 pub fn tool(name: &str) -> PathBuf {
     let mut dirs: Vec<PathBuf> = std::env::var_os("KILN_TOOLS_BIN")
