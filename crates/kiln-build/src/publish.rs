@@ -112,6 +112,8 @@ pub struct RegistryOptions {
     pub chunk_size: Option<usize>,
     /// Blobs uploaded at once (`None`: the client's default, 4).
     pub parallel: Option<usize>,
+    /// How long one request may stall (`None`: the client's default, 60 s).
+    pub timeout: Option<std::time::Duration>,
 }
 
 impl RegistryOptions {
@@ -123,6 +125,9 @@ impl RegistryOptions {
         };
         if let Some(p) = self.parallel {
             o.parallel = p;
+        }
+        if let Some(t) = self.timeout {
+            o.timeout = t;
         }
         if let Some(c) = self.chunk_size {
             o.chunk_size = c;
@@ -341,5 +346,102 @@ pub fn pull(
         dir,
         registry: pulled,
         files,
+    })
+}
+
+/// What `kiln verify REF` found.
+pub struct RemoteReport {
+    /// `tag X → digest`, when a tag was resolved.
+    pub resolved: Option<String>,
+    pub report: kiln_attest::Report,
+}
+
+/// `kiln verify REF`: pulls `reference` and its referrers into a temporary directory and
+/// runs every check `verify` runs on an output directory (as a registry copy), plus
+/// cosign's `.sig` when the registry has one: its simple-signing payload must name this
+/// image and verify with a key the policy trusts.
+pub fn verify(
+    reference: &str,
+    policy: &kiln_attest::Policy,
+    opts: &RegistryOptions,
+    progress: &dyn Fn(&str),
+) -> Result<RemoteReport, PublishError> {
+    let tmp = tempfile::tempdir().map_err(io("cannot create", &std::env::temp_dir()))?;
+    let dest = tmp.path().join("image");
+    let pulled = pull(reference, &dest, opts, progress)?;
+    let mut report = kiln_attest::verify_with(
+        &dest,
+        policy,
+        &kiln_attest::Options {
+            reference: None,
+            registry_copy: true,
+        },
+    );
+    if let Some(sig) = &pulled.registry.signature {
+        let r = check_signature_tag(sig, &pulled.registry.image, reference, policy);
+        report.checks.push(kiln_attest::Check {
+            rule: "cosign signature (.sig)".into(),
+            pass: r.is_ok(),
+            detail: r.unwrap_or_else(|e| e),
+        });
+        report.ok = report.checks.iter().all(|c| c.pass);
+    }
+    Ok(RemoteReport {
+        resolved: pulled.registry.resolved.clone(),
+        report,
+    })
+}
+
+/// The `.sig` must verify with one of the policy's keys and name `image`. Its
+/// `docker-reference` names the repository kiln pushed to; like cosign, a different one
+/// (a mirror) is reported, not refused.
+fn check_signature_tag(
+    sig: &kiln_registry::pull::TagBytes,
+    image: &Digest,
+    reference: &str,
+    policy: &kiln_attest::Policy,
+) -> Result<String, String> {
+    let img = kiln_attest::cosign::TagImage {
+        tag: sig.tag.clone(),
+        manifest: sig.manifest.clone(),
+        config: sig.config.clone(),
+        layers: sig.layers.clone(),
+    };
+    let claimed = sig
+        .layers
+        .first()
+        .and_then(|(_, b)| serde_json::from_slice::<serde_json::Value>(b).ok())
+        .and_then(|v| {
+            v["critical"]["identity"]["docker-reference"]
+                .as_str()
+                .map(String::from)
+        })
+        .ok_or_else(|| format!("{}: not a simple-signing payload", sig.tag))?;
+    let mut why = Vec::new();
+    for (path, key) in &policy.keys {
+        match kiln_attest::cosign::verify_signature_tag(&img, image, &claimed, key) {
+            Ok(()) => {
+                let here = Reference::parse(reference)
+                    .map(|r| r.repository_name())
+                    .unwrap_or_default();
+                let note = if here == claimed {
+                    String::new()
+                } else {
+                    format!(" (it names {claimed}, pulled from {here})")
+                };
+                return Ok(format!(
+                    "{}: simple signing of {image} by key {} ({}){note}",
+                    sig.tag,
+                    key.keyid(),
+                    path.display()
+                ));
+            }
+            Err(e) => why.push(e.to_string()),
+        }
+    }
+    Err(if why.is_empty() {
+        format!("{}: the policy names no key to check it with", sig.tag)
+    } else {
+        why.join("; ")
     })
 }

@@ -49,7 +49,6 @@ pub fn keygen(args: &KeygenArgs) -> anyhow::Result<ExitCode> {
 pub fn verify(project: PathBuf, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     let policy = kiln_attest::Policy::load(&args.policy)?;
     // A registry reference: anything that is not a directory here and reads as one.
-    let mut _pulled = None;
     let remote = args
         .image_dir
         .as_ref()
@@ -57,23 +56,19 @@ pub fn verify(project: PathBuf, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         .and_then(|p| p.to_str())
         .filter(|s| s.contains('/') && (s.contains(':') || s.contains('@')))
         .map(String::from);
-    let dir = match (&args.image_dir, remote) {
-        (_, Some(reference)) => {
-            let tmp = tempfile::tempdir().context("cannot create a temporary directory")?;
-            let dest = tmp.path().join("image");
-            let pulled =
-                kiln_build::publish::pull(&reference, &dest, &args.registry.options(), &|m| {
-                    eprintln!("kiln: verify: {m}")
-                })
-                .with_context(|| format!("pulling {reference}"))?;
-            if let Some(r) = &pulled.registry.resolved {
-                println!("resolved {r}");
-            }
-            _pulled = Some(tmp);
-            dest
+    if let Some(reference) = remote {
+        let r = kiln_build::publish::verify(&reference, &policy, &args.registry.options(), &|m| {
+            eprintln!("kiln: verify: {m}")
+        })
+        .with_context(|| format!("pulling {reference}"))?;
+        if let Some(t) = &r.resolved {
+            println!("resolved {t}");
         }
-        (Some(d), None) => d.clone(),
-        (None, None) => {
+        return print_report(&r.report, args.json);
+    }
+    let dir = match &args.image_dir {
+        Some(d) => d.clone(),
+        None => {
             let config = kiln_config::Config::load(&project)?;
             match config.images.as_slice() {
                 [one] => ProjectLayout::new(&project)
@@ -101,14 +96,18 @@ pub fn verify(project: PathBuf, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     }
     let opts = kiln_attest::Options {
         reference: args.reference.clone(),
-        registry_copy: _pulled.is_some(),
+        registry_copy: false,
     };
     let report = kiln_attest::verify_with(&dir, &policy, &opts);
-    if args.json {
+    print_report(&report, args.json)
+}
+
+fn print_report(report: &kiln_attest::Report, json: bool) -> anyhow::Result<ExitCode> {
+    if json {
         println!(
             "{}",
             String::from_utf8(
-                kiln_core::canonical::to_vec_pretty(&report).context("report serializes")?
+                kiln_core::canonical::to_vec_pretty(report).context("report serializes")?
             )?
             .trim_end()
         );

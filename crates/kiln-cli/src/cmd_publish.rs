@@ -24,6 +24,10 @@ impl RegistryArgs {
             parallel: std::env::var("KILN_PUSH_PARALLEL")
                 .ok()
                 .and_then(|v| v.parse().ok()),
+            timeout: std::env::var("KILN_REGISTRY_TIMEOUT")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .map(std::time::Duration::from_secs_f64),
         }
     }
 }

@@ -272,6 +272,7 @@ fn run(dir: Option<PathBuf>, command: Command) -> Result<ExitCode> {
                         insecure_http: args.insecure_http,
                         chunk_size: None,
                         parallel: None,
+                        timeout: None,
                     },
                     signing_key: opts.evidence.signing_key.clone(),
                     mount_from: Vec::new(),

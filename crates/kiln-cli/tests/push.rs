@@ -327,6 +327,13 @@ fn push_pull_and_verify_from_a_registry() {
         text.contains("PASS require[0] https://slsa.dev/provenance/v1"),
         "{text}"
     );
+    assert!(
+        text.contains(&format!(
+            "PASS cosign signature (.sig): sha256-{hex}.sig: simple signing of {digest} by key"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("PASS cosign attestations: "), "{text}");
     assert!(!text.contains("FAIL"), "{text}");
     // ... and by digest.
     let v = verify_ref(&format!("{repo_ref}@{digest}"), &b.policy());
@@ -370,6 +377,13 @@ fn push_survives_faults_and_never_tags_an_incomplete_image() {
     let b = built();
     let reg = Registry::start();
     let faults = vec![
+        // The first request stalls past the client's timeout (1 s here): it is retried.
+        Fault {
+            method: Some("GET"),
+            path_contains: "/v2/",
+            nth: 1,
+            action: Action::Stall(std::time::Duration::from_secs(3)),
+        },
         Fault {
             method: Some("HEAD"),
             path_contains: "/blobs/",
@@ -422,10 +436,14 @@ fn push_survives_faults_and_never_tags_an_incomplete_image() {
     let out = run_ok(
         b.push(&repo_ref)
             .env("KILN_PUSH_CHUNK_SIZE", "65536")
-            .env("KILN_PUSH_PARALLEL", "1"),
+            .env("KILN_PUSH_PARALLEL", "1")
+            .env("KILN_REGISTRY_TIMEOUT", "1"),
     );
     let report = json(&out.stdout);
-    assert!(report["retries"].as_u64().unwrap() >= 4, "{report}");
+    // One retry per fault scripted: the stall, the 503, the dropped streamed PUT, the 500,
+    // the manifest PUT dropped after the registry took it, the truncated answer (the PATCH
+    // cuts restart or resume the upload instead).
+    assert!(report["retries"].as_u64().unwrap() >= 6, "{report}");
     let log = proxy.requests();
     assert!(
         log.iter().filter(|(m, _, _)| m == "PATCH").count() >= 3,

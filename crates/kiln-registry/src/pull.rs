@@ -37,6 +37,53 @@ pub struct Pulled {
     /// cosign's legacy tags found for the image (`sha256-<hex>.att`, `.sig`) and their
     /// manifest digests.
     pub legacy_tags: BTreeMap<String, Digest>,
+    /// The `.sig` image itself (small: one simple-signing payload), for the caller to
+    /// check its signature.
+    #[serde(skip)]
+    pub signature: Option<TagBytes>,
+}
+
+/// A small tagged image fetched whole: its manifest, config and layers, as served
+/// (each checked against its digest).
+#[derive(Debug, Clone)]
+pub struct TagBytes {
+    pub tag: String,
+    pub manifest: Vec<u8>,
+    pub config: Vec<u8>,
+    /// `(media type, bytes)`, in manifest order.
+    pub layers: Vec<(String, Vec<u8>)>,
+}
+
+/// The most a blob of a signature image may be (it holds one small JSON payload).
+const SMALL_BLOB_LIMIT: u64 = 4 << 20;
+
+fn fetch_small(client: &Client, tag: &str) -> Result<Option<TagBytes>> {
+    let Some(m) = client.get_manifest(tag)? else {
+        return Ok(None);
+    };
+    let parsed = Manifest::parse(&m.bytes, tag)?;
+    let read = |d: &Descriptor| -> Result<Vec<u8>> {
+        if d.size > SMALL_BLOB_LIMIT {
+            return Err(Error::Invalid {
+                what: format!("{tag}: blob {}", d.digest),
+                why: format!("{} bytes is too large for a signature image", d.size),
+            });
+        }
+        let mut c = std::io::Cursor::new(Vec::new());
+        client.pull_blob(&d.digest, d.size, &mut c)?;
+        Ok(c.into_inner())
+    };
+    let config = read(&parsed.config)?;
+    let mut layers = Vec::new();
+    for l in &parsed.layers {
+        layers.push((l.media_type.clone(), read(l)?));
+    }
+    Ok(Some(TagBytes {
+        tag: tag.to_string(),
+        manifest: m.bytes,
+        config,
+        layers,
+    }))
 }
 
 /// Pulls the image `client`'s reference names (tag or digest) into the layout `dir`
@@ -214,6 +261,13 @@ pub fn pull(
         });
     }
 
+    let sig_tag = format!("sha256-{}.sig", image.hex());
+    let signature = if legacy_tags.contains_key(&sig_tag) {
+        fetch_small(client, &sig_tag)?
+    } else {
+        None
+    };
+
     let index = Index {
         schema_version: 2,
         media_type: Some(MEDIA_TYPE_OCI_INDEX.into()),
@@ -232,6 +286,7 @@ pub fn pull(
         referrers_from,
         referrers,
         legacy_tags,
+        signature,
     })
 }
 

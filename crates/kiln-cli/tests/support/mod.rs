@@ -45,6 +45,7 @@ pub fn without_ambient(mut c: Command) -> Command {
         "KILN_REGISTRY_PASSWORD",
         "KILN_PUSH_CHUNK_SIZE",
         "KILN_PUSH_PARALLEL",
+        "KILN_REGISTRY_TIMEOUT",
     ] {
         c.env_remove(v);
     }
