@@ -499,7 +499,57 @@ fn verify_ref_fails_on_a_tampered_registry() {
     let b = built();
     let reg = Registry::start();
     let repo_ref = format!("{}/team/hello", reg.addr);
-    run_ok(&mut b.push(&repo_ref));
+    run_ok(b.push(&repo_ref).arg("--key").arg(b.key()));
+
+    // cosign's `.sig` replaced by one an attacker signed with a key of their own.
+    let r = kiln_registry::Reference::parse(&repo_ref).unwrap();
+    let client = kiln_registry::Client::new(
+        &r,
+        kiln_registry::Options {
+            insecure_http: true,
+            credentials: Some(kiln_registry::Credentials::Anonymous),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let image: kiln_core::Digest = b.digest().parse().unwrap();
+    let evil = kiln_attest::cosign::signature_tag(
+        &image,
+        &r.repository_name(),
+        &kiln_attest::SigningKey::generate(),
+    );
+    for bytes in std::iter::once(&evil.config).chain(evil.layers.iter().map(|(_, b)| b)) {
+        let d = kiln_core::Digest::of(bytes);
+        client
+            .push_blob(
+                &d,
+                bytes.len() as u64,
+                kiln_registry::BlobSource::Bytes(bytes),
+                &[],
+            )
+            .unwrap();
+    }
+    client
+        .put_manifest(
+            &evil.tag,
+            "application/vnd.oci.image.manifest.v1+json",
+            &evil.manifest,
+        )
+        .unwrap();
+    let v = verify_ref(&format!("{repo_ref}:0.1.0"), &b.policy());
+    let text = String::from_utf8_lossy(&v.stdout);
+    assert!(
+        !v.status.success(),
+        "a .sig by an untrusted key passed:\n{text}"
+    );
+    assert!(text.contains("FAIL cosign signature (.sig)"), "{text}");
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("FAIL")).count(),
+        1,
+        "{text}"
+    );
+    // Put kiln's back for what follows.
+    run_ok(b.push(&repo_ref).arg("--key").arg(b.key()));
 
     // A forged SBOM attached to the same image, pushed with kiln itself from a layout
     // rewritten consistently (new blob, new artifact manifest, index.json updated).
