@@ -259,7 +259,15 @@ fn install_cargo_tools(root: &Path) -> Result<()> {
         return Ok(());
     }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let recorded = std::fs::read_to_string(&marker).unwrap_or_default();
     for (name, version) in CARGO_TOOLS {
+        // Each tool on its own: one added to the list does not rebuild the others; one
+        // whose binary is there but not recorded (put there by hand) is replaced.
+        if root.join("bin").join(name).is_file()
+            && recorded.lines().any(|l| l == format!("{name}@{version}"))
+        {
+            continue;
+        }
         eprintln!(
             "kiln: cargo install {name}@{version} into {} (builds once, then cached)",
             root.display()
@@ -269,6 +277,7 @@ fn install_cargo_tools(root: &Path) -> Result<()> {
                 "install",
                 "--locked",
                 "--quiet",
+                "--force",
                 &format!("{name}@{version}"),
                 "--root",
             ])
