@@ -302,13 +302,23 @@ pub fn classify_token_all(t: &str, hints: &Hints) -> Vec<(Cause, Option<String>)
     out
 }
 
+/// Whether token `t` carries host name `h`: anywhere in it for a name of 3 characters or
+/// more; a shorter one (`ci`, `b1`) only as a whole word of it, or every token holding
+/// those letters (`circle`, `b12`) would be blamed on the host name.
+fn names_host(t: &str, h: &str) -> bool {
+    if h.is_empty() {
+        return false;
+    }
+    if h.len() >= 3 {
+        return t.contains(h);
+    }
+    t.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+        .any(|w| w == h)
+}
+
 /// Classifies a single token that only one side has.
 pub fn classify_token(t: &str, hints: &Hints) -> (Cause, Option<String>) {
-    if hints
-        .host_names
-        .iter()
-        .any(|h| h.len() >= 3 && t.contains(h.as_str()))
-    {
+    if hints.host_names.iter().any(|h| names_host(t, h)) {
         return (Cause::Hostname, Some("hostname".into()));
     }
     if has_build_time(t, hints) {
@@ -610,6 +620,19 @@ mod tests {
             .into_iter()
             .map(|f| (f.cause, f.variation))
             .collect()
+    }
+
+    #[test]
+    fn a_short_host_name_is_named_only_as_a_whole_word() {
+        let hints = Hints {
+            host_names: vec!["ci".into(), "b1".into()],
+            ..hints()
+        };
+        assert_eq!(classify_token("ci", &hints).0, Cause::Hostname);
+        assert_eq!(classify_token("user@ci:/work", &hints).0, Cause::Hostname);
+        assert_eq!(classify_token("host=b1", &hints).0, Cause::Hostname);
+        assert_ne!(classify_token("circle", &hints).0, Cause::Hostname);
+        assert_ne!(classify_token("b12", &hints).0, Cause::Hostname);
     }
 
     #[test]
