@@ -6,6 +6,7 @@
 //! ships: nothing here installs packages, runs benchmarks or knows where kiln's own source is.
 
 mod cmd_attest;
+mod cmd_evidence;
 mod cmd_publish;
 mod cmd_repro;
 mod cmd_sbom;
@@ -66,6 +67,11 @@ pub enum Command {
     Push(cmd_publish::PushArgs),
     /// Pull an image and its evidence from a registry into an output directory.
     Pull(cmd_publish::PullArgs),
+    /// Compliance evidence of a built image.
+    Evidence {
+        #[command(subcommand)]
+        command: cmd_evidence::EvidenceCommand,
+    },
 }
 
 #[derive(clap::Args)]
@@ -217,6 +223,7 @@ fn hint(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
         kiln_repro::Error,
         kiln_build::publish::PublishError,
         kiln_registry::Error,
+        kiln_compliance::PackError,
     );
     None
 }
@@ -318,6 +325,7 @@ fn run(dir: Option<PathBuf>, command: Command) -> Result<ExitCode> {
         Command::Repro(args) => return cmd_repro::run(project_dir(dir)?, &args),
         Command::Push(args) => return cmd_publish::push(project_dir(dir)?, &args),
         Command::Pull(args) => return cmd_publish::pull(&args),
+        Command::Evidence { command } => return cmd_evidence::run(project_dir(dir)?, &command),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -378,6 +386,7 @@ mod tests {
             names,
             [
                 "build",
+                "evidence",
                 "fetch",
                 "gate",
                 "keygen",

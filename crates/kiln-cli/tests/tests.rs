@@ -9,6 +9,7 @@
 //! - `sandbox`    — the build has no network; the opt-out is recorded
 //! - `cargo_home` — a poisoned cargo home or crate archive never reaches the binary
 //! - `crash`      — SIGKILLed builds leave the old or the new output, never a mix
+//! - `evidence`   — `evidence pack`: every file hashed with its role, reproducible, bad input
 //! - `sbom`       — CycloneDX/SPDX validated, equal to `cargo tree`, peers agree
 //! - `vex`        — CSAF/OpenVEX/CycloneDX VEX validated; the gate
 //! - `attest`     — signed provenance and evidence, independent verifiers
@@ -30,6 +31,7 @@ mod bad_input;
 mod build;
 mod cargo_home;
 mod crash;
+mod evidence;
 mod keyless;
 mod push;
 mod registry;

@@ -1,0 +1,13 @@
+//! Compliance evidence for one image.
+//!
+//! - [`pack`]: the **evidence pack**: the files a release's controls are judged on — SBOMs,
+//!   provenance and signatures, VEX, the gate's verdict, the scans given, the repro report,
+//!   the toolchain lock, the push report — copied into one directory with a `manifest.json`
+//!   that lists every file with its sha256, size and role. Same inputs, same bytes; the
+//!   directory appears complete or not at all.
+//!
+//! The control catalog and the signed control attestation that judge a pack build on it.
+
+pub mod pack;
+
+pub use pack::{Entry, Manifest, PackError, PackInput, Role};
