@@ -33,6 +33,36 @@ pub const TOKEN_SERVICE: &str = "kiln-test";
 /// The `issuer` a token-auth [`Registry`] trusts (the JWT's `iss`).
 pub const TOKEN_ISSUER: &str = "kiln-test-issuer";
 
+/// Polls `GET /v2/` on `addr` (with `authorization`) until it answers `ready`: `Err` with
+/// why not if the server `what` exits first or `deadline` passes (the caller adds its
+/// logs). Shared by every registry the tests start.
+fn wait_until_answers(
+    child: &mut Child,
+    what: &str,
+    addr: &str,
+    authorization: Option<&str>,
+    ready: u16,
+    deadline: Instant,
+) -> Result<(), String> {
+    let mut last;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Err(format!(
+                "{what} exited ({status}) before it answered on {addr}"
+            ));
+        }
+        match get_status(addr, "/v2/", authorization) {
+            Ok(s) if s == ready => return Ok(()),
+            Ok(s) => last = format!("GET /v2/ answered {s}"),
+            Err(e) => last = format!("GET /v2/: {e}"),
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{what} on {addr} not ready after 20 s ({last})"));
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
 /// A running `docker-registry serve` on `127.0.0.1:PORT`, storing into a temp directory.
 pub struct Registry {
     /// `127.0.0.1:PORT`, e.g. for `docker://{addr}/name:tag`.
@@ -206,28 +236,15 @@ impl Registry {
             AuthKind::Htpasswd => (self.basic(), 200),
             AuthKind::Token => (None, 401),
         };
-        let mut last;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!(
-                    "docker-registry exited ({status}) before it answered on {}\n{}",
-                    self.addr,
-                    self.logs()
-                );
-            }
-            match get_status(&self.addr, "/v2/", authorization.as_deref()) {
-                Ok(s) if s == ready => return,
-                Ok(s) => last = format!("GET /v2/ answered {s}"),
-                Err(e) => last = format!("GET /v2/: {e}"),
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "docker-registry on {} not ready after 20 s ({last})\n{}",
-                    self.addr,
-                    self.logs()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(25));
+        if let Err(why) = wait_until_answers(
+            &mut self.child,
+            "docker-registry",
+            &self.addr,
+            authorization.as_deref(),
+            ready,
+            deadline,
+        ) {
+            panic!("{why}\n{}", self.logs());
         }
     }
 
@@ -686,28 +703,15 @@ impl ReferrersRegistry {
     /// Polls `GET /v2/` until it answers 200.
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
-        let mut last;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!(
-                    "ferro-oci-server exited ({status}) before it answered on {}\n{}",
-                    self.addr,
-                    self.logs()
-                );
-            }
-            match get_status(&self.addr, "/v2/", None) {
-                Ok(200) => return,
-                Ok(s) => last = format!("GET /v2/ answered {s}"),
-                Err(e) => last = format!("GET /v2/: {e}"),
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "ferro-oci-server on {} not ready after 20 s ({last})\n{}",
-                    self.addr,
-                    self.logs()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(25));
+        if let Err(why) = wait_until_answers(
+            &mut self.child,
+            "ferro-oci-server",
+            &self.addr,
+            None,
+            200,
+            deadline,
+        ) {
+            panic!("{why}\n{}", self.logs());
         }
     }
 }
