@@ -100,6 +100,9 @@ pub struct Manifest {
     pub media_type: String,
     pub digest: Digest,
     pub bytes: Vec<u8>,
+    /// The `ETag` served with these bytes, for `If-Match` (registries that send none:
+    /// `None`).
+    pub etag: Option<String>,
 }
 
 /// Why a conditional manifest PUT did not apply.
@@ -909,6 +912,7 @@ impl Client {
         self.call(&req, true, &mut |r| match r.status().as_u16() {
             200 => {
                 let media_type = header(r, "content-type").unwrap_or_default();
+                let etag = header(r, "etag");
                 let answered = header(r, "docker-content-digest");
                 let expected_len = header(r, "content-length").and_then(|v| v.parse::<u64>().ok());
                 let bytes = r
@@ -940,6 +944,7 @@ impl Client {
                     media_type,
                     digest,
                     bytes,
+                    etag,
                 }))
             }
             404 => {
@@ -1070,21 +1075,6 @@ impl Client {
                 drain(r);
                 Ok(None)
             }
-            _ => Err(self.status_error(&req, r)),
-        })
-    }
-
-    /// The ETag of a manifest, for `If-Match` (registries that do not send one: `None`).
-    pub fn manifest_etag(&self, reference: &str) -> Result<Option<String>> {
-        let req = Req {
-            method: "HEAD",
-            url: self.url(&format!("manifests/{reference}")),
-            headers: vec![("Accept", MEDIA_TYPE_OCI_INDEX.into())],
-            body: None,
-        };
-        self.call(&req, true, &mut |r| match r.status().as_u16() {
-            200 => Ok(header(r, "etag")),
-            404 => Ok(None),
             _ => Err(self.status_error(&req, r)),
         })
     }

@@ -427,8 +427,10 @@ fn update_referrers_tag(client: &Client, subject: &Digest, add: &[Descriptor]) -
     let tag = referrers_tag(subject);
     let want: BTreeSet<Digest> = add.iter().map(|d| d.digest).collect();
     for _ in 0..5 {
-        let etag = client.manifest_etag(&tag)?;
+        // The ETag comes with the bytes it names (one GET, not a HEAD and a GET that
+        // a concurrent writer could fall between).
         let current = client.get_manifest(&tag)?;
+        let etag = current.as_ref().and_then(|m| m.etag.clone());
         let before = current.as_ref().map(|m| m.digest);
         let mut index = match &current {
             None => Index {
