@@ -224,13 +224,7 @@ pub fn push(
     }
     target = target.with_tag(&requested);
 
-    let extra =
-        legacy_tags(&out, &summary, &target, opts.signing_key.as_deref()).map_err(|source| {
-            PublishError::Attest {
-                image: image.name.clone(),
-                source,
-            }
-        })?;
+    let extra = legacy_tags(&out, &summary, &target, opts.signing_key.as_deref())?;
     let client = opts.registry.client(&target, true)?;
     let step = |m: &str| progress.step(&image.name, &format!("push: {m}"));
     step(&format!("to {target}"));
@@ -251,54 +245,56 @@ pub fn push(
     Ok(report)
 }
 
-/// cosign's legacy tags: `.att` (every DSSE envelope beside the image) and, with a key,
-/// `.sig` (simple signing of the image digest for `target`'s repository).
+/// cosign's legacy tags: `.att`, the attestations image the signed build put in the layout
+/// (`kind` = `dev.cosignproject.cosign/atts`; `verify` checks it against the envelopes),
+/// pushed as it is; and, with a key, `.sig` (simple signing of the image digest for
+/// `target`'s repository), which names the repository and so is made here.
 fn legacy_tags(
     out: &OutputDir,
     summary: &Summary,
     target: &Reference,
     key: Option<&Path>,
-) -> kiln_attest::Result<Vec<TagImage>> {
-    let mut envelopes = Vec::new();
-    let mut names: Vec<String> = summary
-        .artifacts
-        .iter()
-        .map(|a| a.path.clone())
-        .filter(|p| !p.contains('/') && p.ends_with(".intoto.json"))
-        .collect();
-    names.sort();
-    for name in names {
-        let p = out.file(&name);
-        let bytes = std::fs::read(&p).map_err(|source| kiln_attest::Error::Io {
-            what: "cannot read",
-            path: p.clone(),
-            source,
-        })?;
-        let env = kiln_attest::dsse::Envelope::parse(&bytes, &name)?;
-        let stmt: kiln_attest::provenance::Statement =
-            serde_json::from_slice(&env.payload_bytes(&name)?).map_err(|e| {
-                kiln_attest::Error::Invalid {
-                    file: name.clone(),
-                    message: format!("payload is not an in-toto statement: {e}"),
-                }
-            })?;
-        envelopes.push((bytes, stmt.predicate_type));
-    }
-    let mut out_tags = Vec::new();
-    if !envelopes.is_empty() {
-        out_tags.push(tag_image(
-            kiln_attest::cosign::attestation_tag(&summary.digest, &envelopes),
-            "cosign attestations (.att)",
-        ));
+) -> Result<Vec<TagImage>, PublishError> {
+    let reg = |source| PublishError::Registry {
+        reference: target.to_string(),
+        source,
+    };
+    let layout = kiln_registry::oci::Layout::open(&out.oci()).map_err(reg)?;
+    let mut tags = Vec::new();
+    let atts = layout.index.manifests.iter().find(|d| {
+        d.annotations
+            .get(kiln_registry::oci::ANNOTATION_COSIGN_KIND)
+            .map(String::as_str)
+            == Some(kiln_registry::oci::COSIGN_KIND_ATTS)
+    });
+    if let Some(d) = atts {
+        let manifest = layout.read_blob(&d.digest).map_err(reg)?;
+        let m = kiln_registry::oci::Manifest::parse(&manifest, "cosign attestations manifest")
+            .map_err(reg)?;
+        let blobs = m
+            .blobs()
+            .map(|b| layout.read_blob(&b.digest))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(reg)?;
+        tags.push(TagImage {
+            tag: kiln_attest::cosign::attestation_tag_name(&summary.digest),
+            manifest,
+            blobs,
+            what: "cosign attestations (.att)".into(),
+        });
     }
     if let Some(k) = key {
-        let key = kiln_attest::SigningKey::load(k)?;
-        out_tags.push(tag_image(
+        let attest = |source| PublishError::Attest {
+            image: summary.image.clone(),
+            source,
+        };
+        let key = kiln_attest::SigningKey::load(k).map_err(attest)?;
+        tags.push(tag_image(
             kiln_attest::cosign::signature_tag(&summary.digest, &target.repository_name(), &key),
             "cosign signature (.sig)",
         ));
     }
-    Ok(out_tags)
+    Ok(tags)
 }
 
 fn tag_image(t: kiln_attest::cosign::TagImage, what: &str) -> TagImage {
