@@ -17,17 +17,8 @@ const LINEAGE: &str = "\n[lineage]\nsource = \"https://github.com/kiln-build/kil
 /// The CLI with no ambient signing settings; the Sigstore URLs and the Actions token
 /// service are the mock's.
 fn keyless_build(project: &Project, mock: &SigstoreMock) -> Command {
-    let mut c = project.kiln();
-    for v in [
-        "GITHUB_ACTIONS",
-        "KILN_SIGNING_KEY",
-        "KILN_OIDC_TOKEN",
-        "KILN_LINEAGE_SOURCE",
-        "KILN_LINEAGE_TRANSFORM",
-        "KILN_LINEAGE_POLICY_VERSION",
-    ] {
-        c.env_remove(v);
-    }
+    let mut c = without_ambient(project.kiln());
+    c.env_remove("KILN_OIDC_TOKEN");
     c.env("KILN_FULCIO_URL", mock.url())
         .env("KILN_REKOR_URL", mock.url())
         .env("ACTIONS_ID_TOKEN_REQUEST_URL", mock.get("token_url"))

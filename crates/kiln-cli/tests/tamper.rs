@@ -28,16 +28,7 @@ fn build() -> Built {
     add_vex(&project);
     let keys = tempfile::tempdir().unwrap();
     keygen(keys.path());
-    let mut c = project.kiln();
-    for v in [
-        "GITHUB_ACTIONS",
-        "KILN_SIGNING_KEY",
-        "KILN_LINEAGE_SOURCE",
-        "KILN_LINEAGE_TRANSFORM",
-        "KILN_LINEAGE_POLICY_VERSION",
-    ] {
-        c.env_remove(v);
-    }
+    let mut c = without_ambient(project.kiln());
     run_ok(
         c.arg("build")
             .arg("--key")
