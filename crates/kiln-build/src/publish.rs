@@ -159,28 +159,23 @@ pub fn push(
     progress: &dyn crate::Progress,
 ) -> Result<kiln_registry::push::Report, PublishError> {
     let config = kiln_config::Config::load(&opts.project)?;
-    let image =
-        match &opts.image {
-            Some(n) => config.images.iter().find(|i| &i.name == n).ok_or_else(|| {
-                PublishError::NotBuilt {
-                    image: n.clone(),
-                    path: opts.project.join(kiln_core::contract::layout::KILN_TOML),
-                }
-            })?,
-            None => match config.images.as_slice() {
-                [one] => one,
-                many => {
-                    return Err(PublishError::WhichImage {
-                        count: many.len(),
-                        names: many
-                            .iter()
-                            .map(|i| i.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                    });
-                }
-            },
-        };
+    let image = match &opts.image {
+        // An unknown name is kiln.toml's error (it lists the images), not "not built".
+        Some(n) => config.image(n)?,
+        None => match config.images.as_slice() {
+            [one] => one,
+            many => {
+                return Err(PublishError::WhichImage {
+                    count: many.len(),
+                    names: many
+                        .iter()
+                        .map(|i| i.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                });
+            }
+        },
+    };
     let out = match &opts.out_dir {
         Some(d) => OutputDir::new(d.join(&image.name)),
         None => ProjectLayout::new(&opts.project).output(&image.name),

@@ -261,7 +261,7 @@ fn run(dir: Option<PathBuf>, command: Command) -> Result<ExitCode> {
             };
             if args.push.is_some() && opts.images.len() != 1 {
                 let config = kiln_config::Config::load(&opts.project)?;
-                if config.images.len() != 1 && opts.images.len() != 1 {
+                if config.images.len() != 1 {
                     anyhow::bail!(
                         "--push sends one image, and kiln.toml has {}: choose it with --image NAME",
                         config.images.len()

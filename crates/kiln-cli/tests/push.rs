@@ -354,6 +354,14 @@ fn push_refuses_latest_and_unsigned_tags() {
         e.contains("built and signed as tag `0.1.0`") && e.contains("fix: push REPOSITORY:0.1.0"),
         "{e}"
     );
+    let e = run_err(
+        b.push(&format!("{}/team/hello", reg.addr))
+            .args(["--image", "nope"]),
+    );
+    assert!(
+        e.contains("no image named `nope`") && e.contains("fix: use one of: hello"),
+        "{e}"
+    );
     let e = run_err(&mut b.push("registry.example.com/team/hello"));
     assert!(
         e.contains("plain HTTP is allowed only for a registry on this machine"),
