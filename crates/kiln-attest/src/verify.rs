@@ -1562,9 +1562,9 @@ fn check_signature(
     bytes: &[u8],
     policy: &Policy,
 ) -> Result<(String, Statement), String> {
+    let (signer, stmt) = verify_statement_bundle(bytes, policy, title)?;
     let bundle = Bundle::parse(bytes, title).map_err(|e| e.to_string())?;
     let env = &bundle.dsse_envelope;
-    let signer = verify_bundle(&bundle, policy, title)?;
     // The envelope file beside the image must be the very envelope the bundle signs.
     let stem = title.trim_end_matches(".sigstore.json");
     let env_name = envelope_file(&format!("{stem}.json"));
@@ -1582,13 +1582,46 @@ fn check_signature(
             "{env_name}: not in kiln's canonical form: the file was modified"
         ));
     }
-    let payload = env.payload_bytes(title).map_err(|e| e.to_string())?;
+    Ok((signer, stmt))
+}
+
+/// Verifies the Sigstore bundle `bytes` (named `title` in messages) against `policy`'s
+/// keys or identities and returns who signed it and the in-toto statement it signs.
+/// Only the signature is checked here: what the statement claims (its subjects) is the
+/// caller's to compare with the bytes it is about.
+pub fn verify_statement_bundle(
+    bytes: &[u8],
+    policy: &Policy,
+    title: &str,
+) -> Result<(String, Statement), String> {
+    let bundle = Bundle::parse(bytes, title).map_err(|e| e.to_string())?;
+    let signer = verify_bundle(&bundle, policy, title)?;
+    let payload = bundle
+        .dsse_envelope
+        .payload_bytes(title)
+        .map_err(|e| e.to_string())?;
     let stmt: Statement =
         parse_strict(&payload, &format!("{title} (statement)")).map_err(|e| e.to_string())?;
     if stmt.type_ != crate::provenance::STATEMENT_TYPE {
         return Err(format!("{title}: statement _type is `{}`", stmt.type_));
     }
     Ok((signer, stmt))
+}
+
+/// Checks one `[[require]]` of a policy against statements already verified, with the
+/// files they name (SBOMs for `sbom = true`) looked up in `dir`: what `verify` does per
+/// requirement, for callers that hold the statements but not an image layout (the
+/// compliance controls judge an evidence pack).
+pub fn check_requirement_in(
+    dir: &Path,
+    req: &Requirement,
+    verified: &[(String, Statement)],
+) -> Result<String, String> {
+    let cx = Ctx {
+        out: dir,
+        checks: Vec::new(),
+    };
+    check_requirement(&cx, req, verified)
 }
 
 /// Checks a bundle's signature against the policy's keys (by the bundle's key hint) or,

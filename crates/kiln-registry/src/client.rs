@@ -18,7 +18,7 @@ use ureq::http::{Response, StatusCode};
 
 use crate::auth::{Challenge, Credentials, parse_challenge};
 use crate::error::{Error, Result, io};
-use crate::reference::Reference;
+use kiln_core::contract::reference::Reference;
 
 pub const MEDIA_TYPE_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const MEDIA_TYPE_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
-    Reference(#[from] crate::reference::ReferenceError),
+    Reference(#[from] kiln_core::contract::reference::ReferenceError),
     #[error(
         "{registry}: plain HTTP is allowed only for a registry on this machine (127.0.0.1, localhost, [::1])"
     )]

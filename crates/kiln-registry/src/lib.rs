@@ -19,9 +19,8 @@ mod error;
 pub mod oci;
 pub mod pull;
 pub mod push;
-mod reference;
 
 pub use auth::Credentials;
 pub use client::{BlobPush, BlobSource, Client, Options, Retry};
 pub use error::{Error, Result};
-pub use reference::{Reference, ReferenceError};
+pub use kiln_core::contract::reference::{Reference, ReferenceError};

@@ -130,7 +130,7 @@ pub fn push(client: &Client, req: &Request, progress: &dyn Fn(&str)) -> Result<R
             why: format!("does not list the image {}", req.image),
         });
     }
-    if !crate::reference::valid_tag(req.tag) {
+    if !kiln_core::contract::reference::valid_tag(req.tag) {
         return Err(Error::Invalid {
             what: format!("tag `{}`", req.tag),
             why: "not a valid tag".into(),

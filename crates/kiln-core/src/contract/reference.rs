@@ -1,10 +1,14 @@
 //! Image references: `[REGISTRY/]REPOSITORY[:TAG][@sha256:HEX]`, read as the docker CLI,
 //! skopeo and cosign read them (distribution's `reference` grammar), so a reference a user
 //! copies from any of them means the same registry and repository here.
+//!
+//! Also the rules every image reference kiln is given must follow, defined once for the
+//! build (kiln.toml's base), `verify`'s admission policy and the compliance controls:
+//! [`Reference::require_pinned_tag`] (no `:latest`, no missing tag) and [`Allowlist`].
 
 use std::fmt;
 
-use kiln_core::Digest;
+use crate::Digest;
 
 /// Docker Hub's name in references, and the host its API answers on.
 const DOCKER_HUB: &str = "docker.io";
@@ -141,7 +145,116 @@ impl fmt::Display for Reference {
     }
 }
 
-pub(crate) fn valid_tag(t: &str) -> bool {
+impl Reference {
+    /// `:latest`, or no tag and no digest (which means `latest`), is refused: a release's
+    /// inputs and outputs are named so that the name keeps meaning the same bytes.
+    pub fn require_pinned_tag(&self) -> Result<(), String> {
+        match (&self.tag, &self.digest) {
+            (Some(t), _) if t == "latest" => Err(format!(
+                "`{self}` uses the tag `latest`, which names whatever was pushed last"
+            )),
+            (None, None) => Err(format!(
+                "`{self}` has no tag and no digest, so it means `latest`"
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// `[policy] base_allowlist`: the base images a build (or an admission check) accepts.
+///
+/// An entry is either `registry/repository@sha256:HEX` (exactly that image) or a prefix
+/// ending in `/*` (`registry/org/*`: any repository under it, at any depth, when pinned by
+/// digest). Entries are read with the reference grammar, so `debian` and
+/// `docker.io/library/debian` are the same repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allowlist {
+    entries: Vec<AllowEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum AllowEntry {
+    Exact(Reference),
+    /// `registry/prefix` (without the `/*`).
+    Prefix {
+        registry: String,
+        prefix: String,
+    },
+}
+
+impl Allowlist {
+    /// Parses the entries; an entry that is neither form is an error naming it (index
+    /// `i` of the list) and the fix.
+    pub fn parse(entries: &[String]) -> Result<Allowlist, String> {
+        let mut out = Vec::new();
+        for (i, e) in entries.iter().enumerate() {
+            if let Some(prefix) = e.strip_suffix("/*") {
+                // Parse `prefix/x` to normalize the registry (docker.io, ports, case rules).
+                let r = Reference::parse(&format!("{prefix}/x"))
+                    .map_err(|err| format!("[{i}] `{e}`: {}", err.why))?;
+                let prefix = r
+                    .repository
+                    .strip_suffix("/x")
+                    .unwrap_or_default()
+                    .to_string();
+                out.push(AllowEntry::Prefix {
+                    registry: r.registry,
+                    prefix,
+                });
+                continue;
+            }
+            let r = Reference::parse(e).map_err(|err| format!("[{i}] `{e}`: {}", err.why))?;
+            if r.digest.is_none() {
+                return Err(format!(
+                    "[{i}] `{e}` names no digest: an entry is `registry/repository@sha256:...` (one image) or `registry/org/*` (any repository under it, pinned by digest)"
+                ));
+            }
+            out.push(AllowEntry::Exact(r));
+        }
+        Ok(Allowlist { entries: out })
+    }
+
+    /// Whether `r` is allowed: it must be pinned by digest, and match an entry (same
+    /// repository and digest, or a repository under a prefix). `Err` says why not.
+    pub fn permits(&self, r: &Reference) -> Result<String, String> {
+        let Some(digest) = &r.digest else {
+            return Err(format!(
+                "`{r}` is not pinned by digest: a base image is named `registry/repository@sha256:...`"
+            ));
+        };
+        for e in &self.entries {
+            match e {
+                AllowEntry::Exact(a)
+                    if a.registry == r.registry
+                        && a.repository == r.repository
+                        && a.digest.as_ref() == Some(digest) =>
+                {
+                    return Ok(format!("`{r}` is allowed by `{a}`"));
+                }
+                AllowEntry::Prefix { registry, prefix }
+                    if *registry == r.registry
+                        && (prefix.is_empty()
+                            || r.repository
+                                .strip_prefix(prefix.as_str())
+                                .is_some_and(|rest| rest.starts_with('/'))) =>
+                {
+                    return Ok(format!("`{r}` is allowed by `{registry}/{prefix}/*`"));
+                }
+                _ => {}
+            }
+        }
+        Err(format!(
+            "`{r}` is not in the base-image allowlist ({} entries)",
+            self.entries.len()
+        ))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+pub fn valid_tag(t: &str) -> bool {
     let b = t.as_bytes();
     !b.is_empty()
         && b.len() <= 128
@@ -250,5 +363,58 @@ mod tests {
         }
         let e = Reference::parse("reg.io/a/b:").unwrap_err();
         assert!(e.to_string().contains("reg.io/a/b:"), "{e}");
+    }
+
+    #[test]
+    fn latest_and_no_tag_are_refused_a_version_or_digest_is_not() {
+        let d = "sha256:".to_string() + &"ab".repeat(32);
+        for bad in [
+            "debian:latest",
+            "debian",
+            "ghcr.io/o/r:latest",
+            &format!("ghcr.io/o/r:latest@{d}"),
+        ] {
+            let e = Reference::parse(bad)
+                .unwrap()
+                .require_pinned_tag()
+                .unwrap_err();
+            assert!(e.contains("latest"), "{bad}: {e}");
+        }
+        for good in [
+            "debian:12",
+            &format!("ghcr.io/o/r@{d}"),
+            &format!("ghcr.io/o/r:1.2@{d}"),
+        ] {
+            Reference::parse(good)
+                .unwrap()
+                .require_pinned_tag()
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn the_allowlist_matches_exact_digests_and_prefixes_and_nothing_else() {
+        let d = "sha256:".to_string() + &"ab".repeat(32);
+        let other = "sha256:".to_string() + &"cd".repeat(32);
+        let a = Allowlist::parse(&[format!("debian@{d}"), "ghcr.io/acme/*".to_string()]).unwrap();
+        let r = |s: &str| Reference::parse(s).unwrap();
+        a.permits(&r(&format!("docker.io/library/debian:12@{d}")))
+            .unwrap();
+        a.permits(&r(&format!("ghcr.io/acme/base/static@{other}")))
+            .unwrap();
+        for bad in [
+            format!("debian@{other}"),
+            format!("ghcr.io/acmecorp/base@{d}"),
+            format!("ghcr.io/acme@{d}"),
+            format!("quay.io/acme/base@{d}"),
+        ] {
+            let e = a.permits(&r(&bad)).unwrap_err();
+            assert!(e.contains("not in the base-image allowlist"), "{bad}: {e}");
+        }
+        let e = a.permits(&r("ghcr.io/acme/base:1")).unwrap_err();
+        assert!(e.contains("not pinned by digest"), "{e}");
+        let e = Allowlist::parse(&["debian:12".into()]).unwrap_err();
+        assert!(e.contains("[0] `debian:12` names no digest"), "{e}");
+        assert!(Allowlist::parse(&["Bad Name/*".into()]).is_err());
     }
 }
