@@ -185,12 +185,7 @@ pub fn unpack(out: &Path) -> Result<Vec<String>> {
         };
         // Only kiln's own evidence lands beside the layout (what other tools attached stays
         // in the layout, where `verify` reads it apart).
-        let kiln_title = title == kiln_core::contract::layout::file::PROVENANCE_BUNDLE
-            || title == crate::evidence::PROVENANCE_FILE
-            || crate::evidence::EVIDENCE
-                .iter()
-                .any(|k| k.file == title || crate::evidence::bundle_file(k.file) == *title);
-        if !kiln_title {
+        if !crate::evidence::is_kiln_title(title) {
             continue;
         }
         if title.is_empty() || title.contains('/') || title.starts_with('.') {
@@ -267,5 +262,122 @@ pub fn attach_cosign_attestations(
     manifests.push(serde_json::to_value(&desc).expect("descriptor serializes"));
     let bytes = canonical::to_vec(&index).expect("index serializes");
     fsx::write_atomic(&index_path, &bytes).map_err(io("cannot write", &index_path))?;
+    Ok(desc)
+}
+
+/// Titles of the referrers attached *after* the build (`kiln controls attest`): the
+/// archives and `summary.json` were cut from the layout before them, so `verify` compares
+/// those with the layout as built, without these.
+pub const POST_BUILD: &[&str] = &[kiln_core::contract::layout::file::CONTROLS_BUNDLE];
+
+/// Attaches one more referrer to the image `subject` after the build, keeping every
+/// referrer the build attached: listed last in `index.json`, so removing it gives back the
+/// index as built, byte for byte. A referrer of the same title attached earlier is
+/// replaced, and its blobs removed when nothing else uses them (a layout holds only what
+/// its index reaches). `item.file` must be one of [`POST_BUILD`].
+pub fn attach_post_build(layout: &Path, subject: &Descriptor, item: &Attachment) -> Result<Descriptor> {
+    assert!(
+        POST_BUILD.contains(&item.file.as_str()),
+        "{} is not a post-build referrer",
+        item.file
+    );
+    let index_path = layout.join("index.json");
+    let raw = std::fs::read(&index_path).map_err(io("cannot read", &index_path))?;
+    let invalid = |message: String| crate::Error::Invalid {
+        file: index_path.display().to_string(),
+        message,
+    };
+    let mut index: Value = serde_json::from_slice(&raw).map_err(|e| invalid(e.to_string()))?;
+    let titled = |m: &Value| m["annotations"][ANNOTATION_TITLE] == item.file.as_str();
+    let old: Vec<Digest> = index["manifests"]
+        .as_array()
+        .ok_or_else(|| invalid("no `manifests` array".into()))?
+        .iter()
+        .filter(|m| titled(m))
+        .filter_map(|m| serde_json::from_value(m["digest"].clone()).ok())
+        .collect();
+    index["manifests"]
+        .as_array_mut()
+        .expect("checked above")
+        .retain(|m| !titled(m));
+    // The blobs the remaining manifests reach stay; the replaced referrer's others go.
+    let mut keep = std::collections::BTreeSet::new();
+    for m in index["manifests"].as_array().expect("checked above") {
+        let Ok(d) = serde_json::from_value::<Digest>(m["digest"].clone()) else {
+            continue;
+        };
+        keep.insert(d);
+        if let Ok(bytes) = std::fs::read(blob_path(layout, &d))
+            && let Ok(v) = serde_json::from_slice::<Value>(&bytes)
+        {
+            for desc in std::iter::once(&v["config"]).chain(v["layers"].as_array().into_iter().flatten()) {
+                if let Ok(d) = serde_json::from_value::<Digest>(desc["digest"].clone()) {
+                    keep.insert(d);
+                }
+            }
+        }
+    }
+    let empty = write_blob(layout, EMPTY_BLOB)?;
+    let layer_digest = write_blob(layout, &item.bytes)?;
+    let manifest = ArtifactManifest {
+        schema_version: 2,
+        media_type: MEDIA_TYPE_MANIFEST.into(),
+        artifact_type: item.artifact_type.clone(),
+        config: Descriptor {
+            media_type: MEDIA_TYPE_EMPTY.into(),
+            digest: empty,
+            size: 2,
+            artifact_type: None,
+            annotations: BTreeMap::new(),
+        },
+        layers: vec![Descriptor {
+            media_type: item.media_type.clone(),
+            digest: layer_digest,
+            size: item.bytes.len() as u64,
+            artifact_type: None,
+            annotations: BTreeMap::from([(ANNOTATION_TITLE.into(), item.file.clone())]),
+        }],
+        subject: Descriptor {
+            annotations: BTreeMap::new(),
+            artifact_type: None,
+            ..subject.clone()
+        },
+        annotations: item.annotations.clone(),
+    };
+    let bytes = canonical::to_vec(&manifest).expect("manifest serializes");
+    let digest = write_blob(layout, &bytes)?;
+    keep.extend([empty, layer_digest, digest]);
+    let mut annotations = item.annotations.clone();
+    annotations.insert(ANNOTATION_TITLE.into(), item.file.clone());
+    let desc = Descriptor {
+        media_type: MEDIA_TYPE_MANIFEST.into(),
+        digest,
+        size: bytes.len() as u64,
+        artifact_type: Some(item.artifact_type.clone()),
+        annotations,
+    };
+    index["manifests"]
+        .as_array_mut()
+        .expect("checked above")
+        .push(serde_json::to_value(&desc).expect("descriptor serializes"));
+    let bytes = canonical::to_vec(&index).expect("index serializes");
+    fsx::write_atomic(&index_path, &bytes).map_err(io("cannot write", &index_path))?;
+    // Only after the index no longer names them: the old referrer's manifest and layer.
+    for d in old {
+        if keep.contains(&d) {
+            continue;
+        }
+        let mp = blob_path(layout, &d);
+        if let Ok(b) = std::fs::read(&mp)
+            && let Ok(m) = serde_json::from_slice::<ArtifactManifest>(&b)
+        {
+            for l in &m.layers {
+                if !keep.contains(&l.digest) {
+                    let _ = std::fs::remove_file(blob_path(layout, &l.digest));
+                }
+            }
+        }
+        let _ = std::fs::remove_file(mp);
+    }
     Ok(desc)
 }

@@ -214,6 +214,38 @@ fn write_file(out: &Path, name: &str, bytes: &[u8], files: &mut Vec<String>) -> 
     Ok(())
 }
 
+/// Is `title` (a referrer's layer title) evidence kiln attaches: provenance, an evidence
+/// document or its bundle, or a post-build attestation? Other titles are other tools'.
+pub fn is_kiln_title(title: &str) -> bool {
+    title == file::PROVENANCE_BUNDLE
+        || title == PROVENANCE_FILE
+        || crate::attach::POST_BUILD.contains(&title)
+        || EVIDENCE
+            .iter()
+            .any(|k| k.file == title || bundle_file(k.file) == title)
+}
+
+/// The predicate type a kiln bundle of this title must sign, `None` for a title kiln does
+/// not write. SPDX's names its version (`https://spdx.dev/Document/v2.3`).
+pub fn title_predicate_ok(title: &str, pt: &str) -> bool {
+    if title == file::PROVENANCE_BUNDLE {
+        return pt == SLSA_PROVENANCE_V1;
+    }
+    if title == file::CONTROLS_BUNDLE {
+        return pt == kiln_core::contract::controls::PREDICATE_TYPE;
+    }
+    EVIDENCE
+        .iter()
+        .find(|k| bundle_file(k.file) == title)
+        .is_some_and(|k| {
+            pt == k.predicate_type
+                || (k.file == file::SBOM_SPDX
+                    && pt
+                        .strip_prefix(k.predicate_type)
+                        .is_some_and(|v| v.starts_with("/v")))
+        })
+}
+
 /// Is `pt` the SLSA provenance predicate?
 pub fn is_provenance(pt: &str) -> bool {
     pt == SLSA_PROVENANCE_V1

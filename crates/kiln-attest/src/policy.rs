@@ -22,6 +22,11 @@
 //!
 //! [[require]]
 //! predicate_type = "https://cyclonedx.org/bom"
+//!
+//! [[require]]                            # `kiln controls attest`
+//! predicate_type = "https://kiln.dev/attestations/controls/v1"
+//! controls_pass = ["SC-01", "SC-02"]     # these must be listed and pass, and/or
+//! all_controls_pass = true               # every control listed must pass
 //! ```
 //!
 //! Parsed strictly like `kiln.toml`: an unknown key is an error naming key, line and file
@@ -85,6 +90,13 @@ pub struct Requirement {
     pub lineage: Vec<String>,
     #[serde(default)]
     pub sbom: bool,
+    /// Control attestation (`https://kiln.dev/attestations/controls/v1`): these control
+    /// ids must be in it and have passed.
+    #[serde(default)]
+    pub controls_pass: Vec<String>,
+    /// Control attestation: every control it lists must have passed.
+    #[serde(default)]
+    pub all_controls_pass: bool,
 }
 
 #[derive(Debug, Clone)]

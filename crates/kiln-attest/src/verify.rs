@@ -259,7 +259,10 @@ pub fn verify_with(out: &Path, policy: &Policy, opts: &Options) -> Report {
                 );
                 let subj = check_subjects(&cx, &layout, image, &stmt);
                 if cx.push(format!("subjects {title}"), subj) {
-                    if let Ok(b) = Bundle::parse(bytes, &title) {
+                    // Post-build attestations are not in cosign's `.att`, cut at build time.
+                    if !crate::attach::POST_BUILD.contains(&title.as_str())
+                        && let Ok(b) = Bundle::parse(bytes, &title)
+                    {
                         kiln_envelopes.push((
                             canonical::to_vec(&b.dsse_envelope).expect("envelope serializes"),
                             stmt.predicate_type.clone(),
@@ -342,7 +345,15 @@ pub fn verify_with(out: &Path, policy: &Policy, opts: &Options) -> Report {
         cx.push("vex inputs", r);
     }
 
-    // Outputs derived from the layout: the archives and the summary.
+    // Outputs derived from the layout: the archives and the summary, cut from the layout
+    // as built, before any post-build referrer.
+    let as_built = match as_built(&layout, &attached) {
+        Ok(a) => a,
+        Err(e) => {
+            cx.push("post-build referrers", Err(e));
+            AsBuilt::default()
+        }
+    };
     let absent_in_copy = |file: &str| opts.registry_copy && !out.join(file).exists();
     let not_published = |file: &str| {
         Ok(format!(
@@ -354,7 +365,7 @@ pub fn verify_with(out: &Path, policy: &Policy, opts: &Options) -> Report {
             let r = if absent_in_copy(OCI_ARCHIVE) {
                 not_published(OCI_ARCHIVE)
             } else {
-                check_oci_archive(&cx, &layout, f)
+                check_oci_archive(&cx, &layout, f, &as_built)
             };
             cx.push(format!("archive {OCI_ARCHIVE}"), r);
             let r = if absent_in_copy(DOCKER_ARCHIVE) {
@@ -366,7 +377,7 @@ pub fn verify_with(out: &Path, policy: &Policy, opts: &Options) -> Report {
             let r = if absent_in_copy(SUMMARY) {
                 not_published(SUMMARY)
             } else {
-                check_summary(&cx, &layout, image, f)
+                check_summary(&cx, &layout, image, f, &as_built)
             };
             cx.push(SUMMARY, r);
         }
@@ -782,11 +793,7 @@ fn is_kiln_referrer(layout: &Path, d: &Descriptor) -> bool {
     let Some(title) = m["layers"][0]["annotations"][ANNOTATION_TITLE].as_str() else {
         return false;
     };
-    title == PROVENANCE_BUNDLE
-        || title == crate::evidence::PROVENANCE_FILE
-        || EVIDENCE
-            .iter()
-            .any(|k| k.file == title || bundle_file(k.file) == title)
+    crate::evidence::is_kiln_title(title)
 }
 
 /// What a referrer another tool attached amounts to.
@@ -1040,21 +1047,7 @@ fn check_referrer(
 /// A bundle's statement must be of the kind its title says.
 fn check_statement_kind(title: &str, m: &ArtifactManifest, stmt: &Statement) -> Result<(), String> {
     let pt = stmt.predicate_type.as_str();
-    let ok = if title == PROVENANCE_BUNDLE {
-        pt == SLSA_PROVENANCE_V1
-    } else {
-        EVIDENCE
-            .iter()
-            .find(|k| bundle_file(k.file) == title)
-            .is_some_and(|k| {
-                pt == k.predicate_type
-                    || (k.file == file::SBOM_SPDX
-                        && pt
-                            .strip_prefix(k.predicate_type)
-                            .is_some_and(|v| v.starts_with("/v")))
-            })
-    };
-    if !ok {
+    if !crate::evidence::title_predicate_ok(title, pt) {
         return Err(format!(
             "{title}: signs a statement of predicateType {pt}, which is not what {title} carries"
         ));
@@ -1236,7 +1229,81 @@ fn check_tags(lay: &Layout, f: &Facts, verified: &[(String, Statement)]) -> Outc
     ))
 }
 
-fn check_oci_archive(cx: &Ctx, layout: &Path, f: &Facts) -> Outcome {
+/// The layout as the build left it: `index.json` without the post-build referrers (they
+/// are appended last, so removing them gives the build's bytes back) and the blobs only
+/// they reach.
+#[derive(Default)]
+struct AsBuilt {
+    /// `None`: no post-build referrer, the index is as built.
+    index: Option<Vec<u8>>,
+    /// Output-directory paths (`oci/blobs/sha256/...`, the attestation files beside the
+    /// image) that came after the build.
+    later: BTreeSet<String>,
+}
+
+fn as_built(layout: &Path, attached: &[(Descriptor, ArtifactManifest, Vec<u8>)]) -> Result<AsBuilt, String> {
+    let post: Vec<_> = attached
+        .iter()
+        .filter(|(_, m, _)| {
+            m.layers.first().and_then(|l| l.annotations.get(ANNOTATION_TITLE)).is_some_and(
+                |t| crate::attach::POST_BUILD.contains(&t.as_str()),
+            )
+        })
+        .collect();
+    if post.is_empty() {
+        return Ok(AsBuilt::default());
+    }
+    let raw = std::fs::read(layout.join("index.json")).map_err(|e| format!("oci/index.json: {e}"))?;
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&raw).map_err(|e| format!("oci/index.json: {e}"))?;
+    let manifests = index["manifests"]
+        .as_array_mut()
+        .ok_or("oci/index.json: no `manifests` array")?;
+    let n = manifests.len();
+    let digests: BTreeSet<String> = post.iter().map(|(d, _, _)| d.digest.to_string()).collect();
+    // Post-build referrers must be the last entries: anything after them was added later
+    // still, by something verify does not know.
+    let tail = manifests
+        .iter()
+        .rev()
+        .take_while(|m| m["digest"].as_str().is_some_and(|d| digests.contains(d)))
+        .count();
+    if tail != post.len() {
+        return Err(format!(
+            "oci/index.json: the post-build referrer(s) {} are not the last entries of the index",
+            digests.into_iter().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    manifests.truncate(n - tail);
+    let blob = |d: &Digest| format!("oci/blobs/sha256/{}", d.hex());
+    let mut still_used = BTreeSet::new();
+    for (d, m, _) in attached {
+        if !digests.contains(&d.digest.to_string()) {
+            still_used.insert(m.config.digest);
+            still_used.extend(m.layers.iter().map(|l| l.digest));
+        }
+    }
+    let mut later = BTreeSet::new();
+    for (d, m, _) in post {
+        later.insert(blob(&d.digest));
+        for l in &m.layers {
+            if !still_used.contains(&l.digest) {
+                later.insert(blob(&l.digest));
+            }
+            if let Some(t) = l.annotations.get(ANNOTATION_TITLE) {
+                later.insert(t.clone());
+                let stem = t.trim_end_matches(".sigstore.json");
+                later.insert(envelope_file(&format!("{stem}.json")));
+            }
+        }
+    }
+    Ok(AsBuilt {
+        index: Some(canonical::to_vec(&index).map_err(|e| e.to_string())?),
+        later,
+    })
+}
+
+fn check_oci_archive(cx: &Ctx, layout: &Path, f: &Facts, as_built: &AsBuilt) -> Outcome {
     let mut files = BTreeMap::new();
     for p in walk(layout).map_err(|e| format!("{}: {e}", cx.rel(layout)))? {
         let rel = p
@@ -1244,6 +1311,15 @@ fn check_oci_archive(cx: &Ctx, layout: &Path, f: &Facts) -> Outcome {
             .expect("walk stays under the layout")
             .to_string_lossy()
             .into_owned();
+        if as_built.later.contains(&format!("{}/{rel}", file::OCI_DIR)) {
+            continue;
+        }
+        if rel == "index.json"
+            && let Some(index) = &as_built.index
+        {
+            files.insert(rel, Source::Bytes(index.clone()));
+            continue;
+        }
         files.insert(rel, Source::File(p));
     }
     let entries = outputs::entries(files);
@@ -1310,8 +1386,14 @@ fn walk(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 
 /// `summary.json` must be exactly what the signed provenance, the verified layout and the
 /// files on disk give.
-fn check_summary(cx: &Ctx, layout: &Path, image: &ImageInfo, f: &Facts) -> Outcome {
-    let expected = expected_summary(cx, layout, image, f)?;
+fn check_summary(
+    cx: &Ctx,
+    layout: &Path,
+    image: &ImageInfo,
+    f: &Facts,
+    as_built: &AsBuilt,
+) -> Outcome {
+    let expected = expected_summary(cx, layout, image, f, as_built)?;
     let want = canonical::to_vec_pretty(&expected).map_err(|e| e.to_string())?;
     let got =
         std::fs::read(cx.out.join(SUMMARY)).map_err(|e| format!("{SUMMARY}: cannot read: {e}"))?;
@@ -1344,6 +1426,7 @@ fn expected_summary(
     layout: &Path,
     image: &ImageInfo,
     f: &Facts,
+    as_built: &AsBuilt,
 ) -> Result<serde_json::Value, String> {
     use serde_json::{Value, json};
     let p = &f.predicate;
@@ -1404,7 +1487,13 @@ fn expected_summary(
     let mut artifacts = Vec::new();
     for path in walk(cx.out).map_err(|e| e.to_string())? {
         let rel = slash_rel(cx.out, &path);
-        if rel == SUMMARY || unverified(&rel) {
+        if rel == SUMMARY || unverified(&rel) || as_built.later.contains(&rel) {
+            continue;
+        }
+        if rel == "oci/index.json"
+            && let Some(index) = &as_built.index
+        {
+            artifacts.push(json!({"path": rel, "sha256": Digest::of(index), "size": index.len()}));
             continue;
         }
         let meta = std::fs::metadata(&path).map_err(|e| format!("{rel}: {e}"))?;
@@ -1800,6 +1889,10 @@ fn check_conditions(cx: &Ctx, req: &Requirement, s: &Statement) -> Outcome {
         || req.builder_id.is_some()
         || req.builder_id_regexp.is_some()
         || !req.lineage.is_empty();
+    let needs_controls = !req.controls_pass.is_empty() || req.all_controls_pass;
+    if needs_controls {
+        return check_controls(req, s);
+    }
     if !needs_provenance && !req.sbom {
         return Ok(ok.join(", "));
     }
@@ -1882,6 +1975,62 @@ fn check_conditions(cx: &Ctx, req: &Requirement, s: &Statement) -> Outcome {
     Ok(ok.join(", "))
 }
 
+/// `controls_pass` / `all_controls_pass`: the signed control attestation says these
+/// controls passed. A listed id the attestation does not have is a failure (a catalog that
+/// dropped a control must not pass by omission).
+fn check_controls(req: &Requirement, s: &Statement) -> Outcome {
+    use kiln_core::contract::controls::{ControlsPredicate, PREDICATE_TYPE, Verdict};
+    if s.predicate_type != PREDICATE_TYPE {
+        return Err(format!(
+            "controls_pass/all_controls_pass need predicateType {PREDICATE_TYPE}"
+        ));
+    }
+    let p: ControlsPredicate = serde_json::from_value(s.predicate.clone())
+        .map_err(|e| format!("not a {PREDICATE_TYPE} predicate: {e}"))?;
+    let failed = |c: &kiln_core::contract::controls::ControlResult| {
+        format!(
+            "{} failed ({})",
+            c.id,
+            if c.failures.is_empty() {
+                "no reason recorded".to_string()
+            } else {
+                c.failures.join("; ")
+            }
+        )
+    };
+    let mut why = Vec::new();
+    for id in &req.controls_pass {
+        match p.control(id) {
+            None => why.push(format!("{id} is not in the attestation")),
+            Some(c) if c.result != Verdict::Pass => why.push(failed(c)),
+            Some(_) => {}
+        }
+    }
+    if req.all_controls_pass {
+        if p.controls.is_empty() {
+            why.push("the attestation lists no controls".into());
+        }
+        why.extend(
+            p.controls
+                .iter()
+                .filter(|c| c.result != Verdict::Pass && !req.controls_pass.contains(&c.id))
+                .map(failed),
+        );
+    }
+    if !why.is_empty() {
+        return Err(why.join("; "));
+    }
+    let n = if req.all_controls_pass {
+        p.controls.len()
+    } else {
+        req.controls_pass.len()
+    };
+    Ok(format!(
+        "signed, {n} control(s) passed (catalog {}, pack {})",
+        p.catalog.path, p.pack.manifest_sha256
+    ))
+}
+
 /// Writes the outputs kiln-build derives after signing (the archives, then the summary)
 /// the way it does, for unit tests that make an output directory without kiln-build.
 #[cfg(test)]
@@ -1929,7 +2078,7 @@ pub(crate) fn write_derived(out: &Path) {
     );
     let docker = outputs::write(&outputs::entries(files), f.sde);
     std::fs::write(out.join(DOCKER_ARCHIVE), docker).unwrap();
-    let summary = expected_summary(&cx, &layout, img, &f).unwrap();
+    let summary = expected_summary(&cx, &layout, img, &f, &AsBuilt::default()).unwrap();
     std::fs::write(
         out.join(SUMMARY),
         canonical::to_vec_pretty(&summary).unwrap(),

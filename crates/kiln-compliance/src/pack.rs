@@ -11,10 +11,10 @@ use std::path::{Path, PathBuf};
 
 use kiln_core::contract::layout::file;
 use kiln_core::{Digest, canonical, fsx};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What a file in the pack is evidence of.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
     /// The build's summary (image digest, inputs, every output's sha256).
@@ -35,7 +35,8 @@ pub enum Role {
 }
 
 /// One file of the pack.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Entry {
     /// Relative to the pack, `/`-separated.
     pub path: String,
@@ -45,9 +46,10 @@ pub struct Entry {
 }
 
 /// `manifest.json`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Manifest {
-    pub schema: &'static str,
+    pub schema: String,
     pub image: String,
     /// The image manifest digest (from `summary.json`).
     pub digest: Digest,
@@ -56,7 +58,7 @@ pub struct Manifest {
 }
 
 pub const SCHEMA: &str = "https://kiln.dev/evidence-pack/v1";
-pub const MANIFEST: &str = "manifest.json";
+pub use kiln_core::contract::layout::pack::{ATTESTATION_DIR, MANIFEST};
 
 /// What goes into a pack.
 #[derive(Debug, Clone)]
@@ -84,6 +86,8 @@ pub enum PackError {
     },
     #[error("{}: {why}", path.display())]
     Invalid { path: PathBuf, why: String },
+    #[error("{}: modified after packing: {why}", path.display())]
+    Modified { path: PathBuf, why: String },
     #[error("{} and {} would both be `{name}` in the pack", first.display(), second.display())]
     Collision {
         name: String,
@@ -106,6 +110,10 @@ impl kiln_core::Hint for PackError {
                 kiln_core::cli::cmd("build")
             )),
             PackError::Collision { .. } => Some("rename one of the files".into()),
+            PackError::Modified { .. } => Some(format!(
+                "the pack no longer is what was packed: pack it again with `{}`",
+                kiln_core::cli::cmd("evidence pack")
+            )),
             _ => None,
         }
     }
@@ -213,7 +221,7 @@ pub fn pack(input: &PackInput, dest: &Path) -> Result<Manifest, PackError> {
         });
     }
     let manifest = Manifest {
-        schema: SCHEMA,
+        schema: SCHEMA.to_string(),
         image: input.image.clone(),
         digest: summary.digest,
         files,
@@ -229,6 +237,90 @@ pub fn pack(input: &PackInput, dest: &Path) -> Result<Manifest, PackError> {
         source,
     })?;
     Ok(manifest)
+}
+
+/// A pack as read back and checked: its manifest and the manifest's bytes.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub manifest: Manifest,
+    pub manifest_sha256: Digest,
+}
+
+/// Reads the pack at `dir` and checks it is whole: `manifest.json` parses (this schema),
+/// every file it lists is there with its sha256 and size, and nothing else is, but for
+/// [`ATTESTATION_DIR`] (written later, about the pack). Any difference is an error naming
+/// the file: a pack changed after packing is evidence of nothing.
+pub fn verify(dir: &Path) -> Result<Verified, PackError> {
+    let mp = dir.join(MANIFEST);
+    let bytes = std::fs::read(&mp).map_err(|source| PackError::Read {
+        path: mp.clone(),
+        source,
+    })?;
+    let invalid = |path: PathBuf, why: String| PackError::Invalid { path, why };
+    let manifest: Manifest = serde_json::from_slice(&bytes)
+        .map_err(|e| invalid(mp.clone(), format!("not an evidence pack manifest: {e}")))?;
+    if manifest.schema != SCHEMA {
+        return Err(invalid(
+            mp.clone(),
+            format!("schema is `{}`, expected `{SCHEMA}`", manifest.schema),
+        ));
+    }
+    let mut listed = std::collections::BTreeSet::new();
+    for f in &manifest.files {
+        let rel = Path::new(&f.path);
+        if f.path.is_empty()
+            || rel.is_absolute()
+            || rel.components().any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
+            return Err(invalid(mp.clone(), format!("`{}` is not a path inside the pack", f.path)));
+        }
+        let p = dir.join(rel);
+        let got = std::fs::read(&p).map_err(|source| PackError::Read {
+            path: p.clone(),
+            source,
+        })?;
+        let d = Digest::of(&got);
+        if d != f.sha256 || got.len() as u64 != f.size {
+            return Err(PackError::Modified {
+                path: p,
+                why: format!(
+                    "sha256 {d} ({} bytes), the manifest says {} ({} bytes)",
+                    got.len(),
+                    f.sha256,
+                    f.size
+                ),
+            });
+        }
+        listed.insert(f.path.clone());
+    }
+    for p in walkdir::WalkDir::new(dir).sort_by_file_name() {
+        let p = p.map_err(|e| PackError::Read {
+            path: dir.to_path_buf(),
+            source: e.into(),
+        })?;
+        if p.file_type().is_dir() {
+            continue;
+        }
+        let rel = p
+            .path()
+            .strip_prefix(dir)
+            .expect("walkdir stays under the root")
+            .to_string_lossy()
+            .replace('\\', "/");
+        if rel == MANIFEST || rel.starts_with(&format!("{ATTESTATION_DIR}/")) {
+            continue;
+        }
+        if !listed.contains(&rel) {
+            return Err(PackError::Modified {
+                path: p.path().to_path_buf(),
+                why: "is not listed in manifest.json (added after packing)".into(),
+            });
+        }
+    }
+    Ok(Verified {
+        manifest,
+        manifest_sha256: Digest::of(&bytes),
+    })
 }
 
 #[cfg(test)]

@@ -54,6 +54,25 @@ pub mod file {
     pub const PROVENANCE_ENVELOPE: &str = "provenance.intoto.json";
     /// The Sigstore bundle of signed provenance: `bundle_file(PROVENANCE)`.
     pub const PROVENANCE_BUNDLE: &str = "provenance.sigstore.json";
+    /// The control attestation (`kiln controls attest`, after the build): the statement's
+    /// name, from which its envelope and bundle are named.
+    pub const CONTROLS: &str = "controls.json";
+    /// `envelope_file(CONTROLS)`.
+    pub const CONTROLS_ENVELOPE: &str = "controls.intoto.json";
+    /// `bundle_file(CONTROLS)`: attached to the image as a referrer after the build.
+    pub const CONTROLS_BUNDLE: &str = "controls.sigstore.json";
+}
+
+/// The files of an evidence pack (`kiln evidence pack --out DIR`).
+pub mod pack {
+    /// Every file of the pack with its sha256, size and role.
+    pub const MANIFEST: &str = "manifest.json";
+    /// Where `kiln controls attest` writes the attestation of the pack; not listed in the
+    /// manifest (it is written after it, about it).
+    pub const ATTESTATION_DIR: &str = "attestation";
+    /// The human reports of the attestation, in `ATTESTATION_DIR`.
+    pub const REPORT_HTML: &str = "controls.html";
+    pub const REPORT_PDF: &str = "controls.pdf";
 }
 
 /// The files `repro` writes in its output directory (`target/kiln/repro` or `--out`);

@@ -8,6 +8,7 @@
 //! instead of as a string literal in each crate that touches it.
 
 pub mod cargo_lock;
+pub mod controls;
 pub mod layout;
 pub mod platform;
 pub mod purl;
