@@ -25,6 +25,7 @@ const APT: &[(&str, &str)] = &[
     ("disorderfs", "disorderfs"),
     ("diffoscope", "diffoscope-minimal"),
     ("unshare", "util-linux"),
+    ("pdftoppm", "poppler-utils"),
 ];
 
 /// Python packages: document validators, independent verifiers, SBOM peers and workflow

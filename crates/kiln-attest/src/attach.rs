@@ -70,6 +70,11 @@ pub(crate) fn blob_path(layout: &Path, d: &Digest) -> std::path::PathBuf {
     layout.join("blobs").join("sha256").join(d.hex())
 }
 
+/// `<layout>/blobs/sha256/<hex>`: where a layout keeps the blob `d`.
+pub fn blob_file(layout: &Path, d: &Digest) -> std::path::PathBuf {
+    blob_path(layout, d)
+}
+
 fn write_blob(layout: &Path, bytes: &[u8]) -> Result<Digest> {
     let d = Digest::of(bytes);
     let p = blob_path(layout, &d);
@@ -275,7 +280,11 @@ pub const POST_BUILD: &[&str] = &[kiln_core::contract::layout::file::CONTROLS_BU
 /// index as built, byte for byte. A referrer of the same title attached earlier is
 /// replaced, and its blobs removed when nothing else uses them (a layout holds only what
 /// its index reaches). `item.file` must be one of [`POST_BUILD`].
-pub fn attach_post_build(layout: &Path, subject: &Descriptor, item: &Attachment) -> Result<Descriptor> {
+pub fn attach_post_build(
+    layout: &Path,
+    subject: &Descriptor,
+    item: &Attachment,
+) -> Result<Descriptor> {
     assert!(
         POST_BUILD.contains(&item.file.as_str()),
         "{} is not a post-build referrer",
@@ -310,7 +319,9 @@ pub fn attach_post_build(layout: &Path, subject: &Descriptor, item: &Attachment)
         if let Ok(bytes) = std::fs::read(blob_path(layout, &d))
             && let Ok(v) = serde_json::from_slice::<Value>(&bytes)
         {
-            for desc in std::iter::once(&v["config"]).chain(v["layers"].as_array().into_iter().flatten()) {
+            for desc in
+                std::iter::once(&v["config"]).chain(v["layers"].as_array().into_iter().flatten())
+            {
                 if let Ok(d) = serde_json::from_value::<Digest>(desc["digest"].clone()) {
                     keep.insert(d);
                 }

@@ -23,6 +23,10 @@
 //! [[require]]
 //! predicate_type = "https://cyclonedx.org/bom"
 //!
+//! # Admission, on any kiln-built image (read from its signed provenance):
+//! base_allowlist = ["ghcr.io/acme/base@sha256:...", "ghcr.io/acme/approved/*"]
+//! deny_latest = true                     # no `latest`/untagged image or base reference
+//!
 //! [[require]]                            # `kiln controls attest`
 //! predicate_type = "https://kiln.dev/attestations/controls/v1"
 //! controls_pass = ["SC-01", "SC-02"]     # these must be listed and pass, and/or
@@ -56,6 +60,14 @@ struct RawPolicy {
     /// PEM public key(s) of the Rekor log(s) trusted to time-stamp keyless signatures.
     #[serde(default)]
     rekor_keys: Vec<PathBuf>,
+    /// Admission: the base images an image may be built on (kiln.toml's
+    /// `[policy] base_allowlist` grammar), checked against the signed provenance.
+    #[serde(default)]
+    base_allowlist: Vec<String>,
+    /// Admission: refuse an image whose tag, or whose base's reference, is `latest` or
+    /// missing.
+    #[serde(default)]
+    deny_latest: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -110,6 +122,10 @@ pub struct Policy {
     /// integrated time shows it was valid when the signature was made.
     pub rekor_keys: Vec<(PathBuf, PublicKey)>,
     pub requires: Vec<Requirement>,
+    /// Admission rules on someone else's image: the base must be on this allowlist
+    /// (`None`: any base).
+    pub base_allowlist: Option<kiln_core::contract::Allowlist>,
+    pub deny_latest: bool,
 }
 
 impl Policy {
@@ -128,6 +144,14 @@ impl Policy {
         };
         let raw: RawPolicy =
             kiln_core::strict_toml::from_str(text).map_err(|e| err(e.into_message()))?;
+        let base_allowlist = if raw.base_allowlist.is_empty() {
+            None
+        } else {
+            Some(
+                kiln_core::contract::Allowlist::parse(&raw.base_allowlist)
+                    .map_err(|e| err(format!("base_allowlist{e}")))?,
+            )
+        };
         let base = path.parent().unwrap_or(Path::new("."));
         let mut keys = Vec::new();
         for (i, k) in raw.keys.iter().enumerate() {
@@ -186,6 +210,8 @@ impl Policy {
             fulcio_roots,
             rekor_keys,
             requires: raw.requires,
+            base_allowlist,
+            deny_latest: raw.deny_latest,
         })
     }
 }

@@ -23,6 +23,17 @@ pub const BUILD_TYPE: &str = "https://github.com/kiln-build/kiln/buildtypes/oci-
 /// `builder.id` of a build that ran outside a hosted CI identity.
 pub const LOCAL_BUILDER_ID: &str = "https://github.com/kiln-build/kiln/builders/local/v1";
 
+/// The resolvedDependency of the base image (its manifest digest).
+pub const BASE_IMAGE: &str = "base-image";
+/// Annotation of [`BASE_IMAGE`]: the base's `ref` from kiln.toml (where the layout came
+/// from), as parsed (`docker.io/library/` spelled out); the digest is the dependency's.
+pub const ANNOTATION_BASE_REF: &str = "dev.kiln.base.ref";
+/// The resolvedDependency recording kiln.toml's `[policy] base_allowlist`: `digest.sha256`
+/// is the sha256 of the canonical JSON array of the entries as written, and
+/// [`ANNOTATION_BASE_ALLOWLIST`] the entries joined by `,`.
+pub const BASE_ALLOWLIST: &str = "base-allowlist";
+pub const ANNOTATION_BASE_ALLOWLIST: &str = "dev.kiln.base.allowlist";
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Statement {
@@ -247,6 +258,10 @@ pub struct ProvenanceInputs {
     pub rustc: String,
     pub crates: Vec<LockedCrate>,
     pub base: Option<Digest>,
+    /// The base's `ref` (a reference string), when kiln.toml gives one.
+    pub base_ref: Option<String>,
+    /// `[policy] base_allowlist`, as written (empty: none configured).
+    pub base_allowlist: Vec<String>,
     /// The VEX step's inputs, relative to the project: the statements file and each OSV
     /// advisory it read (empty when the project has no VEX).
     pub vex_inputs: Vec<VexInput>,
@@ -319,8 +334,23 @@ pub fn statement(i: &ProvenanceInputs) -> Statement {
         });
     }
     if let Some(b) = i.base {
-        let mut rd = ResourceDescriptor::sha256("base-image", b);
+        let mut rd = ResourceDescriptor::sha256(BASE_IMAGE, b);
         rd.media_type = Some("application/vnd.oci.image.manifest.v1+json".into());
+        if let Some(r) = &i.base_ref {
+            rd.annotations
+                .insert(ANNOTATION_BASE_REF.into(), Value::String(r.clone()));
+        }
+        deps.push(rd);
+    }
+    // Which allowlist admitted the base (recorded only when one is configured, so a
+    // project without it keeps the same bytes).
+    if !i.base_allowlist.is_empty() {
+        let json = kiln_core::canonical::to_vec(&i.base_allowlist).expect("json");
+        let mut rd = ResourceDescriptor::sha256(BASE_ALLOWLIST, Digest::of(&json));
+        rd.annotations.insert(
+            ANNOTATION_BASE_ALLOWLIST.into(),
+            Value::String(i.base_allowlist.join(",")),
+        );
         deps.push(rd);
     }
     let mut vex = i.vex_inputs.clone();
@@ -455,6 +485,8 @@ pub(crate) mod tests {
                 sha256: "ab".repeat(32),
             }],
             base: None,
+            base_ref: None,
+            base_allowlist: Vec::new(),
             vex_inputs: Vec::new(),
             builder: BuilderIdentity {
                 id: LOCAL_BUILDER_ID.into(),
@@ -482,6 +514,74 @@ pub(crate) mod tests {
             "{text}"
         );
         assert_eq!(s.subject.len(), 3);
+    }
+
+    #[test]
+    fn base_ref_and_allowlist_are_recorded_only_when_configured() {
+        let deps = |i: &ProvenanceInputs| -> Vec<ResourceDescriptor> {
+            let p: Provenance = serde_json::from_value(statement(i).predicate).unwrap();
+            p.build_definition.resolved_dependencies
+        };
+        let base = Digest::of(b"base manifest");
+        let bytes = |i: &ProvenanceInputs| {
+            Digest::of(&kiln_core::canonical::to_vec(&statement(i)).unwrap()).to_string()
+        };
+        let mut i = inputs();
+        // Without `ref` or an allowlist the statement is byte for byte what it was before
+        // they existed (digests taken from the code without them).
+        assert_eq!(
+            bytes(&i),
+            "sha256:d5d5922fb180828f946474cd67cf5ffb516de358b8632a241be750063846831a"
+        );
+        i.base = Some(Digest::of(b"base"));
+        assert_eq!(
+            bytes(&i),
+            "sha256:4c89f148b1fccd4ba234bc1337958aadc21a97443b76d86f620c0f97ce4312f2"
+        );
+        i.base = Some(base);
+        let plain = deps(&i);
+        let rd = plain
+            .iter()
+            .find(|d| d.name.as_deref() == Some(BASE_IMAGE))
+            .unwrap();
+        assert!(rd.annotations.is_empty(), "{rd:?}");
+        assert!(
+            !plain
+                .iter()
+                .any(|d| d.name.as_deref() == Some(BASE_ALLOWLIST))
+        );
+
+        i.base_ref = Some("ghcr.io/acme/base:1.2".into());
+        let entries = vec![
+            "ghcr.io/acme/*".to_string(),
+            format!("registry.example.com/x@{}", Digest::of(b"x")),
+        ];
+        i.base_allowlist = entries.clone();
+        let with = deps(&i);
+        let rd = with
+            .iter()
+            .find(|d| d.name.as_deref() == Some(BASE_IMAGE))
+            .unwrap();
+        assert_eq!(rd.digest["sha256"], base.hex());
+        assert_eq!(rd.annotations[ANNOTATION_BASE_REF], "ghcr.io/acme/base:1.2");
+        let al = with
+            .iter()
+            .find(|d| d.name.as_deref() == Some(BASE_ALLOWLIST))
+            .unwrap();
+        let canonical = kiln_core::canonical::to_vec(&entries).unwrap();
+        assert_eq!(al.digest["sha256"], Digest::of(&canonical).hex());
+        assert_eq!(
+            al.annotations[ANNOTATION_BASE_ALLOWLIST],
+            entries.join(",").as_str()
+        );
+        // The allowlist is recorded with a scratch base too: it governed the build.
+        i.base = None;
+        i.base_ref = None;
+        assert!(
+            deps(&i)
+                .iter()
+                .any(|d| d.name.as_deref() == Some(BASE_ALLOWLIST))
+        );
     }
 
     #[test]

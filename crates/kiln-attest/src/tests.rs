@@ -302,3 +302,66 @@ fn flipping_any_byte_of_blobs_sbom_envelope_or_bundle_fails_naming_the_file() {
     assert!(verify(&out, &policy).ok);
     assert!(runs > 400, "{runs}");
 }
+
+/// The policy's admission rules judge what the signed provenance says about the base and
+/// the tag: an allowlisted base passes, another is refused, a base without a recorded
+/// reference cannot pass an allowlist, and `deny_latest` refuses a `latest` base.
+#[test]
+fn admission_rules_judge_the_base_and_tag_the_provenance_records() {
+    let base = Digest::of(b"base manifest");
+    let run = |base_ref: Option<&str>, rules: &str| -> String {
+        let d = tempfile::tempdir().unwrap();
+        let keys = d.path().join("keys");
+        let out = d.path().join("out");
+        let (image, _) = fixture(&out, &keys);
+        let key = SigningKey::load(&keys.join("kiln.key")).unwrap();
+        let mut i = provenance_inputs(&image);
+        i.base = Some(base);
+        i.base_ref = base_ref.map(String::from);
+        write(&out, &out.join("oci"), &image, i, &Signer::Key(&key)).unwrap();
+        crate::verify::write_derived(&out);
+        std::fs::write(keys.join("a.toml"), format!("{rules}\n{POLICY}")).unwrap();
+        let r = verify(&out, &Policy::load(&keys.join("a.toml")).unwrap());
+        r.lines()
+            .into_iter()
+            .find(|l| l.contains(" admission: "))
+            .unwrap_or_else(|| panic!("no admission line: {:#?}", r.lines()))
+    };
+    let allow = format!("base_allowlist = [\"ghcr.io/acme/base@{base}\"]");
+    let l = run(Some("ghcr.io/acme/base:1.2"), &allow);
+    assert!(
+        l.starts_with("PASS admission:") && l.contains("is allowed by"),
+        "{l}"
+    );
+    let l = run(Some("ghcr.io/other/base:1.2"), &allow);
+    assert!(
+        l.starts_with("FAIL admission:") && l.contains("not in the base-image allowlist"),
+        "{l}"
+    );
+    let l = run(None, &allow);
+    assert!(
+        l.starts_with("FAIL admission:") && l.contains("recorded without a reference"),
+        "{l}"
+    );
+    let l = run(Some("ghcr.io/acme/base:latest"), "deny_latest = true");
+    assert!(
+        l.starts_with("FAIL admission:") && l.contains("latest"),
+        "{l}"
+    );
+    // The fixture's image itself is tagged `latest`.
+    let l = run(Some("ghcr.io/acme/base:1.2"), "deny_latest = true");
+    assert!(
+        l.starts_with("FAIL admission: image hello:latest is tagged `latest`"),
+        "{l}"
+    );
+    let e = Policy::parse(
+        Path::new("p.toml"),
+        "base_allowlist = [\"debian:12\"]\n[[keys]]\npath = \"k.pub\"\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("base_allowlist[0]") && e.contains("names no digest"),
+        "{e}"
+    );
+}

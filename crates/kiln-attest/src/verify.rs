@@ -349,6 +349,9 @@ pub fn verify_with(out: &Path, policy: &Policy, opts: &Options) -> Report {
     // as built, before any post-build referrer.
     let as_built = match as_built(&layout, &attached) {
         Ok(a) => a,
+        // A registry copy lists referrers in the registry's order and has no archives or
+        // summary to compare (any present one is still compared, with the whole layout).
+        Err(_) if opts.registry_copy => AsBuilt::default(),
         Err(e) => {
             cx.push("post-build referrers", Err(e));
             AsBuilt::default()
@@ -402,6 +405,16 @@ pub fn verify_with(out: &Path, policy: &Policy, opts: &Options) -> Report {
     let r = check_inventory(&cx, &lay, &attached, &referenced);
     cx.push("files", r);
 
+    if policy.base_allowlist.is_some() || policy.deny_latest {
+        let r = match &facts {
+            Some(Ok(f)) => check_admission(policy, f),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err(format!(
+                "no verified provenance ({PROVENANCE_BUNDLE}): the base and tags cannot be judged"
+            )),
+        };
+        cx.push("admission", r);
+    }
     let mut all_verified = verified.clone();
     all_verified.extend(foreign_verified);
     for (i, req) in policy.requires.iter().enumerate() {
@@ -1241,19 +1254,24 @@ struct AsBuilt {
     later: BTreeSet<String>,
 }
 
-fn as_built(layout: &Path, attached: &[(Descriptor, ArtifactManifest, Vec<u8>)]) -> Result<AsBuilt, String> {
+fn as_built(
+    layout: &Path,
+    attached: &[(Descriptor, ArtifactManifest, Vec<u8>)],
+) -> Result<AsBuilt, String> {
     let post: Vec<_> = attached
         .iter()
         .filter(|(_, m, _)| {
-            m.layers.first().and_then(|l| l.annotations.get(ANNOTATION_TITLE)).is_some_and(
-                |t| crate::attach::POST_BUILD.contains(&t.as_str()),
-            )
+            m.layers
+                .first()
+                .and_then(|l| l.annotations.get(ANNOTATION_TITLE))
+                .is_some_and(|t| crate::attach::POST_BUILD.contains(&t.as_str()))
         })
         .collect();
     if post.is_empty() {
         return Ok(AsBuilt::default());
     }
-    let raw = std::fs::read(layout.join("index.json")).map_err(|e| format!("oci/index.json: {e}"))?;
+    let raw =
+        std::fs::read(layout.join("index.json")).map_err(|e| format!("oci/index.json: {e}"))?;
     let mut index: serde_json::Value =
         serde_json::from_slice(&raw).map_err(|e| format!("oci/index.json: {e}"))?;
     let manifests = index["manifests"]
@@ -1349,7 +1367,7 @@ fn check_docker_archive(cx: &Ctx, layout: &Path, image: &ImageInfo, f: &Facts) -
         "Layers": layers,
     }]);
     files.insert(
-        "manifest.json".into(),
+        kiln_core::contract::layout::docker_archive::MANIFEST.into(),
         Source::Bytes(canonical::to_vec(&manifest).map_err(|e| e.to_string())?),
     );
     let entries = outputs::entries(files);
@@ -1973,6 +1991,82 @@ fn check_conditions(cx: &Ctx, req: &Requirement, s: &Statement) -> Outcome {
         ok.push(format!("SBOM {}", sboms.join(", ")));
     }
     Ok(ok.join(", "))
+}
+
+/// The policy's admission rules, on what the signed provenance says: the base image (its
+/// `dev.kiln.base.ref`, pinned by the dependency's digest) must be on `base_allowlist`,
+/// and with `deny_latest` neither the image's tag nor the base's reference may be
+/// `latest` or missing. A base recorded without a reference cannot be shown to be on an
+/// allowlist, so it is refused.
+fn check_admission(policy: &Policy, f: &Facts) -> Outcome {
+    use crate::provenance::{ANNOTATION_BASE_REF, BASE_IMAGE};
+    use kiln_core::contract::Reference;
+    let base = f
+        .predicate
+        .build_definition
+        .resolved_dependencies
+        .iter()
+        .find(|d| d.name.as_deref() == Some(BASE_IMAGE));
+    let mut ok = Vec::new();
+    let base_ref = match base {
+        None => None,
+        Some(d) => {
+            let hex = d
+                .digest
+                .get("sha256")
+                .ok_or("the base-image dependency has no sha256 digest")?;
+            let digest: Digest = format!("sha256:{hex}")
+                .parse()
+                .map_err(|e| format!("base-image digest: {e}"))?;
+            match d
+                .annotations
+                .get(ANNOTATION_BASE_REF)
+                .and_then(|v| v.as_str())
+            {
+                Some(r) => {
+                    let mut r = Reference::parse(r).map_err(|e| e.to_string())?;
+                    if r.digest.is_some_and(|d| d != digest) {
+                        return Err(format!(
+                            "the base reference {r} names another digest than the base built on ({digest})"
+                        ));
+                    }
+                    r.digest = Some(digest);
+                    Some(r)
+                }
+                None if policy.base_allowlist.is_some() => {
+                    return Err(format!(
+                        "the base image {digest} is recorded without a reference ({ANNOTATION_BASE_REF}): it cannot be shown to be on the policy's base_allowlist\n  fix: build with base.ref in kiln.toml"
+                    ));
+                }
+                None => None,
+            }
+        }
+    };
+    if let Some(a) = &policy.base_allowlist {
+        match &base_ref {
+            None => ok.push("scratch base (no base image)".to_string()),
+            Some(r) => ok.push(
+                a.permits(r)
+                    .map_err(|e| format!("{e} (the policy's base_allowlist)"))?,
+            ),
+        }
+    }
+    if policy.deny_latest {
+        let image = Reference::parse(&format!("{}:{}", f.image, f.tag))
+            .map_err(|e| format!("image tag `{}`: {e}", f.tag))?;
+        if image.tag.as_deref() == Some("latest") {
+            return Err(format!(
+                "image {}:{} is tagged `latest` (deny_latest)",
+                f.image, f.tag
+            ));
+        }
+        if let Some(r) = &base_ref {
+            r.require_pinned_tag()
+                .map_err(|e| format!("base: {e} (deny_latest)"))?;
+        }
+        ok.push(format!("tag {} and base reference are pinned", f.tag));
+    }
+    Ok(ok.join("; "))
 }
 
 /// `controls_pass` / `all_controls_pass`: the signed control attestation says these

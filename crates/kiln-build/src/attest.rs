@@ -55,20 +55,29 @@ pub(crate) fn write(ctx: &ImageContext, vex_inputs: Vec<VexInput>) -> Result<(),
 /// is written, so a bad key costs no half-written evidence.
 fn signing(ctx: &ImageContext) -> Result<(Option<SigningKey>, Option<Keyless>), BuildError> {
     let ev = &ctx.opts.evidence;
+    signers(&ctx.spec.name, ev.signing_key.as_deref(), ev.keyless)
+}
+
+/// [`signing`] for any step that signs (`controls attest` too): `--key`, else
+/// `$KILN_SIGNING_KEY`; or `--keyless`; never both.
+pub(crate) fn signers(
+    image: &str,
+    signing_key: Option<&Path>,
+    keyless: bool,
+) -> Result<(Option<SigningKey>, Option<Keyless>), BuildError> {
     let env_key = std::env::var(kiln_attest::keys::KEY_ENV).ok();
-    let key =
-        SigningKey::resolve(ev.signing_key.as_deref(), env_key.as_deref()).map_err(|source| {
-            BuildError::Attest {
-                image: ctx.spec.name.clone(),
-                source,
-            }
-        })?;
-    if !ev.keyless {
+    let key = SigningKey::resolve(signing_key, env_key.as_deref()).map_err(|source| {
+        BuildError::Attest {
+            image: image.to_string(),
+            source,
+        }
+    })?;
+    if !keyless {
         return Ok((key, None));
     }
     if key.is_some() {
         return Err(BuildError::KeyAndKeyless {
-            image: ctx.spec.name.clone(),
+            image: image.to_string(),
         });
     }
     // The one reading of KILN_FULCIO_URL / KILN_REKOR_URL / KILN_OIDC_TOKEN: an empty
@@ -143,6 +152,13 @@ fn provenance_inputs(
             })
             .collect(),
         base: ctx.built.base,
+        base_ref: match &ctx.spec.base {
+            kiln_config::Base::Layout {
+                reference: Some(r), ..
+            } => Some(r.to_string()),
+            _ => None,
+        },
+        base_allowlist: ctx.config.policy.base_allowlist.clone(),
         vex_inputs,
         builder: BuilderIdentity::detect(&env),
         kiln_version: env!("CARGO_PKG_VERSION").to_string(),

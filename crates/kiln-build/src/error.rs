@@ -78,6 +78,12 @@ pub enum BuildError {
         #[source]
         source: kiln_attest::Error,
     },
+    #[error("image `{image}`: compliance")]
+    Compliance {
+        image: String,
+        #[source]
+        source: Box<crate::compliance::ComplianceError>,
+    },
     #[error("image `{image}`: both a signing key and --keyless were given")]
     KeyAndKeyless { image: String },
     /// `kiln sbom`: the toolchain lock is not the one the image was built with.
@@ -168,6 +174,7 @@ impl Hint for BuildError {
                 "check `binaries` in kiln.toml names [[bin]] targets of package `{package}`"
             )),
             BuildError::KeyAndKeyless { .. } => Some("use one of them".into()),
+            BuildError::Compliance { source, .. } => kiln_core::Hint::hint(source.as_ref()),
             BuildError::LockChanged { .. } => Some(format!("rebuild the image with `{}`", build())),
             BuildError::RustVersion(e) => Some(format!(
                 "install rustc {required} or newer (`rustup toolchain install {required}`, and `channel = \"{required}\"` in the project's rust-toolchain.toml), then re-pin it with `{}`",

@@ -22,6 +22,7 @@
 //! `attest`} → `context`, `error`.
 
 mod attest;
+pub mod compliance;
 mod context;
 mod error;
 mod evidence;

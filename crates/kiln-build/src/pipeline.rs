@@ -159,7 +159,18 @@ pub fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<Vec<Summary
         .into_iter()
         .map(|s| prepare_spec(&config, s, &b.tc, &b.lock, &b.lock_file, &b.root))
         .collect::<Result<Vec<_>>>()?;
-    specs.iter().map(|spec| build_image(&b, spec)).collect()
+    let summaries = specs
+        .iter()
+        .map(|spec| build_image(&b, spec))
+        .collect::<Result<Vec<_>>>()?;
+    // `[compliance] pack = true`: each image's evidence pack (and, with a catalog and a
+    // signer, its control attestation), once every image is built.
+    if config.compliance.pack {
+        for s in &summaries {
+            crate::compliance::after_build(opts, &config, &s.image, &b.lock_file, progress)?;
+        }
+    }
+    Ok(summaries)
 }
 
 /// What every image of one `build` shares, resolved once before any image is built.
@@ -305,7 +316,7 @@ fn gather_inputs(b: &Build, spec: &ImageSpec) -> Result<Inputs> {
     let name = spec.name.as_str();
     let base = match &spec.base {
         Base::Scratch => None,
-        Base::Layout { path, digest } => {
+        Base::Layout { path, digest, .. } => {
             Some(BaseImage::open(&b.config.resolve(path), digest).map_err(oci_err(name))?)
         }
     };

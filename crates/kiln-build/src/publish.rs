@@ -351,10 +351,14 @@ pub struct RemoteReport {
 /// runs every check `verify` runs on an output directory (as a registry copy), plus
 /// cosign's `.sig` when the registry has one: its simple-signing payload must name this
 /// image and verify with a key the policy trusts.
+///
+/// With `pack`, the evidence pack is checked too (`kiln_compliance::audit::release_checks`):
+/// whole, its control attestation the one attached to this image in the registry.
 pub fn verify(
     reference: &str,
     policy: &kiln_attest::Policy,
     opts: &RegistryOptions,
+    pack: Option<&Path>,
     progress: &dyn Fn(&str),
 ) -> Result<RemoteReport, PublishError> {
     let tmp = tempfile::tempdir().map_err(io("cannot create", &std::env::temp_dir()))?;
@@ -375,6 +379,15 @@ pub fn verify(
             pass: r.is_ok(),
             detail: r.unwrap_or_else(|e| e),
         });
+        report.ok = report.checks.iter().all(|c| c.pass);
+    }
+    if let Some(pack) = pack {
+        report.checks.extend(kiln_compliance::audit::release_checks(
+            pack,
+            policy,
+            Some(&pulled.registry.image),
+            Some(&dest),
+        ));
         report.ok = report.checks.iter().all(|c| c.pass);
     }
     Ok(RemoteReport {

@@ -30,6 +30,10 @@ pub struct VerifyArgs {
     /// Print the report as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// An evidence pack to check too: whole, its control attestation signed by the
+    /// policy's keys, about this image, and the one attached to it.
+    #[arg(long, value_name = "DIR")]
+    pack: Option<PathBuf>,
     #[command(flatten)]
     registry: crate::cmd_publish::RegistryArgs,
 }
@@ -57,9 +61,13 @@ pub fn verify(project: PathBuf, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         .filter(|s| s.contains('/') && (s.contains(':') || s.contains('@')))
         .map(String::from);
     if let Some(reference) = remote {
-        let r = kiln_build::publish::verify(&reference, &policy, &args.registry.options(), &|m| {
-            eprintln!("kiln: verify: {m}")
-        })
+        let r = kiln_build::publish::verify(
+            &reference,
+            &policy,
+            &args.registry.options(),
+            args.pack.as_deref(),
+            &|m| eprintln!("kiln: verify: {m}"),
+        )
         .with_context(|| format!("pulling {reference}"))?;
         if let Some(t) = &r.resolved {
             println!("resolved {t}");
@@ -98,7 +106,16 @@ pub fn verify(project: PathBuf, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         reference: args.reference.clone(),
         registry_copy: false,
     };
-    let report = kiln_attest::verify_with(&dir, &policy, &opts);
+    let mut report = kiln_attest::verify_with(&dir, &policy, &opts);
+    if let Some(pack) = &args.pack {
+        let digest = kiln_core::contract::Summary::read(&OutputDir::new(&dir).summary())
+            .ok()
+            .map(|s| s.digest);
+        let checks =
+            kiln_compliance::audit::release_checks(pack, &policy, digest.as_ref(), Some(&dir));
+        report.ok &= checks.iter().all(|c| c.pass);
+        report.checks.extend(checks);
+    }
     print_report(&report, args.json)
 }
 

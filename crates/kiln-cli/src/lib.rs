@@ -6,6 +6,7 @@
 //! ships: nothing here installs packages, runs benchmarks or knows where kiln's own source is.
 
 mod cmd_attest;
+mod cmd_controls;
 mod cmd_evidence;
 mod cmd_publish;
 mod cmd_repro;
@@ -67,10 +68,15 @@ pub enum Command {
     Push(cmd_publish::PushArgs),
     /// Pull an image and its evidence from a registry into an output directory.
     Pull(cmd_publish::PullArgs),
-    /// Compliance evidence of a built image.
+    /// Compliance evidence of a built image: pack it, audit past packs.
     Evidence {
         #[command(subcommand)]
         command: cmd_evidence::EvidenceCommand,
+    },
+    /// Compliance controls: judge an evidence pack with a catalog, sign and attach the verdict.
+    Controls {
+        #[command(subcommand)]
+        command: cmd_controls::ControlsCommand,
     },
 }
 
@@ -326,6 +332,7 @@ fn run(dir: Option<PathBuf>, command: Command) -> Result<ExitCode> {
         Command::Push(args) => return cmd_publish::push(project_dir(dir)?, &args),
         Command::Pull(args) => return cmd_publish::pull(&args),
         Command::Evidence { command } => return cmd_evidence::run(project_dir(dir)?, &command),
+        Command::Controls { command } => return cmd_controls::run(project_dir(dir)?, &command),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -386,6 +393,7 @@ mod tests {
             names,
             [
                 "build",
+                "controls",
                 "evidence",
                 "fetch",
                 "gate",

@@ -262,3 +262,84 @@ fn dash_c_locks_and_builds_with_the_projects_own_toolchain() {
     let summary = p.build();
     assert_eq!(summary["toolchain"]["rustc"], release.as_str());
 }
+
+/// `[policy] base_allowlist`: a base layout whose `ref` the allowlist does not admit is
+/// refused when kiln.toml is loaded, before anything is fetched, compiled or written, naming
+/// the base and the policy; one it admits builds, and provenance records the base's `ref`
+/// and which allowlist admitted it.
+#[test]
+fn base_allowlist_refuses_before_any_work_and_provenance_records_it() {
+    let p = Project::hello();
+    let layer = std::fs::read(repo().join("testdata/layers/ok-normalized.tar")).unwrap();
+    let digest = raw_base_layout(&p.path().join("base"), &[layer]);
+    let reference = "registry.example.com/approved/base:1.0";
+    let toml = |allow: &[String]| {
+        let list: Vec<String> = allow.iter().map(|a| format!("\"{a}\"")).collect();
+        format!(
+            "{}\n[policy]\nbase_allowlist = [{}]\n",
+            HELLO_TOML.replace(
+                "binaries = [\"hello\"]",
+                &format!(
+                    "binaries = [\"hello\"]\nbase = {{ layout = \"base\", digest = \"{digest}\", ref = \"{reference}\" }}"
+                ),
+            ),
+            list.join(", ")
+        )
+    };
+
+    std::fs::write(
+        p.path().join("kiln.toml"),
+        toml(&["registry.example.com/other/*".to_string()]),
+    )
+    .unwrap();
+    let err = run_err(without_ambient(p.kiln()).arg("build"));
+    for want in [
+        "kiln.toml",
+        "image[0].base.ref",
+        &format!("{reference}@{digest}"),
+        "policy.base_allowlist",
+        "fix:",
+    ] {
+        assert!(err.contains(want), "expected `{want}` in:\n{err}");
+    }
+    assert!(!err.contains("Compiling"), "{err}");
+    assert!(
+        !p.out().join("hello").exists(),
+        "a refused build wrote output"
+    );
+    assert!(
+        !p.path().join("target").exists(),
+        "work was done before the policy refused the base"
+    );
+
+    let allow = vec![
+        format!("ghcr.io/acme/base@{digest}"),
+        "registry.example.com/approved/*".to_string(),
+    ];
+    std::fs::write(p.path().join("kiln.toml"), toml(&allow)).unwrap();
+    run_ok(without_ambient(p.kiln()).arg("build"));
+    let prov: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(p.out().join("hello/provenance.json")).unwrap())
+            .unwrap();
+    let deps = prov["predicate"]["buildDefinition"]["resolvedDependencies"]
+        .as_array()
+        .unwrap();
+    let named = |n: &str| {
+        deps.iter()
+            .find(|d| d["name"] == n)
+            .unwrap_or_else(|| panic!("no `{n}` among {deps:#?}"))
+    };
+    let base = named("base-image");
+    assert_eq!(base["digest"]["sha256"], digest.hex());
+    assert_eq!(base["annotations"]["dev.kiln.base.ref"], reference);
+    let list = named("base-allowlist");
+    let canonical = kiln_core::canonical::to_vec(&allow).unwrap();
+    assert_eq!(
+        list["digest"]["sha256"],
+        kiln_core::Digest::of(&canonical).hex()
+    );
+    assert_eq!(
+        list["annotations"]["dev.kiln.base.allowlist"],
+        allow.join(",")
+    );
+}

@@ -10,6 +10,8 @@
 //! - `cargo_home` — a poisoned cargo home or crate archive never reaches the binary
 //! - `crash`      — SIGKILLed builds leave the old or the new output, never a mix
 //! - `evidence`   — `evidence pack`: every file hashed with its role, reproducible, bad input
+//! - `controls`   — `controls attest`: signed, attached, HTML/PDF; `verify` requires it;
+//!   tampering with the pack; `evidence audit`
 //! - `sbom`       — CycloneDX/SPDX validated, equal to `cargo tree`, peers agree
 //! - `vex`        — CSAF/OpenVEX/CycloneDX VEX validated; the gate
 //! - `attest`     — signed provenance and evidence, independent verifiers
@@ -30,6 +32,7 @@ mod attest;
 mod bad_input;
 mod build;
 mod cargo_home;
+mod controls;
 mod crash;
 mod evidence;
 mod keyless;

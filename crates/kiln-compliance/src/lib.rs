@@ -7,11 +7,24 @@
 //!   directory appears complete or not at all.
 //! - [`predicate`]: the control attestation's predicate (`https://kiln.dev/attestations/controls/v1`):
 //!   each control's verdict and the evidence it was judged on.
+//! - [`render`]: the control attestation as a report a person reads: one self-contained
+//!   HTML file or a paginated PDF, deterministically (same input, same bytes).
+//! - [`catalog`]: the control catalog (`compliance/control_catalog.yaml`), read strictly:
+//!   controls, their evidence globs and their assertions.
+//! - [`evaluate`](mod@evaluate): a catalog judging a pack (checked whole first): the predicate above.
 //!
-//! The control catalog and the signed control attestation that judge a pack build on it.
+//! The signed control attestation that judges a pack builds on them.
 
+mod assertions;
+pub mod attest;
+pub mod audit;
+pub mod catalog;
+pub mod evaluate;
 pub mod pack;
 pub mod predicate;
+pub mod render;
 
+pub use catalog::{Assertion, Catalog, CatalogError, Control};
+pub use evaluate::{EvaluateError, evaluate};
 pub use pack::{Entry, Manifest, PackError, PackInput, Role};
 pub use predicate::{ControlResult, ControlsPredicate, PREDICATE_TYPE, Verdict};

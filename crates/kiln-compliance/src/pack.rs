@@ -270,9 +270,14 @@ pub fn verify(dir: &Path) -> Result<Verified, PackError> {
         let rel = Path::new(&f.path);
         if f.path.is_empty()
             || rel.is_absolute()
-            || rel.components().any(|c| !matches!(c, std::path::Component::Normal(_)))
+            || rel
+                .components()
+                .any(|c| !matches!(c, std::path::Component::Normal(_)))
         {
-            return Err(invalid(mp.clone(), format!("`{}` is not a path inside the pack", f.path)));
+            return Err(invalid(
+                mp.clone(),
+                format!("`{}` is not a path inside the pack", f.path),
+            ));
         }
         let p = dir.join(rel);
         let got = std::fs::read(&p).map_err(|source| PackError::Read {

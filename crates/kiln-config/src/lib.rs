@@ -5,8 +5,9 @@
 //! later step can trust it: image names are unique directory names (never `.`/`..` or
 //! hidden), the manifest and extra files exist inside the project, package, binary and
 //! feature names are well-formed, every binary and file gets its own absolute, clean
-//! path in the image, base images are pinned by digest. Validation errors name the file,
-//! the key, its line and the fix.
+//! path in the image, base images are pinned by digest (and, with `[policy]
+//! base_allowlist`, named by a reference the allowlist admits), no reference or tag is
+//! `latest`. Validation errors name the file, the key, its line and the fix.
 //!
 //! ```toml
 //! [project]
@@ -23,12 +24,17 @@
 //! source = "testdata/hello/greeting.txt"
 //! path = "/etc/hello/greeting.txt"
 //! mode = 0o644
+//!
+//! [policy]
+//! # Every non-scratch base must name (`base.ref`) an image one of these admits.
+//! base_allowlist = ["ghcr.io/acme/base@sha256:<64 hex>", "registry.example.com/approved/*"]
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path, PathBuf};
 
 use kiln_core::Digest;
+use kiln_core::contract::reference::{Allowlist, Reference};
 use serde::Deserialize;
 
 /// The file name kiln looks for at a project's root.
@@ -82,6 +88,48 @@ pub struct Config {
     pub images: Vec<ImageSpec>,
     /// `[lineage]`: tags provenance carries (`KILN_LINEAGE_*` override them).
     pub lineage: Lineage,
+    /// `[policy]`: what the build may start from.
+    pub policy: PolicyConfig,
+    /// `[compliance]`: the evidence pack each build writes, and the catalog that judges it.
+    pub compliance: Compliance,
+}
+
+/// `[compliance]`: after each image is built, pack its evidence into
+/// `target/kiln/evidence/<image>/` (`pack = true`), with these scans; with a `catalog`
+/// and a signing key, also attest the controls and attach the attestation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Compliance {
+    #[serde(default)]
+    pub pack: bool,
+    /// SARIF or OSV files to include, relative to the project (they must exist).
+    #[serde(default)]
+    pub scans: Vec<PathBuf>,
+    /// The control catalog (YAML), relative to the project.
+    pub catalog: Option<PathBuf>,
+}
+
+/// `[policy]`: rules checked at load, before any work.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// The base images a build may start from, as written (each entry
+    /// `registry/repository@sha256:HEX` or `registry/org/*`; see
+    /// [`kiln_core::contract::reference::Allowlist`]). Empty: no allowlist. When set, every
+    /// non-scratch base must have a `ref` the list admits (checked with the pinned digest).
+    #[serde(default)]
+    pub base_allowlist: Vec<String>,
+}
+
+impl PolicyConfig {
+    /// The parsed allowlist (`None` when none is configured). Validation has already
+    /// parsed it, so this does not fail for a loaded [`Config`].
+    pub fn allowlist(&self) -> Option<Allowlist> {
+        if self.base_allowlist.is_empty() {
+            return None;
+        }
+        Allowlist::parse(&self.base_allowlist).ok()
+    }
 }
 
 /// `[lineage]`: where the source came from, which transformation this build is, and the
@@ -177,7 +225,32 @@ pub enum Base {
     #[default]
     Scratch,
     /// A local OCI image layout and the manifest digest it must contain.
-    Layout { path: PathBuf, digest: Digest },
+    Layout {
+        path: PathBuf,
+        digest: Digest,
+        /// `ref`: where the layout came from (`registry/repo:tag[@sha256:...]`), recorded
+        /// in provenance and checked against `[policy] base_allowlist`. Never `latest`;
+        /// its digest, when it has one, is `digest`.
+        reference: Option<Reference>,
+    },
+}
+
+impl Base {
+    /// The reference a policy checks: `ref` with the layout's pinned digest filled in
+    /// (`None` for scratch or a layout without `ref`).
+    pub fn pinned_reference(&self) -> Option<Reference> {
+        match self {
+            Base::Layout {
+                digest,
+                reference: Some(r),
+                ..
+            } => Some(Reference {
+                digest: Some(*digest),
+                ..r.clone()
+            }),
+            _ => None,
+        }
+    }
 }
 
 impl<'de> Deserialize<'de> for Base {
@@ -187,6 +260,8 @@ impl<'de> Deserialize<'de> for Base {
         struct Layout {
             layout: PathBuf,
             digest: String,
+            #[serde(default, rename = "ref")]
+            reference: Option<String>,
         }
         #[derive(Deserialize)]
         #[serde(untagged)]
@@ -194,7 +269,7 @@ impl<'de> Deserialize<'de> for Base {
             Word(String),
             Layout(Layout),
         }
-        let bad = "expected \"scratch\" or { layout = \"DIR\", digest = \"sha256:...\" }";
+        let bad = "expected \"scratch\" or { layout = \"DIR\", digest = \"sha256:...\" } (optionally with ref = \"REGISTRY/REPO:TAG\")";
         match Raw::deserialize(d).map_err(|_| serde::de::Error::custom(bad))? {
             Raw::Word(w) if w == "scratch" => Ok(Base::Scratch),
             Raw::Word(w) => Err(serde::de::Error::custom(format!(
@@ -202,9 +277,20 @@ impl<'de> Deserialize<'de> for Base {
             ))),
             Raw::Layout(l) => {
                 let digest = l.digest.parse().map_err(serde::de::Error::custom)?;
+                let reference = l
+                    .reference
+                    .map(|r| {
+                        Reference::parse(&r).map_err(|e| {
+                            serde::de::Error::custom(format!(
+                                "ref: {e} (write the reference the layout was copied from, such as registry.example.com/team/base:1.2)"
+                            ))
+                        })
+                    })
+                    .transpose()?;
                 Ok(Base::Layout {
                     path: l.layout,
                     digest,
+                    reference,
                 })
             }
         }
@@ -230,6 +316,10 @@ struct RawConfig {
     images: Vec<ImageSpec>,
     #[serde(default)]
     lineage: Lineage,
+    #[serde(default)]
+    policy: PolicyConfig,
+    #[serde(default)]
+    compliance: Compliance,
 }
 
 impl Config {
@@ -263,6 +353,8 @@ impl Config {
             project: raw.project,
             images: raw.images,
             lineage: raw.lineage,
+            policy: raw.policy,
+            compliance: raw.compliance,
         };
         config.validate().map_err(|e| match e {
             ConfigError::Invalid {
@@ -345,6 +437,8 @@ impl Config {
                 "add at least one [[image]] with name, package and binaries",
             ));
         }
+        let allowlist = self.check_allowlist()?;
+        self.check_compliance()?;
         let mut seen = BTreeSet::new();
         for (i, img) in self.images.iter().enumerate() {
             let at = |f: &str| format!("image[{i}].{f}");
@@ -443,6 +537,13 @@ impl Config {
                     "use letters, digits, '.', '_' and '-' (at most 128)",
                 ));
             }
+            if img.tag.as_deref() == Some("latest") {
+                return Err(self.invalid(
+                    at("tag"),
+                    "`latest` names whatever was built last, so a release could not be told apart from the next build",
+                    "set tag to a version, or omit it to use the package version",
+                ));
+            }
             let expected = kiln_core::contract::platform::host().os_arch();
             if img.platform != expected {
                 return Err(self.invalid(
@@ -514,7 +615,118 @@ impl Config {
                     "point base.layout at a directory written by `skopeo copy ... oci:DIR`",
                 ));
             }
+            self.check_base(i, &img.base, allowlist.as_ref())?;
         }
+        Ok(())
+    }
+
+    /// `[compliance]`: scans and the catalog exist inside the project; they mean nothing
+    /// without `pack = true`.
+    fn check_compliance(&self) -> Result<()> {
+        let c = &self.compliance;
+        if !c.pack && (!c.scans.is_empty() || c.catalog.is_some()) {
+            return Err(self.invalid(
+                "compliance.pack",
+                "scans or a catalog are set, but no pack is written",
+                "set `pack = true` in [compliance]",
+            ));
+        }
+        let files = c
+            .scans
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (format!("compliance.scans[{i}]"), p))
+            .chain(
+                c.catalog
+                    .iter()
+                    .map(|p| ("compliance.catalog".to_string(), p)),
+            );
+        for (field, p) in files {
+            let full = self.root.join(p);
+            if p.is_absolute() || !full.is_file() {
+                return Err(self.invalid(
+                    field,
+                    format!("{} is not a file in the project", p.display()),
+                    "name a file relative to the directory of kiln.toml",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `[policy] base_allowlist`: every entry is one of the two forms. The allowlist, when
+    /// one is configured.
+    fn check_allowlist(&self) -> Result<Option<Allowlist>> {
+        let entries = &self.policy.base_allowlist;
+        if entries.is_empty() {
+            return Ok(None);
+        }
+        Allowlist::parse(entries).map(Some).map_err(|message| {
+            // Name the entry: the first that does not parse on its own.
+            let k = (0..entries.len())
+                .find(|&k| Allowlist::parse(std::slice::from_ref(&entries[k])).is_err())
+                .unwrap_or(0);
+            let prefix = format!("[{k}] ");
+            let message = message.strip_prefix(&prefix).unwrap_or(&message).to_string();
+            self.invalid(
+                format!("policy.base_allowlist[{k}]"),
+                message,
+                "write `registry/repository@sha256:<64 hex>` (exactly that image) or `registry/org/*` (any repository under it, pinned by digest)",
+            )
+        })
+    }
+
+    /// The base's `ref`: never `latest` (or untagged and undigested), its digest is the
+    /// pinned one, and when an allowlist is configured the base has a `ref` and the
+    /// allowlist admits it (with the pinned digest).
+    fn check_base(&self, i: usize, base: &Base, allowlist: Option<&Allowlist>) -> Result<()> {
+        let Base::Layout {
+            digest, reference, ..
+        } = base
+        else {
+            return Ok(());
+        };
+        let at = |f: &str| format!("image[{i}].{f}");
+        if let Some(r) = reference {
+            r.require_pinned_tag().map_err(|m| {
+                self.invalid(
+                    at("base.ref"),
+                    m,
+                    "name the version tag the layout was copied from (registry/repo:1.2.3), or its digest (registry/repo@sha256:...)",
+                )
+            })?;
+            if let Some(d) = &r.digest
+                && d != digest
+            {
+                return Err(self.invalid(
+                    at("base.ref"),
+                    format!("`{r}` names {d}, but base.digest pins {digest}"),
+                    "make the @digest of base.ref the same as base.digest, or leave it out of ref (the pinned digest is filled in)",
+                ));
+            }
+        }
+        let Some(allowlist) = allowlist else {
+            return Ok(());
+        };
+        let Some(checked) = base.pinned_reference() else {
+            return Err(self.invalid(
+                at("base"),
+                format!(
+                    "policy.base_allowlist is set, but the base layout {digest} has no `ref` saying which image it is"
+                ),
+                "add ref = \"REGISTRY/REPO:TAG\" (the reference the layout was copied from) to the base; the allowlist must admit it",
+            ));
+        };
+        allowlist.permits(&checked).map_err(|m| {
+            self.invalid(
+                at("base.ref"),
+                format!("{m}: the base is refused by policy.base_allowlist"),
+                format!(
+                    "use a base that policy.base_allowlist admits, or (if this base is approved) add `{}@{digest}` to policy.base_allowlist",
+                    checked.repository_name()
+                ),
+            )
+        })?;
         Ok(())
     }
 

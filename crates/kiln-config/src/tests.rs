@@ -325,3 +325,234 @@ fn late_errors_are_found_by_validation_with_their_line() {
         "{e}"
     );
 }
+
+/// `OK` with a base layout (its `index.json` made) pinned by `D1`, `base_extra` added to
+/// the base table (`, ref = "..."`) and `tail` appended (a `[policy]` table).
+fn with_base(base_extra: &str, tail: &str) -> (tempfile::TempDir, Result<Config>) {
+    let toml = format!(
+        "{}{tail}",
+        OK.replace(
+            "entrypoint",
+            &format!("base = {{ layout = \"base\", digest = \"{D1}\"{base_extra} }}\nentrypoint"),
+        )
+    );
+    let d = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(d.path().join("base")).unwrap();
+    std::fs::write(d.path().join("base/index.json"), "{}").unwrap();
+    std::fs::write(d.path().join("greeting.txt"), "hi\n").unwrap();
+    std::fs::write(d.path().join("Cargo.toml"), "[package]\n").unwrap();
+    std::fs::write(d.path().join(FILE_NAME), toml).unwrap();
+    let r = Config::load(d.path());
+    (d, r)
+}
+
+const D1: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+const D2: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+
+fn policy(entries: &[&str]) -> String {
+    let list: Vec<String> = entries.iter().map(|e| format!("\"{e}\"")).collect();
+    format!(
+        "\n[policy]\nbase_allowlist = [\n  {},\n]\n",
+        list.join(",\n  ")
+    )
+}
+
+#[track_caller]
+fn assert_refused(r: (tempfile::TempDir, Result<Config>), field: &str, wants: &[&str]) {
+    let e = render(&r.1.unwrap_err());
+    for want in [&format!("key `{field}`"), "kiln.toml", "line ", "fix:"]
+        .into_iter()
+        .chain(wants.iter().copied())
+    {
+        assert!(e.contains(want), "expected `{want}` in:\n{e}");
+    }
+}
+
+#[test]
+fn base_ref_and_allowlist_that_admit_the_base_load() {
+    // A tag, with the pinned digest filled in for the check; the prefix entry admits it.
+    let (_d, c) = with_base(
+        ", ref = \"registry.example.com/approved/base:1.2\"",
+        &policy(&[
+            &format!("ghcr.io/acme/base@{D2}"),
+            "registry.example.com/approved/*",
+        ]),
+    );
+    let c = c.unwrap();
+    assert_eq!(
+        c.policy.base_allowlist,
+        [
+            format!("ghcr.io/acme/base@{D2}"),
+            "registry.example.com/approved/*".to_string()
+        ]
+    );
+    assert!(c.policy.allowlist().is_some());
+    let Base::Layout { reference, .. } = &c.images[0].base else {
+        panic!("{:?}", c.images[0].base)
+    };
+    let r = reference.as_ref().unwrap();
+    assert_eq!(r.to_string(), "registry.example.com/approved/base:1.2");
+    assert_eq!(
+        c.images[0].base.pinned_reference().unwrap().to_string(),
+        format!("registry.example.com/approved/base:1.2@{D1}")
+    );
+    // An exact entry, and a ref carrying the (same) digest.
+    let (_d, c) = with_base(
+        &format!(", ref = \"ghcr.io/acme/base:3@{D1}\""),
+        &policy(&[&format!("ghcr.io/acme/base@{D1}")]),
+    );
+    c.unwrap();
+    // No allowlist: no ref needed, and a ref is only checked for `latest` and its digest.
+    let (_d, c) = with_base("", "");
+    let c = c.unwrap();
+    assert_eq!(c.policy, PolicyConfig::default());
+    assert!(c.policy.allowlist().is_none());
+    assert_eq!(c.images[0].base.pinned_reference(), None);
+    let (_d, c) = with_base(", ref = \"debian:12\"", "");
+    c.unwrap();
+    // Scratch needs no ref even with an allowlist.
+    let (_d, c) = project(&format!(
+        "{OK}{}",
+        policy(&["registry.example.com/approved/*"])
+    ));
+    c.unwrap();
+}
+
+#[test]
+fn a_malformed_allowlist_entry_is_refused() {
+    assert_refused(
+        with_base(
+            ", ref = \"registry.example.com/approved/base:1\"",
+            &policy(&["registry.example.com/approved/*", "debian:12"]),
+        ),
+        "policy.base_allowlist[1]",
+        &["`debian:12` names no digest", "registry/org/*"],
+    );
+    assert_refused(
+        project(&format!("{OK}{}", policy(&["Bad Name/*"]))),
+        "policy.base_allowlist[0]",
+        &["Bad Name"],
+    );
+    // Strict like the rest: unknown keys in [policy] are errors naming key and line.
+    let e = err(&format!("{OK}\n[policy]\nbase_alowlist = []\n"));
+    assert!(
+        e.contains("policy.base_alowlist") && e.contains("line 20"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_base_outside_the_allowlist_is_refused() {
+    for (reference, entries) in [
+        (
+            "quay.io/other/base:1".to_string(),
+            vec!["registry.example.com/approved/*".to_string()],
+        ),
+        // Right repository, but the entry pins another digest than the layout's.
+        (
+            "ghcr.io/acme/base:1".to_string(),
+            vec![format!("ghcr.io/acme/base@{D2}")],
+        ),
+    ] {
+        let entries: Vec<&str> = entries.iter().map(String::as_str).collect();
+        assert_refused(
+            with_base(&format!(", ref = \"{reference}\""), &policy(&entries)),
+            "image[0].base.ref",
+            &[
+                &format!("`{reference}@{D1}` is not in the base-image allowlist"),
+                "policy.base_allowlist",
+            ],
+        );
+    }
+}
+
+#[test]
+fn a_base_without_ref_is_refused_when_an_allowlist_is_set() {
+    assert_refused(
+        with_base("", &policy(&["registry.example.com/approved/*"])),
+        "image[0].base",
+        &["policy.base_allowlist is set", "no `ref`", "add ref ="],
+    );
+}
+
+#[test]
+fn a_latest_or_untagged_ref_is_refused_with_or_without_an_allowlist() {
+    for (reference, why) in [
+        ("registry.example.com/approved/base:latest", "tag `latest`"),
+        ("registry.example.com/approved/base", "no tag and no digest"),
+    ] {
+        for tail in ["".to_string(), policy(&["registry.example.com/approved/*"])] {
+            assert_refused(
+                with_base(&format!(", ref = \"{reference}\""), &tail),
+                "image[0].base.ref",
+                &[why, reference],
+            );
+        }
+    }
+    // `latest` with a digest is still `latest`.
+    assert_refused(
+        with_base(&format!(", ref = \"ghcr.io/acme/base:latest@{D1}\""), ""),
+        "image[0].base.ref",
+        &["tag `latest`"],
+    );
+    // A malformed ref is a parse error naming the base and `ref`.
+    let (_d, c) = with_base(", ref = \"Not A Ref\"", "");
+    let e = c.unwrap_err().to_string();
+    assert!(
+        e.contains("kiln.toml") && e.contains("image[0].base") && e.contains("ref:"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_ref_whose_digest_is_not_the_pinned_one_is_refused() {
+    assert_refused(
+        with_base(&format!(", ref = \"ghcr.io/acme/base:1@{D2}\""), ""),
+        "image[0].base.ref",
+        &[&format!("names {D2}, but base.digest pins {D1}")],
+    );
+}
+
+#[test]
+fn the_image_tag_latest_is_refused() {
+    assert_refused(
+        project(&OK.replace("package =", "tag = \"latest\"\npackage =")),
+        "image[0].tag",
+        &[
+            "`latest`",
+            "set tag to a version, or omit it to use the package version",
+        ],
+    );
+    let (_d, c) = project(&OK.replace("package =", "tag = \"1.0.0\"\npackage ="));
+    assert_eq!(c.unwrap().images[0].tag.as_deref(), Some("1.0.0"));
+}
+
+#[test]
+fn compliance_table_is_strict_and_its_files_must_exist() {
+    let (_d, c) = project(&format!(
+        "{OK}\n[compliance]\npack = true\nscans = [\"greeting.txt\"]\ncatalog = \"greeting.txt\"\n"
+    ));
+    let c = c.unwrap();
+    assert!(c.compliance.pack);
+    assert_eq!(
+        c.compliance.catalog.as_deref(),
+        Some(Path::new("greeting.txt"))
+    );
+    let e = err(&format!(
+        "{OK}\n[compliance]\npack = true\nscans = [\"missing.sarif\"]\n"
+    ));
+    assert!(
+        e.contains("compliance.scans[0]")
+            && e.contains("missing.sarif is not a file in the project"),
+        "{e}"
+    );
+    let e = err(&format!("{OK}\n[compliance]\ncatalog = \"greeting.txt\"\n"));
+    assert!(
+        e.contains("compliance.pack") && e.contains("set `pack = true`"),
+        "{e}"
+    );
+    let e = err(&format!(
+        "{OK}\n[compliance]\npack = true\ncatlog = \"x\"\n"
+    ));
+    assert!(e.contains("catlog"), "{e}");
+}

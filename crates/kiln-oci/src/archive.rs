@@ -134,9 +134,13 @@ pub fn write_docker_archive(
         layers,
     };
     let json = kiln_core::canonical::to_vec(&[entry]).map_err(|e| Error::Config {
-        field: "manifest.json",
+        field: kiln_core::contract::layout::docker_archive::MANIFEST,
         what: e.to_string(),
     })?;
-    layer.add_bytes("manifest.json", json, 0o644)?;
+    layer.add_bytes(
+        kiln_core::contract::layout::docker_archive::MANIFEST,
+        json,
+        0o644,
+    )?;
     write_tar_atomic(&layer, out, sde)
 }

@@ -98,15 +98,7 @@ pub fn load(path: &Path, sbom: &Sbom) -> Result<Vec<Finding>> {
 }
 
 pub fn parse(path: &Path, bytes: &[u8], sbom: &Sbom) -> Result<Vec<Finding>> {
-    let raw: RawSarif = from_json(path, bytes)?;
-    if raw.version != "2.1.0" {
-        return Err(VexError::invalid(
-            path,
-            "version",
-            format!("SARIF version `{}`", raw.version),
-            "give a SARIF 2.1.0 file",
-        ));
-    }
+    let raw = read_sarif(path, bytes)?;
     let mut out = Vec::new();
     // Components by package name, so matching a result is not a scan of the whole SBOM.
     let mut by_name: HashMap<&str, Vec<&crate::sbom::Component>> = HashMap::new();
@@ -124,26 +116,7 @@ pub fn parse(path: &Path, bytes: &[u8], sbom: &Sbom) -> Result<Vec<Finding>> {
             let bad = |m: String, fix: &str| {
                 VexError::invalid(path, format!("runs[{r}].results[{i}]"), m, fix)
             };
-            let rule = match (&res.rule_id, res.rule_index) {
-                (_, Some(k)) => Some(run.tool.driver.rules.get(k).ok_or_else(|| {
-                    bad(
-                        format!("ruleIndex {k} is out of range"),
-                        "fix the scanner output",
-                    )
-                })?),
-                (Some(id), None) => rule_by_id.get(id.as_str()).copied(),
-                (None, None) => None,
-            };
-            let id = res
-                .rule_id
-                .clone()
-                .or_else(|| rule.map(|x| x.id.clone()))
-                .ok_or_else(|| {
-                    bad(
-                        "no ruleId".into(),
-                        "each result must name its vulnerability as ruleId",
-                    )
-                })?;
+            let (rule, id) = rule_of(run, &rule_by_id, res).map_err(|(m, fix)| bad(m, fix))?;
             let package = package_of(res).ok_or_else(|| {
                 bad(format!("cannot tell which package `{id}` is reported for"), "give the result a `purl` property, a logical location named by purl, or a message with `Package:` and `Installed Version:`")
             })?;
@@ -227,6 +200,143 @@ pub fn parse(path: &Path, bytes: &[u8], sbom: &Sbom) -> Result<Vec<Finding>> {
         }
     }
     Ok(out)
+}
+
+fn read_sarif(path: &Path, bytes: &[u8]) -> Result<RawSarif> {
+    let raw: RawSarif = from_json(path, bytes)?;
+    if raw.version != "2.1.0" {
+        return Err(VexError::invalid(
+            path,
+            "version",
+            format!("SARIF version `{}`", raw.version),
+            "give a SARIF 2.1.0 file",
+        ));
+    }
+    Ok(raw)
+}
+
+/// The rule of a result (by `ruleIndex`, else by `ruleId`) and the result's rule id;
+/// `Err((message, fix))` for an index out of range or a result that names no rule.
+fn rule_of<'a>(
+    run: &'a RawRun,
+    rule_by_id: &HashMap<&str, &'a RawRule>,
+    res: &RawResult,
+) -> std::result::Result<(Option<&'a RawRule>, String), (String, &'static str)> {
+    let rule = match (&res.rule_id, res.rule_index) {
+        (_, Some(k)) => Some(run.tool.driver.rules.get(k).ok_or_else(|| {
+            (
+                format!("ruleIndex {k} is out of range"),
+                "fix the scanner output",
+            )
+        })?),
+        (Some(id), None) => rule_by_id.get(id.as_str()).copied(),
+        (None, None) => None,
+    };
+    let id = res
+        .rule_id
+        .clone()
+        .or_else(|| rule.map(|x| x.id.clone()))
+        .ok_or_else(|| {
+            (
+                "no ruleId".to_string(),
+                "each result must name its vulnerability as ruleId",
+            )
+        })?;
+    Ok((rule, id))
+}
+
+/// One result of a SARIF file as read without an SBOM: what a check that judges scans by
+/// level or severity needs (kiln-compliance's `sarif_no_levels` and `vex_covers_findings`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResultSummary {
+    /// Where it is: `runs[R].results[I]`.
+    pub entry: String,
+    /// The rule id as the result (or its rule) writes it; grype's `CVE-...-<package>`
+    /// is left as it is.
+    pub rule_id: String,
+    /// The result's `level`, else its rule's `defaultConfiguration.level`; `None` when
+    /// neither states one (SARIF then means `warning`).
+    pub level: Option<String>,
+    /// The first that states one: `properties.security-severity` (a CVSS score, of the
+    /// result, then of the rule), `properties.severity` (a word), a severity word among
+    /// `properties.tags` (trivy: `["vulnerability", "security", "HIGH"]`; the highest),
+    /// the level (as the gate reads it). [`Severity::Unknown`] when nothing does.
+    pub severity: Severity,
+    /// The CVSS score, when `security-severity` gave the severity.
+    pub score: Option<f64>,
+}
+
+/// Reads every result of a SARIF 2.1.0 file with its rule id, level and severity (see
+/// [`ResultSummary`]), without matching results to packages.
+pub fn results(path: &Path, bytes: &[u8]) -> Result<Vec<ResultSummary>> {
+    let raw = read_sarif(path, bytes)?;
+    let mut out = Vec::new();
+    for (r, run) in raw.runs.iter().enumerate() {
+        let mut rule_by_id: HashMap<&str, &RawRule> = HashMap::new();
+        for rule in run.tool.driver.rules.iter().rev() {
+            rule_by_id.insert(rule.id.as_str(), rule);
+        }
+        for (i, res) in run.results.iter().enumerate() {
+            let entry = format!("runs[{r}].results[{i}]");
+            let (rule, rule_id) = rule_of(run, &rule_by_id, res)
+                .map_err(|(m, fix)| VexError::invalid(path, entry.clone(), m, fix))?;
+            let (mut severity, score) = severity_of(res, rule).map_err(|m| {
+                VexError::invalid(
+                    path,
+                    entry.clone(),
+                    m,
+                    "security-severity must be a CVSS score between 0.0 and 10.0",
+                )
+            })?;
+            if score.is_none()
+                && let Some(s) = stated_severity(res, rule)
+            {
+                severity = s;
+            }
+            let level = res.level.clone().or_else(|| {
+                rule.and_then(|x| x.default_configuration.as_ref())
+                    .and_then(|c| c.level.clone())
+            });
+            out.push(ResultSummary {
+                entry,
+                rule_id,
+                level,
+                severity,
+                score,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// A severity stated in words: `properties.severity`, else the highest severity word
+/// among `properties.tags` (of the result, then of the rule).
+fn stated_severity(res: &RawResult, rule: Option<&RawRule>) -> Option<Severity> {
+    let props = [
+        res.properties.as_ref(),
+        rule.and_then(|r| r.properties.as_ref()),
+    ];
+    for p in props.into_iter().flatten() {
+        if let Some(s) = p
+            .get("severity")
+            .and_then(Value::as_str)
+            .and_then(Severity::from_word)
+        {
+            return Some(s);
+        }
+        let tagged = p
+            .get("tags")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .filter_map(Severity::from_word)
+            .max();
+        if tagged.is_some() {
+            return tagged;
+        }
+    }
+    None
 }
 
 fn package_of(res: &RawResult) -> Option<Package> {

@@ -63,6 +63,12 @@ pub mod file {
     pub const CONTROLS_BUNDLE: &str = "controls.sigstore.json";
 }
 
+/// Inside `image.docker.tar`: the file `docker load` reads first (kiln-oci writes it,
+/// `verify` recomputes it).
+pub mod docker_archive {
+    pub const MANIFEST: &str = "manifest.json";
+}
+
 /// The files of an evidence pack (`kiln evidence pack --out DIR`).
 pub mod pack {
     /// Every file of the pack with its sha256, size and role.
@@ -157,6 +163,11 @@ impl ProjectLayout {
     /// `target/kiln/repro`: `repro`'s work directory and reports.
     pub fn repro_dir(&self) -> PathBuf {
         self.kiln_dir().join("repro")
+    }
+    /// `target/kiln/evidence/<image>`: the evidence pack a build writes when kiln.toml's
+    /// `[compliance] pack = true`.
+    pub fn evidence(&self, image: &str) -> PathBuf {
+        self.kiln_dir().join("evidence").join(image)
     }
     /// `target/kiln/corpus`: the corpus run's work directory.
     pub fn corpus_dir(&self) -> PathBuf {
