@@ -914,7 +914,10 @@ fn expected_referrer(m: &ArtifactManifest, title: &str) -> Result<(), String> {
         ));
     }
     if t == BUNDLE_MEDIA_TYPE {
-        if !(title == PROVENANCE_BUNDLE || EVIDENCE.iter().any(|k| bundle_file(k.file) == title)) {
+        if !(title == PROVENANCE_BUNDLE
+            || crate::attach::POST_BUILD.contains(&title)
+            || EVIDENCE.iter().any(|k| bundle_file(k.file) == title))
+        {
             return Err(format!("`{title}` is not a bundle kiln attaches"));
         }
         let keys: Vec<&str> = m.annotations.keys().map(String::as_str).collect();

@@ -17,6 +17,13 @@ const LINEAGE: &str = "\n[lineage]\nsource = \"https://github.com/kiln-build/kil
 /// The CLI with no ambient signing settings; the Sigstore URLs and the Actions token
 /// service are the mock's.
 fn keyless_build(project: &Project, mock: &SigstoreMock) -> Command {
+    let mut c = keyless_env(project, mock);
+    c.args(["build", "--keyless"]);
+    c
+}
+
+/// `kiln` in the project with the mock's Sigstore URLs and token service, no arguments.
+fn keyless_env(project: &Project, mock: &SigstoreMock) -> Command {
     let mut c = without_ambient(project.kiln());
     c.env_remove("KILN_OIDC_TOKEN");
     c.env("KILN_FULCIO_URL", mock.url())
@@ -25,8 +32,7 @@ fn keyless_build(project: &Project, mock: &SigstoreMock) -> Command {
         .env(
             "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
             mock.get("token_request_token"),
-        )
-        .args(["build", "--keyless"]);
+        );
     c
 }
 
@@ -218,6 +224,60 @@ fn keyless_build_is_verified_by_sigstore_verify_and_kiln_verify() {
         text.contains("does not lead to a trusted Fulcio root"),
         "{text}"
     );
+
+    // The control attestation signed keyless too: packed, attested with --keyless,
+    // verified with the identity policy and required by it.
+    let work = tempfile::tempdir().unwrap();
+    let pack = work.path().join("pack");
+    run_ok(
+        project
+            .kiln()
+            .args(["evidence", "pack", "--out"])
+            .arg(&pack),
+    );
+    let catalog = pol.path().join("catalog.yaml");
+    std::fs::write(
+        &catalog,
+        "version: 1\ncontrols:\n  - id: SC-02\n    name: Provenance signed keyless by the release workflow\n    evidence: [\"provenance.sigstore.json\"]\n    assert:\n      - type: signed_provenance\n        policy: keyless.toml\n",
+    )
+    .unwrap();
+    let mut attest = keyless_env(&project, &mock);
+    attest
+        .args(["controls", "attest", "--keyless", "--catalog"])
+        .arg(&catalog)
+        .arg("--pack")
+        .arg(&pack);
+    let out = attest.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(
+        pol.path().join("controls.toml"),
+        format!(
+            "{}\n[[require]]\npredicate_type = \"https://kiln.dev/attestations/controls/v1\"\ncontrols_pass = [\"SC-02\"]\n",
+            std::fs::read_to_string(pol.path().join("keyless.toml")).unwrap()
+        ),
+    )
+    .unwrap();
+    let mut c = kiln();
+    c.arg("verify")
+        .arg(&dir)
+        .arg("--policy")
+        .arg(pol.path().join("controls.toml"))
+        .arg("--pack")
+        .arg(&pack);
+    let out = c.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let sig = text
+        .lines()
+        .find(|l| l.starts_with("PASS signature controls.sigstore.json"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(sig.contains(mock.get("subject")), "{sig}");
+    assert!(text.contains("PASS pack attestation files"), "{text}");
 }
 
 #[test]
