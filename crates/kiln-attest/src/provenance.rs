@@ -32,6 +32,11 @@ pub const ANNOTATION_BASE_REF: &str = "dev.kiln.base.ref";
 /// is the sha256 of the canonical JSON array of the entries as written, and
 /// [`ANNOTATION_BASE_ALLOWLIST`] the entries joined by `,`.
 pub const BASE_ALLOWLIST: &str = "base-allowlist";
+/// The resolvedDependency of a build that used a cache entry: `digest.sha256` is the
+/// entry's manifest, annotations its key and signer.
+pub const BUILD_CACHE: &str = "build-cache";
+pub const ANNOTATION_CACHE_KEY: &str = "dev.kiln.cache.key";
+pub const ANNOTATION_CACHE_SIGNER: &str = "dev.kiln.cache.signer";
 pub const ANNOTATION_BASE_ALLOWLIST: &str = "dev.kiln.base.allowlist";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -262,6 +267,10 @@ pub struct ProvenanceInputs {
     pub base_ref: Option<String>,
     /// `[policy] base_allowlist`, as written (empty: none configured).
     pub base_allowlist: Vec<String>,
+    /// The build-cache entry whose binaries were used instead of compiling: (entry
+    /// manifest digest, cache key, key id of its signer). Recorded as the
+    /// [`BUILD_CACHE`] resolvedDependency; absent when the build compiled.
+    pub build_cache: Option<(Digest, Digest, String)>,
     /// The VEX step's inputs, relative to the project: the statements file and each OSV
     /// advisory it read (empty when the project has no VEX).
     pub vex_inputs: Vec<VexInput>,
@@ -344,6 +353,17 @@ pub fn statement(i: &ProvenanceInputs) -> Statement {
     }
     // Which allowlist admitted the base (recorded only when one is configured, so a
     // project without it keeps the same bytes).
+    if let Some((entry, key, signer)) = &i.build_cache {
+        let mut rd = ResourceDescriptor::sha256(BUILD_CACHE, *entry);
+        rd.media_type = Some("application/vnd.oci.image.manifest.v1+json".into());
+        rd.annotations
+            .insert(ANNOTATION_CACHE_KEY.into(), Value::String(key.to_string()));
+        rd.annotations.insert(
+            ANNOTATION_CACHE_SIGNER.into(),
+            Value::String(signer.clone()),
+        );
+        deps.push(rd);
+    }
     if !i.base_allowlist.is_empty() {
         let json = kiln_core::canonical::to_vec(&i.base_allowlist).expect("json");
         let mut rd = ResourceDescriptor::sha256(BASE_ALLOWLIST, Digest::of(&json));
@@ -487,6 +507,7 @@ pub(crate) mod tests {
             base: None,
             base_ref: None,
             base_allowlist: Vec::new(),
+            build_cache: None,
             vex_inputs: Vec::new(),
             builder: BuilderIdentity {
                 id: LOCAL_BUILDER_ID.into(),

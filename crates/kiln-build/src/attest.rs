@@ -159,6 +159,7 @@ fn provenance_inputs(
             _ => None,
         },
         base_allowlist: ctx.config.policy.base_allowlist.clone(),
+        build_cache: ctx.cache.map(|c| (c.entry, c.key, c.signer.clone())),
         vex_inputs,
         builder: BuilderIdentity::detect(&env),
         kiln_version: env!("CARGO_PKG_VERSION").to_string(),

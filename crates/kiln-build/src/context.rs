@@ -35,6 +35,14 @@ pub struct BuildOptions {
     /// shifted by this libfaketime `FAKETIME` value (`kiln repro`'s clock variation). Not
     /// recorded in the outputs: they must compare equal to an unshifted build's.
     pub clock_shift: Option<String>,
+    /// The attested build cache: `Some(true)` on (`--cache`), `Some(false)` off
+    /// (`--no-cache`), `None` as kiln.toml's `[cache] enabled` says.
+    pub cache: Option<bool>,
+    /// The cache store (`--cache-dir`); default kiln.toml's `[cache] dir`, else
+    /// `kiln_cache::Store::default_dir`.
+    pub cache_dir: Option<PathBuf>,
+    /// `kiln cache check`: compile without the cache, then compare with the entry.
+    pub cache_check: bool,
 }
 
 /// Options for the evidence written next to the image.
@@ -62,6 +70,9 @@ impl BuildOptions {
             root_dir: None,
             evidence: EvidenceOptions::default(),
             clock_shift: None,
+            cache: None,
+            cache_dir: None,
+            cache_check: false,
         }
     }
     /// `--out`, else the project's `target/kiln/out`.
@@ -118,4 +129,6 @@ pub(crate) struct ImageContext<'a> {
     pub out: &'a Path,
     /// `out/oci`.
     pub layout: &'a Path,
+    /// The cache entry whose binaries the image holds (compile skipped), if any.
+    pub cache: Option<&'a crate::cache::CacheUse>,
 }

@@ -78,6 +78,10 @@ pub enum BuildError {
         #[source]
         source: kiln_attest::Error,
     },
+    #[error("image `{image}`: build cache: {message}")]
+    Cache { image: String, message: String },
+    #[error("image `{image}`: cache check failed: {message}")]
+    CacheCheck { image: String, message: String },
     #[error("image `{image}`: compliance")]
     Compliance {
         image: String,

@@ -22,6 +22,7 @@
 //! `attest`} → `context`, `error`.
 
 mod attest;
+mod cache;
 pub mod compliance;
 mod context;
 mod error;

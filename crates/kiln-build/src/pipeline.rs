@@ -154,6 +154,7 @@ pub fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<Vec<Summary
     let config = Config::load(&opts.project)?;
     let specs = selected(&config, &opts.images)?;
     let b = Build::prepare(opts, &config, progress)?;
+    let cache = crate::cache::Cache::open(opts, &config)?;
     // Every image's package, rust-version and binaries are checked before any compiles.
     let specs = specs
         .into_iter()
@@ -161,7 +162,7 @@ pub fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<Vec<Summary
         .collect::<Result<Vec<_>>>()?;
     let summaries = specs
         .iter()
-        .map(|spec| build_image(&b, spec))
+        .map(|spec| build_image(&b, spec, cache.as_ref()))
         .collect::<Result<Vec<_>>>()?;
     // `[compliance] pack = true`: each image's evidence pack (and, with a catalog and a
     // signer, its control attestation), once every image is built.
@@ -258,10 +259,47 @@ fn oci_err(image: &str) -> impl Fn(kiln_oci::Error) -> BuildError + '_ {
 /// One image, from its inputs to its committed output directory. Everything is written
 /// into a staging directory first, so a failure at any step leaves `out/<image>/` as it
 /// was.
-fn build_image(b: &Build, spec: &ImageSpec) -> Result<Summary> {
+fn build_image(
+    b: &Build,
+    spec: &ImageSpec,
+    cache: Option<&crate::cache::Cache>,
+) -> Result<Summary> {
     let name = spec.name.as_str();
     let inputs = gather_inputs(b, spec)?;
-    let env = compile(b, spec, &inputs)?;
+    let env = hermetic_env(b, spec, &inputs.verified)?;
+    let release = release_dir(b);
+    // The attested cache: a verified entry for this compile step's key replaces the
+    // compile; a fresh compile is stored under it. `cache check` always compiles and then
+    // compares with the entry.
+    let mut cache_use = None;
+    match cache {
+        None => compile(b, spec, &inputs, &env)?,
+        Some(c) => {
+            let key = c.key(
+                spec,
+                &b.project,
+                b.toolchain.lock_digest,
+                &inputs.cargo_lock,
+                &b.tc.target,
+                &env,
+                b.sde.value,
+            )?;
+            b.progress.step(
+                name,
+                &format!("build cache {} ({})", key.key(), c.dir().display()),
+            );
+            if b.opts.cache_check {
+                compile(b, spec, &inputs, &env)?;
+                c.check(spec, &key, &release)?;
+            } else {
+                cache_use = c.restore(spec, &key, &release)?;
+                if cache_use.is_none() {
+                    compile(b, spec, &inputs, &env)?;
+                    c.store(spec, &key, &release)?;
+                }
+            }
+        }
+    }
     let (image, binaries) = pack(b, spec, inputs.base)?;
 
     let out = b.opts.out_dir().join(name);
@@ -288,6 +326,7 @@ fn build_image(b: &Build, spec: &ImageSpec) -> Result<Summary> {
         binaries: &binaries,
         out: staging.path(),
         layout: &layout,
+        cache: cache_use.as_ref(),
     };
     crate::evidence::write(&ctx, b.progress)?;
     write_archives(b, spec, &files, &built)?;
@@ -368,9 +407,13 @@ fn hermetic_env(b: &Build, spec: &ImageSpec, verified: &VerifiedSources) -> Resu
 /// `cargo build --release --locked --offline` of the image's package, binaries and
 /// features, in the sandbox (cut off from the network) and the hermetic environment,
 /// which it returns for the evidence to record.
-fn compile(b: &Build, spec: &ImageSpec, inputs: &Inputs) -> Result<Hermetic> {
+/// Where cargo leaves the release binaries for the host target.
+fn release_dir(b: &Build) -> PathBuf {
+    b.root.target_dir().join(&b.tc.target).join("release")
+}
+
+fn compile(b: &Build, spec: &ImageSpec, inputs: &Inputs, env: &Hermetic) -> Result<()> {
     let tc = &b.tc;
-    let env = hermetic_env(b, spec, &inputs.verified)?;
     let mut cmd = env.command(&tc.cargo);
     cmd.args(inputs.verified.cargo_config_args());
     cmd.args([
@@ -412,7 +455,7 @@ fn compile(b: &Build, spec: &ImageSpec, inputs: &Inputs) -> Result<Hermetic> {
             status: status.to_string(),
         });
     }
-    Ok(env)
+    Ok(())
 }
 
 /// The image: one layer of the built binaries (mode 0755, recorded with their digests)
@@ -425,7 +468,7 @@ fn pack(
 ) -> Result<(Image, Vec<BinaryRecord>)> {
     let name = spec.name.as_str();
     b.progress.step(name, "packing the image");
-    let release = b.root.target_dir().join(&b.tc.target).join("release");
+    let release = release_dir(b);
     let mut layer = Layer::new();
     let mut binaries = Vec::new();
     for bin in &spec.binaries {

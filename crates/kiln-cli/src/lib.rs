@@ -78,6 +78,28 @@ pub enum Command {
         #[command(subcommand)]
         command: cmd_controls::ControlsCommand,
     },
+    /// The attested build cache.
+    Cache {
+        #[command(subcommand)]
+        command: CacheCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum CacheCommand {
+    /// Rebuild without the cache and compare the binaries with the cache entry of the same
+    /// key: proves the cache changes nothing (exit 1 if it would).
+    Check {
+        /// Only this image (repeatable); default all.
+        #[arg(long = "image")]
+        images: Vec<String>,
+        /// The key whose public half is trusted for entries; default $KILN_SIGNING_KEY.
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+        /// The cache store.
+        #[arg(long, value_name = "DIR")]
+        cache_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -124,6 +146,16 @@ pub struct BuildArgs {
     /// libfaketime FAKETIME value (e.g. `+94694400`); `repro` uses it. Not recorded.
     #[arg(long, value_name = "FAKETIME", hide = true)]
     faketime: Option<String>,
+    /// Use the attested build cache (a verified entry replaces the compile; a fresh
+    /// compile is stored, signed with --key); kiln.toml's `[cache] enabled` does the same.
+    #[arg(long, conflicts_with = "no_cache")]
+    cache: bool,
+    /// Do not use the build cache, whatever kiln.toml says.
+    #[arg(long)]
+    no_cache: bool,
+    /// The cache store (default: [cache] dir, else $KILN_CACHE_DIR, else ~/.cache/kiln).
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -265,6 +297,12 @@ fn run(dir: Option<PathBuf>, command: Command) -> Result<ExitCode> {
                 keyless: args.keyless,
                 timestamps: args.timestamps,
             };
+            opts.cache = match (args.cache, args.no_cache) {
+                (true, _) => Some(true),
+                (_, true) => Some(false),
+                _ => None,
+            };
+            opts.cache_dir = args.cache_dir;
             if args.push.is_some() && opts.images.len() != 1 {
                 let config = kiln_config::Config::load(&opts.project)?;
                 if config.images.len() != 1 {
@@ -333,6 +371,22 @@ fn run(dir: Option<PathBuf>, command: Command) -> Result<ExitCode> {
         Command::Pull(args) => return cmd_publish::pull(&args),
         Command::Evidence { command } => return cmd_evidence::run(project_dir(dir)?, &command),
         Command::Controls { command } => return cmd_controls::run(project_dir(dir)?, &command),
+        Command::Cache {
+            command:
+                CacheCommand::Check {
+                    images,
+                    key,
+                    cache_dir,
+                },
+        } => {
+            let mut opts = BuildOptions::new(project_dir(dir)?);
+            opts.images = images;
+            opts.cache_check = true;
+            opts.cache_dir = cache_dir;
+            opts.evidence.signing_key = key;
+            kiln_build::build(&opts, &Stderr)?;
+            eprintln!("kiln: every cache entry checked is what a build without the cache gives");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -393,6 +447,7 @@ mod tests {
             names,
             [
                 "build",
+                "cache",
                 "controls",
                 "evidence",
                 "fetch",

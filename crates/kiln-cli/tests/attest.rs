@@ -162,7 +162,7 @@ fn signed_build_passes_kiln_verify_and_independent_verifiers() {
     let out = python(INTOTO, &[dir.join("provenance.intoto.json").as_os_str()]);
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("https://slsa.dev/provenance/v1"));
     let stmt: serde_json::Value = {
-        use base64_decode::decode;
+        use crate::support::base64_decode::decode;
         serde_json::from_slice(&decode(env["payload"].as_str().unwrap())).unwrap()
     };
     let pred = &stmt["predicate"];
@@ -413,28 +413,4 @@ fn bad_keys_policies_and_missing_attestations_fail_clearly() {
         !out.status.success() && text.contains("no signature"),
         "{text}"
     );
-}
-
-/// Minimal standard base64 decoding for reading envelope payloads in the test.
-mod base64_decode {
-    pub fn decode(s: &str) -> Vec<u8> {
-        let val = |c: u8| match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => panic!("bad base64"),
-        } as u32;
-        let bytes: Vec<u8> = s.bytes().filter(|&c| c != b'=').collect();
-        let mut out = Vec::new();
-        for chunk in bytes.chunks(4) {
-            let n = chunk
-                .iter()
-                .enumerate()
-                .fold(0u32, |acc, (i, &c)| acc | (val(c) << (18 - 6 * i)));
-            out.extend_from_slice(&n.to_be_bytes()[1..chunk.len()]);
-        }
-        out
-    }
 }

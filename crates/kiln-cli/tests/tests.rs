@@ -31,6 +31,7 @@ mod support;
 mod attest;
 mod bad_input;
 mod build;
+mod cache;
 mod cargo_home;
 mod controls;
 mod crash;

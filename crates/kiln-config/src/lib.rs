@@ -92,6 +92,24 @@ pub struct Config {
     pub policy: PolicyConfig,
     /// `[compliance]`: the evidence pack each build writes, and the catalog that judges it.
     pub compliance: Compliance,
+    /// `[cache]`: the attested build cache.
+    pub cache: CacheConfig,
+}
+
+/// `[cache]`: reuse compiled outputs from the attested build cache (`--cache` turns it on
+/// for one build, `--no-cache` off). An entry is used only when its attestation verifies
+/// with the build's own signing key or one of `trusted_keys`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    #[serde(default)]
+    pub enabled: bool,
+    /// The store (default: `$KILN_CACHE_DIR`, else the user cache directory), relative to
+    /// the project.
+    pub dir: Option<PathBuf>,
+    /// Public keys (PEM) whose cache entries are trusted, relative to the project.
+    #[serde(default)]
+    pub trusted_keys: Vec<PathBuf>,
 }
 
 /// `[compliance]`: after each image is built, pack its evidence into
@@ -320,6 +338,8 @@ struct RawConfig {
     policy: PolicyConfig,
     #[serde(default)]
     compliance: Compliance,
+    #[serde(default)]
+    cache: CacheConfig,
 }
 
 impl Config {
@@ -355,6 +375,7 @@ impl Config {
             lineage: raw.lineage,
             policy: raw.policy,
             compliance: raw.compliance,
+            cache: raw.cache,
         };
         config.validate().map_err(|e| match e {
             ConfigError::Invalid {
@@ -630,6 +651,15 @@ impl Config {
                 "scans or a catalog are set, but no pack is written",
                 "set `pack = true` in [compliance]",
             ));
+        }
+        for (i, k) in self.cache.trusted_keys.iter().enumerate() {
+            if !self.root.join(k).is_file() {
+                return Err(self.invalid(
+                    format!("cache.trusted_keys[{i}]"),
+                    format!("{} is not a file", k.display()),
+                    "name a PEM public key relative to the directory of kiln.toml",
+                ));
+            }
         }
         let files = c
             .scans

@@ -551,6 +551,8 @@ fn kiln_build_args(plan: &RebuildPlan, side: &Side) -> Vec<OsString> {
         "build".into(),
         "--json".into(),
         "--offline".into(),
+        // Both sides compile: a cache hit on one side would compare the cache with itself.
+        "--no-cache".into(),
     ];
     v.extend([
         "--root".into(),

@@ -1,0 +1,270 @@
+//! End-to-end: the attested build cache. A second build hits and skips the compile with
+//! the same image; each input class changing misses; poisoned entries (a swapped output,
+//! an untrusted signer) are refused and the build compiles; `kiln cache check` proves an
+//! entry equals a build without the cache; builds sharing a store concurrently both land.
+
+use std::path::{Path, PathBuf};
+
+use crate::support::*;
+
+struct Cached {
+    project: Project,
+    keys: tempfile::TempDir,
+    store: tempfile::TempDir,
+}
+
+impl Cached {
+    fn new() -> Self {
+        let project = Project::hello();
+        let keys = tempfile::tempdir().unwrap();
+        keygen(keys.path());
+        Cached {
+            project,
+            keys,
+            store: tempfile::tempdir().unwrap(),
+        }
+    }
+    fn key(&self) -> PathBuf {
+        self.keys.path().join("kiln.key")
+    }
+    fn build_with(&self, key: &Path) -> (String, serde_json::Value) {
+        let o = without_ambient(self.project.kiln())
+            .args(["build", "--json", "--cache", "--cache-dir"])
+            .arg(self.store.path())
+            .arg("--key")
+            .arg(key)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "{err}");
+        (err, serde_json::from_slice(&o.stdout).unwrap())
+    }
+    fn build(&self) -> (String, serde_json::Value) {
+        self.build_with(&self.key())
+    }
+}
+
+fn provenance_deps(out: &Path) -> Vec<serde_json::Value> {
+    let env: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("provenance.intoto.json")).unwrap())
+            .unwrap();
+    let stmt: serde_json::Value =
+        serde_json::from_slice(&base64_decode::decode(env["payload"].as_str().unwrap())).unwrap();
+    stmt["predicate"]["buildDefinition"]["resolvedDependencies"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn a_hit_skips_the_compile_and_gives_the_same_image_and_inputs_miss() {
+    let c = Cached::new();
+    let (err, first) = c.build();
+    assert!(
+        err.contains("cache: miss") && err.contains("cache: stored"),
+        "{err}"
+    );
+    assert!(err.contains("compiling hello"), "{err}");
+    let out = c.project.out().join("hello");
+    assert!(
+        !provenance_deps(&out)
+            .iter()
+            .any(|d| d["name"] == "build-cache"),
+        "a compiled build records no cache entry"
+    );
+
+    let (err, second) = c.build();
+    assert!(
+        err.contains("cache: hit") && err.contains("compile skipped"),
+        "{err}"
+    );
+    assert!(!err.contains("compiling hello"), "{err}");
+    // The same image, byte for byte; provenance says where the binaries came from.
+    assert_eq!(first["digest"], second["digest"]);
+    assert_eq!(first["binaries"], second["binaries"]);
+    let dep = provenance_deps(&out)
+        .into_iter()
+        .find(|d| d["name"] == "build-cache")
+        .expect("the hit is recorded in resolvedDependencies");
+    assert!(
+        dep["annotations"]["dev.kiln.cache.key"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+    assert!(
+        dep["annotations"]["dev.kiln.cache.signer"]
+            .as_str()
+            .is_some()
+    );
+    // Verify passes on a build from the cache.
+    let policy = c.keys.path().join("policy.toml");
+    std::fs::write(&policy, "[[keys]]\npath = \"kiln.pub\"\n").unwrap();
+    run_ok(
+        without_ambient(kiln())
+            .arg("verify")
+            .arg(&out)
+            .arg("--policy")
+            .arg(&policy),
+    );
+
+    // A source change misses; undoing it hits again. So does SOURCE_DATE_EPOCH.
+    let main = c.project.path().join("src/main.rs");
+    let orig = std::fs::read_to_string(&main).unwrap();
+    std::fs::write(&main, format!("{orig}\n// changed\n")).unwrap();
+    let (err, _) = c.build();
+    assert!(
+        err.contains("cache: miss") && err.contains("compiling hello"),
+        "{err}"
+    );
+    std::fs::write(&main, &orig).unwrap();
+    let (err, _) = c.build();
+    assert!(err.contains("cache: hit"), "{err}");
+    let o = without_ambient(c.project.kiln())
+        .env("SOURCE_DATE_EPOCH", "1700000001")
+        .args(["build", "--cache", "--cache-dir"])
+        .arg(c.store.path())
+        .arg("--key")
+        .arg(c.key())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && err.contains("cache: miss"), "{err}");
+    // A file .gitignore'd (and anything under target/) is not an input.
+    std::fs::write(c.project.path().join(".gitignore"), "notes.txt\n").unwrap();
+    let (err, _) = c.build();
+    assert!(
+        err.contains("cache: miss"),
+        ".gitignore itself is source: {err}"
+    );
+    std::fs::write(c.project.path().join("notes.txt"), "scratch").unwrap();
+    let (err, _) = c.build();
+    assert!(err.contains("cache: hit"), "{err}");
+
+    // --no-cache compiles and leaves the store alone.
+    let o = without_ambient(c.project.kiln())
+        .args(["build", "--no-cache", "--key"])
+        .arg(c.key())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.success() && !err.contains("cache:") && err.contains("compiling hello"),
+        "{err}"
+    );
+
+    // cache check: a build without the cache equals the entry.
+    let o = without_ambient(c.project.kiln())
+        .args(["cache", "check", "--cache-dir"])
+        .arg(c.store.path())
+        .arg("--key")
+        .arg(c.key())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("holds exactly what a build without the cache compiles"),
+        "{err}"
+    );
+}
+
+/// The blob of the cached `hello` binary in the store (the layer titled `hello`).
+fn cached_binary(store: &Path) -> PathBuf {
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(store.join("index.json")).unwrap()).unwrap();
+    let entry = &index["manifests"][0]["digest"];
+    let hex = |d: &serde_json::Value| {
+        d.as_str()
+            .unwrap()
+            .trim_start_matches("sha256:")
+            .to_string()
+    };
+    let m: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(store.join("blobs/sha256").join(hex(entry))).unwrap(),
+    )
+    .unwrap();
+    let layer = m["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["annotations"]["org.opencontainers.image.title"] == "hello")
+        .unwrap()
+        .clone();
+    store.join("blobs/sha256").join(hex(&layer["digest"]))
+}
+
+#[test]
+fn poisoned_entries_are_refused_and_the_build_compiles() {
+    let c = Cached::new();
+    let (_, clean) = c.build();
+    // The cached binary swapped for other bytes (an attacker with write access to the
+    // store): refused, compiled, the same image as before.
+    let blob = cached_binary(c.store.path());
+    std::fs::write(&blob, b"#!/bin/sh\necho pwned\n").unwrap();
+    let (err, rebuilt) = c.build();
+    assert!(
+        err.contains("cache: refused") && err.contains("hello"),
+        "{err}"
+    );
+    assert!(err.contains("compiling hello"), "{err}");
+    assert_eq!(clean["digest"], rebuilt["digest"]);
+    // cache check fails on a poisoned entry too.
+    std::fs::write(cached_binary(c.store.path()), b"poison").unwrap();
+    let o = without_ambient(c.project.kiln())
+        .args(["cache", "check", "--cache-dir"])
+        .arg(c.store.path())
+        .arg("--key")
+        .arg(c.key())
+        .output()
+        .unwrap();
+    assert!(
+        !o.status.success(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cache check failed"));
+
+    // An entry signed by a key this build does not trust: refused (then replaced by this
+    // build's own entry), never used.
+    let other = tempfile::tempdir().unwrap();
+    keygen(other.path());
+    let (err, _) = c.build_with(&other.path().join("kiln.key"));
+    assert!(
+        err.contains("cache: refused") && err.contains("not trusted"),
+        "{err}"
+    );
+    assert!(err.contains("compiling hello"), "{err}");
+    let (err, _) = c.build();
+    assert!(
+        err.contains("cache: refused") && err.contains("not trusted"),
+        "{err}"
+    );
+}
+
+#[test]
+fn concurrent_builds_sharing_a_store_both_land() {
+    let a = Cached::new();
+    let b = Project::hello();
+    std::fs::write(b.path().join("extra.txt"), "another source tree").unwrap();
+    let spawn = |p: &Project| {
+        without_ambient(p.kiln())
+            .args(["build", "--cache", "--cache-dir"])
+            .arg(a.store.path())
+            .arg("--key")
+            .arg(a.key())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (ca, cb) = (spawn(&a.project), spawn(&b));
+    for child in [ca, cb] {
+        let o = child.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(a.store.path().join("index.json")).unwrap()).unwrap();
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 2, "{index}");
+    let (err, _) = a.build();
+    assert!(err.contains("cache: hit"), "{err}");
+}
