@@ -202,7 +202,16 @@ impl<'a> Build<'a> {
     ) -> Result<Self> {
         progress.step("*", "verifying the toolchain lock");
         let (tc, lock_file) = select_toolchain(config)?;
-        let lock = tc.verify(&lock_file)?;
+        // The build root's stamp skips re-hashing a toolchain nothing touched since it
+        // last verified (kiln_toolchain's `stamp` module says why that is sound).
+        let stamp = opts.root().path().join("toolchain.verified.json");
+        let (lock, stamped) = tc.verify_stamped(&lock_file, &stamp)?;
+        if stamped {
+            progress.step(
+                "*",
+                "toolchain unchanged since its last full verification (stamp)",
+            );
+        }
         let toolchain = ToolchainRecord {
             lock: lock_file
                 .strip_prefix(&config.root)

@@ -20,6 +20,7 @@
 
 mod error;
 mod lock;
+mod stamp;
 mod toolchain;
 
 pub use error::{Error, Result};

@@ -678,6 +678,54 @@ esac
         assert!(matches!(evil.lock(), Err(Error::BadTarget { .. })));
     }
 
+    /// The stamp answers only while the lock and every pinned file are untouched: a file
+    /// rewritten with the same size and its mtime restored is caught (its ctime moved),
+    /// and the full verification then refuses it.
+    #[test]
+    fn the_stamp_skips_rehashing_only_while_nothing_changed() {
+        let f = fake();
+        let path = default_lock_path(&f.root, HOST);
+        f.tc.lock().unwrap().write(&path).unwrap();
+        let stamp = f.root.join("root/toolchain.verified.json");
+        std::fs::create_dir_all(stamp.parent().unwrap()).unwrap();
+        let (lock, stamped) = f.tc.verify_stamped(&path, &stamp).unwrap();
+        assert!(!stamped, "the first verification is a full one");
+        assert!(stamp.is_file());
+        let (again, stamped) = f.tc.verify_stamped(&path, &stamp).unwrap();
+        assert!(stamped);
+        assert_eq!(again.digest(), lock.digest());
+
+        // Same size, same mtime, other bytes.
+        let std_file =
+            f.tc.sysroot
+                .join(format!("lib/rustlib/{HOST}/lib/libstd-0011.rlib"));
+        let meta = std::fs::metadata(&std_file).unwrap();
+        let len = meta.len() as usize;
+        let mtime = meta.modified().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&std_file, vec![b'x'; len]).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&std_file)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        let err = f.tc.verify_stamped(&path, &stamp).unwrap_err();
+        assert!(matches!(err, Error::Mismatch(_)), "{err:?}");
+
+        // A changed lock file is never answered by the stamp either.
+        let f = fake();
+        let path = default_lock_path(&f.root, HOST);
+        f.tc.lock().unwrap().write(&path).unwrap();
+        let stamp = f.root.join("stamp.json");
+        f.tc.verify_stamped(&path, &stamp).unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.push(b'\n');
+        std::fs::write(&path, &bytes).unwrap();
+        let (_, stamped) = f.tc.verify_stamped(&path, &stamp).unwrap();
+        assert!(!stamped, "a changed lock file is verified in full");
+    }
+
     #[test]
     fn verify_end_to_end_detects_a_patched_file() {
         let f = fake();
