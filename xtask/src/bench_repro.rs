@@ -40,7 +40,9 @@ fn measured(mut cmd: Command, ok: &[i32]) -> Result<Measured> {
     crate::bench::run_measured_accepting(cmd, ok)
 }
 
-fn project(repo: &Path, dir: &Path, name: &str, toml: &str) -> Result<PathBuf> {
+/// A copy of `testdata/<name>` in `dir` with `toml` as its kiln.toml and the repository's
+/// toolchain locks (shared with `bench cache`).
+pub(crate) fn project(repo: &Path, dir: &Path, name: &str, toml: &str) -> Result<PathBuf> {
     let p = dir.join(name);
     let _ = std::fs::remove_dir_all(&p);
     kiln_repro::copy_project(&repo.join("testdata").join(name), &p, None)?;
@@ -50,7 +52,7 @@ fn project(repo: &Path, dir: &Path, name: &str, toml: &str) -> Result<PathBuf> {
     Ok(p)
 }
 
-const HELLO: &str = "[project]\nsource_date_epoch = 1700000000\n\n[[image]]\nname = \"hello\"\npackage = \"hello\"\nbinaries = [\"hello\"]\n\n[[image.files]]\nsource = \"greeting.txt\"\npath = \"/etc/hello/greeting.txt\"\n";
+pub(crate) const HELLO: &str = "[project]\nsource_date_epoch = 1700000000\n\n[[image]]\nname = \"hello\"\npackage = \"hello\"\nbinaries = [\"hello\"]\n\n[[image.files]]\nsource = \"greeting.txt\"\npath = \"/etc/hello/greeting.txt\"\n";
 const UNREPRO: &str = "[project]\nsource_date_epoch = 1700000000\n\n[[image]]\nname = \"unrepro\"\npackage = \"unrepro\"\nbinaries = [\"unrepro\"]\n\n[[image.files]]\nsource = \"note.txt\"\npath = \"/etc/unrepro/note.txt\"\n";
 
 pub fn repro(args: &ReproBenchArgs) -> Result<()> {
@@ -223,9 +225,27 @@ pub fn repro(args: &ReproBenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// `bench repro --corpus NAME`: the targets are repro ≤ 1.10 × two plain builds
-/// and kiln build ≤ 1.05 × one plain build.
-fn corpus(repo: &Path, dir: &Path, name: &str, kiln: &Path, cargo: &Path) -> Result<()> {
+/// A project of testdata/corpus/corpus.toml, laid out for a bench.
+pub(crate) struct CorpusProject {
+    pub(crate) entry: kiln_corpus::Entry,
+    /// The host's toolchain lock (the one the project was given).
+    pub(crate) lock: kiln_toolchain::ToolchainLock,
+    /// The project: the published crate, its kiln.toml, the toolchain lock.
+    pub(crate) project: PathBuf,
+    /// The fetch work directory (its `cargo-home` holds the registry the fetch filled).
+    pub(crate) work: PathBuf,
+}
+
+/// Prepares corpus project `name` under `dir/name`: fetches the published crate (checked
+/// against its pinned sha256) into `dir/work`, writes its kiln.toml and locks the toolchain
+/// (shared with `bench cache`).
+pub(crate) fn prepare_corpus(
+    repo: &Path,
+    dir: &Path,
+    name: &str,
+    kiln: &Path,
+    cargo: &Path,
+) -> Result<CorpusProject> {
     let target = kiln_build::host_target()?;
     let lock_file = ProjectLayout::new(repo).toolchain_lock(&target);
     let lock = kiln_toolchain::ToolchainLock::read(&lock_file)?;
@@ -241,6 +261,23 @@ fn corpus(repo: &Path, dir: &Path, name: &str, kiln: &Path, cargo: &Path) -> Res
     let work = dir.join("work");
     let krate = kiln_corpus::obtain(&entry, &corpus_file, &work, &tools)?;
     let project = kiln_corpus::lay_out(&entry, &krate, &lock_file, &dir.join(name))?;
+    Ok(CorpusProject {
+        entry,
+        lock,
+        project,
+        work,
+    })
+}
+
+/// `bench repro --corpus NAME`: the targets are repro ≤ 1.10 × two plain builds
+/// and kiln build ≤ 1.05 × one plain build.
+fn corpus(repo: &Path, dir: &Path, name: &str, kiln: &Path, cargo: &Path) -> Result<()> {
+    let CorpusProject {
+        entry,
+        lock,
+        project,
+        work,
+    } = prepare_corpus(repo, dir, name, kiln, cargo)?;
     let cargo_home = work.join("cargo-home");
     let manifest = project.join("Cargo.toml");
     let plain_cmd = |target_dir: &Path| {

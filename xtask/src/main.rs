@@ -7,6 +7,7 @@
 //! the suite drives, then runs it), `bench`, `corpus`, `fuzz`.
 
 mod bench;
+mod bench_cache;
 mod bench_gate;
 mod bench_push;
 mod bench_repro;
@@ -73,6 +74,9 @@ enum BenchCommand {
     /// `kiln push` of an image with a ~500 MiB incompressible layer to a local
     /// docker-registry, against `skopeo copy`, and the re-push: wall, MB/s, peak RSS.
     Push(bench_push::PushBenchArgs),
+    /// The attested build cache on a corpus project (bat by default) and testdata/hello:
+    /// cold miss + store, warm hit, the no-op hit, against a `--no-cache` full compile.
+    Cache(bench_cache::CacheBenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -100,6 +104,7 @@ fn run(dir: Option<PathBuf>, task: Task) -> Result<ExitCode> {
             BenchCommand::SbomGen(args) => bench_sbom::sbom_gen(&args)?,
             BenchCommand::Gate(args) => bench_gate::gate(&args)?,
             BenchCommand::Push(args) => bench_push::push(&args)?,
+            BenchCommand::Cache(args) => bench_cache::cache(&args)?,
         },
     }
     Ok(ExitCode::SUCCESS)

@@ -12,6 +12,10 @@
 //! and a last layer, the Sigstore bundle of the signed statement ([`ATTESTATION_TITLE`]).
 //! Blobs appear by rename; `index.json` is rewritten by rename under the lock, so readers
 //! never lock and never see a partial file.
+//!
+//! An entry travels as it is: [`Store::export`] hands out its manifest and blobs (to push
+//! to a registry), [`Store::import`] takes an entry's manifest and fetches its blobs into
+//! the store, verifying it exactly as [`Store::get`] does before it is indexed.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -311,6 +315,151 @@ impl Store {
         Ok(Lookup::Refused(refused))
     }
 
+    /// The manifest bytes (an OCI image manifest) and blobs of the stored entry
+    /// `manifest_digest` (as [`Store::put`] returned it), for copying the entry elsewhere:
+    /// the config and every layer as (digest, size, blob path), config first, each once,
+    /// each checked against its digest.
+    #[allow(clippy::type_complexity)]
+    pub fn export(
+        &self,
+        manifest_digest: &Digest,
+    ) -> Result<(Vec<u8>, Vec<(Digest, u64, PathBuf)>), CacheError> {
+        let path = self.blob_path(manifest_digest);
+        let corrupt = |message: String| CacheError::Corrupt {
+            path: path.clone(),
+            message,
+        };
+        let manifest = std::fs::read(&path).map_err(io("cannot read", &path))?;
+        let actual = Digest::of(&manifest);
+        if actual != *manifest_digest {
+            return Err(corrupt(format!("manifest is {actual}, expected {manifest_digest}")));
+        }
+        let m: Manifest = serde_json::from_slice(&manifest)
+            .map_err(|e| corrupt(format!("not an image manifest ({e})")))?;
+        let mut blobs: Vec<(Digest, u64, PathBuf)> = Vec::with_capacity(m.layers.len() + 1);
+        for d in std::iter::once(&m.config).chain(&m.layers) {
+            if blobs.iter().any(|(have, _, _)| *have == d.digest) {
+                continue;
+            }
+            let p = self.blob_path(&d.digest);
+            let (got, size) = hash_file(&p).map_err(io("cannot read", &p))?;
+            if got != d.digest || size != d.size {
+                return Err(CacheError::Corrupt {
+                    path: p,
+                    message: format!(
+                        "{size} bytes of {got}, the manifest says {} bytes of {}",
+                        d.size, d.digest
+                    ),
+                });
+            }
+            blobs.push((d.digest, d.size, p));
+        }
+        Ok((manifest, blobs))
+    }
+
+    /// Takes in the entry whose manifest is `manifest` (from elsewhere: a registry), for
+    /// `key`. Blobs the store lacks are fetched with `fetch(digest, size, file)` into a
+    /// temporary file in the store, checked against their digest and size, and renamed
+    /// into place; the entry is then verified exactly as [`Store::get`] verifies a local
+    /// one, and only a verified entry is added to the index (replacing any with the same
+    /// key). `Err` from `fetch` stops the import and is returned as `Ok(Err(_))`; an entry
+    /// that does not verify is [`Lookup::Refused`] and is not indexed.
+    pub fn import<E>(
+        &self,
+        key: &KeyDocument,
+        trusted: &[PublicKey],
+        manifest: &[u8],
+        fetch: &mut dyn FnMut(&Digest, u64, &mut std::fs::File) -> Result<(), E>,
+    ) -> Result<Result<Lookup, E>, CacheError> {
+        let key_bytes = key.to_bytes();
+        let key_digest = Digest::of(&key_bytes);
+        let manifest_digest = Digest::of(manifest);
+        let refused = |why: String| Ok(Ok(Lookup::Refused(vec![format!("entry {manifest_digest}: {why}")])));
+        // What can be checked before fetching anything is.
+        let m: Manifest = match serde_json::from_slice(manifest) {
+            Ok(m) => m,
+            Err(e) => return refused(format!("manifest is not an image manifest ({e})")),
+        };
+        if m.media_type != MEDIA_TYPE_MANIFEST || m.artifact_type != ARTIFACT_TYPE {
+            return refused(format!(
+                "manifest is `{}` with artifactType `{}`, expected `{MEDIA_TYPE_MANIFEST}` with `{ARTIFACT_TYPE}`",
+                m.media_type, m.artifact_type
+            ));
+        }
+        let annotated = m.annotations.get(ANNOTATION_KEY).map(String::as_str);
+        if annotated != Some(key_digest.to_string().as_str()) {
+            return refused(format!(
+                "manifest is annotated with key {}, not {key_digest}",
+                annotated.unwrap_or("(none)")
+            ));
+        }
+        for d in std::iter::once(&m.config).chain(&m.layers) {
+            let path = self.blob_path(&d.digest);
+            if hash_file(&path).is_ok_and(|have| have == (d.digest, d.size)) {
+                continue;
+            }
+            match self.fetch_blob(&d.digest, d.size, fetch)? {
+                Ok(Ok(())) => {}
+                Ok(Err(why)) => return refused(why),
+                Err(e) => return Ok(Err(e)),
+            }
+        }
+        self.write_blob(manifest)?;
+        let desc = descriptor(
+            MEDIA_TYPE_MANIFEST,
+            manifest_digest,
+            manifest.len(),
+            BTreeMap::from([(ANNOTATION_KEY.into(), key_digest.to_string())]),
+        );
+        let hit = match self.verify(&desc, key, &key_bytes, key_digest, trusted) {
+            Ok(hit) => hit,
+            Err(why) => return refused(why),
+        };
+        let mut entry = desc;
+        entry.artifact_type = Some(ARTIFACT_TYPE.into());
+        let entry = serde_json::to_value(entry).expect("a descriptor serializes");
+        let key_text = key_digest.to_string();
+        self.update_index(|manifests| {
+            manifests.retain(|m| key_of(m) != Some(key_text.as_str()));
+            manifests.push(entry);
+            manifests.sort_by(|a, b| key_of(a).cmp(&key_of(b)));
+        })?;
+        Ok(Ok(Lookup::Hit(hit)))
+    }
+
+    /// One blob of [`Store::import`]: fetched into a temporary file beside its final path,
+    /// checked, renamed into place. The inner `Err` is why the bytes fetched are refused.
+    fn fetch_blob<E>(
+        &self,
+        d: &Digest,
+        size: u64,
+        fetch: &mut dyn FnMut(&Digest, u64, &mut std::fs::File) -> Result<(), E>,
+    ) -> Result<Result<Result<(), String>, E>, CacheError> {
+        let path = self.blob_path(d);
+        let dir = path.parent().expect("a blob path has a parent");
+        fsx::create_dir_all(dir).map_err(io("cannot create", dir))?;
+        let tmp = TempFile::new(dir)?;
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&tmp.0)
+            .map_err(io("cannot open", &tmp.0))?;
+        if let Err(e) = fetch(d, size, &mut file) {
+            return Ok(Err(e));
+        }
+        file.sync_all().map_err(io("cannot write", &tmp.0))?;
+        drop(file);
+        let (got, n) = hash_file(&tmp.0).map_err(io("cannot read", &tmp.0))?;
+        if got != *d || n != size {
+            return Ok(Ok(Err(format!(
+                "blob {d} arrived as {n} bytes of {got}, the manifest says {size} bytes"
+            ))));
+        }
+        fsx::set_mode(&tmp.0, 0o644).map_err(io("cannot write", &tmp.0))?;
+        std::fs::rename(&tmp.0, &path).map_err(io("cannot write", &path))?;
+        Ok(Ok(Ok(())))
+    }
+
     /// Checks one candidate completely; the reason names what differs.
     fn verify(
         &self,
@@ -590,6 +739,37 @@ impl Store {
             ));
         }
         Ok(bytes)
+    }
+}
+
+/// A file created empty beside where a blob goes, removed on drop unless renamed away.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(dir: &Path) -> Result<TempFile, CacheError> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        loop {
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+            let path = dir.join(format!(".kiln-tmp-{}-{n}-{nanos}", std::process::id()));
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(_) => return Ok(TempFile(path)),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(io("cannot create", &path)(e)),
+            }
+        }
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
 }
 
