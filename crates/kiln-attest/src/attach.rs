@@ -82,6 +82,49 @@ fn write_blob(layout: &Path, bytes: &[u8]) -> Result<Digest> {
     Ok(d)
 }
 
+/// Writes `it` as an artifact manifest referring to `subject` (its layer, the empty
+/// config and the manifest itself, as blobs) and returns the index descriptor listing it.
+fn write_referrer(layout: &Path, subject: &Descriptor, it: &Attachment) -> Result<Descriptor> {
+    let empty = write_blob(layout, EMPTY_BLOB)?;
+    let layer_digest = write_blob(layout, &it.bytes)?;
+    let manifest = ArtifactManifest {
+        schema_version: 2,
+        media_type: MEDIA_TYPE_MANIFEST.into(),
+        artifact_type: it.artifact_type.clone(),
+        config: Descriptor {
+            media_type: MEDIA_TYPE_EMPTY.into(),
+            digest: empty,
+            size: 2,
+            artifact_type: None,
+            annotations: BTreeMap::new(),
+        },
+        layers: vec![Descriptor {
+            media_type: it.media_type.clone(),
+            digest: layer_digest,
+            size: it.bytes.len() as u64,
+            artifact_type: None,
+            annotations: BTreeMap::from([(ANNOTATION_TITLE.into(), it.file.clone())]),
+        }],
+        subject: Descriptor {
+            annotations: BTreeMap::new(),
+            artifact_type: None,
+            ..subject.clone()
+        },
+        annotations: it.annotations.clone(),
+    };
+    let bytes = canonical::to_vec(&manifest).expect("manifest serializes");
+    let digest = write_blob(layout, &bytes)?;
+    let mut annotations = it.annotations.clone();
+    annotations.insert(ANNOTATION_TITLE.into(), it.file.clone());
+    Ok(Descriptor {
+        media_type: MEDIA_TYPE_MANIFEST.into(),
+        digest,
+        size: bytes.len() as u64,
+        artifact_type: Some(it.artifact_type.clone()),
+        annotations,
+    })
+}
+
 /// Attaches `items` to the image manifest `subject` in `layout`, replacing any referrers a
 /// previous run attached (so re-running gives the same index). Returns the descriptors of
 /// the artifact manifests, in index order (sorted by file name).
@@ -90,49 +133,12 @@ pub fn attach(
     subject: &Descriptor,
     items: &[Attachment],
 ) -> Result<Vec<Descriptor>> {
-    let empty = write_blob(layout, EMPTY_BLOB)?;
-    let mut added = Vec::new();
     let mut items: Vec<&Attachment> = items.iter().collect();
     items.sort_by(|a, b| a.file.cmp(&b.file));
-    for it in items {
-        let layer_digest = write_blob(layout, &it.bytes)?;
-        let manifest = ArtifactManifest {
-            schema_version: 2,
-            media_type: MEDIA_TYPE_MANIFEST.into(),
-            artifact_type: it.artifact_type.clone(),
-            config: Descriptor {
-                media_type: MEDIA_TYPE_EMPTY.into(),
-                digest: empty,
-                size: 2,
-                artifact_type: None,
-                annotations: BTreeMap::new(),
-            },
-            layers: vec![Descriptor {
-                media_type: it.media_type.clone(),
-                digest: layer_digest,
-                size: it.bytes.len() as u64,
-                artifact_type: None,
-                annotations: BTreeMap::from([(ANNOTATION_TITLE.into(), it.file.clone())]),
-            }],
-            subject: Descriptor {
-                annotations: BTreeMap::new(),
-                artifact_type: None,
-                ..subject.clone()
-            },
-            annotations: it.annotations.clone(),
-        };
-        let bytes = canonical::to_vec(&manifest).expect("manifest serializes");
-        let digest = write_blob(layout, &bytes)?;
-        let mut annotations = it.annotations.clone();
-        annotations.insert(ANNOTATION_TITLE.into(), it.file.clone());
-        added.push(Descriptor {
-            media_type: MEDIA_TYPE_MANIFEST.into(),
-            digest,
-            size: bytes.len() as u64,
-            artifact_type: Some(it.artifact_type.clone()),
-            annotations,
-        });
-    }
+    let added = items
+        .into_iter()
+        .map(|it| write_referrer(layout, subject, it))
+        .collect::<Result<Vec<_>>>()?;
 
     let index_path = layout.join("index.json");
     let raw = std::fs::read(&index_path).map_err(io("cannot read", &index_path))?;
@@ -328,45 +334,8 @@ pub fn attach_post_build(
             }
         }
     }
-    let empty = write_blob(layout, EMPTY_BLOB)?;
-    let layer_digest = write_blob(layout, &item.bytes)?;
-    let manifest = ArtifactManifest {
-        schema_version: 2,
-        media_type: MEDIA_TYPE_MANIFEST.into(),
-        artifact_type: item.artifact_type.clone(),
-        config: Descriptor {
-            media_type: MEDIA_TYPE_EMPTY.into(),
-            digest: empty,
-            size: 2,
-            artifact_type: None,
-            annotations: BTreeMap::new(),
-        },
-        layers: vec![Descriptor {
-            media_type: item.media_type.clone(),
-            digest: layer_digest,
-            size: item.bytes.len() as u64,
-            artifact_type: None,
-            annotations: BTreeMap::from([(ANNOTATION_TITLE.into(), item.file.clone())]),
-        }],
-        subject: Descriptor {
-            annotations: BTreeMap::new(),
-            artifact_type: None,
-            ..subject.clone()
-        },
-        annotations: item.annotations.clone(),
-    };
-    let bytes = canonical::to_vec(&manifest).expect("manifest serializes");
-    let digest = write_blob(layout, &bytes)?;
-    keep.extend([empty, layer_digest, digest]);
-    let mut annotations = item.annotations.clone();
-    annotations.insert(ANNOTATION_TITLE.into(), item.file.clone());
-    let desc = Descriptor {
-        media_type: MEDIA_TYPE_MANIFEST.into(),
-        digest,
-        size: bytes.len() as u64,
-        artifact_type: Some(item.artifact_type.clone()),
-        annotations,
-    };
+    let desc = write_referrer(layout, subject, item)?;
+    keep.extend([desc.digest, Digest::of(EMPTY_BLOB), Digest::of(&item.bytes)]);
     index["manifests"]
         .as_array_mut()
         .expect("checked above")
