@@ -268,3 +268,45 @@ fn concurrent_builds_sharing_a_store_both_land() {
     let (err, _) = a.build();
     assert!(err.contains("cache: hit"), "{err}");
 }
+
+/// The image spec's compile inputs reach the key (a feature turned on misses), and so does
+/// any edit of a project file, kiln.toml included: a build script may read any of them.
+#[test]
+fn features_and_project_file_edits_change_the_key() {
+    let toml = |extra: &str| {
+        format!(
+            "[project]\nsource_date_epoch = 1700000000\n\n[[image]]\nname = \"features\"\npackage = \"features\"\nbinaries = [\"features\"]\n{extra}"
+        )
+    };
+    let p = Project::from_testdata("features", &toml(""));
+    let keys = tempfile::tempdir().unwrap();
+    keygen(keys.path());
+    let store = tempfile::tempdir().unwrap();
+    let build = || {
+        let o = without_ambient(p.kiln())
+            .args(["build", "--cache", "--cache-dir"])
+            .arg(store.path())
+            .arg("--key")
+            .arg(keys.path().join("kiln.key"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "{err}");
+        err
+    };
+    assert!(build().contains("cache: miss"));
+    assert!(build().contains("cache: hit"));
+    std::fs::write(p.path().join("kiln.toml"), toml("features = [\"fast\"]\n")).unwrap();
+    let e = build();
+    assert!(
+        e.contains("cache: miss") && e.contains("compiling features"),
+        "{e}"
+    );
+    std::fs::write(p.path().join("kiln.toml"), toml("labels = { a = \"b\" }\n")).unwrap();
+    // kiln.toml is in the source tree, so any edit to it misses too (conservative): the
+    // key's source-tree digest covers every file cargo could read.
+    let e = build();
+    assert!(e.contains("cache: miss"), "{e}");
+    let e = build();
+    assert!(e.contains("cache: hit"), "{e}");
+}
