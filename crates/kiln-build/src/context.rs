@@ -43,6 +43,12 @@ pub struct BuildOptions {
     pub cache_dir: Option<PathBuf>,
     /// `kiln cache check`: compile without the cache, then compare with the entry.
     pub cache_check: bool,
+    /// The cache's registry tier, `registry/repository` (`--cache-registry`); default
+    /// kiln.toml's `[cache] registry`, else none.
+    pub cache_registry: Option<String>,
+    /// Reach the cache registry over plain HTTP (`--cache-insecure-http`): a registry on
+    /// this machine only.
+    pub cache_insecure_http: bool,
 }
 
 /// Options for the evidence written next to the image.
@@ -73,6 +79,8 @@ impl BuildOptions {
             cache: None,
             cache_dir: None,
             cache_check: false,
+            cache_registry: None,
+            cache_insecure_http: false,
         }
     }
     /// `--out`, else the project's `target/kiln/out`.

@@ -332,7 +332,9 @@ impl Store {
         let manifest = std::fs::read(&path).map_err(io("cannot read", &path))?;
         let actual = Digest::of(&manifest);
         if actual != *manifest_digest {
-            return Err(corrupt(format!("manifest is {actual}, expected {manifest_digest}")));
+            return Err(corrupt(format!(
+                "manifest is {actual}, expected {manifest_digest}"
+            )));
         }
         let m: Manifest = serde_json::from_slice(&manifest)
             .map_err(|e| corrupt(format!("not an image manifest ({e})")))?;
@@ -374,7 +376,11 @@ impl Store {
         let key_bytes = key.to_bytes();
         let key_digest = Digest::of(&key_bytes);
         let manifest_digest = Digest::of(manifest);
-        let refused = |why: String| Ok(Ok(Lookup::Refused(vec![format!("entry {manifest_digest}: {why}")])));
+        let refused = |why: String| {
+            Ok(Ok(Lookup::Refused(vec![format!(
+                "entry {manifest_digest}: {why}"
+            )])))
+        };
         // What can be checked before fetching anything is.
         let m: Manifest = match serde_json::from_slice(manifest) {
             Ok(m) => m,

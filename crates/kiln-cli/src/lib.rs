@@ -99,6 +99,8 @@ pub enum CacheCommand {
         /// The cache store.
         #[arg(long, value_name = "DIR")]
         cache_dir: Option<PathBuf>,
+        #[command(flatten)]
+        cache_registry: CacheRegistryArgs,
     },
 }
 
@@ -156,6 +158,21 @@ pub struct BuildArgs {
     /// The cache store (default: [cache] dir, else $KILN_CACHE_DIR, else ~/.cache/kiln).
     #[arg(long, value_name = "DIR")]
     cache_dir: Option<PathBuf>,
+    #[command(flatten)]
+    cache_registry: CacheRegistryArgs,
+}
+
+/// The cache's registry tier.
+#[derive(clap::Args)]
+pub struct CacheRegistryArgs {
+    /// Share the cache through this OCI registry, REGISTRY/REPOSITORY (no tag): a local
+    /// miss pulls the entry tagged kiln-cache-<key hex> (used only if it verifies), a fresh
+    /// entry is pushed there; unreachable is a warning. Default: [cache] registry.
+    #[arg(long, value_name = "REF")]
+    cache_registry: Option<String>,
+    /// Plain HTTP to the cache registry: only for a registry on this machine.
+    #[arg(long)]
+    cache_insecure_http: bool,
 }
 
 #[derive(Subcommand)]
@@ -303,6 +320,8 @@ fn run(dir: Option<PathBuf>, command: Command) -> Result<ExitCode> {
                 _ => None,
             };
             opts.cache_dir = args.cache_dir;
+            opts.cache_registry = args.cache_registry.cache_registry;
+            opts.cache_insecure_http = args.cache_registry.cache_insecure_http;
             if args.push.is_some() && opts.images.len() != 1 {
                 let config = kiln_config::Config::load(&opts.project)?;
                 if config.images.len() != 1 {
@@ -377,12 +396,15 @@ fn run(dir: Option<PathBuf>, command: Command) -> Result<ExitCode> {
                     images,
                     key,
                     cache_dir,
+                    cache_registry,
                 },
         } => {
             let mut opts = BuildOptions::new(project_dir(dir)?);
             opts.images = images;
             opts.cache_check = true;
             opts.cache_dir = cache_dir;
+            opts.cache_registry = cache_registry.cache_registry;
+            opts.cache_insecure_http = cache_registry.cache_insecure_http;
             opts.evidence.signing_key = key;
             kiln_build::build(&opts, &Stderr)?;
             eprintln!("kiln: every cache entry checked is what a build without the cache gives");

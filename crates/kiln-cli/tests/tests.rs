@@ -32,6 +32,7 @@ mod attest;
 mod bad_input;
 mod build;
 mod cache;
+mod cache_registry;
 mod cargo_home;
 mod controls;
 mod crash;

@@ -110,6 +110,10 @@ pub struct CacheConfig {
     /// Public keys (PEM) whose cache entries are trusted, relative to the project.
     #[serde(default)]
     pub trusted_keys: Vec<PathBuf>,
+    /// `registry/repository` (no tag, no digest): an OCI registry shared as a second tier
+    /// of the cache. A local miss looks there (entry `kiln-cache-<key hex>`, verified as a
+    /// local one); a fresh entry is pushed there. `--cache-registry` overrides it.
+    pub registry: Option<String>,
 }
 
 /// `[compliance]`: after each image is built, pack its evidence into
@@ -652,6 +656,15 @@ impl Config {
                 "set `pack = true` in [compliance]",
             ));
         }
+        if let Some(r) = &self.cache.registry {
+            check_cache_registry(r).map_err(|m| {
+                self.invalid(
+                    "cache.registry",
+                    m,
+                    "write `registry/repository`, e.g. `ghcr.io/org/kiln-cache` (entries are tagged by key)",
+                )
+            })?;
+        }
         for (i, k) in self.cache.trusted_keys.iter().enumerate() {
             if !self.root.join(k).is_file() {
                 return Err(self.invalid(
@@ -925,6 +938,24 @@ fn check_image_path(p: &str) -> std::result::Result<(), BadImagePath> {
         return bad("is not normalized");
     }
     Ok(())
+}
+
+/// Why a cache registry reference (`registry/repository`, without tag or digest: entries
+/// are tagged by their key) is refused. Shared with `--cache-registry`.
+pub fn check_cache_registry(r: &str) -> std::result::Result<Reference, String> {
+    let parsed = Reference::parse(r).map_err(|e| e.to_string())?;
+    if parsed.tag.is_some() || parsed.digest.is_some() {
+        return Err(format!(
+            "`{r}` has a tag or digest; the cache registry is a repository, its entries are tagged by key"
+        ));
+    }
+    if !r.starts_with(&format!("{}/", parsed.registry)) {
+        return Err(format!(
+            "`{r}` names no registry; write `host[:port]/repository` (e.g. `{}`)",
+            parsed.repository_name()
+        ));
+    }
+    Ok(parsed)
 }
 
 /// Why a path in the image is refused: the message of [`ConfigError::Invalid`] for its key.

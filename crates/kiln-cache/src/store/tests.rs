@@ -624,3 +624,199 @@ fn default_dir_order() {
     );
     assert_eq!(default_dir_from(&env(&[])), None);
 }
+
+/// `fetch` for [`Store::import`] that serves blobs from `map` (digest → bytes), recording
+/// what it was asked for.
+fn serve<'a>(
+    map: &'a BTreeMap<Digest, Vec<u8>>,
+    asked: &'a mut Vec<Digest>,
+) -> impl FnMut(&Digest, u64, &mut std::fs::File) -> Result<(), String> + 'a {
+    move |d, _size, f| {
+        asked.push(*d);
+        let bytes = map.get(d).ok_or_else(|| format!("no blob {d}"))?;
+        io::Write::write_all(f, bytes).map_err(|e| e.to_string())
+    }
+}
+
+/// The entry `put` made in `fx`, exported: manifest bytes and blob bytes by digest.
+fn exported(fx: &Fixture, entry: &Entry) -> (Vec<u8>, BTreeMap<Digest, Vec<u8>>) {
+    let (manifest, blobs) = fx.store.export(&entry.manifest_digest).unwrap();
+    assert_eq!(Digest::of(&manifest), entry.manifest_digest);
+    let map = blobs
+        .iter()
+        .map(|(d, size, path)| {
+            let bytes = std::fs::read(path).unwrap();
+            assert_eq!((Digest::of(&bytes), bytes.len() as u64), (*d, *size));
+            (*d, bytes)
+        })
+        .collect();
+    (manifest, map)
+}
+
+#[test]
+fn export_then_import_elsewhere_is_a_verified_hit() {
+    let a = Fixture::new();
+    let entry = a.store.put(&sample(), &a.hello(), &a.key).unwrap();
+    let (manifest, map) = exported(&a, &entry);
+    // Config, two outputs, the attestation: each once, config first.
+    assert_eq!(map.len(), 4);
+    let (_, blobs) = a.store.export(&entry.manifest_digest).unwrap();
+    assert_eq!(
+        blobs[0].0.to_string(),
+        a.manifest(&entry)["config"]["digest"].as_str().unwrap()
+    );
+
+    let b = Fixture::new();
+    let trusted = a.trusted();
+    let mut asked = Vec::new();
+    let got = b
+        .store
+        .import(&sample(), &trusted, &manifest, &mut serve(&map, &mut asked))
+        .unwrap()
+        .unwrap();
+    let Lookup::Hit(hit) = got else {
+        panic!("expected a hit, got {got:?}")
+    };
+    assert_eq!(hit.entry, entry);
+    assert_eq!(asked.len(), 4);
+    // Now indexed: a plain get hits, and a second import fetches nothing.
+    assert!(matches!(
+        b.store.get(&sample(), &trusted).unwrap(),
+        Lookup::Hit(_)
+    ));
+    let mut asked = Vec::new();
+    let again = b
+        .store
+        .import(&sample(), &trusted, &manifest, &mut serve(&map, &mut asked))
+        .unwrap()
+        .unwrap();
+    assert!(matches!(again, Lookup::Hit(_)));
+    assert!(asked.is_empty(), "{asked:?}");
+    assert_eq!(b.index()["manifests"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn an_imported_entry_that_does_not_verify_is_refused_and_not_indexed() {
+    let a = Fixture::new();
+    let entry = a.store.put(&sample(), &a.hello(), &a.key).unwrap();
+    let (manifest, map) = exported(&a, &entry);
+
+    // Untrusted signer.
+    let b = Fixture::new();
+    let mut asked = Vec::new();
+    let got = b
+        .store
+        .import(
+            &sample(),
+            &b.trusted(),
+            &manifest,
+            &mut serve(&map, &mut asked),
+        )
+        .unwrap()
+        .unwrap();
+    let Lookup::Refused(why) = got else {
+        panic!("expected refused, got {got:?}")
+    };
+    assert!(why[0].contains("not trusted"), "{why:?}");
+    assert!(matches!(b.get(&sample()), Lookup::Miss));
+
+    // An output layer swapped for other bytes, consistently in the manifest (what a
+    // registry an attacker controls can serve).
+    let mut m: Value = serde_json::from_slice(&manifest).unwrap();
+    let poison = b"#!/bin/sh\necho pwned\n".to_vec();
+    let pd = Digest::of(&poison);
+    for l in m["layers"].as_array_mut().unwrap() {
+        if l["annotations"][ANNOTATION_TITLE] == "hello" {
+            l["digest"] = pd.to_string().into();
+            l["size"] = poison.len().into();
+        }
+    }
+    let poisoned = canonical::to_vec(&m).unwrap();
+    let mut map2 = map.clone();
+    map2.insert(pd, poison);
+    let c = Fixture::new();
+    let trusted = a.trusted();
+    let mut asked = Vec::new();
+    let got = c
+        .store
+        .import(
+            &sample(),
+            &trusted,
+            &poisoned,
+            &mut serve(&map2, &mut asked),
+        )
+        .unwrap()
+        .unwrap();
+    let Lookup::Refused(why) = got else {
+        panic!("expected refused, got {got:?}")
+    };
+    assert!(why[0].contains("output hello"), "{why:?}");
+    assert!(matches!(
+        c.store.get(&sample(), &trusted).unwrap(),
+        Lookup::Miss
+    ));
+
+    // Bytes that are not what the manifest names: refused before anything is indexed.
+    let mut lying = map.clone();
+    let hello = layer_digest(&m_of(&manifest), "hello");
+    lying.insert(hello, b"other bytes".to_vec());
+    let mut asked = Vec::new();
+    let got = c
+        .store
+        .import(
+            &sample(),
+            &trusted,
+            &manifest,
+            &mut serve(&lying, &mut asked),
+        )
+        .unwrap()
+        .unwrap();
+    let Lookup::Refused(why) = got else {
+        panic!("expected refused, got {got:?}")
+    };
+    assert!(why[0].contains(&format!("blob {hello} arrived")), "{why:?}");
+    assert!(!c.blob(&hello).exists());
+
+    // Another key's manifest: refused without fetching anything.
+    let mut asked = Vec::new();
+    let got = c
+        .store
+        .import(
+            &other_doc(),
+            &trusted,
+            &manifest,
+            &mut serve(&map, &mut asked),
+        )
+        .unwrap()
+        .unwrap();
+    assert!(matches!(got, Lookup::Refused(_)), "{got:?}");
+    assert!(asked.is_empty());
+
+    // A fetch that fails is the caller's error, nothing indexed, no temporary left.
+    let empty = BTreeMap::new();
+    let mut asked = Vec::new();
+    let got = c
+        .store
+        .import(
+            &sample(),
+            &trusted,
+            &manifest,
+            &mut serve(&empty, &mut asked),
+        )
+        .unwrap();
+    assert!(got.unwrap_err().starts_with("no blob"));
+    assert!(matches!(
+        c.store.get(&sample(), &trusted).unwrap(),
+        Lookup::Miss
+    ));
+    let leftovers: Vec<_> = std::fs::read_dir(c.store.dir().join(BLOBS).join("sha256"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".kiln-tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+fn m_of(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes).unwrap()
+}
