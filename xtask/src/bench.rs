@@ -217,6 +217,64 @@ pub(crate) struct Measured {
     pub(crate) code: i32,
 }
 
+/// A bench's work directory: `--dir` (created, kept), else a temporary one removed when
+/// this is dropped. Keep it alive for as long as the directory is used.
+pub(crate) struct WorkDir {
+    pub(crate) path: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl WorkDir {
+    pub(crate) fn new(dir: Option<&Path>, prefix: &str) -> Result<WorkDir> {
+        Ok(match dir {
+            Some(d) => {
+                kiln_core::fsx::create_dir_all(d)
+                    .with_context(|| format!("creating {}", d.display()))?;
+                WorkDir {
+                    path: d.to_path_buf(),
+                    _tmp: None,
+                }
+            }
+            None => {
+                let t = tempfile::Builder::new().prefix(prefix).tempdir()?;
+                WorkDir {
+                    path: t.path().to_path_buf(),
+                    _tmp: Some(t),
+                }
+            }
+        })
+    }
+}
+
+/// The median of `xs` (NaN when empty).
+pub(crate) fn median(xs: &[f64]) -> f64 {
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// Runs `cmd` measured, its stdout and stderr into `log`; on failure the log's tail is in
+/// the error.
+pub(crate) fn run_logged(mut cmd: Command, log: &Path) -> Result<Measured> {
+    let f = kiln_core::fsx::create_log(log)?;
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(f.try_clone()?)
+        .stderr(f);
+    run_measured(cmd).map_err(|e| e.context(log_tail(log)))
+}
+
+/// The last 30 lines of `log`, headed by its path: what a failed step's error quotes.
+pub(crate) fn log_tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let from = lines.len().saturating_sub(30);
+    format!("{}:\n{}", log.display(), lines[from..].join("\n"))
+}
+
 /// Runs `cmd` to completion, reading its peak RSS with `wait4(2)`; fails unless it exits 0.
 pub(crate) fn run_measured(cmd: Command) -> Result<Measured> {
     run_measured_accepting(cmd, &[0])

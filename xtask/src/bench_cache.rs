@@ -32,7 +32,7 @@ use anyhow::{Context, Result, bail};
 use kiln_core::contract::ProjectLayout;
 use serde_json::{Value, json};
 
-use crate::bench::{Measured, run_measured};
+use crate::bench::{Measured, log_tail, median, run_logged, run_measured};
 
 /// Arguments of `bench cache`.
 #[derive(clap::Args, Debug, Clone)]
@@ -111,17 +111,6 @@ impl Samples {
     }
 }
 
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    let n = s.len();
-    if n % 2 == 1 {
-        s[n / 2]
-    } else {
-        (s[n / 2 - 1] + s[n / 2]) / 2.0
-    }
-}
-
 /// What the bench measured of one project.
 struct ProjectResult {
     name: String,
@@ -136,19 +125,8 @@ pub fn cache(args: &CacheBenchArgs) -> Result<()> {
         bail!("--runs must be at least 1");
     }
     let repo = crate::util::repo_root()?;
-    let tmp;
-    let dir = match &args.dir {
-        Some(d) => {
-            kiln_core::fsx::create_dir_all(d)?;
-            d.clone()
-        }
-        None => {
-            tmp = tempfile::Builder::new()
-                .prefix("kiln-bench-cache-")
-                .tempdir()?;
-            tmp.path().to_path_buf()
-        }
-    };
+    let work = crate::bench::WorkDir::new(args.dir.as_deref(), "kiln-bench-cache-")?;
+    let dir = work.path.clone();
     let cargo = PathBuf::from(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     let kiln = release_kiln(&repo, &cargo)?;
     let logs = dir.join("logs");
@@ -159,7 +137,7 @@ pub fn cache(args: &CacheBenchArgs) -> Result<()> {
     if !key.is_file() {
         let mut c = kiln_core::process::command(&kiln);
         c.arg("keygen").arg("--out").arg(&key_prefix);
-        logged(c, &logs.join("keygen.log"))?;
+        run_logged(c, &logs.join("keygen.log"))?;
     }
 
     eprintln!("bench cache: preparing {} and hello (untimed)", args.corpus);
@@ -292,23 +270,6 @@ fn release_kiln(repo: &Path, cargo: &Path) -> Result<PathBuf> {
     Ok(kiln)
 }
 
-/// Runs `cmd` with stdout and stderr to `log`; fails, quoting the log, unless it exits 0.
-fn logged(mut cmd: std::process::Command, log: &Path) -> Result<Measured> {
-    let out = kiln_core::fsx::create_log(log)?;
-    cmd.stdin(Stdio::null())
-        .stdout(out.try_clone()?)
-        .stderr(out);
-    run_measured(cmd).map_err(|e| e.context(tail(log)))
-}
-
-/// The last lines of a log, for an error.
-fn tail(log: &Path) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    let from = lines.len().saturating_sub(20);
-    format!("log {}:\n{}", log.display(), lines[from..].join("\n"))
-}
-
 /// The cold, warm and no-op cached builds and the `--no-cache` build of one project.
 #[allow(clippy::too_many_arguments)]
 fn bench_project(
@@ -338,7 +299,7 @@ fn bench_project(
     eprintln!("bench cache: kiln fetch of {name} (untimed)");
     let mut f = kiln_cmd();
     f.arg("fetch");
-    logged(f, &logs.join(format!("{name}-fetch.log")))?;
+    run_logged(f, &logs.join(format!("{name}-fetch.log")))?;
 
     let build = |step: Step, run: u32| -> Result<(Measured, Value)> {
         let log = logs.join(format!("{name}-{}-{run}.log", step.id()));
@@ -358,7 +319,7 @@ fn bench_project(
             .stderr(kiln_core::fsx::create_log(&log)?);
         // SAFETY: sync(2) takes no arguments and cannot fail.
         unsafe { libc::sync() };
-        let m = run_measured(c).map_err(|e| e.context(tail(&log)))?;
+        let m = run_measured(c).map_err(|e| e.context(log_tail(&log)))?;
         let err = std::fs::read_to_string(&log)?;
         let summary: Value = serde_json::from_slice(&std::fs::read(&json_out)?)
             .with_context(|| format!("parsing {}", json_out.display()))?;
@@ -376,14 +337,14 @@ fn bench_project(
                 bail!(
                     "{name}: {} build #{run}: stderr has no `{e}`\n{}",
                     step.id(),
-                    tail(&log)
+                    log_tail(&log)
                 );
             }
         }
         if step == Step::NoCache && err.contains("cache:") {
             bail!(
                 "{name}: --no-cache build #{run} used the cache\n{}",
-                tail(&log)
+                log_tail(&log)
             );
         }
         eprintln!(

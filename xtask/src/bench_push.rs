@@ -25,7 +25,7 @@
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -33,7 +33,7 @@ use kiln_core::contract::layout::file;
 use kiln_core::contract::{OutputDir, ProjectLayout};
 use serde_json::{Value, json};
 
-use crate::bench::{Measured, run_measured};
+use crate::bench::{Measured, median, run_logged};
 use crate::util::on_path;
 
 /// Arguments of `bench push`.
@@ -78,19 +78,8 @@ pub fn push(args: &PushBenchArgs) -> Result<()> {
     };
     let skopeo = on_path("skopeo");
     let repo = crate::util::repo_root()?;
-    let tmp;
-    let dir = match &args.dir {
-        Some(d) => {
-            kiln_core::fsx::create_dir_all(d)?;
-            d.clone()
-        }
-        None => {
-            tmp = tempfile::Builder::new()
-                .prefix("kiln-bench-push-")
-                .tempdir()?;
-            tmp.path().to_path_buf()
-        }
-    };
+    let work = crate::bench::WorkDir::new(args.dir.as_deref(), "kiln-bench-push-")?;
+    let dir = work.path.clone();
     let exe = std::env::current_exe().context("locating the current executable")?;
     let logs = dir.join("logs");
 
@@ -395,16 +384,6 @@ impl Row {
     }
 }
 
-fn median(xs: &[f64]) -> f64 {
-    let mut v = xs.to_vec();
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
-
 fn secs(m: &Measured) -> f64 {
     m.wall.as_secs_f64()
 }
@@ -501,19 +480,6 @@ fn skopeo_copy(
     // SAFETY: sync(2) has no preconditions.
     unsafe { libc::sync() };
     run_logged(c, &logs.join(format!("skopeo-{i}.log"))).map_err(|e| e.context(reg.logs()))
-}
-
-/// Runs `cmd` measured, its stdout and stderr into `log`; on failure the log's tail is in
-/// the error.
-fn run_logged(mut cmd: Command, log: &Path) -> Result<Measured> {
-    let f = kiln_core::fsx::create_log(log)?;
-    cmd.stdin(Stdio::null()).stdout(f.try_clone()?).stderr(f);
-    run_measured(cmd).map_err(|e| {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        let tail: Vec<&str> = text.lines().rev().take(30).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
-        e.context(format!("{}:\n{}", log.display(), tail.join("\n")))
-    })
 }
 
 /// Bytes and count of the manifest, config and layers of the image tagged `tag` in the

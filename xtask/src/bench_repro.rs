@@ -57,19 +57,8 @@ const UNREPRO: &str = "[project]\nsource_date_epoch = 1700000000\n\n[[image]]\nn
 
 pub fn repro(args: &ReproBenchArgs) -> Result<()> {
     let repo = crate::util::repo_root()?;
-    let tmp;
-    let dir = match &args.dir {
-        Some(d) => {
-            std::fs::create_dir_all(d)?;
-            d.clone()
-        }
-        None => {
-            tmp = tempfile::Builder::new()
-                .prefix("kiln-bench-repro-")
-                .tempdir()?;
-            tmp.path().to_path_buf()
-        }
-    };
+    let work = crate::bench::WorkDir::new(args.dir.as_deref(), "kiln-bench-repro-")?;
+    let dir = work.path.clone();
     let kiln = std::env::current_exe()?;
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     if let Some(name) = &args.corpus {

@@ -9,7 +9,7 @@
 //! JSON goes through `kiln_core::canonical` and every file appears via a rename.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use kiln_core::{Digest, canonical, fsx};
 use serde::{Deserialize, Serialize};
@@ -82,6 +82,47 @@ fn write_blob(layout: &Path, bytes: &[u8]) -> Result<Digest> {
     Ok(d)
 }
 
+/// A layout's `index.json`, read and parsed, to change and write back (canonical, via a
+/// rename) or to read from; errors name the file.
+struct IndexFile {
+    path: PathBuf,
+    json: Value,
+}
+
+impl IndexFile {
+    fn read(layout: &Path) -> Result<IndexFile> {
+        let path = layout.join("index.json");
+        let raw = std::fs::read(&path).map_err(io("cannot read", &path))?;
+        let json = serde_json::from_slice(&raw).map_err(|e| crate::Error::Invalid {
+            file: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Ok(IndexFile { path, json })
+    }
+
+    fn invalid(&self, message: String) -> crate::Error {
+        crate::Error::Invalid {
+            file: self.path.display().to_string(),
+            message,
+        }
+    }
+
+    /// The `manifests` array; an index without one is invalid.
+    fn manifests(&mut self) -> Result<&mut Vec<Value>> {
+        if !self.json["manifests"].is_array() {
+            return Err(self.invalid("no `manifests` array".into()));
+        }
+        Ok(self.json["manifests"]
+            .as_array_mut()
+            .expect("checked to be an array"))
+    }
+
+    fn write(&self) -> Result<()> {
+        let bytes = canonical::to_vec(&self.json).expect("index serializes");
+        fsx::write_atomic(&self.path, &bytes).map_err(io("cannot write", &self.path))
+    }
+}
+
 /// Writes `it` as an artifact manifest referring to `subject` (its layer, the empty
 /// config and the manifest itself, as blobs) and returns the index descriptor listing it.
 fn write_referrer(layout: &Path, subject: &Descriptor, it: &Attachment) -> Result<Descriptor> {
@@ -140,26 +181,15 @@ pub fn attach(
         .map(|it| write_referrer(layout, subject, it))
         .collect::<Result<Vec<_>>>()?;
 
-    let index_path = layout.join("index.json");
-    let raw = std::fs::read(&index_path).map_err(io("cannot read", &index_path))?;
-    let mut index: Value = serde_json::from_slice(&raw).map_err(|e| crate::Error::Invalid {
-        file: index_path.display().to_string(),
-        message: e.to_string(),
-    })?;
-    let manifests = index["manifests"]
-        .as_array_mut()
-        .ok_or_else(|| crate::Error::Invalid {
-            file: index_path.display().to_string(),
-            message: "no `manifests` array".into(),
-        })?;
+    let mut index = IndexFile::read(layout)?;
+    let manifests = index.manifests()?;
     manifests.retain(|m| m.get("artifactType").is_none());
     manifests.extend(
         added
             .iter()
             .map(|d| serde_json::to_value(d).expect("descriptor serializes")),
     );
-    let bytes = canonical::to_vec(&index).expect("index serializes");
-    fsx::write_atomic(&index_path, &bytes).map_err(io("cannot write", &index_path))?;
+    index.write()?;
     Ok(added)
 }
 
@@ -170,15 +200,10 @@ pub fn attach(
 /// `verify` re-derives every check from these bytes. Returns the files written, sorted.
 pub fn unpack(out: &Path) -> Result<Vec<String>> {
     let layout = out.join(kiln_core::contract::layout::file::OCI_DIR);
-    let index_path = layout.join("index.json");
-    let raw = std::fs::read(&index_path).map_err(io("cannot read", &index_path))?;
-    let invalid = |message: String| crate::Error::Invalid {
-        file: index_path.display().to_string(),
-        message,
-    };
-    let index: Value = serde_json::from_slice(&raw).map_err(|e| invalid(e.to_string()))?;
+    let index = IndexFile::read(&layout)?;
+    let invalid = |message: String| index.invalid(message);
     let mut written = Vec::new();
-    for entry in index["manifests"].as_array().into_iter().flatten() {
+    for entry in index.json["manifests"].as_array().into_iter().flatten() {
         if entry.get("artifactType").is_none() {
             continue;
         }
@@ -254,16 +279,8 @@ pub fn attach_cosign_attestations(
         artifact_type: None,
         annotations: BTreeMap::from([(ANNOTATION_COSIGN_KIND.into(), COSIGN_KIND_ATTS.into())]),
     };
-    let index_path = layout.join("index.json");
-    let raw = std::fs::read(&index_path).map_err(io("cannot read", &index_path))?;
-    let invalid = |message: String| crate::Error::Invalid {
-        file: index_path.display().to_string(),
-        message,
-    };
-    let mut index: Value = serde_json::from_slice(&raw).map_err(|e| invalid(e.to_string()))?;
-    let manifests = index["manifests"]
-        .as_array_mut()
-        .ok_or_else(|| invalid("no `manifests` array".into()))?;
+    let mut index = IndexFile::read(layout)?;
+    let manifests = index.manifests()?;
     manifests.retain(|m| m["annotations"][ANNOTATION_COSIGN_KIND] != COSIGN_KIND_ATTS);
     for m in manifests.iter_mut() {
         if m["digest"] == subject.digest.to_string() && m.get("artifactType").is_none() {
@@ -271,8 +288,7 @@ pub fn attach_cosign_attestations(
         }
     }
     manifests.push(serde_json::to_value(&desc).expect("descriptor serializes"));
-    let bytes = canonical::to_vec(&index).expect("index serializes");
-    fsx::write_atomic(&index_path, &bytes).map_err(io("cannot write", &index_path))?;
+    index.write()?;
     Ok(desc)
 }
 
@@ -296,28 +312,18 @@ pub fn attach_post_build(
         "{} is not a post-build referrer",
         item.file
     );
-    let index_path = layout.join("index.json");
-    let raw = std::fs::read(&index_path).map_err(io("cannot read", &index_path))?;
-    let invalid = |message: String| crate::Error::Invalid {
-        file: index_path.display().to_string(),
-        message,
-    };
-    let mut index: Value = serde_json::from_slice(&raw).map_err(|e| invalid(e.to_string()))?;
+    let mut index = IndexFile::read(layout)?;
+    let manifests = index.manifests()?;
     let titled = |m: &Value| m["annotations"][ANNOTATION_TITLE] == item.file.as_str();
-    let old: Vec<Digest> = index["manifests"]
-        .as_array()
-        .ok_or_else(|| invalid("no `manifests` array".into()))?
+    let old: Vec<Digest> = manifests
         .iter()
         .filter(|m| titled(m))
         .filter_map(|m| serde_json::from_value(m["digest"].clone()).ok())
         .collect();
-    index["manifests"]
-        .as_array_mut()
-        .expect("checked above")
-        .retain(|m| !titled(m));
+    manifests.retain(|m| !titled(m));
     // The blobs the remaining manifests reach stay; the replaced referrer's others go.
     let mut keep = std::collections::BTreeSet::new();
-    for m in index["manifests"].as_array().expect("checked above") {
+    for m in manifests.iter() {
         let Ok(d) = serde_json::from_value::<Digest>(m["digest"].clone()) else {
             continue;
         };
@@ -336,12 +342,8 @@ pub fn attach_post_build(
     }
     let desc = write_referrer(layout, subject, item)?;
     keep.extend([desc.digest, Digest::of(EMPTY_BLOB), Digest::of(&item.bytes)]);
-    index["manifests"]
-        .as_array_mut()
-        .expect("checked above")
-        .push(serde_json::to_value(&desc).expect("descriptor serializes"));
-    let bytes = canonical::to_vec(&index).expect("index serializes");
-    fsx::write_atomic(&index_path, &bytes).map_err(io("cannot write", &index_path))?;
+    manifests.push(serde_json::to_value(&desc).expect("descriptor serializes"));
+    index.write()?;
     // Only after the index no longer names them: the old referrer's manifest and layer.
     for d in old {
         if keep.contains(&d) {

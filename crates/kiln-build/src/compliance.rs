@@ -131,7 +131,7 @@ pub fn attest(opts: &AttestOptions) -> Result<Attested, ComplianceError> {
         None
     };
     let catalog = kiln_compliance::catalog::Catalog::load(&opts.catalog)?;
-    let attestation = kiln_compliance::attest::attest(&catalog, &opts.pack, &signer)?;
+    let attestation = kiln_compliance::attest::attest(&catalog, &opts.pack, &packed, &signer)?;
     let attached = match target {
         Some(summary) => Some((
             out.path().to_path_buf(),
@@ -238,8 +238,8 @@ pub(crate) fn after_build(
         return Ok(());
     };
     let ev = &opts.evidence;
-    let env_key = std::env::var_os(kiln_attest::keys::KEY_ENV).is_some();
-    if ev.signing_key.is_none() && !env_key && !ev.keyless {
+    // The build's own signer, resolved the one way every signing step resolves it.
+    if let (None, None) = crate::attest::signers(image, ev.signing_key.as_deref(), ev.keyless)? {
         eprintln!(
             "kiln: [{image}] note: controls not attested: no signing key (sign with --key FILE, $KILN_SIGNING_KEY or --keyless)"
         );

@@ -258,21 +258,10 @@ impl Store {
         };
         let manifest_bytes = canonical::to_vec(&manifest).expect("a manifest serializes");
         let manifest_digest = self.write_blob(&manifest_bytes)?;
-        let mut entry = descriptor(
-            MEDIA_TYPE_MANIFEST,
-            manifest_digest,
-            manifest_bytes.len(),
-            BTreeMap::from([(ANNOTATION_KEY.into(), key_digest.to_string())]),
-        );
-        entry.artifact_type = Some(ARTIFACT_TYPE.into());
-        let entry = serde_json::to_value(entry).expect("a descriptor serializes");
-
-        let key_text = key_digest.to_string();
-        self.update_index(|manifests| {
-            manifests.retain(|m| key_of(m) != Some(key_text.as_str()));
-            manifests.push(entry);
-            manifests.sort_by(|a, b| key_of(a).cmp(&key_of(b)));
-        })?;
+        self.list(
+            manifest_descriptor(manifest_digest, manifest_bytes.len(), key_digest),
+            key_digest,
+        )?;
         Ok(Entry {
             manifest_digest,
             key: key_digest,
@@ -411,25 +400,12 @@ impl Store {
             }
         }
         self.write_blob(manifest)?;
-        let desc = descriptor(
-            MEDIA_TYPE_MANIFEST,
-            manifest_digest,
-            manifest.len(),
-            BTreeMap::from([(ANNOTATION_KEY.into(), key_digest.to_string())]),
-        );
+        let desc = manifest_descriptor(manifest_digest, manifest.len(), key_digest);
         let hit = match self.verify(&desc, key, &key_bytes, key_digest, trusted) {
             Ok(hit) => hit,
             Err(why) => return refused(why),
         };
-        let mut entry = desc;
-        entry.artifact_type = Some(ARTIFACT_TYPE.into());
-        let entry = serde_json::to_value(entry).expect("a descriptor serializes");
-        let key_text = key_digest.to_string();
-        self.update_index(|manifests| {
-            manifests.retain(|m| key_of(m) != Some(key_text.as_str()));
-            manifests.push(entry);
-            manifests.sort_by(|a, b| key_of(a).cmp(&key_of(b)));
-        })?;
+        self.list(desc, key_digest)?;
         Ok(Ok(Lookup::Hit(hit)))
     }
 
@@ -711,6 +687,19 @@ impl Store {
     }
 
     /// Read-modify-write of `index.json` under the lock.
+    /// Lists the entry manifest `desc` in `index.json` as the entry of `key`, replacing
+    /// one listed before, entries sorted by key.
+    fn list(&self, mut desc: Descriptor, key: Digest) -> Result<(), CacheError> {
+        desc.artifact_type = Some(ARTIFACT_TYPE.into());
+        let entry = serde_json::to_value(desc).expect("a descriptor serializes");
+        let key_text = key.to_string();
+        self.update_index(|manifests| {
+            manifests.retain(|m| key_of(m) != Some(key_text.as_str()));
+            manifests.push(entry);
+            manifests.sort_by(|a, b| key_of(a).cmp(&key_of(b)));
+        })
+    }
+
     fn update_index(&self, f: impl FnOnce(&mut Vec<Value>)) -> Result<(), CacheError> {
         let _lock = self.lock()?;
         let mut index = self.read_index()?;
@@ -800,6 +789,16 @@ impl Hit {
         }
         Ok(out)
     }
+}
+
+/// The descriptor of an entry manifest: annotated with its key (the index's lookup).
+fn manifest_descriptor(digest: Digest, size: usize, key: Digest) -> Descriptor {
+    descriptor(
+        MEDIA_TYPE_MANIFEST,
+        digest,
+        size,
+        BTreeMap::from([(ANNOTATION_KEY.into(), key.to_string())]),
+    )
 }
 
 fn descriptor(

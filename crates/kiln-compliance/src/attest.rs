@@ -102,14 +102,20 @@ fn subject(pack: &Path, image: &str, digest: Digest) -> Result<ResourceDescripto
     ))
 }
 
-/// Evaluates `catalog` against the pack at `pack`, signs the verdict with `signer` and
-/// writes the attestation directory (replaced whole, atomically). Fails without writing
-/// when the pack is not whole, the catalog cannot be evaluated, or there is no signer.
+/// Evaluates `catalog` against the pack at `pack` (`verified`: what
+/// [`crate::pack::verify`] returned for it, so a pack that is not whole never gets here),
+/// signs the verdict with `signer` and writes the attestation directory (replaced whole,
+/// atomically). Fails without writing when the catalog cannot be evaluated or there is no
+/// signer.
 /// Controls that fail do not make this fail: the attestation records them, and `verify`
 /// (`controls_pass`, `all_controls_pass`) decides what a failure means for admission.
-pub fn attest(catalog: &Catalog, pack: &Path, signer: &Signer) -> Result<Attestation, AttestError> {
-    let verified = crate::pack::verify(pack)?;
-    let predicate = crate::evaluate::evaluate(catalog, pack)?;
+pub fn attest(
+    catalog: &Catalog,
+    pack: &Path,
+    verified: &crate::pack::Verified,
+    signer: &Signer,
+) -> Result<Attestation, AttestError> {
+    let predicate = crate::evaluate::evaluate_verified(catalog, pack, verified)?;
     let subject = subject(pack, &verified.manifest.image, verified.manifest.digest)?;
     let statement = provenance::document_statement(
         subject.clone(),

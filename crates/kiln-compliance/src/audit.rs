@@ -187,7 +187,7 @@ pub fn check_pack(pack: &Path, policy: &Policy) -> PackAudit {
     push(
         &mut a.checks,
         "attestation files",
-        check_beside(&dir, &bundle, &stmt, &pred, &signer),
+        check_beside(&dir, &bundle, &stmt, &pred),
     );
 
     a.controls = Some((
@@ -214,7 +214,6 @@ fn check_beside(
     bundle: &[u8],
     stmt: &kiln_attest::provenance::Statement,
     pred: &ControlsPredicate,
-    signer: &str,
 ) -> Result<String, String> {
     let b = kiln_attest::dsse::Bundle::parse(bundle, file::CONTROLS_BUNDLE)
         .map_err(|e| e.to_string())?;
@@ -226,10 +225,10 @@ fn check_beside(
         .and_then(|s| s.name.clone())
         .unwrap_or_default();
     let digest = pred.pack.digest.to_string();
-    let signer_label = if signer.starts_with("key ") {
-        signer.split(" (").next().unwrap_or(signer).to_string()
-    } else {
-        "keyless".to_string()
+    // As `attest` named the signer in the reports: the key id the bundle names, or keyless.
+    let signer_label = match &b.verification_material.public_key {
+        Some(hint) => format!("key {}", hint.hint),
+        None => "keyless".to_string(),
     };
     let header = crate::render::ReportHeader {
         subject: &subject,

@@ -60,9 +60,20 @@ const MATCH: glob::MatchOptions = glob::MatchOptions {
     require_literal_leading_dot: false,
 };
 
-/// Evaluates every control of `catalog` against the pack at `pack`.
+/// Evaluates every control of `catalog` against the pack at `pack`, after checking the
+/// pack is whole.
 pub fn evaluate(catalog: &Catalog, pack: &Path) -> Result<ControlsPredicate, EvaluateError> {
     let verified = crate::pack::verify(pack)?;
+    evaluate_verified(catalog, pack, &verified)
+}
+
+/// [`evaluate`] of a pack the caller has just checked (`verified` is what
+/// [`crate::pack::verify`] returned for `pack`), so its files are hashed once.
+pub fn evaluate_verified(
+    catalog: &Catalog,
+    pack: &Path,
+    verified: &crate::pack::Verified,
+) -> Result<ControlsPredicate, EvaluateError> {
     let manifest = &verified.manifest;
     let mut controls = Vec::new();
     for control in &catalog.controls {
