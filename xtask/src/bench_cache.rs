@@ -13,9 +13,12 @@
 //!    - cold: an empty cache dir and no cargo target dir in the build root
 //!      (`<project>/target/kiln/root/target`): `kiln build --cache` misses, compiles,
 //!      stores (stderr must say `cache: miss` and `cache: stored`);
-//!    - warm: the same command again: a hit, the compile skipped (stderr must say
-//!      `cache: hit`, else the bench fails), the image packed from the cached binaries;
-//!    - no-op: the same command once more, nothing changed (again a hit);
+//!    - warm: the output directory removed (the cache and the build root kept, as on a
+//!      branch switched back), the same command again: a hit, the compile skipped
+//!      (stderr must say `cache: hit`, else the bench fails), the image packed from the
+//!      cached binaries;
+//!    - no-op: the same command once more, nothing changed: answered from the last
+//!      build's record (stderr must say `cache: no-op`);
 //!
 //!    then, per run, `kiln build --no-cache` with the build root's target dir removed: the
 //!    full compile the cache replaces.
@@ -77,8 +80,8 @@ impl Step {
     fn describe(self) -> &'static str {
         match self {
             Step::Cold => "cold: --cache, empty store (miss, compile, store)",
-            Step::Warm => "warm: --cache again (hit, compile skipped)",
-            Step::Noop => "no-op: --cache, nothing changed (hit)",
+            Step::Warm => "warm: --cache again, outputs removed (hit, compile skipped)",
+            Step::Noop => "no-op: --cache, nothing changed (last build's record)",
             Step::NoCache => "--no-cache, cold target dir (full compile)",
         }
     }
@@ -329,7 +332,8 @@ fn bench_project(
         };
         let expect: &[&str] = match step {
             Step::Cold => &["cache: miss", "cache: stored"],
-            Step::Warm | Step::Noop => &["cache: hit", "compile skipped"],
+            Step::Warm => &["cache: hit", "compile skipped"],
+            Step::Noop => &["cache: no-op"],
             Step::NoCache => &[],
         };
         for e in expect {
@@ -367,6 +371,11 @@ fn bench_project(
         let _ = std::fs::remove_dir_all(&store);
         let _ = std::fs::remove_dir_all(&target_dir);
         for step in [Step::Cold, Step::Warm, Step::Noop] {
+            if step == Step::Warm {
+                // Warm is a checkout that has the cache but not the outputs (a fresh CI
+                // job): otherwise the cold build's record would answer it as a no-op.
+                let _ = std::fs::remove_dir_all(&out);
+            }
             let (m, d) = build(step, run)?;
             record(step, &m);
             digests.push((format!("{} #{run}", step.id()), d));

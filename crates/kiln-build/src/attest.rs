@@ -169,7 +169,7 @@ fn provenance_inputs(
 
 /// The source repository and commit, when the project is in a git work tree. Absent
 /// (not guessed) otherwise; the remote URL is omitted when there is none.
-fn git_source(project: &Path) -> Option<SourceInfo> {
+pub(crate) fn git_source(project: &Path) -> Option<SourceInfo> {
     let git = |args: &[&str]| -> Option<String> {
         let out = kiln_core::process::command("git")
             .arg("-C")

@@ -27,6 +27,7 @@ pub mod compliance;
 mod context;
 mod error;
 mod evidence;
+mod noop;
 mod package;
 mod pipeline;
 pub mod publish;

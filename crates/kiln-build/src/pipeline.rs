@@ -52,11 +52,20 @@ fn select_toolchain(config: &Config) -> Result<(Toolchain, PathBuf)> {
 }
 
 fn lock_path(config: &Config, tc: &Toolchain) -> PathBuf {
+    lock_path_for(config, &tc.target)
+}
+
+/// The toolchain lock a build for `target` verifies against: kiln.toml's, else the
+/// default under `toolchains/`.
+pub(crate) fn lock_path_for(config: &Config, target: &str) -> PathBuf {
     match &config.project.toolchain_lock {
         Some(p) => config.resolve(p),
-        None => kiln_toolchain::default_lock_path(&config.root, &tc.target),
+        None => kiln_toolchain::default_lock_path(&config.root, target),
     }
 }
+
+/// The verified-toolchain stamp, in the build root (kiln_toolchain's `stamp` module).
+pub(crate) const TOOLCHAIN_STAMP: &str = "toolchain.verified.json";
 
 /// `cargo xtask fetch`: fills kiln's cargo home with every crate the selected images'
 /// `Cargo.lock`s pin. The only step that uses the network.
@@ -153,7 +162,14 @@ fn selected<'a>(config: &'a Config, names: &[String]) -> Result<Vec<&'a ImageSpe
 pub fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<Vec<Summary>> {
     let config = Config::load(&opts.project)?;
     let specs = selected(&config, &opts.images)?;
+    // Nothing changed since the last build: its outputs are the answer (crate::noop).
+    let noop = crate::noop::Request::of(opts, &config);
+    if let Some(summaries) = noop.as_ref().and_then(|r| r.answer(progress)) {
+        return Ok(summaries);
+    }
     let b = Build::prepare(opts, &config, progress)?;
+    // A first build has no toolchain stamp before `prepare` writes one.
+    let noop = noop.or_else(|| crate::noop::Request::of(opts, &config));
     let cache = crate::cache::Cache::open(opts, &config)?;
     // Every image's package, rust-version and binaries are checked before any compiles.
     let specs = specs
@@ -170,6 +186,9 @@ pub fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<Vec<Summary
         for s in &summaries {
             crate::compliance::after_build(opts, &config, &s.image, &b.lock_file, progress)?;
         }
+    }
+    if let Some(r) = noop {
+        r.record(opts, &summaries);
     }
     Ok(summaries)
 }
@@ -204,7 +223,7 @@ impl<'a> Build<'a> {
         let (tc, lock_file) = select_toolchain(config)?;
         // The build root's stamp skips re-hashing a toolchain nothing touched since it
         // last verified (kiln_toolchain's `stamp` module says why that is sound).
-        let stamp = opts.root().path().join("toolchain.verified.json");
+        let stamp = opts.root().path().join(TOOLCHAIN_STAMP);
         let (lock, stamped) = tc.verify_stamped(&lock_file, &stamp)?;
         if stamped {
             progress.step(
@@ -358,7 +377,8 @@ struct Inputs {
 
 /// Inputs first: a bad base image or a missing crate must fail before compiling. Fetches
 /// (the only networked step) unless `--offline`, checks every archive against
-/// `Cargo.lock`, and unpacks each locked crate afresh from the bytes just checked, never
+/// `Cargo.lock`, and unpacks each locked crate from the bytes just checked (keeping a crate
+/// an earlier build unpacked only while its metadata stamp matches), never
 /// from the cargo home's `registry/src` (which nothing verifies).
 fn gather_inputs(b: &Build, spec: &ImageSpec) -> Result<Inputs> {
     let name = spec.name.as_str();

@@ -27,7 +27,10 @@ impl Cached {
     fn key(&self) -> PathBuf {
         self.keys.path().join("kiln.key")
     }
+    /// A build through the cache with no outputs present (else nothing changed would be
+    /// answered by the no-op fast path, which `a_noop_*` tests, before the cache is asked).
     fn build_with(&self, key: &Path) -> (String, serde_json::Value) {
+        let _ = std::fs::remove_dir_all(self.project.out());
         let o = without_ambient(self.project.kiln())
             .args(["build", "--json", "--cache", "--cache-dir"])
             .arg(self.store.path())
@@ -42,6 +45,105 @@ impl Cached {
     fn build(&self) -> (String, serde_json::Value) {
         self.build_with(&self.key())
     }
+    /// A build through the cache that leaves the last outputs in place, with `env` set.
+    fn build_again(&self, key: &Path, env: &[(&str, &str)]) -> (String, serde_json::Value) {
+        let mut c = without_ambient(self.project.kiln());
+        c.args(["build", "--json", "--cache", "--cache-dir"])
+            .arg(self.store.path())
+            .arg("--key")
+            .arg(key)
+            .envs(env.iter().copied());
+        let o = c.output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "{err}");
+        (err, serde_json::from_slice(&o.stdout).unwrap())
+    }
+}
+
+/// Nothing changed: `build` answers from the last build's record, without detecting the
+/// toolchain, compiling or asking the cache, with the same summary. Anything that changes
+/// an output byte (a source file, a variable provenance reads, the git commit, the signing
+/// key), an output file edited, or a toolchain stamp that no longer holds builds again;
+/// and the build after that one is a no-op again. `--no-cache` always builds.
+#[test]
+fn a_noop_answers_from_the_last_build_until_anything_changes() {
+    let c = Cached::new();
+    let dir = c.project.path().to_path_buf();
+    std::fs::write(dir.join(".gitignore"), "target/\n").unwrap();
+    git(&dir, &["init", "-q", "-b", "main"]);
+    git(&dir, &["add", "."]);
+    git(&dir, &["commit", "-q", "-m", "one"]);
+    let key = c.key();
+    let is_noop = |err: &str| err.contains("cache: no-op");
+    let (err, first) = c.build_again(&key, &[]);
+    assert!(!is_noop(&err) && err.contains("cache: miss"), "{err}");
+
+    let (err, again) = c.build_again(&key, &[]);
+    assert!(is_noop(&err), "nothing changed: {err}");
+    let (err, _) = c.build_again(&key, &[]);
+    assert!(is_noop(&err), "still nothing changed: {err}");
+    assert!(
+        !err.contains("compiling") && !err.contains("verifying the toolchain lock"),
+        "{err}"
+    );
+    assert_eq!(first, again, "the no-op prints the last build's summary");
+
+    // Each change builds once (through the cache: the compile inputs are the same), then
+    // the same request is a no-op again.
+    let changes: Vec<(&str, Box<dyn Fn()>)> = vec![
+        (
+            "a new source file",
+            Box::new(|| std::fs::write(dir.join("NOTES.md"), "notes\n").unwrap()),
+        ),
+        (
+            "the toolchain stamp gone",
+            Box::new(|| {
+                std::fs::remove_file(dir.join("target/kiln/root/toolchain.verified.json")).unwrap()
+            }),
+        ),
+        (
+            "a new git commit",
+            Box::new(|| {
+                git(&dir, &["commit", "-q", "--allow-empty", "-m", "two"]);
+            }),
+        ),
+    ];
+    for (what, change) in changes {
+        change();
+        let (err, _) = c.build_again(&key, &[]);
+        assert!(!is_noop(&err), "{what}: {err}");
+        let (err, _) = c.build_again(&key, &[]);
+        assert!(is_noop(&err), "{what}, then nothing: {err}");
+    }
+    // An output edited: the build after it is a full one, which writes it anew.
+    let sbom = c.project.out().join("hello/sbom.cdx.json");
+    let good = std::fs::read(&sbom).unwrap();
+    std::fs::write(&sbom, [good.as_slice(), b" "].concat()).unwrap();
+    let (err, _) = c.build_again(&key, &[]);
+    assert!(!is_noop(&err), "an output file edited: {err}");
+    assert_eq!(std::fs::read(&sbom).unwrap(), good);
+
+    // A variable provenance reads, and another signing key.
+    let (err, _) = c.build_again(&key, &[("KILN_LINEAGE_SOURCE", "https://example.org/src")]);
+    assert!(!is_noop(&err), "{err}");
+    let (err, _) = c.build_again(&key, &[("KILN_LINEAGE_SOURCE", "https://example.org/src")]);
+    assert!(is_noop(&err), "{err}");
+    let other = tempfile::tempdir().unwrap();
+    keygen(other.path());
+    let (err, _) = c.build_again(&other.path().join("kiln.key"), &[]);
+    assert!(!is_noop(&err), "{err}");
+
+    // --no-cache compiles, whatever the record says.
+    let o = without_ambient(c.project.kiln())
+        .args(["build", "--no-cache", "--key"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.success() && err.contains("compiling hello"),
+        "{err}"
+    );
 }
 
 fn provenance_deps(out: &Path) -> Vec<serde_json::Value> {
@@ -283,6 +385,7 @@ fn features_and_project_file_edits_change_the_key() {
     keygen(keys.path());
     let store = tempfile::tempdir().unwrap();
     let build = || {
+        let _ = std::fs::remove_dir_all(p.out());
         let o = without_ambient(p.kiln())
             .args(["build", "--cache", "--cache-dir"])
             .arg(store.path())

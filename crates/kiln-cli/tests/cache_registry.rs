@@ -15,13 +15,15 @@ use crate::support::*;
 const TITLE: &str = "org.opencontainers.image.title";
 
 /// `kiln build --json --cache` with `store` as the local store and `registry` as the
-/// registry tier, signed with `key`: (stderr, summary). The build must succeed.
+/// registry tier, signed with `key`: (stderr, summary). The build must succeed. The last
+/// outputs are removed first, so the cache answers, not the no-op fast path.
 fn build(
     project: &Project,
     store: &Path,
     registry: &str,
     key: &Path,
 ) -> (String, serde_json::Value) {
+    let _ = std::fs::remove_dir_all(project.out());
     let o = without_ambient(project.kiln())
         .args(["build", "--json", "--cache", "--cache-dir"])
         .arg(store)

@@ -25,9 +25,10 @@ impl BuildRoot {
     pub fn cargo_home(&self) -> PathBuf {
         self.path.join("cargo-home")
     }
-    /// Every locked registry crate, unpacked afresh from its verified archive each build
-    /// ([`crate::unpack_verified`]): the only crate sources cargo compiles, and the ones
-    /// the SBOM reads manifests from.
+    /// Every locked registry crate, unpacked from its verified archive
+    /// ([`crate::unpack_verified`]: afresh, unless its stamp shows the crate untouched since
+    /// it was): the only crate sources cargo compiles, and the ones the SBOM reads
+    /// manifests from.
     pub fn verified_sources(&self) -> PathBuf {
         self.path.join("verified-src")
     }

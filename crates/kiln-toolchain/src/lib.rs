@@ -28,6 +28,7 @@ pub use lock::{
     CcInfo, Difference, FileEntry, Mismatch, SCHEMA, TargetCfg, ToolVersion, ToolchainLock,
     default_lock_path, relock_command,
 };
+pub use stamp::{StampedToolchain, stamp_holds};
 pub use toolchain::Toolchain;
 
 #[cfg(test)]

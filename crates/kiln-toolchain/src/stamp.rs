@@ -95,3 +95,36 @@ impl Toolchain {
         Ok((lock, false))
     }
 }
+
+/// What a stamp that still holds vouches for: [`stamp_holds`]'s answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StampedToolchain {
+    /// The lock file the stamp was verified against, and its sha256.
+    pub lock: PathBuf,
+    pub lock_sha256: Digest,
+    pub target: String,
+}
+
+/// Whether the stamp at `stamp` still vouches for its toolchain, answered without
+/// detecting it (no rustup, rustc or cc runs): the lock `lock_for(target)` names is
+/// byte-identical to the one verified, and every pinned file the stamp lists has the
+/// metadata recorded then. kiln-build's no-op fast path asks this; a build that goes on
+/// to compile asks [`Toolchain::verify_stamped`], which also notices a tool detection
+/// would now pick elsewhere (the fast path covers that by the variables detection reads).
+pub fn stamp_holds(stamp: &Path, lock_for: impl Fn(&str) -> PathBuf) -> Option<StampedToolchain> {
+    let old: Stamp = serde_json::from_slice(&std::fs::read(stamp).ok()?).ok()?;
+    if old.schema != SCHEMA {
+        return None;
+    }
+    let lock = lock_for(&old.target);
+    let lock_sha256 = Digest::of(&std::fs::read(&lock).ok()?);
+    let files_hold = old
+        .files
+        .values()
+        .all(|(p, m)| m[0] >= 0 && meta(p).as_ref() == Some(m));
+    (lock_sha256 == old.lock_sha256 && files_hold).then_some(StampedToolchain {
+        lock,
+        lock_sha256,
+        target: old.target,
+    })
+}
