@@ -371,9 +371,10 @@ fn bench_project(
         let _ = std::fs::remove_dir_all(&store);
         let _ = std::fs::remove_dir_all(&target_dir);
         for step in [Step::Cold, Step::Warm, Step::Noop] {
-            if step == Step::Warm {
-                // Warm is a checkout that has the cache but not the outputs (a fresh CI
-                // job): otherwise the cold build's record would answer it as a no-op.
+            if step != Step::Noop {
+                // Cold and warm builds have no outputs yet (warm: a checkout that has the
+                // cache but not the outputs); else the last build's record answers them
+                // as a no-op.
                 let _ = std::fs::remove_dir_all(&out);
             }
             let (m, d) = build(step, run)?;
