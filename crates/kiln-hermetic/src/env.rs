@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::{Sandbox, SourceDateEpoch, VerifiedSources};
+use crate::{RootedSandbox, Sandbox, SourceDateEpoch, VerifiedSources};
 
 /// The directory a build owns: its HOME, CARGO_HOME, TMPDIR and cargo target dir all live
 /// here, at fixed relative places, so nothing from the invoking user's home leaks in.
@@ -65,6 +65,9 @@ pub struct Hermetic {
     /// A shifted clock for the build's commands (`kiln repro`'s clock variation); set on
     /// the commands, not part of the recorded allowlist.
     clock: Option<crate::ClockShift>,
+    /// When set, commands run inside this toolchain root instead of `sandbox` (which
+    /// it supersedes: it cuts the network too).
+    rooted: Option<RootedSandbox>,
 }
 
 /// Where the build root and the project appear in compiled artifacts, whatever their real
@@ -111,6 +114,7 @@ impl Hermetic {
             sde,
             vars,
             clock: None,
+            rooted: None,
         }
     }
 
@@ -127,6 +131,25 @@ impl Hermetic {
     /// The clock shift applied to the build's commands, if any.
     pub fn clock(&self) -> Option<&crate::ClockShift> {
         self.clock.as_ref()
+    }
+
+    /// Runs the build's commands inside `rooted` (a toolchain root) instead of
+    /// [`Hermetic::sandbox`]. The variables name host paths (HOME, CARGO_HOME, TMPDIR, the
+    /// target dir under the build root; the tool dirs on PATH): bind the build root at its
+    /// own path and give in-root tool paths, so they mean the same inside. Check the
+    /// sandbox first ([`RootedSandbox::check`]): a command that cannot enter it fails to
+    /// spawn.
+    pub fn enter_root(&mut self, rooted: RootedSandbox) {
+        self.rooted = Some(rooted);
+    }
+
+    /// The isolation build commands run under, as the outputs record it: the rooted
+    /// sandbox (`root:<path>`) when there is one, else [`Hermetic::sandbox`].
+    pub fn isolation(&self) -> String {
+        match &self.rooted {
+            Some(r) => r.to_string(),
+            None => self.sandbox.to_string(),
+        }
     }
 
     /// The complete environment of build commands, sorted (a clock shift aside).
@@ -159,7 +182,8 @@ impl Hermetic {
         flags
     }
 
-    /// A command that runs `program` with exactly this environment, inside the sandbox.
+    /// A command that runs `program` with exactly this environment, inside the sandbox
+    /// (the rooted one, if [`Hermetic::enter_root`] set it: then `program` is an in-root path).
     pub fn command(&self, program: &Path) -> Command {
         let mut cmd = kiln_core::process::command(program);
         cmd.env_clear()
@@ -168,7 +192,10 @@ impl Hermetic {
         if let Some(c) = &self.clock {
             c.apply(&mut cmd);
         }
-        self.sandbox.apply(&mut cmd);
+        match &self.rooted {
+            Some(r) => r.apply(&mut cmd),
+            None => self.sandbox.apply(&mut cmd),
+        }
         cmd
     }
 }
@@ -199,5 +226,73 @@ mod tests {
         assert_eq!(lines, expected);
         assert!(text.contains("SOURCE_DATE_EPOCH=99") && text.contains("TZ=UTC"));
         assert!(text.contains(&format!("HOME={}/home", d.path().display())));
+    }
+
+    /// With a toolchain root entered, commands keep exactly the allowlist and run inside
+    /// the root, where the build root is bound at its own path so the variables hold.
+    #[test]
+    fn commands_run_inside_an_entered_root() {
+        let d = tempfile::tempdir().unwrap();
+        let build = d.path().join("build");
+        let toolroot = d.path().join("toolroot");
+        std::fs::create_dir_all(toolroot.join("usr")).unwrap();
+        for (link, target) in [
+            ("bin", "usr/bin"),
+            ("lib", "usr/lib"),
+            ("lib64", "usr/lib64"),
+        ] {
+            std::os::unix::fs::symlink(target, toolroot.join(link)).unwrap();
+        }
+        let root = BuildRoot::new(&build);
+        root.create().unwrap();
+        let build = build.canonicalize().unwrap();
+        let toolroot = toolroot.canonicalize().unwrap();
+        let rooted = crate::RootedSandbox::new(
+            &toolroot,
+            vec![
+                crate::Bind::read_only("/usr", "/usr"),
+                crate::Bind::writable(&build, &build),
+            ],
+            &build,
+        )
+        .unwrap();
+        rooted.check().unwrap();
+        let sde = SourceDateEpoch {
+            value: 7,
+            source: SdeSource::Config,
+        };
+        let mut h = Hermetic::new(BuildRoot::new(&build), Sandbox::Netns, sde, &[]);
+        assert_eq!(h.isolation(), "netns");
+        h.enter_root(rooted);
+        assert_eq!(h.isolation(), format!("root:{}", toolroot.display()));
+
+        let out = h.command(Path::new("/usr/bin/env")).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines.sort();
+        let expected: Vec<String> = h.env().iter().map(|(k, v)| format!("{k}={v}")).collect();
+        assert_eq!(lines, expected);
+
+        let mut cmd = h.command(Path::new("/bin/sh"));
+        cmd.args([
+            "-c",
+            "test -d \"$HOME\" && touch \"$TMPDIR/t\" && test ! -e /work && pwd && umask",
+        ]);
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap(),
+            format!("{}\n0022\n", build.display())
+        );
+        assert!(build.join("tmp/t").exists());
     }
 }

@@ -9,7 +9,9 @@
 //!   directory source that is all cargo compiles (never the cargo home's `registry/src`).
 //! * [`Sandbox`]: the build process runs in a fresh network namespace (only a loopback
 //!   interface), with `umask 022`, or — only when asked — with no sandbox, which is
-//!   recorded.
+//!   recorded. [`RootedSandbox`] goes further: the build runs inside a toolchain root
+//!   directory (new user, mount, network and PID namespaces, `pivot_root`), seeing only that
+//!   root, the host paths bound in, a fresh `/proc`, `/tmp` and a handful of `/dev` nodes.
 //! * [`Hermetic`]: a scrubbed environment (an allowlist), with HOME, CARGO_HOME and TMPDIR
 //!   at fixed places under the build root, `TZ=UTC`, `LC_ALL=C.UTF-8` and a resolved
 //!   [`SourceDateEpoch`].
@@ -17,6 +19,7 @@
 mod clock;
 mod env;
 mod lockfile;
+mod rooted;
 mod sandbox;
 mod sde;
 mod verified;
@@ -24,6 +27,7 @@ mod verified;
 pub use clock::{ClockShift, ClockShiftError};
 pub use env::{BuildRoot, Hermetic};
 pub use lockfile::{CargoLock, FetchError, LockedCrate, check_fetched, fetch};
+pub use rooted::{Bind, RootedSandbox};
 pub use sandbox::{Sandbox, SandboxError, UnknownSandbox};
 pub use sde::{SdeError, SdeSource, SourceDateEpoch};
 pub use verified::{ArchiveError, SOURCE_NAME, VerifiedSources, unpack_verified};

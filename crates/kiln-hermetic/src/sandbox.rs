@@ -1,5 +1,6 @@
 use std::io;
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::Command;
 
 /// How the build process is isolated.
@@ -18,13 +19,65 @@ pub enum Sandbox {
 pub enum SandboxError {
     #[error("the kernel refused to create a network namespace")]
     Refused { source: io::Error },
+    /// A [`crate::RootedSandbox`]'s root does not exist or is not a directory.
+    #[error("sandbox root {}", path.display())]
+    Root {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// A [`crate::Bind`] that cannot be made: its host path is missing, or its `inside`
+    /// path is not one the sandbox can mount at.
+    #[error("sandbox bind {} at {}", host.display(), inside.display())]
+    Bind {
+        host: PathBuf,
+        inside: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// The rooted sandbox's working directory does not exist inside it.
+    #[error("sandbox working directory {}", path.display())]
+    Workdir {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// The program to run is not an executable file inside the rooted sandbox.
+    #[error("program {} inside the sandbox root {}", program.display(), root.display())]
+    Program {
+        program: PathBuf,
+        root: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// The kernel refused one step of building the rooted sandbox: `call` is the system
+    /// call, `about` what it was applied to, `source` the errno.
+    #[error("rooted sandbox {}: {call} {about}", root.display())]
+    RootRefused {
+        root: PathBuf,
+        call: &'static str,
+        about: String,
+        /// The fix for this step and errno (the hint).
+        fix: String,
+        #[source]
+        source: io::Error,
+    },
 }
 
 impl kiln_core::Hint for SandboxError {
     fn hint(&self) -> Option<String> {
-        Some("run as root (e.g. via sudo), allow user namespaces, or pass --sandbox=none to build without isolation (recorded in the outputs); kiln cuts the build off the network with a network namespace, which as a non-root user needs unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1, or on Ubuntu kernel.apparmor_restrict_unprivileged_userns=0)".into())
+        Some(match self {
+            SandboxError::Refused { .. } => NETNS_FIX.into(),
+            SandboxError::Root { .. } => "point the sandbox at the unpacked toolchain root, a directory holding usr/ (and the bin, lib, lib64, sbin symlinks)".into(),
+            SandboxError::Bind { .. } => "bind an existing host path at an absolute, normalized path outside /proc that passes through no symlink; inside a read-only tree (the root, a read-only bind) the mountpoint must already exist".into(),
+            SandboxError::Workdir { .. } => "pick a working directory the root provides, or bind a host directory there".into(),
+            SandboxError::Program { .. } => "name the program by its absolute path inside the root (e.g. /usr/local/bin/cargo); the root or a bind must provide it as an executable file".into(),
+            SandboxError::RootRefused { fix, .. } => fix.clone(),
+        })
     }
 }
+
+const NETNS_FIX: &str = "run as root (e.g. via sudo), allow user namespaces, or pass --sandbox=none to build without isolation (recorded in the outputs); kiln cuts the build off the network with a network namespace, which as a non-root user needs unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1, or on Ubuntu kernel.apparmor_restrict_unprivileged_userns=0)";
 
 /// `--sandbox` names no sandbox kiln has.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -118,7 +171,7 @@ fn enter_netns(uid: libc::uid_t, uid_map: &[u8], gid_map: &[u8]) -> io::Result<(
     }
 }
 
-unsafe fn write_proc(path: &std::ffi::CStr, data: &[u8]) -> io::Result<()> {
+pub(crate) unsafe fn write_proc(path: &std::ffi::CStr, data: &[u8]) -> io::Result<()> {
     // SAFETY: `path` is a valid C string and `data` a live slice; the fd is closed on
     // every path.
     unsafe {
@@ -138,7 +191,7 @@ unsafe fn write_proc(path: &std::ffi::CStr, data: &[u8]) -> io::Result<()> {
 
 /// Brings `lo` up in the new namespace, so that software which talks to itself over
 /// 127.0.0.1 (test servers in build scripts) still works; nothing beyond it exists.
-unsafe fn loopback_up() -> io::Result<()> {
+pub(crate) unsafe fn loopback_up() -> io::Result<()> {
     // SAFETY: the ifreq is zero-initialized and sized for SIOCGIFFLAGS/SIOCSIFFLAGS, the
     // socket is closed on every path.
     unsafe {
