@@ -29,7 +29,7 @@ pub use lock::{
     default_lock_path, relock_command,
 };
 pub use stamp::{StampedToolchain, stamp_holds};
-pub use toolchain::Toolchain;
+pub use toolchain::{Toolchain, hash_files};
 
 #[cfg(test)]
 mod tests;

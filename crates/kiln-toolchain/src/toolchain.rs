@@ -178,8 +178,20 @@ impl Toolchain {
     /// [`Toolchain::pinned_files`] (in parallel; the result does not depend on the order).
     pub fn lock(&self) -> Result<ToolchainLock> {
         self.check_target()?;
-        let files = self.pinned_files()?;
+        let files = hash_files(self.pinned_files()?)?;
+        self.describe(&|program, args| run(program, args), files)
+    }
 
+    /// The lock of this toolchain with `files` as its pinned files, the rest asked of the
+    /// tools through `run` (program, arguments → stdout): `-vV` of rustc and cargo,
+    /// `--version` and `-dumpmachine` of cc, and rustc's `--print cfg` for the target and
+    /// the host. [`Toolchain::lock`] runs them on this machine; a provided toolchain root
+    /// runs them inside the root, where these paths are the root's own.
+    pub fn describe(
+        &self,
+        run: &dyn Fn(&Path, &[&str]) -> Result<String>,
+        files: BTreeMap<String, FileEntry>,
+    ) -> Result<ToolchainLock> {
         let rustc_vv = run(&self.rustc, &["-vV"])?;
         let rustc = parse_vv(&rustc_vv, &self.rustc)?;
         match vv_field(&rustc_vv, "host") {
@@ -197,12 +209,21 @@ impl Toolchain {
             version: cc_version.lines().next().unwrap_or("").trim().to_string(),
             machine: run(&self.cc, &["-dumpmachine"])?.trim().to_string(),
         };
-
-        let cfg = TargetCfg {
-            target: print_cfg(&self.rustc, &self.target)?,
-            host: print_cfg(&self.rustc, &self.host)?,
+        let print_cfg = |triple: &str| -> Result<Vec<String>> {
+            let out = run(&self.rustc, &["--print", "cfg", "--target", triple])?;
+            let mut cfg: Vec<String> = out
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_string)
+                .collect();
+            cfg.sort();
+            Ok(cfg)
         };
-
+        let cfg = TargetCfg {
+            target: print_cfg(&self.target)?,
+            host: print_cfg(&self.host)?,
+        };
         Ok(ToolchainLock {
             schema: SCHEMA,
             rustup_toolchain: self.rustup_toolchain.clone(),
@@ -212,7 +233,7 @@ impl Toolchain {
             cargo,
             cc,
             cfg,
-            files: hash_all(files)?,
+            files,
         })
     }
 
@@ -397,8 +418,9 @@ fn walk_into(sysroot: &Path, tree: &Path, files: &mut BTreeMap<String, PathBuf>)
     Ok(())
 }
 
-/// Hashes `files` in parallel (largest first, over all cores) into a sorted map.
-fn hash_all(files: BTreeMap<String, PathBuf>) -> Result<BTreeMap<String, FileEntry>> {
+/// Hashes `files` in parallel (largest first, over all cores) into a sorted map: a lock's
+/// `files` (a provided root's describe step hashes the root's tools with it too).
+pub fn hash_files(files: BTreeMap<String, PathBuf>) -> Result<BTreeMap<String, FileEntry>> {
     let items: Vec<(String, PathBuf)> = files.into_iter().collect();
     let mut order: Vec<(u64, usize)> = items
         .iter()
@@ -458,19 +480,6 @@ fn hash_file(path: &Path, buf: &mut [u8]) -> io::Result<FileEntry> {
     }
     let (sha256, size, _) = h.finish();
     Ok(FileEntry { sha256, size })
-}
-
-/// `rustc --print cfg --target <triple>`, one cfg per line, sorted.
-fn print_cfg(rustc: &Path, triple: &str) -> Result<Vec<String>> {
-    let out = run(rustc, &["--print", "cfg", "--target", triple])?;
-    let mut cfg: Vec<String> = out
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(str::to_string)
-        .collect();
-    cfg.sort();
-    Ok(cfg)
 }
 
 fn parse_vv(out: &str, program: &Path) -> Result<ToolVersion> {
