@@ -89,6 +89,25 @@ pub mod repro {
     pub const REPORT_HTML: &str = "report.html";
 }
 
+/// A pinned toolchain root (kiln-toolroot): its lock file, the download cache and the
+/// store of unpacked roots.
+pub mod toolroot {
+    /// The store of installed roots, relative to the user's cache directory
+    /// (`$XDG_CACHE_HOME`, else `~/.cache`).
+    pub const STORE_DIR: &str = "kiln/toolroots";
+    /// Inside the store, `<manifest hex>/rootfs`: the unpacked root itself.
+    pub const ROOTFS_DIR: &str = "rootfs";
+    /// Inside the store, `<manifest hex>/stamp.json`: what the last full verification saw.
+    pub const STAMP: &str = "stamp.json";
+    /// Inside a download cache, `sha256/<hex>`: every input by the digest it is pinned to.
+    pub const CACHE_BLOBS_DIR: &str = "sha256";
+
+    /// `<name>.lock.json`: the lock file of the root called `name`.
+    pub fn lock_file(name: &str) -> String {
+        format!("{name}.lock.json")
+    }
+}
+
 /// `sbom.cdx.json` → `sbom.cdx.intoto.json`: the DSSE envelope that signs an evidence file.
 pub fn envelope_file(evidence: &str) -> String {
     format!("{}.intoto.json", evidence.trim_end_matches(".json"))
