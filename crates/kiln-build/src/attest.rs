@@ -132,7 +132,7 @@ fn provenance_inputs(
         cargo_lock: ctx.cargo_lock.digest,
         source: git_source(ctx.project),
         lineage,
-        sandbox: ctx.opts.sandbox.to_string(),
+        sandbox: ctx.sandbox.to_string(),
         environment: ctx.env.env().keys().cloned().collect(),
         source_date_epoch: ctx.sde.value,
         source_date_epoch_source: ctx.sde.source.as_str().to_string(),

@@ -139,4 +139,6 @@ pub(crate) struct ImageContext<'a> {
     pub layout: &'a Path,
     /// The cache entry whose binaries the image holds (compile skipped), if any.
     pub cache: Option<&'a crate::cache::CacheUse>,
+    /// How the build was isolated, as recorded: `netns`, `none` or `root`.
+    pub sandbox: &'a str,
 }

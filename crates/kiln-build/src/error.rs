@@ -112,6 +112,12 @@ pub enum BuildError {
     /// The package's `rust-version` exceeds the pinned rustc.
     #[error(transparent)]
     RustVersion(Box<RustVersion>),
+    /// kiln-toolroot: pinning, fetching, packing or checking a provided toolchain root.
+    #[error("toolchain root")]
+    Toolroot(#[source] kiln_toolroot::ToolrootError),
+    /// A provided toolchain root that cannot be used as it is.
+    #[error("{message}")]
+    Provided { message: String, fix: String },
     #[error("{what} {path}")]
     Io {
         what: &'static str,
@@ -178,6 +184,8 @@ impl Hint for BuildError {
                 "check `binaries` in kiln.toml names [[bin]] targets of package `{package}`"
             )),
             BuildError::KeyAndKeyless { .. } => Some("use one of them".into()),
+            BuildError::Toolroot(e) => e.hint(),
+            BuildError::Provided { fix, .. } => Some(fix.clone()),
             BuildError::Compliance { source, .. } => kiln_core::Hint::hint(source.as_ref()),
             BuildError::LockChanged { .. } => Some(format!("rebuild the image with `{}`", build())),
             BuildError::RustVersion(e) => Some(format!(

@@ -30,6 +30,7 @@ mod evidence;
 mod noop;
 mod package;
 mod pipeline;
+pub mod provided;
 pub mod publish;
 mod sbom;
 mod summary;

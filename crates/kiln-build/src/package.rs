@@ -60,8 +60,13 @@ pub(crate) fn describe(
     cargo_home: &Path,
     manifest: &Path,
     package: &str,
+    rooted: Option<&kiln_hermetic::RootedSandbox>,
 ) -> Result<PackageInfo, BuildError> {
-    let mut cmd = kiln_core::process::command(cargo);
+    // Inside a provided toolchain root, `cargo` is the root's (an in-root path).
+    let mut cmd = match rooted {
+        Some(r) => r.command(cargo)?,
+        None => kiln_core::process::command(cargo),
+    };
     cmd.env_clear()
         .env("CARGO_HOME", cargo_home)
         .env("PATH", "/usr/bin:/bin")
@@ -191,14 +196,27 @@ mod tests {
         }
         std::fs::write(p.join("src/lib.rs"), "").unwrap();
         let cargo = kiln_toolchain::Toolchain::detect(None).unwrap().cargo;
-        let info = describe(&cargo, &p.join("cargo-home"), &p.join("Cargo.toml"), "app").unwrap();
+        let info = describe(
+            &cargo,
+            &p.join("cargo-home"),
+            &p.join("Cargo.toml"),
+            "app",
+            None,
+        )
+        .unwrap();
         let mut bins = info.bins.clone();
         bins.sort();
         assert_eq!(bins, ["app", "explicit", "helper"]);
         assert_eq!(info.rust_version.as_deref(), Some("1.80"));
-        let err = describe(&cargo, &p.join("cargo-home"), &p.join("Cargo.toml"), "nope")
-            .unwrap_err()
-            .to_string();
+        let err = describe(
+            &cargo,
+            &p.join("cargo-home"),
+            &p.join("Cargo.toml"),
+            "nope",
+            None,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             err.contains("no package `nope`") && err.contains("app"),
             "{err}"

@@ -71,7 +71,24 @@ pub(crate) const TOOLCHAIN_STAMP: &str = "toolchain.verified.json";
 /// `Cargo.lock`s pin. The only step that uses the network.
 pub fn fetch(opts: &BuildOptions, progress: &dyn Progress) -> Result<()> {
     let config = Config::load(&opts.project)?;
-    let (tc, _) = select_toolchain(&config)?;
+    // A provided toolchain root: obtained (its pinned inputs downloaded, packed,
+    // installed and checked) here, so the build itself can run offline.
+    let cargo = if config.project.toolchain_root.is_some() {
+        progress.step("*", "obtaining the provided toolchain root");
+        let p = crate::provided::provided(&config, opts.offline)?.expect("toolchain_root is set");
+        progress.step(
+            "*",
+            &format!(
+                "toolchain root {} {} at {}",
+                p.lock.name,
+                p.root.digests.manifest,
+                p.root.path.display()
+            ),
+        );
+        fetching_cargo(None)?
+    } else {
+        fetching_cargo(Some(select_toolchain(&config)?.0))?
+    };
     let root = opts.root();
     root.create()
         .map_err(io("cannot create build root", root.path()))?;
@@ -81,11 +98,25 @@ pub fn fetch(opts: &BuildOptions, progress: &dyn Progress) -> Result<()> {
         crate::package::check_in_lock(&config, index_of(&config, spec), spec, &lock)?;
         if kiln_hermetic::check_fetched(&lock, &root.cargo_home()).is_err() {
             progress.step(&spec.name, "fetching locked crates (network)");
-            kiln_hermetic::fetch(&tc.cargo, &manifest, &root.cargo_home())?;
+            kiln_hermetic::fetch(&cargo, &manifest, &root.cargo_home())?;
         }
         kiln_hermetic::check_fetched(&lock, &root.cargo_home())?;
     }
     Ok(())
+}
+
+/// The cargo that downloads the locked crates: the build's own, or with a provided root
+/// (whose tools only run inside their sandbox, with no network) the `cargo` on `PATH`.
+/// Either only transports bytes: every archive is checked against `Cargo.lock` before
+/// anything unpacks it.
+fn fetching_cargo(tc: Option<Toolchain>) -> Result<PathBuf> {
+    match tc {
+        Some(tc) => Ok(tc.cargo),
+        None => kiln_core::process::which("cargo").ok_or_else(|| BuildError::Provided {
+            message: "fetching the locked crates needs a `cargo` on PATH (the provided root's cargo runs only inside its sandbox, cut off from the network)".into(),
+            fix: "run `kiln fetch` where cargo is installed and copy the build root's cargo-home, or put any cargo on PATH: the crates it downloads are checked against Cargo.lock".into(),
+        }),
+    }
 }
 
 fn index_of(config: &Config, spec: &ImageSpec) -> usize {
@@ -107,11 +138,18 @@ fn prepare_spec(
     lock: &ToolchainLock,
     lock_file: &Path,
     root: &BuildRoot,
+    rooted: Option<&kiln_hermetic::RootedSandbox>,
 ) -> Result<ImageSpec> {
     let manifest = config.resolve(&spec.manifest);
     let cargo_lock = CargoLock::for_manifest(&manifest)?;
     crate::package::check_in_lock(config, index_of(config, spec), spec, &cargo_lock)?;
-    let info = crate::package::describe(&tc.cargo, &root.cargo_home(), &manifest, &spec.package)?;
+    let info = crate::package::describe(
+        &tc.cargo,
+        &root.cargo_home(),
+        &manifest,
+        &spec.package,
+        rooted,
+    )?;
     if let Some(required) = &info.rust_version
         && !crate::package::satisfies(&lock.rustc.version, required)
     {
@@ -172,9 +210,20 @@ pub fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<Vec<Summary
     let noop = noop.or_else(|| crate::noop::Request::of(opts, &config));
     let cache = crate::cache::Cache::open(opts, &config)?;
     // Every image's package, rust-version and binaries are checked before any compiles.
+    let rooted = b.rooted()?;
     let specs = specs
         .into_iter()
-        .map(|s| prepare_spec(&config, s, &b.tc, &b.lock, &b.lock_file, &b.root))
+        .map(|s| {
+            prepare_spec(
+                &config,
+                s,
+                &b.tc,
+                &b.lock,
+                &b.lock_file,
+                &b.root,
+                rooted.as_ref(),
+            )
+        })
         .collect::<Result<Vec<_>>>()?;
     let summaries = specs
         .iter()
@@ -207,6 +256,10 @@ struct Build<'a> {
     sde: SourceDateEpoch,
     /// Canonical build root.
     root: BuildRoot,
+    /// The toolchain root the build runs inside, when kiln.toml names one.
+    provided: Option<crate::provided::Provided>,
+    /// How the build is isolated, as the outputs record it: `netns`, `none` or `root`.
+    isolation: String,
     progress: &'a dyn Progress,
 }
 
@@ -219,25 +272,47 @@ impl<'a> Build<'a> {
         config: &'a Config,
         progress: &'a dyn Progress,
     ) -> Result<Self> {
-        progress.step("*", "verifying the toolchain lock");
-        let (tc, lock_file) = select_toolchain(config)?;
-        // The build root's stamp skips re-hashing a toolchain nothing touched since it
-        // last verified (kiln_toolchain's `stamp` module says why that is sound).
-        let stamp = opts.root().path().join(TOOLCHAIN_STAMP);
-        let (lock, stamped) = tc.verify_stamped(&lock_file, &stamp)?;
-        if stamped {
-            progress.step(
-                "*",
-                "toolchain unchanged since its last full verification (stamp)",
-            );
-        }
+        let provided = crate::provided::provided(config, opts.offline)?;
+        let (tc, lock_file, lock) = match &provided {
+            Some(p) => {
+                progress.step(
+                    "*",
+                    &format!(
+                        "toolchain root {} {} (provided; installed at {})",
+                        p.lock.name,
+                        p.root.digests.manifest,
+                        p.root.path.display()
+                    ),
+                );
+                (p.tc.clone(), p.lock_file.clone(), p.toolchain.clone())
+            }
+            None => {
+                progress.step("*", "verifying the toolchain lock");
+                let (tc, lock_file) = select_toolchain(config)?;
+                // The build root's stamp skips re-hashing a toolchain nothing touched since
+                // it last verified (kiln_toolchain's `stamp` module says why that is sound).
+                let stamp = opts.root().path().join(TOOLCHAIN_STAMP);
+                let (lock, stamped) = tc.verify_stamped(&lock_file, &stamp)?;
+                if stamped {
+                    progress.step(
+                        "*",
+                        "toolchain unchanged since its last full verification (stamp)",
+                    );
+                }
+                (tc, lock_file, lock)
+            }
+        };
         let toolchain = ToolchainRecord {
             lock: lock_file
                 .strip_prefix(&config.root)
                 .unwrap_or(&lock_file)
                 .display()
                 .to_string(),
-            lock_digest: lock.digest(),
+            // A provided root is named by its lock, which pins the root's digests.
+            lock_digest: match &provided {
+                Some(p) => p.lock.digest(),
+                None => lock.digest(),
+            },
             rustc: lock.rustc.version.clone(),
             target: tc.target.clone(),
         };
@@ -247,7 +322,25 @@ impl<'a> Build<'a> {
             config.project.source_date_epoch,
         )
         .map_err(BuildError::SourceDateEpoch)?;
-        opts.sandbox.check()?;
+        let isolation = match &provided {
+            Some(_) if opts.sandbox == kiln_hermetic::Sandbox::None => {
+                return Err(BuildError::Provided {
+                    message: "--sandbox none: a provided toolchain root is only used from inside its sandbox".into(),
+                    fix: "drop --sandbox none, or build with the host's toolchain (remove `toolchain_root` from kiln.toml)".into(),
+                });
+            }
+            Some(_) if opts.clock_shift.is_some() => {
+                return Err(BuildError::Provided {
+                    message: "--faketime is not supported inside a provided toolchain root yet (libfaketime is a host library)".into(),
+                    fix: "build with the host's toolchain for a clock-shifted build".into(),
+                });
+            }
+            Some(_) => "root".to_string(),
+            None => {
+                opts.sandbox.check()?;
+                opts.sandbox.to_string()
+            }
+        };
         crate::evidence::check_options(opts)?;
 
         let root = opts.root();
@@ -272,8 +365,32 @@ impl<'a> Build<'a> {
             toolchain,
             sde,
             root,
+            provided,
+            isolation,
             progress,
         })
+    }
+}
+
+impl Build<'_> {
+    /// The sandbox rooted in the provided toolchain root, if the build has one: the root
+    /// is `/`; the project (read-only) and the build root (HOME, CARGO_HOME, TMPDIR, the
+    /// target dir, the verified sources) appear at their own paths, so every path cargo
+    /// sees is the one it would see outside.
+    fn rooted(&self) -> Result<Option<kiln_hermetic::RootedSandbox>> {
+        let Some(p) = &self.provided else {
+            return Ok(None);
+        };
+        let sandbox = kiln_hermetic::RootedSandbox::new(
+            &p.root.path,
+            vec![
+                kiln_hermetic::Bind::read_only(&self.project, &self.project),
+                kiln_hermetic::Bind::writable(self.root.path(), self.root.path()),
+            ],
+            &self.project,
+        )?;
+        sandbox.check()?;
+        Ok(Some(sandbox))
     }
 }
 
@@ -355,6 +472,7 @@ fn build_image(
         out: staging.path(),
         layout: &layout,
         cache: cache_use.as_ref(),
+        sandbox: &b.isolation,
     };
     crate::evidence::write(&ctx, b.progress)?;
     write_archives(b, spec, &files, &built)?;
@@ -393,7 +511,8 @@ fn gather_inputs(b: &Build, spec: &ImageSpec) -> Result<Inputs> {
     let cargo_home = b.root.cargo_home();
     if kiln_hermetic::check_fetched(&cargo_lock, &cargo_home).is_err() && !b.opts.offline {
         b.progress.step(name, "fetching locked crates (network)");
-        kiln_hermetic::fetch(&b.tc.cargo, &manifest, &cargo_home)?;
+        let cargo = fetching_cargo(b.provided.is_none().then(|| b.tc.clone()))?;
+        kiln_hermetic::fetch(&cargo, &manifest, &cargo_home)?;
     }
     let archives = kiln_hermetic::check_fetched(&cargo_lock, &cargo_home)?;
     b.progress.step(name, "unpacking the verified crates");
@@ -419,6 +538,9 @@ fn hermetic_env(b: &Build, spec: &ImageSpec, verified: &VerifiedSources) -> Resu
             .map_err(BuildError::ClockShift)?;
         b.progress.step(&spec.name, &shift.describe());
         env.shift_clock(shift);
+    }
+    if let Some(sandbox) = b.rooted()? {
+        env.enter_root(sandbox);
     }
     let mut rustflags = vec![CRT_STATIC_FLAG.to_string()];
     rustflags.extend(env.remap_flags(&b.project, Some(verified)));
@@ -471,7 +593,7 @@ fn compile(b: &Build, spec: &ImageSpec, inputs: &Inputs, env: &Hermetic) -> Resu
     }
     b.progress.step(
         &spec.name,
-        &format!("compiling {} ({} sandbox)", spec.package, b.opts.sandbox),
+        &format!("compiling {} ({} sandbox)", spec.package, b.isolation),
     );
     let status = cmd.status().map_err(io("cannot run", &tc.cargo))?;
     if !status.success() {
@@ -616,7 +738,7 @@ fn summarize(ctx: &ImageContext) -> Result<Summary> {
             value: ctx.sde.value,
             source: ctx.sde.source.as_str().to_string(),
         },
-        sandbox: ctx.opts.sandbox.to_string(),
+        sandbox: ctx.sandbox.to_string(),
         environment: ctx.env.env().keys().cloned().collect(),
         toolchain: ctx.toolchain_record.clone(),
         kiln_toml: ctx.config.digest,

@@ -179,6 +179,32 @@ pub struct CacheRegistryArgs {
 pub enum ToolchainCommand {
     /// Pin the host toolchain: write toolchains/<target>.lock.json.
     Lock,
+    /// Pin a toolchain root kiln provides (Rust dist tarballs + Debian bookworm's C
+    /// toolchain, every input by sha256): write toolchains/<NAME>.lock.json. Uses the
+    /// network; set `[project] toolchain_root = "NAME"` in kiln.toml, then `pack` it.
+    Pin {
+        /// The Rust release to pin (default: the rustc the project builds with now).
+        #[arg(long, value_name = "VERSION")]
+        rust: Option<String>,
+        /// The root's name (default: bookworm-rust-<VERSION>).
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+    },
+    /// Fetch a pinned root's inputs, pack the root deterministically, install it in the
+    /// store and record its digests and its tools' versions in the lock (a lock that
+    /// already names a root must be reproduced exactly).
+    Pack {
+        /// The lock (default: the one `[project] toolchain_root` names).
+        #[arg(long, value_name = "FILE")]
+        lock: Option<PathBuf>,
+        /// Use no network: every input must be in the download cache or --inputs.
+        #[arg(long)]
+        offline: bool,
+        /// A directory holding input files by name (`.deb`s, Rust `.tar.xz`s), searched
+        /// before the network. Repeatable.
+        #[arg(long, value_name = "DIR")]
+        inputs: Vec<PathBuf>,
+    },
 }
 
 struct Stderr;
@@ -369,6 +395,51 @@ fn run(dir: Option<PathBuf>, command: Command) -> Result<ExitCode> {
             opts.images = images;
             kiln_build::fetch(&opts, &Stderr)?;
             eprintln!("kiln: every locked crate is in kiln's cargo home, checksums verified");
+        }
+        Command::Toolchain {
+            command: ToolchainCommand::Pin { rust, name },
+        } => {
+            let (path, lock) =
+                kiln_build::provided::pin(&project_dir(dir)?, name.as_deref(), rust.as_deref())?;
+            println!(
+                "wrote {} (rust {}, {} Debian packages from {} {}; pack it with `kiln toolchain pack`)",
+                path.display(),
+                lock.rust.version,
+                lock.debian.packages.len(),
+                lock.debian.mirror,
+                lock.debian.suite
+            );
+        }
+        Command::Toolchain {
+            command:
+                ToolchainCommand::Pack {
+                    lock,
+                    offline,
+                    inputs,
+                },
+        } => {
+            let project = project_dir(dir)?;
+            let lock_file = match lock {
+                Some(l) => l,
+                None => kiln_build::provided::configured_lock(&project)?,
+            };
+            let places = kiln_build::provided::RootPlaces::from_env()?;
+            let p = kiln_build::provided::pack(&lock_file, &places, offline, &inputs)?;
+            let d = p.root.digests;
+            println!(
+                "toolchain root {}: manifest {}, tree {} (rustc {}, {} inputs downloaded)\n  installed at {}\n  recorded in {}",
+                p.lock.name,
+                d.manifest,
+                d.tree,
+                p.lock
+                    .toolchain
+                    .as_ref()
+                    .map(|t| t.rustc.version.as_str())
+                    .unwrap_or("?"),
+                p.downloaded,
+                p.root.path.display(),
+                p.lock_file.display()
+            );
         }
         Command::Toolchain {
             command: ToolchainCommand::Lock,

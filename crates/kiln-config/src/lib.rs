@@ -172,6 +172,11 @@ pub struct Project {
     /// Path of the toolchain lock, relative to the root. Default:
     /// `toolchains/<target>.lock.json`.
     pub toolchain_lock: Option<PathBuf>,
+    /// The toolchain root kiln provides for this project (`toolchains/<NAME>.lock.json`,
+    /// made by `kiln toolchain pin` and `pack`): the build runs inside it, and the host
+    /// contributes only the kernel. Unset: the host's toolchain, verified against
+    /// `toolchain_lock`.
+    pub toolchain_root: Option<String>,
 }
 
 /// One image to build.
@@ -464,6 +469,29 @@ impl Config {
         }
         let allowlist = self.check_allowlist()?;
         self.check_compliance()?;
+        if let Some(name) = &self.project.toolchain_root {
+            let ok = name
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_alphanumeric())
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._+".contains(&b));
+            if !ok {
+                return Err(self.invalid(
+                    "project.toolchain_root",
+                    format!("`{name}` is not a toolchain root name"),
+                    "name a lock in toolchains/ without its .lock.json suffix (letters, digits and -._+), e.g. \"bookworm-rust-1.95.0\"",
+                ));
+            }
+            if self.project.toolchain_lock.is_some() {
+                return Err(self.invalid(
+                    "project.toolchain_lock",
+                    "a provided toolchain root has no host toolchain lock",
+                    "remove toolchain_lock, or toolchain_root to build with the host's toolchain",
+                ));
+            }
+        }
         let mut seen = BTreeSet::new();
         for (i, img) in self.images.iter().enumerate() {
             let at = |f: &str| format!("image[{i}].{f}");

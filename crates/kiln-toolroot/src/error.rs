@@ -101,6 +101,11 @@ pub enum ToolrootError {
     /// `pack` was given inputs that do not hold a file the lock pins.
     #[error("{input} (sha256 {sha256}) is not among the fetched inputs")]
     MissingInput { input: String, sha256: String },
+    /// `--offline`, and an input is in neither the cache nor a local directory.
+    #[error(
+        "{input} is not in the download cache or a local directory, and the network is off (it would come from {url})"
+    )]
+    Offline { input: String, url: String },
 
     /// An input archive kiln cannot read (truncated, wrong format, bad manifest).
     #[error("{input}: {what}")]
@@ -195,6 +200,9 @@ impl kiln_core::Hint for ToolrootError {
             ),
             E::DigestMismatch { .. } | E::SizeMismatch { .. } => {
                 "the file is not the pinned one: if the mirror replaced it (a point release removes old versions from the pool), fetch from a mirror or local directory holding the pinned file, or re-pin and review the new lock".into()
+            }
+            E::Offline { .. } => {
+                "run `kiln fetch` (the one networked step) first, or put the file in a local input directory".into()
             }
             E::MissingInput { .. } => "run `fetch` with the same lock and pass its inputs to `pack`".into(),
             E::BadArchive { .. } => {

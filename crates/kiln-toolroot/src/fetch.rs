@@ -61,6 +61,22 @@ pub fn fetch(
     mirror_override: Option<&str>,
     local_dirs: &[PathBuf],
 ) -> Result<Inputs> {
+    obtain(lock, cache, mirror_override, local_dirs, true)
+}
+
+/// [`fetch`] without the network (`--offline`): every input must be in `cache` or one of
+/// `local_dirs`; the first that is not is [`ToolrootError::Offline`].
+pub fn fetch_offline(lock: &RootLock, cache: &Path, local_dirs: &[PathBuf]) -> Result<Inputs> {
+    obtain(lock, cache, None, local_dirs, false)
+}
+
+fn obtain(
+    lock: &RootLock,
+    cache: &Path,
+    mirror_override: Option<&str>,
+    local_dirs: &[PathBuf],
+    network: bool,
+) -> Result<Inputs> {
     lock.validate("the lock")?;
     let blobs = cache.join(toolroot::CACHE_BLOBS_DIR);
     kiln_core::fsx::create_dir_all(&blobs).map_err(ToolrootError::io("creating", &blobs))?;
@@ -91,6 +107,12 @@ pub fn fetch(
                 let mut tmp = Download::new(&blobs)?;
                 io::copy(&mut f, &mut tmp).map_err(ToolrootError::io("copying", &src))?;
                 tmp.finish(&input, &src.display().to_string(), &dest)?;
+            }
+            None if !network => {
+                return Err(ToolrootError::Offline {
+                    input: input.label.clone(),
+                    url: input.url.clone(),
+                });
             }
             None => {
                 let net = net.get_or_insert_with(Net::new);

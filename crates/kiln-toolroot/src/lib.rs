@@ -34,7 +34,7 @@ mod unpack;
 
 pub use debian::FULL_SYSTEM_ONLY;
 pub use error::{Result, ToolrootError};
-pub use fetch::{Inputs, fetch};
+pub use fetch::{Inputs, fetch, fetch_offline};
 pub use lock::{DebPackage, DebianPin, RootDigests, RootLock, RustComponent, RustPin, SCHEMA};
 pub use pack::{ANNOTATION_LOCK, MOUNTPOINTS, PackedRoot, ROOT_PATH, pack};
 pub use pin::{DEFAULT_MIRROR, DEFAULT_PACKAGES, DEFAULT_SUITE, PinRequest, RUST_DIST, pin};

@@ -38,6 +38,13 @@ pub struct RootLock {
     /// must reproduce it exactly.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root: Option<RootDigests>,
+    /// What the root's own tools say about themselves (`rustc -vV`, `cargo -vV`, `cc
+    /// --version`, `rustc --print cfg`, the tools' sha256), asked inside the installed root
+    /// by `kiln toolchain pack` after `root` is known. Derived, not an input: a build reads
+    /// it instead of detecting the toolchain, and the root's tree digest vouches for the
+    /// files it describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub toolchain: Option<kiln_toolchain::ToolchainLock>,
 }
 
 /// The Rust toolchain: official dist tarballs of one release.
@@ -124,6 +131,7 @@ impl RootLock {
     pub(crate) fn inputs_digest(&self) -> Digest {
         let mut l = self.clone();
         l.root = None;
+        l.toolchain = None;
         l.digest()
     }
 
@@ -379,6 +387,7 @@ pub(crate) mod tests {
             },
             links: BTreeMap::from([("bin".into(), "usr/bin".into())]),
             root: None,
+            toolchain: None,
         }
     }
 

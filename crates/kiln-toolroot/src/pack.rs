@@ -352,6 +352,7 @@ pub(crate) mod tests {
             },
             links: crate::pin::default_links(&["dash".to_string()]),
             root: None,
+            toolchain: None,
         };
         let inputs = crate::fetch(&lock, &dir.join("cache"), None, &[local]).unwrap();
         (lock, inputs)

@@ -254,6 +254,7 @@ pub fn pin(req: &PinRequest) -> Result<RootLock> {
         },
         links: default_links(&req.packages),
         root: None,
+        toolchain: None,
     };
     lock.validate("the pinned lock")?;
     Ok(lock)

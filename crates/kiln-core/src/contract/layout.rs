@@ -95,6 +95,8 @@ pub mod toolroot {
     /// The store of installed roots, relative to the user's cache directory
     /// (`$XDG_CACHE_HOME`, else `~/.cache`).
     pub const STORE_DIR: &str = "kiln/toolroots";
+    /// Beside the store: the download cache of the roots' pinned inputs.
+    pub const INPUTS_DIR: &str = "toolroot-inputs";
     /// Inside the store, `<manifest hex>/rootfs`: the unpacked root itself.
     pub const ROOTFS_DIR: &str = "rootfs";
     /// Inside the store, `<manifest hex>/stamp.json`: what the last full verification saw.
@@ -149,6 +151,10 @@ impl ProjectLayout {
     /// `Cargo.lock` at the root.
     pub fn cargo_lock(&self) -> PathBuf {
         self.root.join(CARGO_LOCK)
+    }
+    /// `toolchains/`: the project's toolchain locks (host and provided).
+    pub fn toolchains_dir(&self) -> PathBuf {
+        self.root.join(TOOLCHAINS_DIR)
     }
     /// `toolchains/<target>.lock.json`: where the project pins the toolchain for `target`.
     pub fn toolchain_lock(&self, target: &str) -> PathBuf {

@@ -1,0 +1,324 @@
+//! The toolchain kiln provides (`[project] toolchain_root = "NAME"`): a content-addressed
+//! root (kiln-toolroot) that the build runs inside (kiln-hermetic's `RootedSandbox`), so
+//! the host contributes only the kernel and kiln itself. This module is the glue: `kiln
+//! toolchain pin` and `pack`, obtaining the root for `fetch` and `build`, and asking the
+//! root's tools what they are.
+//!
+//! The lock `toolchains/<NAME>.lock.json` pins every input by sha256 and, once packed, the
+//! root's manifest and tree digests and what its tools report (`RootLock::toolchain`). A
+//! build reads those facts instead of detecting a toolchain, and the installed root is
+//! checked against the tree digest before anything runs in it.
+
+use std::path::{Path, PathBuf};
+
+use kiln_config::Config;
+use kiln_core::contract::ProjectLayout;
+use kiln_hermetic::RootedSandbox;
+use kiln_toolchain::{Toolchain, ToolchainLock};
+use kiln_toolroot::{RootDir, RootLock, Store};
+
+use crate::error::BuildError;
+
+type Result<T, E = BuildError> = std::result::Result<T, E>;
+
+/// Where the store of installed roots and the download cache are: `$KILN_TOOLROOT_STORE`
+/// and `$KILN_TOOLROOT_CACHE` when set, else under the user's cache directory.
+#[derive(Debug, Clone)]
+pub struct RootPlaces {
+    pub store: Store,
+    pub cache: PathBuf,
+}
+
+impl RootPlaces {
+    pub fn from_env() -> Result<RootPlaces> {
+        let store = match std::env::var_os("KILN_TOOLROOT_STORE").filter(|v| !v.is_empty()) {
+            Some(d) => Store::at(PathBuf::from(d)),
+            None => Store::open_default().map_err(BuildError::Toolroot)?,
+        };
+        let cache = match std::env::var_os("KILN_TOOLROOT_CACHE").filter(|v| !v.is_empty()) {
+            Some(d) => PathBuf::from(d),
+            None => store
+                .dir()
+                .parent()
+                .unwrap_or(store.dir())
+                .join(kiln_core::contract::layout::toolroot::INPUTS_DIR),
+        };
+        Ok(RootPlaces { store, cache })
+    }
+}
+
+/// `toolchains/<name>.lock.json` of `project`.
+pub fn lock_path(project: &Path, name: &str) -> PathBuf {
+    ProjectLayout::new(project)
+        .toolchains_dir()
+        .join(kiln_core::contract::layout::toolroot::lock_file(name))
+}
+
+/// The lock `[project] toolchain_root` names in `project`'s kiln.toml.
+pub fn configured_lock(project: &Path) -> Result<PathBuf> {
+    let config = Config::load(project)?;
+    match &config.project.toolchain_root {
+        Some(name) => Ok(lock_path(&config.root, name)),
+        None => Err(BuildError::Config(config.error_at(
+            "project.toolchain_root",
+            "kiln.toml names no provided toolchain root",
+            "set `toolchain_root = \"NAME\"` under [project] (the NAME of toolchains/NAME.lock.json), or pass --lock FILE",
+        ))),
+    }
+}
+
+/// `kiln toolchain pin`: resolves a root for `rust_version` (default: the rustc the
+/// project builds with today) from the Rust dist and Debian's archive (network), and
+/// writes its lock, without `root` (that is `pack`'s). Returns where it went.
+pub fn pin(
+    project: &Path,
+    name: Option<&str>,
+    rust_version: Option<&str>,
+) -> Result<(PathBuf, RootLock)> {
+    let version = match rust_version {
+        Some(v) => v.to_string(),
+        None => Toolchain::detect_for(project, None, None)?
+            .lock()
+            .map(|l| l.rustc.version)?,
+    };
+    let mut req = kiln_toolroot::PinRequest::new(&version);
+    if let Some(n) = name {
+        req.name = n.to_string();
+    }
+    let lock = kiln_toolroot::pin(&req).map_err(BuildError::Toolroot)?;
+    let path = lock_path(project, &lock.name);
+    lock.write(&path).map_err(BuildError::Toolroot)?;
+    Ok((path, lock))
+}
+
+/// What `pack` did.
+#[derive(Debug)]
+pub struct Packed {
+    pub lock_file: PathBuf,
+    pub lock: RootLock,
+    pub root: RootDir,
+    /// Inputs downloaded (the rest came from the cache or a local directory).
+    pub downloaded: usize,
+}
+
+/// `kiln toolchain pack`: fetches the lock's inputs (network only for what the cache and
+/// `local_dirs` lack; none at all with `offline`), packs the root deterministically,
+/// installs it, asks its tools what they are, and writes `root` and `toolchain` into the
+/// lock. A lock that already names a root must be reproduced exactly (else nothing is
+/// written): two packs of one lock give one digest on any machine.
+pub fn pack(
+    lock_file: &Path,
+    places: &RootPlaces,
+    offline: bool,
+    local_dirs: &[PathBuf],
+) -> Result<Packed> {
+    let mut lock = RootLock::read(lock_file).map_err(BuildError::Toolroot)?;
+    let (root, downloaded) = build_root(&lock, places, offline, local_dirs)?;
+    let toolchain = describe(&root, &lock.target)?;
+    if let Some(pinned) = &lock.toolchain
+        && *pinned != toolchain
+    {
+        return Err(BuildError::Provided {
+            message: format!(
+                "{}: `toolchain` records what the root's tools said when it was packed, and they now say otherwise (rustc {} vs {})",
+                lock_file.display(),
+                pinned.rustc.version,
+                toolchain.rustc.version
+            ),
+            fix: "the same root bytes must give the same answers: report this; to accept the new answers, delete `toolchain` from the lock and pack again".into(),
+        });
+    }
+    lock.root = Some(root.digests);
+    lock.toolchain = Some(toolchain);
+    lock.write(lock_file).map_err(BuildError::Toolroot)?;
+    Ok(Packed {
+        lock_file: lock_file.to_path_buf(),
+        lock,
+        root,
+        downloaded,
+    })
+}
+
+/// The installed root of `lock`: from the store when there (checked), else fetched,
+/// packed (reproducing `lock.root` when the lock has one) and installed.
+fn build_root(
+    lock: &RootLock,
+    places: &RootPlaces,
+    offline: bool,
+    local_dirs: &[PathBuf],
+) -> Result<(RootDir, usize)> {
+    if let Some(d) = &lock.root
+        && let Some(root) = places.store.get(d).map_err(BuildError::Toolroot)?
+    {
+        return Ok((root, 0));
+    }
+    let inputs = if offline {
+        kiln_toolroot::fetch_offline(lock, &places.cache, local_dirs)
+    } else {
+        kiln_toolroot::fetch(lock, &places.cache, None, local_dirs)
+    }
+    .map_err(BuildError::Toolroot)?;
+    let scratch = tempfile::Builder::new()
+        .prefix(".kiln-toolroot-")
+        .tempdir_in(places.cache.parent().unwrap_or(&places.cache))
+        .or_else(|_| tempfile::tempdir())
+        .map_err(crate::error::io(
+            "cannot create a scratch directory in",
+            &places.cache,
+        ))?;
+    let layout = scratch.path().join("layout");
+    let packed =
+        kiln_toolroot::pack(lock, &inputs, &layout, ROOT_SDE).map_err(BuildError::Toolroot)?;
+    let root = places
+        .store
+        .install(&packed, &packed.digests())
+        .map_err(BuildError::Toolroot)?;
+    Ok((root, inputs.downloaded()))
+}
+
+/// Every file of a root carries this mtime: a root is a function of its lock alone.
+const ROOT_SDE: u64 = 0;
+
+/// The provided toolchain of a build: the lock, the installed root, the facts its tools
+/// reported at pack time, and the tools as paths inside the root.
+pub(crate) struct Provided {
+    pub lock_file: PathBuf,
+    pub lock: RootLock,
+    pub root: RootDir,
+    pub toolchain: ToolchainLock,
+    pub tc: Toolchain,
+}
+
+/// The provided toolchain `config` names, installed (fetching and packing unless
+/// `offline`), or `None` when the project builds with the host's.
+pub(crate) fn provided(config: &Config, offline: bool) -> Result<Option<Provided>> {
+    let Some(name) = &config.project.toolchain_root else {
+        return Ok(None);
+    };
+    let lock_file = lock_path(&config.root, name);
+    let lock = RootLock::read(&lock_file).map_err(BuildError::Toolroot)?;
+    let (Some(_), Some(toolchain)) = (&lock.root, &lock.toolchain) else {
+        return Err(BuildError::Provided {
+            message: format!(
+                "{}: the toolchain root is pinned but not packed (no `root` or `toolchain`)",
+                lock_file.display()
+            ),
+            fix: format!(
+                "run `{}` and commit the lock",
+                kiln_core::cli::cmd("toolchain pack")
+            ),
+        });
+    };
+    let toolchain = toolchain.clone();
+    let places = RootPlaces::from_env()?;
+    let (root, _) = build_root(&lock, &places, offline, &[])?;
+    let tc = Toolchain {
+        sysroot: PathBuf::from("/usr/local"),
+        rustc: root.rustc(),
+        cargo: root.cargo(),
+        cc: root.cc(),
+        host: toolchain.host.clone(),
+        target: toolchain.target.clone(),
+        rustup_toolchain: None,
+    };
+    Ok(Some(Provided {
+        lock_file,
+        lock,
+        root,
+        toolchain,
+        tc,
+    }))
+}
+
+/// What the root's tools say about themselves, asked inside the root (network cut, empty
+/// environment but `PATH` and `LC_ALL=C`), with the sha256 of rustc, cargo, the C driver
+/// and the linker as the lock's `files` (their in-root paths, symlinks resolved inside).
+fn describe(root: &RootDir, target: &str) -> Result<ToolchainLock> {
+    let sandbox = RootedSandbox::new(&root.path, Vec::new(), "/")?;
+    sandbox.check()?;
+    let run = |program: &Path, args: &[&str]| -> kiln_toolchain::Result<String> {
+        let shown = format!("{} {}", program.display(), args.join(" "));
+        let spawn = |error| kiln_toolchain::Error::Spawn {
+            command: shown.clone(),
+            error,
+        };
+        let mut cmd = sandbox
+            .command(program)
+            .map_err(|e| spawn(std::io::Error::other(e.to_string())))?;
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", kiln_toolroot::ROOT_PATH)
+            // cargo refuses to start without a home; the sandbox's /tmp is empty tmpfs.
+            .env("HOME", "/tmp")
+            .env("LC_ALL", "C")
+            .stdin(std::process::Stdio::null());
+        let out = cmd.output().map_err(spawn)?;
+        if !out.status.success() {
+            return Err(kiln_toolchain::Error::CommandFailed {
+                command: shown,
+                status: out.status,
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let tc = Toolchain {
+        sysroot: PathBuf::from("/usr/local"),
+        rustc: root.rustc(),
+        cargo: root.cargo(),
+        cc: root.cc(),
+        host: target.to_string(),
+        target: target.to_string(),
+        rustup_toolchain: None,
+    };
+    let mut files = std::collections::BTreeMap::new();
+    files.insert("sysroot/bin/rustc".to_string(), root.host_path(&tc.rustc));
+    files.insert("sysroot/bin/cargo".to_string(), root.host_path(&tc.cargo));
+    for tool in [tc.cc.clone(), PathBuf::from("/usr/bin/ld")] {
+        let inside = resolve_inside(root, &tool)?;
+        files.insert(format!("cc:{}", inside.display()), root.host_path(&inside));
+    }
+    let files = kiln_toolchain::hash_files(files)?;
+    Ok(tc.describe(&run, files)?)
+}
+
+/// `p` (a path inside the root) with every symlink resolved as a process inside the root
+/// would resolve it: absolute targets are the root's, never the host's.
+fn resolve_inside(root: &RootDir, p: &Path) -> Result<PathBuf> {
+    let mut path = p.to_path_buf();
+    for _ in 0..40 {
+        let host = root.host_path(&path);
+        match std::fs::symlink_metadata(&host) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let target = std::fs::read_link(&host)
+                    .map_err(crate::error::io("cannot read the link", &host))?;
+                let joined = if target.is_absolute() {
+                    target
+                } else {
+                    path.parent().unwrap_or(Path::new("/")).join(target)
+                };
+                // Lexically, `..` popping a component: the root's directories on the way
+                // are real directories (usrmerge links are top-level only).
+                path = PathBuf::from("/");
+                for c in joined.components() {
+                    match c {
+                        std::path::Component::Normal(n) => path.push(n),
+                        std::path::Component::ParentDir => {
+                            path.pop();
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Ok(_) => return Ok(path),
+            Err(e) => return Err(crate::error::io("cannot find in the toolchain root", &host)(e)),
+        }
+    }
+    Err(BuildError::Provided {
+        message: format!(
+            "{}: too many levels of symlinks in the toolchain root",
+            p.display()
+        ),
+        fix: "the root's links loop: re-pin it with `kiln toolchain pin`".into(),
+    })
+}
