@@ -19,6 +19,10 @@
 //!      cached binaries;
 //!    - no-op: the same command once more, nothing changed: answered from the last
 //!      build's record (stderr must say `cache: no-op`);
+//!    - warm from the registry: the local store and the outputs removed (another machine
+//!      sharing the registry): the entry is pulled from a `docker-registry` on 127.0.0.1,
+//!      verified and used (stderr must say `from registry`). Every cached build names that
+//!      registry (`--cache-registry`, one repository per run), so cold also pushes;
 //!
 //!    then, per run, `kiln build --no-cache` with the build root's target dir removed: the
 //!    full compile the cache replaces.
@@ -58,13 +62,20 @@ const NOOP_TARGET_S: f64 = 0.2;
 const REPORT_FILE: &str = "cache.json";
 
 /// The timed steps, in table order.
-const STEPS: [Step; 4] = [Step::Cold, Step::Warm, Step::Noop, Step::NoCache];
+const STEPS: [Step; 5] = [
+    Step::Cold,
+    Step::Warm,
+    Step::Noop,
+    Step::WarmRegistry,
+    Step::NoCache,
+];
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Step {
     Cold,
     Warm,
     Noop,
+    WarmRegistry,
     NoCache,
 }
 
@@ -74,6 +85,7 @@ impl Step {
             Step::Cold => "cold",
             Step::Warm => "warm",
             Step::Noop => "noop",
+            Step::WarmRegistry => "warm-registry",
             Step::NoCache => "no-cache",
         }
     }
@@ -82,12 +94,15 @@ impl Step {
             Step::Cold => "cold: --cache, empty store (miss, compile, store)",
             Step::Warm => "warm: --cache again, outputs removed (hit, compile skipped)",
             Step::Noop => "no-op: --cache, nothing changed (last build's record)",
+            Step::WarmRegistry => {
+                "warm from the registry: empty local store, outputs removed (pulled, verified, hit)"
+            }
             Step::NoCache => "--no-cache, cold target dir (full compile)",
         }
     }
     fn target_s(self) -> Option<f64> {
         match self {
-            Step::Warm => Some(WARM_TARGET_S),
+            Step::Warm | Step::WarmRegistry => Some(WARM_TARGET_S),
             Step::Noop => Some(NOOP_TARGET_S),
             _ => None,
         }
@@ -290,6 +305,13 @@ fn bench_project(
     let target_dir = layout.build_root().join("target");
     let store = dir.join(format!("cache-{name}"));
     let out = dir.join(format!("out-{name}"));
+    // The registry tier: a docker-registry on 127.0.0.1, one repository per run so each
+    // cold build starts from an empty registry too.
+    let registry_exe = kiln_core::process::which("docker-registry").context(
+        "docker-registry is not installed (apt-get install docker-registry; `cargo xtask test` installs it too)",
+    )?;
+    let registry =
+        crate::bench_push::Registry::start(&registry_exe, &dir.join(format!("registry-{name}")))?;
     let kiln_cmd = || {
         let mut c = kiln_core::process::command(kiln);
         for v in ["KILN_SIGNING_KEY", "KILN_CACHE_DIR", "GITHUB_ACTIONS"] {
@@ -316,6 +338,8 @@ fn bench_project(
             c.arg("--no-cache");
         } else {
             c.arg("--cache").arg("--cache-dir").arg(&store);
+            c.args(["--cache-insecure-http", "--cache-registry"])
+                .arg(format!("{}/cache-{name}-{run}", registry.addr));
         }
         c.stdin(Stdio::null())
             .stdout(kiln_core::fsx::create_log(&json_out)?)
@@ -334,6 +358,7 @@ fn bench_project(
             Step::Cold => &["cache: miss", "cache: stored"],
             Step::Warm => &["cache: hit", "compile skipped"],
             Step::Noop => &["cache: no-op"],
+            Step::WarmRegistry => &["cache: hit", "from registry", "compile skipped"],
             Step::NoCache => &[],
         };
         for e in expect {
@@ -370,7 +395,11 @@ fn bench_project(
     for run in 1..=runs {
         let _ = std::fs::remove_dir_all(&store);
         let _ = std::fs::remove_dir_all(&target_dir);
-        for step in [Step::Cold, Step::Warm, Step::Noop] {
+        for step in [Step::Cold, Step::Warm, Step::Noop, Step::WarmRegistry] {
+            if step == Step::WarmRegistry {
+                // Another machine: only the registry has the entry.
+                let _ = std::fs::remove_dir_all(&store);
+            }
             if step != Step::Noop {
                 // Cold and warm builds have no outputs yet (warm: a checkout that has the
                 // cache but not the outputs); else the last build's record answers them

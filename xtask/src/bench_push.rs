@@ -534,14 +534,14 @@ fn write_random(path: &Path, len: u64) -> Result<()> {
 /// A `docker-registry serve` on 127.0.0.1 with its own storage and config (the push tests'
 /// config: no auth, deletes enabled, errors-only log); killed, and its directory removed,
 /// on drop.
-struct Registry {
-    addr: String,
+pub(crate) struct Registry {
+    pub(crate) addr: String,
     child: Child,
     dir: PathBuf,
 }
 
 impl Registry {
-    fn start(exe: &Path, dir: &Path) -> Result<Registry> {
+    pub(crate) fn start(exe: &Path, dir: &Path) -> Result<Registry> {
         let _ = std::fs::remove_dir_all(dir);
         let storage = dir.join("storage");
         kiln_core::fsx::create_dir_all(&storage)?;

@@ -90,7 +90,8 @@ fn a_noop_answers_from_the_last_build_until_anything_changes() {
 
     // Each change builds once (through the cache: the compile inputs are the same), then
     // the same request is a no-op again.
-    let changes: Vec<(&str, Box<dyn Fn()>)> = vec![
+    type Change<'a> = (&'static str, Box<dyn Fn() + 'a>);
+    let changes: Vec<Change> = vec![
         (
             "a new source file",
             Box::new(|| std::fs::write(dir.join("NOTES.md"), "notes\n").unwrap()),
