@@ -38,6 +38,23 @@ pub const BUILD_CACHE: &str = "build-cache";
 pub const ANNOTATION_CACHE_KEY: &str = "dev.kiln.cache.key";
 pub const ANNOTATION_CACHE_SIGNER: &str = "dev.kiln.cache.signer";
 pub const ANNOTATION_BASE_ALLOWLIST: &str = "dev.kiln.base.allowlist";
+/// The resolvedDependency of a build inside a provided toolchain root: `digest.sha256` is
+/// the root's OCI manifest; annotations name the root and its tree digest. Each pinned
+/// input of the root follows as its own dependency ([`ToolchainRoot::inputs`]).
+pub const TOOLCHAIN_ROOT: &str = "toolchain-root";
+pub const ANNOTATION_TOOLROOT_NAME: &str = "dev.kiln.toolroot.name";
+pub const ANNOTATION_TOOLROOT_TREE: &str = "dev.kiln.toolroot.tree";
+
+/// The provided toolchain root a build ran inside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolchainRoot {
+    pub name: String,
+    pub manifest: Digest,
+    pub tree: Digest,
+    /// Every pinned input: (name, uri, sha256 hex), e.g. (`deb:gcc-12@12.2.0-14`,
+    /// `pkg:deb/debian/gcc-12@12.2.0-14?arch=amd64`, ...).
+    pub inputs: Vec<(String, String, String)>,
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -271,6 +288,8 @@ pub struct ProvenanceInputs {
     /// manifest digest, cache key, key id of its signer). Recorded as the
     /// [`BUILD_CACHE`] resolvedDependency; absent when the build compiled.
     pub build_cache: Option<(Digest, Digest, String)>,
+    /// The provided toolchain root, when the build ran inside one.
+    pub toolchain_root: Option<ToolchainRoot>,
     /// The VEX step's inputs, relative to the project: the statements file and each OSV
     /// advisory it read (empty when the project has no VEX).
     pub vex_inputs: Vec<VexInput>,
@@ -328,6 +347,29 @@ pub fn statement(i: &ProvenanceInputs) -> Statement {
     tc.annotations
         .insert("rustc".into(), Value::String(i.rustc.clone()));
     deps.push(tc);
+    if let Some(root) = &i.toolchain_root {
+        let mut rd = ResourceDescriptor::sha256(TOOLCHAIN_ROOT, root.manifest);
+        rd.media_type = Some("application/vnd.oci.image.manifest.v1+json".into());
+        rd.annotations.insert(
+            ANNOTATION_TOOLROOT_NAME.into(),
+            Value::String(root.name.clone()),
+        );
+        rd.annotations.insert(
+            ANNOTATION_TOOLROOT_TREE.into(),
+            Value::String(root.tree.to_string()),
+        );
+        deps.push(rd);
+        let mut inputs = root.inputs.clone();
+        inputs.sort();
+        for (name, uri, sha256) in inputs {
+            deps.push(ResourceDescriptor {
+                name: Some(name),
+                uri: Some(uri),
+                digest: BTreeMap::from([("sha256".into(), sha256)]),
+                ..Default::default()
+            });
+        }
+    }
     deps.push(ResourceDescriptor::sha256(
         kiln_core::contract::layout::CARGO_LOCK,
         i.cargo_lock,
@@ -508,6 +550,7 @@ pub(crate) mod tests {
             base_ref: None,
             base_allowlist: Vec::new(),
             build_cache: None,
+            toolchain_root: None,
             vex_inputs: Vec::new(),
             builder: BuilderIdentity {
                 id: LOCAL_BUILDER_ID.into(),

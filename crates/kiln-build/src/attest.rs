@@ -160,6 +160,9 @@ fn provenance_inputs(
         },
         base_allowlist: ctx.config.policy.base_allowlist.clone(),
         build_cache: ctx.cache.map(|c| (c.entry, c.key, c.signer.clone())),
+        toolchain_root: ctx
+            .toolchain_root
+            .and_then(crate::provided::provenance_record),
         vex_inputs,
         builder: BuilderIdentity::detect(&env),
         kiln_version: env!("CARGO_PKG_VERSION").to_string(),

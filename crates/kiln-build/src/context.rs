@@ -141,4 +141,6 @@ pub(crate) struct ImageContext<'a> {
     pub cache: Option<&'a crate::cache::CacheUse>,
     /// How the build was isolated, as recorded: `netns`, `none` or `root`.
     pub sandbox: &'a str,
+    /// The provided toolchain root the build ran inside, if any.
+    pub toolchain_root: Option<&'a kiln_toolroot::RootLock>,
 }

@@ -473,6 +473,7 @@ fn build_image(
         layout: &layout,
         cache: cache_use.as_ref(),
         sandbox: &b.isolation,
+        toolchain_root: b.provided.as_ref().map(|p| &p.lock),
     };
     crate::evidence::write(&ctx, b.progress)?;
     write_archives(b, spec, &files, &built)?;

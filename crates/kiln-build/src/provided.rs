@@ -322,3 +322,40 @@ fn resolve_inside(root: &RootDir, p: &Path) -> Result<PathBuf> {
         fix: "the root's links loop: re-pin it with `kiln toolchain pin`".into(),
     })
 }
+
+/// What provenance records of a provided root: its digests and every pinned input, Debian
+/// packages as purls, Rust components by their dist URL.
+pub(crate) fn provenance_record(
+    lock: &RootLock,
+) -> Option<kiln_attest::provenance::ToolchainRoot> {
+    // `provided` refuses a lock without `root`, so every build that has one has this.
+    let digests = lock.root?;
+    let mut inputs: Vec<(String, String, String)> = lock
+        .debian
+        .packages
+        .iter()
+        .map(|p| {
+            (
+                format!("deb:{}@{}", p.name, p.version),
+                format!(
+                    "pkg:deb/debian/{}@{}?arch={}",
+                    p.name, p.version, p.architecture
+                ),
+                p.sha256.clone(),
+            )
+        })
+        .collect();
+    inputs.extend(lock.rust.components.iter().map(|c| {
+        (
+            format!("rust:{}@{}", c.name, lock.rust.version),
+            c.url.clone(),
+            c.sha256.clone(),
+        )
+    }));
+    Some(kiln_attest::provenance::ToolchainRoot {
+        name: lock.name.clone(),
+        manifest: digests.manifest,
+        tree: digests.tree,
+        inputs,
+    })
+}
