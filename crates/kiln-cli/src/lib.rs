@@ -43,11 +43,16 @@ pub enum Command {
     /// Build the images in kiln.toml: verify the toolchain, fetch if needed, compile offline
     /// in a sandbox, pack deterministic OCI images into target/kiln/out/<image>/.
     Build(BuildArgs),
-    /// Fill kiln's cargo home from Cargo.lock (the only step that uses the network).
+    /// Fill kiln's cargo home from Cargo.lock, and obtain the provided toolchain root if
+    /// kiln.toml names one (the only step that uses the network).
     Fetch {
         /// Only this image's project (repeatable).
         #[arg(long = "image")]
         images: Vec<String>,
+        /// The build root whose cargo home to fill (default target/kiln/root), as `build
+        /// --root`.
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
     },
     /// Manage the pinned toolchain in toolchains/.
     Toolchain {
@@ -390,9 +395,10 @@ fn run(dir: Option<PathBuf>, command: Command) -> Result<ExitCode> {
                 print_table(&opts, &summaries);
             }
         }
-        Command::Fetch { images } => {
+        Command::Fetch { images, root } => {
             let mut opts = BuildOptions::new(project_dir(dir)?);
             opts.images = images;
+            opts.root_dir = root;
             kiln_build::fetch(&opts, &Stderr)?;
             eprintln!("kiln: every locked crate is in kiln's cargo home, checksums verified");
         }

@@ -22,6 +22,8 @@
 //! - `push`       — push to a real registry, pull back byte for byte, `verify REF`; faults
 //!   injected between; a tampered registry fails verification
 //! - `repro`      — `kiln repro` on a reproducible and a deliberately unreproducible project
+//! - `provided`   — builds inside the provided toolchain root: another machine (no rustup, no
+//!   host gcc) gives the same bytes; a changed root, an unobtainable one, an unpacked lock
 
 /// The binary under test (see `support::kiln`).
 const KILN: &str = env!("CARGO_BIN_EXE_kiln");
@@ -38,6 +40,7 @@ mod controls;
 mod crash;
 mod evidence;
 mod keyless;
+mod provided;
 mod push;
 mod registry;
 mod repro;

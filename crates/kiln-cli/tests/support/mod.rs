@@ -21,6 +21,25 @@ pub fn repo() -> PathBuf {
         .to_path_buf()
 }
 
+/// The provided toolchain root the repository pins (and `Project::provided_hello` uses).
+pub const PROVIDED_ROOT: &str = "bookworm-rust-1.95.0";
+
+/// `cmd` with the provided-root store at `store` (default: one shared by every test run,
+/// `target/kiln/tools/toolroot-store`) and the download cache shared with kiln-toolroot's
+/// tests (`target/kiln/tools/toolroot-cache`, `$KILN_TOOLROOT_CACHE` when set), so a root is
+/// downloaded once per machine.
+pub fn with_toolroot(mut c: Command, store: Option<&Path>) -> Command {
+    let tools = repo().join("target/kiln/tools");
+    let cache = std::env::var_os("KILN_TOOLROOT_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| tools.join("toolroot-cache"));
+    c.env("KILN_TOOLROOT_CACHE", cache).env(
+        "KILN_TOOLROOT_STORE",
+        store.map_or_else(|| tools.join("toolroot-store"), Path::to_path_buf),
+    );
+    c
+}
+
 /// The kiln CLI under test: the binary the including test crate names in its `KILN`
 /// constant (`kiln` for kiln-cli's tests, `xtask` for the developer tasks').
 pub fn kiln() -> Command {
@@ -235,6 +254,23 @@ impl Project {
             ],
         );
         Project { dir }
+    }
+
+    /// testdata/hello built inside the committed provided toolchain root
+    /// (`toolchains/bookworm-rust-1.95.0.lock.json`).
+    pub fn provided_hello() -> Self {
+        let p = Self::from_testdata(
+            "hello",
+            &HELLO_TOML.replacen(
+                "[project]\n",
+                &format!("[project]\ntoolchain_root = \"{PROVIDED_ROOT}\"\n"),
+                1,
+            ),
+        );
+        let lock = format!("toolchains/{PROVIDED_ROOT}.lock.json");
+        std::fs::copy(repo().join(&lock), p.path().join(&lock))
+            .unwrap_or_else(|e| panic!("{lock}: {e}"));
+        p
     }
 
     pub fn path(&self) -> &Path {
