@@ -115,6 +115,9 @@ pub enum BuildError {
     /// kiln-toolroot: pinning, fetching, packing or checking a provided toolchain root.
     #[error("toolchain root")]
     Toolroot(#[source] kiln_toolroot::ToolrootError),
+    /// `kiln rebuild`: the provenance, or the source it names, cannot be rebuilt from.
+    #[error("{message}")]
+    Rebuild { message: String, fix: String },
     /// A provided toolchain root that cannot be used as it is.
     #[error("{message}")]
     Provided { message: String, fix: String },
@@ -185,7 +188,7 @@ impl Hint for BuildError {
             )),
             BuildError::KeyAndKeyless { .. } => Some("use one of them".into()),
             BuildError::Toolroot(e) => e.hint(),
-            BuildError::Provided { fix, .. } => Some(fix.clone()),
+            BuildError::Provided { fix, .. } | BuildError::Rebuild { fix, .. } => Some(fix.clone()),
             BuildError::Compliance { source, .. } => kiln_core::Hint::hint(source.as_ref()),
             BuildError::LockChanged { .. } => Some(format!("rebuild the image with `{}`", build())),
             BuildError::RustVersion(e) => Some(format!(

@@ -32,6 +32,7 @@ mod package;
 mod pipeline;
 pub mod provided;
 pub mod publish;
+pub mod rebuild;
 mod sbom;
 mod summary;
 mod vex;

@@ -325,9 +325,7 @@ fn resolve_inside(root: &RootDir, p: &Path) -> Result<PathBuf> {
 
 /// What provenance records of a provided root: its digests and every pinned input, Debian
 /// packages as purls, Rust components by their dist URL.
-pub(crate) fn provenance_record(
-    lock: &RootLock,
-) -> Option<kiln_attest::provenance::ToolchainRoot> {
+pub(crate) fn provenance_record(lock: &RootLock) -> Option<kiln_attest::provenance::ToolchainRoot> {
     // `provided` refuses a lock without `root`, so every build that has one has this.
     let digests = lock.root?;
     let mut inputs: Vec<(String, String, String)> = lock

@@ -9,6 +9,7 @@ mod cmd_attest;
 mod cmd_controls;
 mod cmd_evidence;
 mod cmd_publish;
+mod cmd_rebuild;
 mod cmd_repro;
 mod cmd_sbom;
 mod cmd_vex;
@@ -69,6 +70,8 @@ pub enum Command {
     Gate(cmd_vex::GateArgs),
     /// Rebuild twice under varied conditions, diff every artifact, report the ratio.
     Repro(cmd_repro::Args),
+    /// Rebuild a release from its provenance alone and compare every subject digest.
+    Rebuild(cmd_rebuild::Args),
     /// Push a built image and all its evidence to an OCI registry (cosign-compatible).
     Push(cmd_publish::PushArgs),
     /// Pull an image and its evidence from a registry into an output directory.
@@ -463,6 +466,7 @@ fn run(dir: Option<PathBuf>, command: Command) -> Result<ExitCode> {
         Command::Verify(args) => return cmd_attest::verify(project_dir(dir)?, &args),
         Command::Gate(args) => return cmd_vex::gate(project_dir(dir)?, &args),
         Command::Repro(args) => return cmd_repro::run(project_dir(dir)?, &args),
+        Command::Rebuild(args) => return cmd_rebuild::run(&args),
         Command::Push(args) => return cmd_publish::push(project_dir(dir)?, &args),
         Command::Pull(args) => return cmd_publish::pull(&args),
         Command::Evidence { command } => return cmd_evidence::run(project_dir(dir)?, &command),
@@ -554,6 +558,7 @@ mod tests {
                 "keygen",
                 "pull",
                 "push",
+                "rebuild",
                 "repro",
                 "sbom",
                 "toolchain",

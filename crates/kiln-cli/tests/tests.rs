@@ -24,6 +24,7 @@
 //! - `repro`      — `kiln repro` on a reproducible and a deliberately unreproducible project
 //! - `provided`   — builds inside the provided toolchain root: another machine (no rustup, no
 //!   host gcc) gives the same bytes; a changed root, an unobtainable one, an unpacked lock
+//! - `rebuild`    — `kiln rebuild PROVENANCE` reproduces a release; altered inputs are named
 
 /// The binary under test (see `support::kiln`).
 const KILN: &str = env!("CARGO_BIN_EXE_kiln");
@@ -42,6 +43,7 @@ mod evidence;
 mod keyless;
 mod provided;
 mod push;
+mod rebuild;
 mod registry;
 mod repro;
 mod sandbox;
