@@ -269,7 +269,7 @@ pub fn cache(args: &CacheBenchArgs) -> Result<()> {
 }
 
 /// `cargo build --release -p kiln-cli`, and the binary it leaves.
-fn release_kiln(repo: &Path, cargo: &Path) -> Result<PathBuf> {
+pub(crate) fn release_kiln(repo: &Path, cargo: &Path) -> Result<PathBuf> {
     eprintln!("bench cache: cargo build --release -p kiln-cli");
     let mut c = kiln_core::process::command(cargo);
     c.current_dir(repo)

@@ -7,6 +7,7 @@
 //! the suite drives, then runs it), `bench`, `corpus`, `fuzz`.
 
 mod bench;
+mod bench_build;
 mod bench_cache;
 mod bench_gate;
 mod bench_push;
@@ -77,6 +78,9 @@ enum BenchCommand {
     /// The attested build cache on a corpus project (bat by default) and testdata/hello:
     /// cold miss + store, warm hit, the no-op hit, against a `--no-cache` full compile.
     Cache(bench_cache::CacheBenchArgs),
+    /// A build inside the provided toolchain root next to a plain `cargo build --release
+    /// --locked` (hello and a corpus project), and the root's first-time fetch.
+    Build(bench_build::BuildBenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -105,6 +109,7 @@ fn run(dir: Option<PathBuf>, task: Task) -> Result<ExitCode> {
             BenchCommand::Gate(args) => bench_gate::gate(&args)?,
             BenchCommand::Push(args) => bench_push::push(&args)?,
             BenchCommand::Cache(args) => bench_cache::cache(&args)?,
+            BenchCommand::Build(args) => bench_build::build(&args)?,
         },
     }
     Ok(ExitCode::SUCCESS)
