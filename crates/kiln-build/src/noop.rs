@@ -23,7 +23,6 @@
 //! attest` attaching) changes their digests, so the next build is a full one.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use kiln_config::{Base, Config};
@@ -172,15 +171,8 @@ fn file_digest(p: &Path) -> std::io::Result<Option<Digest>> {
     }
 }
 
-fn meta_of(p: &Path) -> std::io::Result<[i128; 5]> {
-    let m = std::fs::metadata(p)?;
-    Ok([
-        m.len() as i128,
-        m.ino() as i128,
-        m.dev() as i128,
-        m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
-        m.ctime() as i128 * 1_000_000_000 + m.ctime_nsec() as i128,
-    ])
+fn meta_of(p: &Path) -> std::io::Result<[i128; 6]> {
+    Ok(fsx::identity(&std::fs::metadata(p)?))
 }
 
 fn digest(

@@ -217,7 +217,9 @@ pub fn rebuild(req: &RebuildRequest, progress: &dyn Progress) -> Result<Rebuilt>
         let file = source.join(rel);
         // The digest a build records: a provided root's lock or the host lock, as parsed.
         let have = if config.project.toolchain_root.is_some() {
-            kiln_toolroot::RootLock::read(&file).ok().map(|l| l.digest())
+            kiln_toolroot::RootLock::read(&file)
+                .ok()
+                .map(|l| l.digest())
         } else {
             kiln_toolchain::ToolchainLock::read(&file)
                 .ok()

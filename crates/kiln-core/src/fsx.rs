@@ -260,6 +260,25 @@ fn parent_of(path: &Path) -> &Path {
     }
 }
 
+/// A file's identity as the kernel keeps it: size, inode, device, mtime and ctime (in
+/// nanoseconds) and mode. kiln's metadata stamps (the verified toolchain, the verified crate
+/// sources, installed toolchain roots, the no-op record) compare these to skip re-hashing
+/// what nothing touched: changing a file's bytes, mode or links moves its ctime, which no
+/// unprivileged process can set back (the rule Bazel's digest cache and cargo's fingerprints
+/// rely on).
+#[cfg(unix)]
+pub fn identity(m: &std::fs::Metadata) -> [i128; 6] {
+    use std::os::unix::fs::MetadataExt;
+    [
+        m.size() as i128,
+        m.ino() as i128,
+        m.dev() as i128,
+        m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
+        m.ctime() as i128 * 1_000_000_000 + m.ctime_nsec() as i128,
+        m.mode() as i128,
+    ]
+}
+
 /// Sets `path`'s permission bits exactly (whatever the umask was when it was created).
 #[cfg(unix)]
 pub fn set_mode(path: &Path, mode: u32) -> io::Result<()> {

@@ -266,7 +266,7 @@ struct CrateStamp {
     files: Vec<(String, EntryMeta)>,
 }
 
-/// What the kernel keeps for an entry: size, inode, device, mode, mtime ns, ctime ns.
+/// What the kernel keeps for an entry ([`kiln_core::fsx::identity`]).
 type EntryMeta = [i128; 6];
 
 impl Stamp {
@@ -281,17 +281,6 @@ impl Stamp {
 /// Every entry under `dir` (itself included, as ""), by sorted relative path, with its
 /// metadata; symlinks are not followed (none are unpacked, so one is a difference).
 fn tree_meta(dir: &Path) -> std::io::Result<Vec<(String, EntryMeta)>> {
-    use std::os::unix::fs::MetadataExt;
-    fn meta(m: &std::fs::Metadata) -> EntryMeta {
-        [
-            m.size() as i128,
-            m.ino() as i128,
-            m.dev() as i128,
-            m.mode() as i128,
-            m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
-            m.ctime() as i128 * 1_000_000_000 + m.ctime_nsec() as i128,
-        ]
-    }
     fn walk(dir: &Path, rel: &str, out: &mut Vec<(String, EntryMeta)>) -> std::io::Result<()> {
         let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
         entries.sort_by_key(|e| e.file_name());
@@ -303,14 +292,17 @@ fn tree_meta(dir: &Path) -> std::io::Result<Vec<(String, EntryMeta)>> {
                 format!("{rel}/{name}")
             };
             let m = std::fs::symlink_metadata(e.path())?;
-            out.push((rel.clone(), meta(&m)));
+            out.push((rel.clone(), kiln_core::fsx::identity(&m)));
             if m.is_dir() {
                 walk(&e.path(), &rel, out)?;
             }
         }
         Ok(())
     }
-    let mut out = vec![(String::new(), meta(&std::fs::symlink_metadata(dir)?))];
+    let mut out = vec![(
+        String::new(),
+        kiln_core::fsx::identity(&std::fs::symlink_metadata(dir)?),
+    )];
     walk(dir, "", &mut out)?;
     Ok(out)
 }

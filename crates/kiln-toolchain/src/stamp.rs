@@ -13,7 +13,6 @@
 //! writes a new stamp. `repro` builds in fresh build roots, so it always verifies fully.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use kiln_core::{Digest, canonical, fsx};
@@ -30,21 +29,14 @@ struct Stamp {
     cargo: PathBuf,
     cc: PathBuf,
     target: String,
-    /// key → (path, [size, inode, device, mtime ns, ctime ns]).
-    files: BTreeMap<String, (PathBuf, [i128; 5])>,
+    /// key → (path, [size, inode, device, mtime ns, ctime ns, mode]: `fsx::identity`).
+    files: BTreeMap<String, (PathBuf, [i128; 6])>,
 }
 
-const SCHEMA: u32 = 1;
+const SCHEMA: u32 = 2;
 
-fn meta(p: &Path) -> Option<[i128; 5]> {
-    let m = std::fs::metadata(p).ok()?;
-    Some([
-        m.len() as i128,
-        m.ino() as i128,
-        m.dev() as i128,
-        m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
-        m.ctime() as i128 * 1_000_000_000 + m.ctime_nsec() as i128,
-    ])
+fn meta(p: &Path) -> Option<[i128; 6]> {
+    Some(kiln_core::fsx::identity(&std::fs::metadata(p).ok()?))
 }
 
 fn current(tc: &Toolchain, lock_bytes: &[u8]) -> Result<Stamp> {
@@ -52,7 +44,7 @@ fn current(tc: &Toolchain, lock_bytes: &[u8]) -> Result<Stamp> {
         .pinned_files()?
         .into_iter()
         .map(|(k, p)| {
-            let m = meta(&p).unwrap_or([-1; 5]);
+            let m = meta(&p).unwrap_or([-1; 6]);
             (k, (p, m))
         })
         .collect();

@@ -128,14 +128,7 @@ fn hash_leaf(n: &Node) -> [u8; 32] {
 pub(crate) type Meta = [i128; 6];
 
 fn meta_of(m: &std::fs::Metadata) -> Meta {
-    [
-        m.len() as i128,
-        m.ino() as i128,
-        m.dev() as i128,
-        m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
-        m.ctime() as i128 * 1_000_000_000 + m.ctime_nsec() as i128,
-        m.mode() as i128,
-    ]
+    kiln_core::fsx::identity(m)
 }
 
 enum Kind {
