@@ -73,18 +73,8 @@ pub fn fetch(opts: &BuildOptions, progress: &dyn Progress) -> Result<()> {
     let config = Config::load(&opts.project)?;
     // A provided toolchain root: obtained (its pinned inputs downloaded, packed,
     // installed and checked) here, so the build itself can run offline.
-    let cargo = if config.project.toolchain_root.is_some() {
-        progress.step("*", "obtaining the provided toolchain root");
-        let p = crate::provided::provided(&config, opts.offline)?.expect("toolchain_root is set");
-        progress.step(
-            "*",
-            &format!(
-                "toolchain root {} {} at {}",
-                p.lock.name,
-                p.root.digests.manifest,
-                p.root.path.display()
-            ),
-        );
+    let cargo = if let Some(p) = crate::provided::provided(&config, opts.offline)? {
+        progress.step("*", &p.describe());
         fetching_cargo(None)?
     } else {
         fetching_cargo(Some(select_toolchain(&config)?.0))?
@@ -275,15 +265,7 @@ impl<'a> Build<'a> {
         let provided = crate::provided::provided(config, opts.offline)?;
         let (tc, lock_file, lock) = match &provided {
             Some(p) => {
-                progress.step(
-                    "*",
-                    &format!(
-                        "toolchain root {} {} (provided; installed at {})",
-                        p.lock.name,
-                        p.root.digests.manifest,
-                        p.root.path.display()
-                    ),
-                );
+                progress.step("*", &p.describe());
                 (p.tc.clone(), p.lock_file.clone(), p.toolchain.clone())
             }
             None => {

@@ -189,6 +189,18 @@ pub(crate) struct Provided {
     pub tc: Toolchain,
 }
 
+impl Provided {
+    /// `toolchain root NAME sha256:… (provided; installed at DIR)`, for progress lines.
+    pub(crate) fn describe(&self) -> String {
+        format!(
+            "toolchain root {} {} (provided; installed at {})",
+            self.lock.name,
+            self.root.digests.manifest,
+            self.root.path.display()
+        )
+    }
+}
+
 /// The provided toolchain `config` names, installed (fetching and packing unless
 /// `offline`), or `None` when the project builds with the host's.
 pub(crate) fn provided(config: &Config, offline: bool) -> Result<Option<Provided>> {
