@@ -49,6 +49,9 @@ pub struct BuildOptions {
     /// Reach the cache registry over plain HTTP (`--cache-insecure-http`): a registry on
     /// this machine only.
     pub cache_insecure_http: bool,
+    /// Build inside this provided toolchain root (`--toolchain-root NAME`, the lock
+    /// `toolchains/NAME.lock.json`), whatever kiln.toml's `[project] toolchain_root` says.
+    pub toolchain_root: Option<String>,
 }
 
 /// Options for the evidence written next to the image.
@@ -81,7 +84,17 @@ impl BuildOptions {
             cache_check: false,
             cache_registry: None,
             cache_insecure_http: false,
+            toolchain_root: None,
         }
+    }
+    /// kiln.toml, with `--toolchain-root` applied.
+    pub(crate) fn config(&self) -> Result<Config, crate::BuildError> {
+        let mut config = Config::load(&self.project)?;
+        if let Some(name) = &self.toolchain_root {
+            config.project.toolchain_root = Some(name.clone());
+            config.project.toolchain_lock = None;
+        }
+        Ok(config)
     }
     /// `--out`, else the project's `target/kiln/out`.
     pub(crate) fn out_dir(&self) -> PathBuf {

@@ -245,6 +245,7 @@ fn digest(
             "cache_dir": opts.cache_dir,
             "cache_registry": opts.cache_registry,
             "cache_insecure_http": opts.cache_insecure_http,
+            "toolchain_root": config.project.toolchain_root,
         },
         "environment": environment,
         "source_tree": kiln_cache::source_tree_digest(&config.root)?,

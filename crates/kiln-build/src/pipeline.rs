@@ -70,7 +70,7 @@ pub(crate) const TOOLCHAIN_STAMP: &str = "toolchain.verified.json";
 /// `cargo xtask fetch`: fills kiln's cargo home with every crate the selected images'
 /// `Cargo.lock`s pin. The only step that uses the network.
 pub fn fetch(opts: &BuildOptions, progress: &dyn Progress) -> Result<()> {
-    let config = Config::load(&opts.project)?;
+    let config = opts.config()?;
     // A provided toolchain root: obtained (its pinned inputs downloaded, packed,
     // installed and checked) here, so the build itself can run offline.
     let cargo = if let Some(p) = crate::provided::provided(&config, opts.offline)? {
@@ -188,7 +188,7 @@ fn selected<'a>(config: &'a Config, names: &[String]) -> Result<Vec<&'a ImageSpe
 
 /// Builds the selected images and returns one summary per image.
 pub fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<Vec<Summary>> {
-    let config = Config::load(&opts.project)?;
+    let config = opts.config()?;
     let specs = selected(&config, &opts.images)?;
     // Nothing changed since the last build: its outputs are the answer (crate::noop).
     let noop = crate::noop::Request::of(opts, &config);

@@ -162,8 +162,18 @@ pub fn rebuild(req: &RebuildRequest, progress: &dyn Progress) -> Result<Rebuilt>
         }
     };
 
-    // Every recorded input must be the checkout's, named when it is not.
-    let config = Config::load(&source)?;
+    // Every recorded input must be the checkout's, named when it is not. A build inside a
+    // provided root names it (`--toolchain-root` may have chosen it over kiln.toml).
+    let root_name = dep(kiln_attest::provenance::TOOLCHAIN_ROOT).and_then(|d| {
+        d["annotations"][kiln_attest::provenance::ANNOTATION_TOOLROOT_NAME]
+            .as_str()
+            .map(str::to_string)
+    });
+    let mut config = Config::load(&source)?;
+    if let Some(n) = &root_name {
+        config.project.toolchain_root = Some(n.clone());
+        config.project.toolchain_lock = None;
+    }
     let mut differ = Vec::new();
     if let Some(want) = ext["kilnToml"]["sha256"].as_str()
         && config.digest.hex() != want
@@ -268,6 +278,7 @@ pub fn rebuild(req: &RebuildRequest, progress: &dyn Progress) -> Result<Rebuilt>
     opts.root_dir = Some(req.work.join("root"));
     opts.out_dir = Some(req.work.join("out"));
     opts.cache = Some(false);
+    opts.toolchain_root = root_name;
     if def["internalParameters"]["sandbox"] == "none" {
         opts.sandbox = kiln_hermetic::Sandbox::None;
     }

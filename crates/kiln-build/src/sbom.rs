@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use kiln_config::{Config, ImageSpec};
+use kiln_config::ImageSpec;
 use kiln_core::contract::summary::BinaryRecord;
 use kiln_core::contract::{OutputDir, Summary};
 use kiln_core::{Digest, fsx};
@@ -203,7 +203,7 @@ fn toolchain_info(lock_path: &str, lock_digest: Digest, lock: &ToolchainLock) ->
 pub fn regenerate(opts: &BuildOptions, image: &str) -> Result<Vec<PathBuf>, BuildError> {
     let spec_version =
         SpecVersion::parse(opts.evidence.sbom_spec.as_deref()).map_err(BuildError::SbomSpec)?;
-    let config = Config::load(&opts.project)?;
+    let config = opts.config()?;
     let spec = config.image(image)?;
     let project = config
         .root

@@ -54,6 +54,10 @@ pub enum Command {
         /// --root`.
         #[arg(long, value_name = "DIR")]
         root: Option<PathBuf>,
+        /// Build inside this provided toolchain root (toolchains/NAME.lock.json), whatever
+        /// kiln.toml's `toolchain_root` says.
+        #[arg(long, value_name = "NAME")]
+        toolchain_root: Option<String>,
     },
     /// Manage the pinned toolchain in toolchains/.
     Toolchain {
@@ -109,6 +113,10 @@ pub enum CacheCommand {
         cache_dir: Option<PathBuf>,
         #[command(flatten)]
         cache_registry: CacheRegistryArgs,
+        /// Build inside this provided toolchain root (toolchains/NAME.lock.json), whatever
+        /// kiln.toml's `toolchain_root` says.
+        #[arg(long, value_name = "NAME")]
+        toolchain_root: Option<String>,
     },
 }
 
@@ -168,6 +176,10 @@ pub struct BuildArgs {
     cache_dir: Option<PathBuf>,
     #[command(flatten)]
     cache_registry: CacheRegistryArgs,
+    /// Build inside this provided toolchain root (toolchains/NAME.lock.json), whatever
+    /// kiln.toml's `toolchain_root` says.
+    #[arg(long, value_name = "NAME")]
+    toolchain_root: Option<String>,
 }
 
 /// The cache's registry tier.
@@ -356,6 +368,7 @@ fn run(dir: Option<PathBuf>, command: Command) -> Result<ExitCode> {
             opts.cache_dir = args.cache_dir;
             opts.cache_registry = args.cache_registry.cache_registry;
             opts.cache_insecure_http = args.cache_registry.cache_insecure_http;
+            opts.toolchain_root = args.toolchain_root;
             if args.push.is_some() && opts.images.len() != 1 {
                 let config = kiln_config::Config::load(&opts.project)?;
                 if config.images.len() != 1 {
@@ -398,10 +411,15 @@ fn run(dir: Option<PathBuf>, command: Command) -> Result<ExitCode> {
                 print_table(&opts, &summaries);
             }
         }
-        Command::Fetch { images, root } => {
+        Command::Fetch {
+            images,
+            root,
+            toolchain_root,
+        } => {
             let mut opts = BuildOptions::new(project_dir(dir)?);
             opts.images = images;
             opts.root_dir = root;
+            opts.toolchain_root = toolchain_root;
             kiln_build::fetch(&opts, &Stderr)?;
             eprintln!("kiln: every locked crate is in kiln's cargo home, checksums verified");
         }
@@ -478,10 +496,12 @@ fn run(dir: Option<PathBuf>, command: Command) -> Result<ExitCode> {
                     key,
                     cache_dir,
                     cache_registry,
+                    toolchain_root,
                 },
         } => {
             let mut opts = BuildOptions::new(project_dir(dir)?);
             opts.images = images;
+            opts.toolchain_root = toolchain_root;
             opts.cache_check = true;
             opts.cache_dir = cache_dir;
             opts.cache_registry = cache_registry.cache_registry;
