@@ -27,6 +27,37 @@ type Result<T, E = BuildError> = std::result::Result<T, E>;
 pub struct RootPlaces {
     pub store: Store,
     pub cache: PathBuf,
+    /// `$KILN_TOOLROOT_REGISTRY` (`registry/repository`): where a root missing from the store
+    /// is pulled from by its manifest digest before it is packed from its inputs;
+    /// `$KILN_TOOLROOT_REGISTRY_INSECURE_HTTP=1` reaches a registry on this machine over
+    /// plain HTTP.
+    pub registry: Option<RootRegistry>,
+}
+
+/// An OCI registry repository holding toolchain roots.
+#[derive(Debug, Clone)]
+pub struct RootRegistry {
+    pub repository: String,
+    pub insecure_http: bool,
+}
+
+impl RootRegistry {
+    fn client(&self, reference: &str, push: bool) -> Result<kiln_registry::Client> {
+        let bad = |e: String| BuildError::Provided {
+            message: format!("toolchain root registry {reference}: {e}"),
+            fix: "give `registry/repository` (no tag), e.g. ghcr.io/acme/kiln-toolroots".into(),
+        };
+        let r = kiln_registry::Reference::parse(reference).map_err(|e| bad(e.to_string()))?;
+        kiln_registry::Client::new(
+            &r,
+            kiln_registry::Options {
+                insecure_http: self.insecure_http,
+                push,
+                ..Default::default()
+            },
+        )
+        .map_err(|e| bad(e.to_string()))
+    }
 }
 
 impl RootPlaces {
@@ -43,7 +74,19 @@ impl RootPlaces {
                 .unwrap_or(store.dir())
                 .join(kiln_core::contract::layout::toolroot::INPUTS_DIR),
         };
-        Ok(RootPlaces { store, cache })
+        let registry = std::env::var("KILN_TOOLROOT_REGISTRY")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .map(|repository| RootRegistry {
+                repository,
+                insecure_http: std::env::var("KILN_TOOLROOT_REGISTRY_INSECURE_HTTP").as_deref()
+                    == Ok("1"),
+            });
+        Ok(RootPlaces {
+            store,
+            cache,
+            registry,
+        })
     }
 }
 
@@ -111,9 +154,20 @@ pub fn pack(
     places: &RootPlaces,
     offline: bool,
     local_dirs: &[PathBuf],
+    push: Option<&RootRegistry>,
 ) -> Result<Packed> {
     let mut lock = RootLock::read(lock_file).map_err(BuildError::Toolroot)?;
-    let (root, downloaded) = build_root(&lock, places, offline, local_dirs)?;
+    // Pushing needs the layout, so the root is packed even when the store has it.
+    let (root, downloaded, layout) = match push {
+        Some(_) => {
+            let (root, downloaded, scratch) = pack_from_inputs(&lock, places, offline, local_dirs)?;
+            (root, downloaded, Some(scratch))
+        }
+        None => {
+            let (root, downloaded) = build_root(&lock, places, offline, local_dirs)?;
+            (root, downloaded, None)
+        }
+    };
     let toolchain = describe(&root, &lock.target)?;
     if let Some(pinned) = &lock.toolchain
         && *pinned != toolchain
@@ -131,6 +185,25 @@ pub fn pack(
     lock.root = Some(root.digests);
     lock.toolchain = Some(toolchain);
     lock.write(lock_file).map_err(BuildError::Toolroot)?;
+    if let (Some(reg), Some(scratch)) = (push, &layout) {
+        let client = reg.client(&reg.repository, true)?;
+        let tag = lock.name.replace('+', "_");
+        kiln_registry::push::push(
+            &client,
+            &kiln_registry::push::Request {
+                layout: &scratch.path().join(LAYOUT),
+                image: root.digests.manifest,
+                tag: &tag,
+                mount_from: &[],
+                extra: &[],
+            },
+            &|_| {},
+        )
+        .map_err(|e| BuildError::Provided {
+            message: format!("pushing the toolchain root to {}: {e}", reg.repository),
+            fix: "check the registry and its credentials (as for `kiln push`)".into(),
+        })?;
+    }
     Ok(Packed {
         lock_file: lock_file.to_path_buf(),
         lock,
@@ -139,8 +212,10 @@ pub fn pack(
     })
 }
 
-/// The installed root of `lock`: from the store when there (checked), else fetched,
-/// packed (reproducing `lock.root` when the lock has one) and installed.
+/// The installed root of `lock`: from the store when there (checked), else pulled from
+/// the toolchain registry by its manifest digest (when one is configured and the lock names
+/// a root), else fetched, packed (reproducing `lock.root` when the lock has one) and
+/// installed.
 fn build_root(
     lock: &RootLock,
     places: &RootPlaces,
@@ -152,28 +227,83 @@ fn build_root(
     {
         return Ok((root, 0));
     }
+    if let (Some(d), Some(reg), false) = (&lock.root, &places.registry, offline) {
+        match pull_root(d, reg, places) {
+            Ok(root) => return Ok((root, 0)),
+            // A registry is a shortcut: the pinned inputs still give the same root.
+            Err(e) => eprintln!(
+                "kiln: warning: toolchain root registry {}: {e}; packing the root from its pinned inputs",
+                reg.repository
+            ),
+        }
+    }
+    let (root, downloaded, _) = pack_from_inputs(lock, places, offline, local_dirs)?;
+    Ok((root, downloaded))
+}
+
+/// The layout directory inside a scratch directory.
+const LAYOUT: &str = "layout";
+
+/// `REPOSITORY@<manifest>` pulled into a scratch layout (every blob checked against its
+/// digest) and installed, which checks the manifest and the tree digest again.
+fn pull_root(
+    d: &kiln_toolroot::RootDigests,
+    reg: &RootRegistry,
+    places: &RootPlaces,
+) -> Result<RootDir> {
+    let reference = format!("{}@{}", reg.repository, d.manifest);
+    let client = reg.client(&reference, false)?;
+    let scratch = scratch_dir(places)?;
+    let layout = scratch.path().join(LAYOUT);
+    kiln_registry::pull::pull(&client, &layout, None, &|_| {}).map_err(|e| {
+        BuildError::Provided {
+            message: format!("pulling {reference}: {e}"),
+            fix: "check the registry, or unset KILN_TOOLROOT_REGISTRY to pack the root from its inputs".into(),
+        }
+    })?;
+    let root = places
+        .store
+        .install(&layout, d)
+        .map_err(BuildError::Toolroot)?;
+    eprintln!("kiln: toolchain root pulled from {reference}, verified and installed");
+    Ok(root)
+}
+
+fn scratch_dir(places: &RootPlaces) -> Result<tempfile::TempDir> {
+    let base = places.cache.parent().unwrap_or(&places.cache);
+    let _ = kiln_core::fsx::create_dir_all(base);
+    tempfile::Builder::new()
+        .prefix(".kiln-toolroot-")
+        .tempdir_in(base)
+        .or_else(|_| tempfile::tempdir())
+        .map_err(crate::error::io(
+            "cannot create a scratch directory in",
+            base,
+        ))
+}
+
+/// Fetches the inputs, packs the root into a scratch layout (returned with it) and installs it.
+fn pack_from_inputs(
+    lock: &RootLock,
+    places: &RootPlaces,
+    offline: bool,
+    local_dirs: &[PathBuf],
+) -> Result<(RootDir, usize, tempfile::TempDir)> {
     let inputs = if offline {
         kiln_toolroot::fetch_offline(lock, &places.cache, local_dirs)
     } else {
         kiln_toolroot::fetch(lock, &places.cache, None, local_dirs)
     }
     .map_err(BuildError::Toolroot)?;
-    let scratch = tempfile::Builder::new()
-        .prefix(".kiln-toolroot-")
-        .tempdir_in(places.cache.parent().unwrap_or(&places.cache))
-        .or_else(|_| tempfile::tempdir())
-        .map_err(crate::error::io(
-            "cannot create a scratch directory in",
-            &places.cache,
-        ))?;
-    let layout = scratch.path().join("layout");
+    let scratch = scratch_dir(places)?;
+    let layout = scratch.path().join(LAYOUT);
     let packed =
         kiln_toolroot::pack(lock, &inputs, &layout, ROOT_SDE).map_err(BuildError::Toolroot)?;
     let root = places
         .store
         .install(&packed, &packed.digests())
         .map_err(BuildError::Toolroot)?;
-    Ok((root, inputs.downloaded()))
+    Ok((root, inputs.downloaded(), scratch))
 }
 
 /// Every file of a root carries this mtime: a root is a function of its lock alone.

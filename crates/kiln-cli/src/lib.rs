@@ -224,6 +224,13 @@ pub enum ToolchainCommand {
         /// before the network. Repeatable.
         #[arg(long, value_name = "DIR")]
         inputs: Vec<PathBuf>,
+        /// Push the packed root to this `registry/repository` (tagged with its name), for
+        /// `fetch` elsewhere to pull by digest (`$KILN_TOOLROOT_REGISTRY`).
+        #[arg(long, value_name = "REPOSITORY")]
+        push: Option<String>,
+        /// With --push: plain HTTP, for a registry on this machine only.
+        #[arg(long, requires = "push")]
+        insecure_http: bool,
     },
 }
 
@@ -443,6 +450,8 @@ fn run(dir: Option<PathBuf>, command: Command) -> Result<ExitCode> {
                     lock,
                     offline,
                     inputs,
+                    push,
+                    insecure_http,
                 },
         } => {
             let project = project_dir(dir)?;
@@ -451,7 +460,20 @@ fn run(dir: Option<PathBuf>, command: Command) -> Result<ExitCode> {
                 None => kiln_build::provided::configured_lock(&project)?,
             };
             let places = kiln_build::provided::RootPlaces::from_env()?;
-            let p = kiln_build::provided::pack(&lock_file, &places, offline, &inputs)?;
+            let push = push.map(|repository| kiln_build::provided::RootRegistry {
+                repository,
+                insecure_http,
+            });
+            let p =
+                kiln_build::provided::pack(&lock_file, &places, offline, &inputs, push.as_ref())?;
+            if let Some(r) = &push {
+                eprintln!(
+                    "kiln: toolchain root pushed to {}:{} ({})",
+                    r.repository,
+                    p.lock.name.replace('+', "_"),
+                    p.root.digests.manifest
+                );
+            }
             let d = p.root.digests;
             println!(
                 "toolchain root {}: manifest {}, tree {} (rustc {}, {} inputs downloaded)\n  installed at {}\n  recorded in {}",

@@ -8,6 +8,7 @@
 
 use std::path::Path;
 
+use crate::support::registry::Registry;
 use crate::support::*;
 
 /// Every file under `dir`, by relative path, with its bytes.
@@ -207,4 +208,58 @@ fn a_root_that_cannot_be_had_and_a_lock_never_packed_are_clear_errors() {
         "{err}"
     );
     assert!(p.out_entries().is_empty());
+}
+
+/// `toolchain pack --push` puts the packed root in a registry (a real docker-registry on
+/// 127.0.0.1); another machine's `fetch`, with an empty store, an empty download cache and
+/// `$KILN_TOOLROOT_REGISTRY`, pulls it by the lock's manifest digest (no input downloaded),
+/// verifies it and builds inside it offline.
+#[test]
+fn a_root_travels_through_a_registry() {
+    let reg = Registry::start();
+    let repository = format!("{}/toolroots", reg.addr);
+    let p = Project::provided_hello();
+    let store = tempfile::tempdir().unwrap();
+    let o = with_toolroot(without_ambient(p.kiln()), Some(store.path()))
+        .args([
+            "toolchain",
+            "pack",
+            "--push",
+            &repository,
+            "--insecure-http",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("toolchain root pushed to"), "{err}");
+
+    let q = Project::provided_hello();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let cache = elsewhere.path().join("cache");
+    let o = with_toolroot(
+        without_ambient(q.kiln()),
+        Some(&elsewhere.path().join("store")),
+    )
+    .env("KILN_TOOLROOT_CACHE", &cache)
+    .env("KILN_TOOLROOT_REGISTRY", &repository)
+    .env("KILN_TOOLROOT_REGISTRY_INSECURE_HTTP", "1")
+    .arg("fetch")
+    .output()
+    .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("toolchain root pulled from"), "{err}");
+    let downloaded = std::fs::read_dir(cache.join("sha256"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(downloaded, 0, "no pinned input was downloaded: {err}");
+    run_ok(
+        with_toolroot(
+            without_ambient(q.kiln()),
+            Some(&elsewhere.path().join("store")),
+        )
+        .env("KILN_TOOLROOT_CACHE", &cache)
+        .args(["build", "--offline"]),
+    );
 }
