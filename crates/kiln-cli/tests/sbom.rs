@@ -427,6 +427,15 @@ fn assert_resolution_matches_cargo_tree(workspace: &Path, package: &str) {
     let cargo_home = std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cargo"));
+    // Every locked crate unpacked, as kiln's own `fetch` guarantees a build: a cargo home
+    // that only ever *built* the workspace lacks optional dependencies no feature turns on
+    // (rustls-platform-verifier's `jni`), whose manifests the feature pass still reads.
+    run_ok(
+        kiln_core::process::command("cargo")
+            .args(["fetch", "--locked", "--manifest-path"])
+            .arg(workspace.join("Cargo.toml"))
+            .env("CARGO_HOME", &cargo_home),
+    );
     let req = kiln_build::sbom_resolve_request(
         workspace.join("Cargo.toml"),
         package,
