@@ -77,7 +77,7 @@ impl Cache {
         opts: &crate::BuildOptions,
         config: &kiln_config::Config,
     ) -> Result<Option<Cache>, BuildError> {
-        if !opts.cache.unwrap_or(config.cache.enabled) && !opts.cache_check {
+        if !opts.cache_enabled(config) && !opts.cache_check {
             return Ok(None);
         }
         let dir = opts

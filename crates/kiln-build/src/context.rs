@@ -87,6 +87,11 @@ impl BuildOptions {
             toolchain_root: None,
         }
     }
+    /// Whether this build uses the attested cache: `--cache`/`--no-cache`, else kiln.toml's
+    /// `[cache] enabled`.
+    pub(crate) fn cache_enabled(&self, config: &Config) -> bool {
+        self.cache.unwrap_or(config.cache.enabled)
+    }
     /// kiln.toml, with `--toolchain-root` applied.
     pub(crate) fn config(&self) -> Result<Config, crate::BuildError> {
         let mut config = Config::load(&self.project)?;

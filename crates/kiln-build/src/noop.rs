@@ -79,7 +79,7 @@ impl Request {
     /// the build is one the record never answers (see the module docs), or an input
     /// cannot be read (the full build then reports it).
     pub(crate) fn of(opts: &BuildOptions, config: &Config) -> Option<Request> {
-        let eligible = opts.cache.unwrap_or(config.cache.enabled)
+        let eligible = opts.cache_enabled(config)
             && !opts.cache_check
             && !opts.evidence.keyless
             && !opts.evidence.timestamps

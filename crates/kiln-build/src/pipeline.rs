@@ -200,7 +200,6 @@ pub fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<Vec<Summary
     let noop = noop.or_else(|| crate::noop::Request::of(opts, &config));
     let cache = crate::cache::Cache::open(opts, &config)?;
     // Every image's package, rust-version and binaries are checked before any compiles.
-    let rooted = b.rooted()?;
     let specs = specs
         .into_iter()
         .map(|s| {
@@ -211,7 +210,7 @@ pub fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<Vec<Summary
                 &b.lock,
                 &b.lock_file,
                 &b.root,
-                rooted.as_ref(),
+                b.rooted.as_ref(),
             )
         })
         .collect::<Result<Vec<_>>>()?;
@@ -250,6 +249,11 @@ struct Build<'a> {
     provided: Option<crate::provided::Provided>,
     /// How the build is isolated, as the outputs record it: `netns`, `none` or `root`.
     isolation: String,
+    /// The sandbox rooted in the provided toolchain root, if the build has one (made and
+    /// checked once, in `prepare`): the root is `/`; the project (read-only) and the build
+    /// root (HOME, CARGO_HOME, TMPDIR, the target dir, the verified sources) appear at
+    /// their own paths, so every path cargo sees is the one it would see outside.
+    rooted: Option<kiln_hermetic::RootedSandbox>,
     progress: &'a dyn Progress,
 }
 
@@ -337,6 +341,21 @@ impl<'a> Build<'a> {
                 .canonicalize()
                 .map_err(io("cannot resolve build root", root.path()))?,
         );
+        let rooted = match &provided {
+            Some(p) => {
+                let sandbox = kiln_hermetic::RootedSandbox::new(
+                    &p.root.path,
+                    vec![
+                        kiln_hermetic::Bind::read_only(&project, &project),
+                        kiln_hermetic::Bind::writable(root.path(), root.path()),
+                    ],
+                    &project,
+                )?;
+                sandbox.check()?;
+                Some(sandbox)
+            }
+            None => None,
+        };
         Ok(Build {
             opts,
             config,
@@ -349,30 +368,9 @@ impl<'a> Build<'a> {
             root,
             provided,
             isolation,
+            rooted,
             progress,
         })
-    }
-}
-
-impl Build<'_> {
-    /// The sandbox rooted in the provided toolchain root, if the build has one: the root
-    /// is `/`; the project (read-only) and the build root (HOME, CARGO_HOME, TMPDIR, the
-    /// target dir, the verified sources) appear at their own paths, so every path cargo
-    /// sees is the one it would see outside.
-    fn rooted(&self) -> Result<Option<kiln_hermetic::RootedSandbox>> {
-        let Some(p) = &self.provided else {
-            return Ok(None);
-        };
-        let sandbox = kiln_hermetic::RootedSandbox::new(
-            &p.root.path,
-            vec![
-                kiln_hermetic::Bind::read_only(&self.project, &self.project),
-                kiln_hermetic::Bind::writable(self.root.path(), self.root.path()),
-            ],
-            &self.project,
-        )?;
-        sandbox.check()?;
-        Ok(Some(sandbox))
     }
 }
 
@@ -522,8 +520,8 @@ fn hermetic_env(b: &Build, spec: &ImageSpec, verified: &VerifiedSources) -> Resu
         b.progress.step(&spec.name, &shift.describe());
         env.shift_clock(shift);
     }
-    if let Some(sandbox) = b.rooted()? {
-        env.enter_root(sandbox);
+    if let Some(sandbox) = &b.rooted {
+        env.enter_root(sandbox.clone());
     }
     let mut rustflags = vec![CRT_STATIC_FLAG.to_string()];
     rustflags.extend(env.remap_flags(&b.project, Some(verified)));

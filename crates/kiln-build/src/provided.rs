@@ -354,15 +354,7 @@ pub(crate) fn provided(config: &Config, offline: bool) -> Result<Option<Provided
     let toolchain = toolchain.clone();
     let places = RootPlaces::from_env()?;
     let (root, _) = build_root(&lock, &places, offline, &[])?;
-    let tc = Toolchain {
-        sysroot: PathBuf::from("/usr/local"),
-        rustc: root.rustc(),
-        cargo: root.cargo(),
-        cc: root.cc(),
-        host: toolchain.host.clone(),
-        target: toolchain.target.clone(),
-        rustup_toolchain: None,
-    };
+    let tc = root_tools(&root, &toolchain.host, &toolchain.target);
     Ok(Some(Provided {
         lock_file,
         lock,
@@ -370,6 +362,20 @@ pub(crate) fn provided(config: &Config, offline: bool) -> Result<Option<Provided
         toolchain,
         tc,
     }))
+}
+
+/// The root's tools, as paths inside it (rustc and cargo under the `/usr/local` sysroot
+/// `install.sh` would make, cc in `/usr/bin`).
+fn root_tools(root: &RootDir, host: &str, target: &str) -> Toolchain {
+    Toolchain {
+        sysroot: PathBuf::from("/usr/local"),
+        rustc: root.rustc(),
+        cargo: root.cargo(),
+        cc: root.cc(),
+        host: host.to_string(),
+        target: target.to_string(),
+        rustup_toolchain: None,
+    }
 }
 
 /// What the root's tools say about themselves, asked inside the root (network cut, empty
@@ -404,15 +410,7 @@ fn describe(root: &RootDir, target: &str) -> Result<ToolchainLock> {
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     };
-    let tc = Toolchain {
-        sysroot: PathBuf::from("/usr/local"),
-        rustc: root.rustc(),
-        cargo: root.cargo(),
-        cc: root.cc(),
-        host: target.to_string(),
-        target: target.to_string(),
-        rustup_toolchain: None,
-    };
+    let tc = root_tools(root, target, target);
     let mut files = std::collections::BTreeMap::new();
     files.insert("sysroot/bin/rustc".to_string(), root.host_path(&tc.rustc));
     files.insert("sysroot/bin/cargo".to_string(), root.host_path(&tc.cargo));
