@@ -249,7 +249,7 @@ pub(crate) fn prepare_corpus(
     // Sources outside any repository or workspace (the bench dir is a temporary one).
     let work = dir.join("work");
     let krate = kiln_corpus::obtain(&entry, &corpus_file, &work, &tools)?;
-    let project = kiln_corpus::lay_out(&entry, &krate, &lock_file, &dir.join(name))?;
+    let project = kiln_corpus::lay_out(&entry, &krate, &lock_file, None, &dir.join(name))?;
     Ok(CorpusProject {
         entry,
         lock,

@@ -31,13 +31,29 @@ pub struct Args {
     /// Print report.json instead of the Markdown table.
     #[arg(long)]
     json: bool,
+    /// Build every project inside this provided toolchain root (toolchains/NAME.lock.json)
+    /// instead of with the host's toolchain (checked against the host lock).
+    #[arg(long, value_name = "NAME")]
+    toolchain_root: Option<String>,
 }
 
 pub fn run(repo: PathBuf, args: &Args) -> Result<ExitCode> {
-    let target = kiln_build::host_target()?;
     let layout = ProjectLayout::new(&repo);
-    let lock_file = layout.toolchain_lock(&target);
-    let lock = kiln_toolchain::ToolchainLock::read(&lock_file)?;
+    // The plain builds and the corpus fetch run the host's cargo, at the Rust the lock pins.
+    let (lock_file, rustup_toolchain) = match &args.toolchain_root {
+        Some(name) => {
+            let file = layout
+                .toolchains_dir()
+                .join(kiln_core::contract::layout::toolroot::lock_file(name));
+            let lock = kiln_toolroot::RootLock::read(&file)?;
+            (file, Some(lock.rust.version))
+        }
+        None => {
+            let file = layout.toolchain_lock(&kiln_build::host_target()?);
+            let lock = kiln_toolchain::ToolchainLock::read(&file)?;
+            (file, lock.rustup_toolchain)
+        }
+    };
     let opts = kiln_corpus::Options {
         corpus: args
             .corpus
@@ -50,6 +66,7 @@ pub fn run(repo: PathBuf, args: &Args) -> Result<ExitCode> {
             .unwrap_or_else(|| std::env::temp_dir().join("kiln-corpus")),
         out: args.out.clone().unwrap_or_else(|| layout.corpus_dir()),
         lock_file,
+        toolchain_root: args.toolchain_root.clone(),
         overhead: !args.no_overhead,
         diffoscope: args.diffoscope,
     };
@@ -58,7 +75,7 @@ pub fn run(repo: PathBuf, args: &Args) -> Result<ExitCode> {
         cargo: std::env::var_os("CARGO")
             .map(PathBuf::from)
             .unwrap_or_else(|| "cargo".into()),
-        rustup_toolchain: lock.rustup_toolchain,
+        rustup_toolchain,
     };
     let report = kiln_corpus::run(&opts, &tools, &|m| eprintln!("kiln: corpus: {m}"))?;
     report.write(&opts.out)?;

@@ -1,6 +1,6 @@
 //! The real-world corpus end to end: the projects of testdata/corpus/corpus.toml with the
 //! smallest dependency graphs are fetched by digest, built and rebuilt by `kiln corpus`
-//! under the default variations, and must come out reproducible — with diffoscope agreeing
+//! inside the committed toolchain root under the default variations (the clock included), and must come out reproducible — with diffoscope agreeing
 //! on every artifact pair. (The nightly workflow runs the whole corpus.)
 //!
 //! `SMALL` holds hexyl (33 crates) and ripgrep (34: a workspace whose optional grep-pcre2 is
@@ -39,8 +39,11 @@ fn the_smallest_corpus_projects_are_reproducible_and_diffoscope_agrees() {
         .tempdir()
         .unwrap();
     let out = work.path().join("report");
-    let mut cmd = kiln();
-    cmd.current_dir(repo()).args(["corpus", "--no-overhead"]);
+    // Inside the committed toolchain root: the same toolchain on any machine, and repro's
+    // clock variation through the root's own libfaketime.
+    let mut cmd = with_toolroot(kiln(), None);
+    cmd.current_dir(repo())
+        .args(["corpus", "--no-overhead", "--toolchain-root", PROVIDED_ROOT]);
     for name in SMALL {
         cmd.args(["--only", name]);
     }
@@ -72,8 +75,24 @@ fn the_smallest_corpus_projects_are_reproducible_and_diffoscope_agrees() {
     // diffoscope's verdict on every artifact pair of hexyl equals kiln's (identical).
     let hexyl = &projects[0];
     assert_eq!(hexyl["name"], "hexyl");
-    let trees = Path::new(hexyl["repro_dir"].as_str().unwrap()).join("trees");
+    let repro_dir = Path::new(hexyl["repro_dir"].as_str().unwrap());
+    let trees = repro_dir.join("trees");
     let (a, b) = (trees.join("a"), trees.join("b"));
+    // Both builds ran inside the root, the second with its clock shifted.
+    let repro: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(repro_dir.join("report.json")).unwrap()).unwrap();
+    let clock = repro["variations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "clock")
+        .unwrap();
+    assert_eq!(clock["status"], "applied", "{clock}");
+    for t in [&a, &b] {
+        let summary: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(t.join("hexyl/summary.json")).unwrap()).unwrap();
+        assert_eq!(summary["sandbox"], "root", "{}", t.display());
+    }
     let pairs = files(&a);
     assert_eq!(pairs, files(&b), "the two trees hold different files");
     assert!(pairs.len() >= 8, "{pairs:?}");

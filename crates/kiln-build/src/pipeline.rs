@@ -11,7 +11,7 @@ use std::process::Stdio;
 use kiln_config::{Base, Config, ImageSpec};
 use kiln_core::contract::OutputDir;
 use kiln_core::{Digest, fsx};
-use kiln_hermetic::{BuildRoot, CargoLock, Hermetic, SourceDateEpoch, VerifiedSources};
+use kiln_hermetic::{BuildRoot, CargoLock, CratesDl, Hermetic, SourceDateEpoch, VerifiedSources};
 use kiln_oci::{BaseImage, Image, ImageConfig, Layer, Platform};
 use kiln_toolchain::{Toolchain, ToolchainLock};
 
@@ -68,17 +68,16 @@ pub(crate) fn lock_path_for(config: &Config, target: &str) -> PathBuf {
 pub(crate) const TOOLCHAIN_STAMP: &str = "toolchain.verified.json";
 
 /// `cargo xtask fetch`: fills kiln's cargo home with every crate the selected images'
-/// `Cargo.lock`s pin. The only step that uses the network.
+/// `Cargo.lock`s pin, downloaded by kiln itself from crates.io (or `$KILN_CRATES_DL`) and
+/// checked against the lock's checksums — no cargo needed. The only step that uses the
+/// network.
 pub fn fetch(opts: &BuildOptions, progress: &dyn Progress) -> Result<()> {
     let config = opts.config()?;
     // A provided toolchain root: obtained (its pinned inputs downloaded, packed,
     // installed and checked) here, so the build itself can run offline.
-    let cargo = if let Some(p) = crate::provided::provided(&config, opts.offline)? {
+    if let Some(p) = crate::provided::provided(&config, opts.offline)? {
         progress.step("*", &p.describe());
-        fetching_cargo(None)?
-    } else {
-        fetching_cargo(Some(select_toolchain(&config)?.0))?
-    };
+    }
     let root = opts.root();
     root.create()
         .map_err(io("cannot create build root", root.path()))?;
@@ -88,25 +87,11 @@ pub fn fetch(opts: &BuildOptions, progress: &dyn Progress) -> Result<()> {
         crate::package::check_in_lock(&config, index_of(&config, spec), spec, &lock)?;
         if kiln_hermetic::check_fetched(&lock, &root.cargo_home()).is_err() {
             progress.step(&spec.name, "fetching locked crates (network)");
-            kiln_hermetic::fetch(&cargo, &manifest, &root.cargo_home())?;
+            kiln_hermetic::fetch_locked(&lock, &root.cargo_home(), &CratesDl::from_env())?;
         }
         kiln_hermetic::check_fetched(&lock, &root.cargo_home())?;
     }
     Ok(())
-}
-
-/// The cargo that downloads the locked crates: the build's own, or with a provided root
-/// (whose tools only run inside their sandbox, with no network) the `cargo` on `PATH`.
-/// Either only transports bytes: every archive is checked against `Cargo.lock` before
-/// anything unpacks it.
-fn fetching_cargo(tc: Option<Toolchain>) -> Result<PathBuf> {
-    match tc {
-        Some(tc) => Ok(tc.cargo),
-        None => kiln_core::process::which("cargo").ok_or_else(|| BuildError::Provided {
-            message: "fetching the locked crates needs a `cargo` on PATH (the provided root's cargo runs only inside its sandbox, cut off from the network)".into(),
-            fix: "run `kiln fetch` where cargo is installed and copy the build root's cargo-home, or put any cargo on PATH: the crates it downloads are checked against Cargo.lock".into(),
-        }),
-    }
 }
 
 fn index_of(config: &Config, spec: &ImageSpec) -> usize {
@@ -315,12 +300,6 @@ impl<'a> Build<'a> {
                     fix: "drop --sandbox none, or build with the host's toolchain (remove `toolchain_root` from kiln.toml)".into(),
                 });
             }
-            Some(_) if opts.clock_shift.is_some() => {
-                return Err(BuildError::Provided {
-                    message: "--faketime is not supported inside a provided toolchain root yet (libfaketime is a host library)".into(),
-                    fix: "build with the host's toolchain for a clock-shifted build".into(),
-                });
-            }
             Some(_) => "root".to_string(),
             None => {
                 opts.sandbox.check()?;
@@ -492,8 +471,7 @@ fn gather_inputs(b: &Build, spec: &ImageSpec) -> Result<Inputs> {
     let cargo_home = b.root.cargo_home();
     if kiln_hermetic::check_fetched(&cargo_lock, &cargo_home).is_err() && !b.opts.offline {
         b.progress.step(name, "fetching locked crates (network)");
-        let cargo = fetching_cargo(b.provided.is_none().then(|| b.tc.clone()))?;
-        kiln_hermetic::fetch(&cargo, &manifest, &cargo_home)?;
+        kiln_hermetic::fetch_locked(&cargo_lock, &cargo_home, &CratesDl::from_env())?;
     }
     let archives = kiln_hermetic::check_fetched(&cargo_lock, &cargo_home)?;
     b.progress.step(name, "unpacking the verified crates");
@@ -515,8 +493,13 @@ fn hermetic_env(b: &Build, spec: &ImageSpec, verified: &VerifiedSources) -> Resu
     let cc_dir = tc.cc.parent().unwrap_or(Path::new("/usr/bin"));
     let mut env = Hermetic::new(b.root.clone(), b.opts.sandbox, b.sde, &[cc_dir]);
     if let Some(ft) = &b.opts.clock_shift {
-        let shift = kiln_hermetic::ClockShift::prepare(ft, &tc.cc, &b.root.path().join("faketime"))
-            .map_err(BuildError::ClockShift)?;
+        let dir = b.root.path().join("faketime");
+        // Inside a provided root the root's libfaketime and cc (in-root paths) do it.
+        let shift = match &b.rooted {
+            Some(sandbox) => kiln_hermetic::ClockShift::prepare_in_root(ft, sandbox, &tc.cc, &dir),
+            None => kiln_hermetic::ClockShift::prepare(ft, &tc.cc, &dir),
+        }
+        .map_err(BuildError::ClockShift)?;
         b.progress.step(&spec.name, &shift.describe());
         env.shift_clock(shift);
     }

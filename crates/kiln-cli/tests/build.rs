@@ -2,20 +2,21 @@
 
 use crate::support::*;
 
-/// The README's main job: `cargo xtask build` on this repository's kiln.toml produces an
-/// image that skopeo inspects and runc runs.
+/// The README's main job: `cargo xtask build` on this repository's kiln.toml builds inside
+/// the committed provided toolchain root and produces an image that skopeo inspects and
+/// runc runs.
 #[test]
 fn default_job_builds_an_image_that_runs() {
     let out_dir = tempfile::tempdir().unwrap();
     let out = run_ok(
-        kiln()
+        with_toolroot(kiln(), None)
             .current_dir(repo())
             .args(["build", "--json", "--out"])
             .arg(out_dir.path()),
     );
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let digest = summary["digest"].as_str().unwrap();
-    assert_eq!(summary["sandbox"], "netns");
+    assert_eq!(summary["sandbox"], "root");
     assert_eq!(summary["source_date_epoch"]["source"], "git_commit");
 
     let image = out_dir.path().join("hello");

@@ -11,6 +11,8 @@ mod digest;
 pub mod fsx;
 mod hint;
 pub mod layerpath;
+#[cfg(feature = "net")]
+pub mod net;
 pub mod process;
 pub mod strict_toml;
 pub mod time;

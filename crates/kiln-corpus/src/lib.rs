@@ -179,8 +179,17 @@ impl Corpus {
 impl Entry {
     /// The generated kiln.toml: five lines (six with features).
     pub fn kiln_toml(&self) -> String {
+        self.kiln_toml_in(None)
+    }
+
+    /// The generated kiln.toml, building inside the provided toolchain root `root` (a
+    /// `toolchain_root` line) when one is given.
+    pub fn kiln_toml_in(&self, root: Option<&str>) -> String {
+        let root = root
+            .map(|r| format!("toolchain_root = \"{r}\"\n"))
+            .unwrap_or_default();
         let mut s = format!(
-            "[project]\nsource_date_epoch = {SOURCE_DATE_EPOCH}\n[[image]]\nname = \"{}\"\npackage = \"{}\"\n",
+            "[project]\nsource_date_epoch = {SOURCE_DATE_EPOCH}\n{root}[[image]]\nname = \"{}\"\npackage = \"{}\"\n",
             self.name, self.name
         );
         if self.workspace {
@@ -390,8 +399,15 @@ pub fn unpack(crate_file: &Path, entry: &Entry, dest: &Path) -> Result<()> {
 }
 
 /// Lays the project out in `dir` (emptied first): the unpacked crate (or a virtual
-/// workspace holding it), the generated kiln.toml and the toolchain lock.
-pub fn lay_out(entry: &Entry, crate_file: &Path, lock_file: &Path, dir: &Path) -> Result<PathBuf> {
+/// workspace holding it), the generated kiln.toml and the toolchain lock (`lock_file`: the
+/// host's, or the provided root `root`'s).
+pub fn lay_out(
+    entry: &Entry,
+    crate_file: &Path,
+    lock_file: &Path,
+    root: Option<&str>,
+    dir: &Path,
+) -> Result<PathBuf> {
     let _ = std::fs::remove_dir_all(dir);
     fsx::create_dir_all(dir).map_err(io("cannot create", dir))?;
     if entry.workspace {
@@ -410,8 +426,11 @@ pub fn lay_out(entry: &Entry, crate_file: &Path, lock_file: &Path, dir: &Path) -
     } else {
         unpack(crate_file, entry, dir)?;
     }
-    fsx::write_atomic(&dir.join(layout::KILN_TOML), entry.kiln_toml().as_bytes())
-        .map_err(io("cannot write", dir))?;
+    fsx::write_atomic(
+        &dir.join(layout::KILN_TOML),
+        entry.kiln_toml_in(root).as_bytes(),
+    )
+    .map_err(io("cannot write", dir))?;
     let toolchains = dir.join(layout::TOOLCHAINS_DIR);
     fsx::create_dir_all(&toolchains).map_err(io("cannot create", &toolchains))?;
     let name = lock_file.file_name().unwrap_or_default();
@@ -452,6 +471,9 @@ pub struct Options {
     pub out: PathBuf,
     /// The toolchain lock copied into every project.
     pub lock_file: PathBuf,
+    /// Build inside this provided toolchain root (`lock_file` is then its lock): the same
+    /// toolchain bytes on any machine, `repro`'s clock variation included.
+    pub toolchain_root: Option<String>,
     /// Also time a plain cargo build and a kiln build (the overhead figures).
     pub overhead: bool,
     /// Pass `--diffoscope` to repro.
@@ -625,7 +647,13 @@ fn measure(
     r: &mut ProjectReport,
 ) -> Result<()> {
     let crate_file = obtain(entry, &opts.corpus, work, tools)?;
-    lay_out(entry, &crate_file, &opts.lock_file, dir)?;
+    lay_out(
+        entry,
+        &crate_file,
+        &opts.lock_file,
+        opts.toolchain_root.as_deref(),
+        dir,
+    )?;
     let logs = work.join("logs").join(&entry.name);
     let _ = std::fs::remove_dir_all(&logs);
     fsx::create_dir_all(&logs).map_err(io("cannot create", &logs))?;

@@ -86,6 +86,10 @@ pub enum ClockShiftError {
     BadValue(String),
     #[error("libfaketime is not installed")]
     NoLibfaketime,
+    #[error("the toolchain root {} has no libfaketime", .0.display())]
+    NoLibfaketimeInRoot(PathBuf),
+    #[error("cannot compile the libfaketime shim inside the toolchain root")]
+    Sandbox(#[source] crate::SandboxError),
     #[error("{what} {}", path.display())]
     Io {
         what: &'static str,
@@ -107,6 +111,10 @@ impl kiln_core::Hint for ClockShiftError {
             ClockShiftError::NoLibfaketime => Some(
                 "install it (apt-get install faketime), or set $KILN_LIBFAKETIME to libfaketime.so.1".into(),
             ),
+            ClockShiftError::Sandbox(e) => e.hint(),
+            ClockShiftError::NoLibfaketimeInRoot(_) => Some(
+                "pin the root again (`kiln toolchain pin`: its default packages include libfaketime), then `kiln toolchain pack`".into(),
+            ),
             _ => None,
         }
     }
@@ -127,41 +135,41 @@ impl ClockShift {
     /// syntax; only relative offsets (`+N`/`-N` seconds, optionally with a unit suffix)
     /// and absolute `@` dates are accepted.
     pub fn prepare(faketime: &str, cc: &Path, dir: &Path) -> Result<ClockShift, ClockShiftError> {
-        let valid = faketime.strip_prefix(['+', '-']).is_some_and(|n| {
-            let n = n.trim_end_matches(['s', 'm', 'h', 'd', 'y']);
-            !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit() || b == b'.')
-        }) || faketime.starts_with('@');
-        if !valid {
-            return Err(ClockShiftError::BadValue(faketime.to_string()));
-        }
+        check_value(faketime)?;
         let libfaketime = std::env::var_os("KILN_LIBFAKETIME")
             .map(PathBuf::from)
             .into_iter()
             .chain(LIBFAKETIME.iter().map(PathBuf::from))
             .find(|p| p.is_file())
             .ok_or(ClockShiftError::NoLibfaketime)?;
-        let io = |what, path: &Path| {
-            let path = path.to_path_buf();
-            move |source| ClockShiftError::Io { what, path, source }
-        };
-        std::fs::create_dir_all(dir).map_err(io("cannot create", dir))?;
-        let src = dir.join("kiln-faketime-shim.c");
-        let shim = dir.join("kiln-faketime-shim.so");
-        kiln_core::fsx::write_atomic(&src, SHIM_C.as_bytes()).map_err(io("cannot write", &src))?;
-        let out = kiln_core::process::command(cc)
-            .args(["-shared", "-fPIC", "-O2", "-o"])
-            .arg(&shim)
-            .arg(&src)
-            .arg("-ldl")
-            .output()
-            .map_err(io("cannot run", cc))?;
-        if !out.status.success() {
-            return Err(ClockShiftError::Compile {
-                cc: cc.to_path_buf(),
-                src,
-                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            });
-        }
+        let shim = compile_shim(kiln_core::process::command(cc), cc, dir)?;
+        Ok(ClockShift {
+            faketime: faketime.to_string(),
+            libfaketime,
+            shim,
+        })
+    }
+
+    /// The same inside a provided toolchain root: the build's tools see only the root, so
+    /// libfaketime must be the root's own (Debian's `libfaketime` package, pinned with the
+    /// rest) and the shim is compiled by the root's `cc` (an in-root path) inside `sandbox`.
+    /// `dir` must be a writable bind at its own path (the build root is), so the shim's path
+    /// means the same inside and out. Host libraries and `$KILN_LIBFAKETIME` are never used:
+    /// a host library would not even load against the root's glibc reliably.
+    pub fn prepare_in_root(
+        faketime: &str,
+        sandbox: &crate::RootedSandbox,
+        cc: &Path,
+        dir: &Path,
+    ) -> Result<ClockShift, ClockShiftError> {
+        check_value(faketime)?;
+        let libfaketime = LIBFAKETIME
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| sandbox.provides_file(p))
+            .ok_or_else(|| ClockShiftError::NoLibfaketimeInRoot(sandbox.root().to_path_buf()))?;
+        let cmd = sandbox.command(cc).map_err(ClockShiftError::Sandbox)?;
+        let shim = compile_shim(cmd, cc, dir)?;
         Ok(ClockShift {
             faketime: faketime.to_string(),
             libfaketime,
@@ -199,6 +207,48 @@ impl ClockShift {
             self.libfaketime.display()
         )
     }
+}
+
+/// Only relative offsets (`+N`/`-N` seconds, optionally with a unit suffix) and absolute
+/// `@` dates are accepted.
+fn check_value(faketime: &str) -> Result<(), ClockShiftError> {
+    let valid = faketime.strip_prefix(['+', '-']).is_some_and(|n| {
+        let n = n.trim_end_matches(['s', 'm', 'h', 'd', 'y']);
+        !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+    }) || faketime.starts_with('@');
+    if valid {
+        Ok(())
+    } else {
+        Err(ClockShiftError::BadValue(faketime.to_string()))
+    }
+}
+
+/// Writes the shim's source into `dir` and compiles it with `cmd` (a C compiler, on the
+/// host or inside a root; `cc` names it in errors). Returns the shared object's path.
+fn compile_shim(mut cmd: Command, cc: &Path, dir: &Path) -> Result<PathBuf, ClockShiftError> {
+    let io = |what, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ClockShiftError::Io { what, path, source }
+    };
+    kiln_core::fsx::create_dir_all(dir).map_err(io("cannot create", dir))?;
+    let src = dir.join("kiln-faketime-shim.c");
+    let shim = dir.join("kiln-faketime-shim.so");
+    kiln_core::fsx::write_atomic(&src, SHIM_C.as_bytes()).map_err(io("cannot write", &src))?;
+    let out = cmd
+        .args(["-shared", "-fPIC", "-O2", "-o"])
+        .arg(&shim)
+        .arg(&src)
+        .arg("-ldl")
+        .output()
+        .map_err(io("cannot run", cc))?;
+    if !out.status.success() {
+        return Err(ClockShiftError::Compile {
+            cc: cc.to_path_buf(),
+            src,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(shim)
 }
 
 #[cfg(test)]
@@ -266,5 +316,79 @@ mod tests {
             out.status.success() && String::from_utf8_lossy(&out.stdout).contains("host:"),
             "{out:?}"
         );
+    }
+
+    /// A root of nothing but the usrmerge links, with `usr` bound from `usr` (or nothing),
+    /// and `work` bound writable at its own path, as a build root is.
+    fn root_sandbox(dir: &Path, usr: Option<&Path>, work: &Path) -> crate::RootedSandbox {
+        let root = dir.join("root");
+        std::fs::create_dir_all(root.join("usr")).unwrap();
+        for (link, target) in [
+            ("bin", "usr/bin"),
+            ("lib", "usr/lib"),
+            ("lib64", "usr/lib64"),
+        ] {
+            std::os::unix::fs::symlink(target, root.join(link)).unwrap();
+        }
+        let mut binds = vec![crate::Bind::writable(work, work)];
+        if let Some(usr) = usr {
+            binds.push(crate::Bind::read_only(usr, "/usr"));
+        }
+        crate::RootedSandbox::new(root.canonicalize().unwrap(), binds, work).unwrap()
+    }
+
+    /// Inside a root the root's own libfaketime is preloaded (an in-root path) behind a shim
+    /// the root's cc compiled, and a program inside sees the shifted clock. (The root here
+    /// is the host's /usr, which `cargo xtask test` gives libfaketime.)
+    #[test]
+    fn the_shifted_clock_reaches_tools_inside_a_root() {
+        let d = tempfile::tempdir().unwrap();
+        let work = d.path().join("work");
+        std::fs::create_dir(&work).unwrap();
+        let work = work.canonicalize().unwrap();
+        let sb = root_sandbox(d.path(), Some(Path::new("/usr")), &work);
+        let shift = ClockShift::prepare_in_root(
+            "+94694400",
+            &sb,
+            Path::new("/usr/bin/gcc"),
+            &work.join("ft"),
+        )
+        .unwrap();
+        assert!(shift.libfaketime.starts_with("/usr/lib"), "{shift:?}");
+        assert!(shift.shim.starts_with(&work) && shift.shim.is_file());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let mut date = sb.command(Path::new("/usr/bin/date")).unwrap();
+        date.env_clear().arg("+%s");
+        shift.apply(&mut date);
+        let out = output_within(&mut date, 30);
+        let seen: u64 = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{out:?}"));
+        assert!(
+            seen.abs_diff(now + 94_694_400) < 120,
+            "date inside the root saw {seen}, now is {now}"
+        );
+    }
+
+    /// A root without libfaketime (one pinned before it was in the default packages) is a
+    /// clear error naming the root and the fix; the host's library is never used instead.
+    #[test]
+    fn a_root_without_libfaketime_is_named() {
+        let d = tempfile::tempdir().unwrap();
+        let work = d.path().join("work");
+        std::fs::create_dir(&work).unwrap();
+        let sb = root_sandbox(d.path(), None, &work.canonicalize().unwrap());
+        let e =
+            ClockShift::prepare_in_root("+1", &sb, Path::new("/usr/bin/cc"), &work).unwrap_err();
+        let fix = kiln_core::Hint::hint(&e).unwrap_or_default();
+        assert!(
+            e.to_string().contains("has no libfaketime") && fix.contains("kiln toolchain pin"),
+            "{e}: {fix}"
+        );
+        assert!(!work.join("kiln-faketime-shim.so").exists());
     }
 }

@@ -2,8 +2,10 @@
 //!
 //! Three things make a build depend only on its pinned inputs, and this crate owns all three:
 //!
-//! * [`fetch`]: the one step allowed to use the network, filling a kiln-owned cargo home
-//!   from `Cargo.lock`; [`check_fetched`] then proves every locked crate is present with the
+//! * [`fetch_locked`]: the one step allowed to use the network, filling a kiln-owned cargo
+//!   home with every crates.io crate `Cargo.lock` pins — downloaded by kiln itself (no
+//!   `cargo` needed), each checked against the lock's checksum before it is written, from
+//!   crates.io or `$KILN_CRATES_DL`; [`check_fetched`] then proves every locked crate is present with the
 //!   checksum the lock names, so the build never needs to reach out; [`unpack_verified`]
 //!   then unpacks every locked crate from those very archive bytes into a fresh, read-only
 //!   directory source that is all cargo compiles (never the cargo home's `registry/src`).
@@ -17,6 +19,7 @@
 //!   [`SourceDateEpoch`].
 
 mod clock;
+mod download;
 mod env;
 mod lockfile;
 mod rooted;
@@ -25,8 +28,9 @@ mod sde;
 mod verified;
 
 pub use clock::{ClockShift, ClockShiftError};
+pub use download::{CRATE_LIMIT, CRATES_DL_ENV, CratesDl, Fetched, fetch_locked};
 pub use env::{BuildRoot, Hermetic};
-pub use lockfile::{CargoLock, FetchError, LockedCrate, check_fetched, fetch};
+pub use lockfile::{CargoLock, FetchError, LockedCrate, check_fetched};
 pub use rooted::{Bind, RootedSandbox};
 pub use sandbox::{Sandbox, SandboxError, UnknownSandbox};
 pub use sde::{SdeError, SdeSource, SourceDateEpoch};

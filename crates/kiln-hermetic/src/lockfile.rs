@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 use kiln_core::Digest;
 use kiln_core::contract::cargo_lock::{self, CargoLockError};
 
+use crate::download::Located;
+
 /// Why the locked crates cannot be read, fetched or trusted. Messages do not repeat their
 /// source; the fix is [`kiln_core::Hint::hint`].
 #[derive(Debug, thiserror::Error)]
@@ -41,17 +43,31 @@ pub enum FetchError {
         krate: String,
         source: crate::verified::ArchiveError,
     },
-    #[error("`{command}` failed ({status})")]
-    FetchFailed { command: String, status: String },
+    #[error("cannot download {krate} from {url}: {why}")]
+    Download {
+        krate: String,
+        url: String,
+        why: String,
+        /// The final HTTP status, when the server answered with one (404).
+        status: Option<u16>,
+    },
+    #[error(
+        "{url}: sha256 {found} does not match Cargo.lock's {locked} for {krate}; nothing was written"
+    )]
+    DownloadChecksum {
+        krate: String,
+        url: String,
+        locked: String,
+        found: String,
+    },
+    #[error(
+        "{krate} comes from `{origin}`; kiln fetches crates.io crates only, because only those are pinned by a checksum it can check"
+    )]
+    NotCratesIo { krate: String, origin: String },
     #[error("{what} {}", path.display())]
     Io {
         what: &'static str,
         path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("cannot run `{command}`")]
-    Spawn {
-        command: String,
         source: std::io::Error,
     },
 }
@@ -69,7 +85,7 @@ impl kiln_core::Hint for FetchError {
                 fetch()
             )),
             FetchError::Checksum { .. } => Some(format!(
-                "delete the file and run `{}` again; if it persists the registry served different bytes than the lock pins",
+                "run `{}` (it replaces the file with bytes that match the lock); if it persists, the cache or the registry holds different bytes than the lock pins",
                 fetch()
             )),
             FetchError::BadArchive {
@@ -79,11 +95,48 @@ impl kiln_core::Hint for FetchError {
             FetchError::BadArchive { .. } => Some(
                 "this crate version cannot be built by kiln; update the dependency (`cargo update -p NAME`)".into(),
             ),
-            FetchError::FetchFailed { .. } => Some(
-                "check network access to the registry, and that Cargo.lock is up to date (`cargo update -w` in the project)".into(),
+            FetchError::Download {
+                status: Some(404 | 410),
+                ..
+            } => Some(format!(
+                "the crate is not at that URL: check that Cargo.lock names a published version (`cargo update -w` in the project){}",
+                mirror_hint()
+            )),
+            FetchError::Download {
+                status: Some(code),
+                ..
+            } => Some(format!(
+                "the server refused the request (HTTP {code}): check the download URL{}",
+                mirror_hint()
+            )),
+            FetchError::Download { .. } => Some(format!(
+                "check network access (HTTPS_PROXY/NO_PROXY are honoured) and run `{}` again{}",
+                fetch(),
+                mirror_hint()
+            )),
+            FetchError::DownloadChecksum { .. } => Some(format!(
+                "the server sent different bytes than Cargo.lock pins: if ${} names a mirror, check it; otherwise regenerate the lock's entry (`cargo update -p NAME --precise VERSION`) and review the change",
+                crate::download::CRATES_DL_ENV
+            )),
+            FetchError::NotCratesIo { .. } => Some(
+                "vendor it as a path dependency (or publish it to crates.io) and regenerate Cargo.lock".into(),
             ),
-            FetchError::Io { .. } | FetchError::Spawn { .. } => None,
+            FetchError::Io { .. } => None,
         }
+    }
+}
+
+/// Where the download came from, for a hint: `$KILN_CRATES_DL` when set.
+fn mirror_hint() -> String {
+    match std::env::var(crate::download::CRATES_DL_ENV) {
+        Ok(v) if !v.trim().is_empty() => format!(
+            "; downloads come from ${}={v}, unset it to use crates.io",
+            crate::download::CRATES_DL_ENV
+        ),
+        _ => format!(
+            "; a crates.io mirror can be given as ${}",
+            crate::download::CRATES_DL_ENV
+        ),
     }
 }
 
@@ -179,75 +232,30 @@ impl CargoLock {
     }
 }
 
-/// Fills `cargo_home` with every crate `Cargo.lock` pins, through `cargo fetch --locked`.
-/// Cargo verifies each download against the lock's checksum; [`check_fetched`] checks again.
-pub fn fetch(cargo: &Path, manifest: &Path, cargo_home: &Path) -> Result<(), FetchError> {
-    std::fs::create_dir_all(cargo_home).map_err(|source| FetchError::Io {
-        what: "cannot create",
-        path: cargo_home.to_path_buf(),
-        source,
-    })?;
-    let mut cmd = kiln_core::process::command(cargo);
-    // No `--target`: every crate the lock pins is fetched, so `check_fetched` can demand all of them.
-    cmd.args(["fetch", "--locked", "--manifest-path"])
-        .arg(manifest)
-        .env("CARGO_HOME", cargo_home)
-        .env_remove("CARGO_TARGET_DIR");
-    let command = format!(
-        "{} fetch --locked --manifest-path {}",
-        cargo.display(),
-        manifest.display()
-    );
-    let status = cmd.status().map_err(|source| FetchError::Spawn {
-        command: command.clone(),
-        source,
-    })?;
-    if !status.success() {
-        return Err(FetchError::FetchFailed {
-            command,
-            status: status.to_string(),
-        });
-    }
-    Ok(())
-}
-
 /// Checks that every registry crate of `lock` is in `cargo_home`'s download cache with the
 /// checksum the lock names. Returns the `.crate` files found, by crate.
 pub fn check_fetched(
     lock: &CargoLock,
     cargo_home: &Path,
 ) -> Result<BTreeMap<String, PathBuf>, FetchError> {
-    let caches: Vec<PathBuf> = std::fs::read_dir(cargo_home.join("registry/cache"))
-        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
+    let caches = crate::download::cache_dirs(cargo_home);
     let mut found = BTreeMap::new();
     let mut missing = Vec::new();
     for c in lock.registry_crates() {
-        let file_name = format!("{}-{}.crate", c.name, c.version);
         let key = format!("{}@{}", c.name, c.version);
-        match caches
-            .iter()
-            .map(|d| d.join(&file_name))
-            .find(|p| p.is_file())
-        {
-            Some(file) => {
-                let got = Digest::of_file(&file).map_err(|source| FetchError::Io {
-                    what: "cannot read",
-                    path: file.clone(),
-                    source,
-                })?;
-                let locked = c.checksum.clone().unwrap_or_default();
-                if got.hex() != locked {
-                    return Err(FetchError::Checksum {
-                        file,
-                        krate: key,
-                        locked,
-                        found: got.hex(),
-                    });
-                }
+        match crate::download::locate(&caches, c)? {
+            Located::Verified(file) => {
                 found.insert(key, file);
             }
-            None => missing.push(key),
+            Located::Wrong { file, found } => {
+                return Err(FetchError::Checksum {
+                    file,
+                    krate: key,
+                    locked: c.checksum.clone().unwrap_or_default(),
+                    found: found.hex(),
+                });
+            }
+            Located::Absent => missing.push(key),
         }
     }
     if !missing.is_empty() {
@@ -328,6 +336,23 @@ checksum = "CHECKSUM"
         let h = home_with(b"evil bytes");
         let e = check_fetched(&lock, h.path()).unwrap_err().to_string();
         assert!(e.contains("does not match"), "{e}");
+    }
+
+    /// An older cargo's cache directory holding a stale copy does not hide a good one in
+    /// another directory (which one `read_dir` lists first used to decide).
+    #[test]
+    fn a_good_copy_wins_over_a_stale_one() {
+        let lock = LOCK.replace("CHECKSUM", &Digest::of(b"crate bytes").hex());
+        let lock = CargoLock::parse(Path::new("Cargo.lock"), lock.as_bytes()).unwrap();
+        let h = home_with(b"stale bytes");
+        let good = h
+            .path()
+            .join("registry/cache")
+            .join(cargo_lock::CRATES_IO_CACHE_DIR);
+        std::fs::create_dir_all(&good).unwrap();
+        std::fs::write(good.join("itoa-1.0.19.crate"), b"crate bytes").unwrap();
+        let found = check_fetched(&lock, h.path()).unwrap();
+        assert_eq!(found["itoa@1.0.19"], good.join("itoa-1.0.19.crate"));
     }
 
     /// The sparse index is crates.io too (this parser used to refuse it as "another

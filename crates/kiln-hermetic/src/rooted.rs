@@ -249,6 +249,12 @@ impl RootedSandbox {
         self.install(cmd, -1);
     }
 
+    /// Whether `path` (an absolute in-root path) will be a regular file inside the sandbox,
+    /// symlinks followed as the kernel will follow them there.
+    pub fn provides_file(&self, path: &Path) -> bool {
+        path.is_absolute() && matches!(self.locate(path), Some(Place::Host(p, _)) if p.is_file())
+    }
+
     /// A command running `program` (an absolute in-root path) inside the sandbox, after
     /// checking that the root or a bind provides it as an executable file: a clear error
     /// instead of a bare "No such file or directory" from `spawn`.

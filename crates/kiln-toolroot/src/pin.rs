@@ -22,7 +22,10 @@ use crate::net::Net;
 /// The packages a default root starts from: the C compiler driver and `cc1`, glibc's
 /// headers, crt objects and static + shared libraries, binutils (`as`, `ld`), and a
 /// `/bin/sh`. Their closure brings libgcc, the compiler's own libraries and the rest.
-pub const DEFAULT_PACKAGES: &[&str] = &["gcc-12", "libc6-dev", "binutils", "dash"];
+/// `libfaketime` is there for `kiln repro`'s clock variation: inside a root the build's
+/// tools only see the root, so the library that shifts their clock must be part of it (it
+/// is preloaded only when a build asks for `--faketime`, and shapes no output otherwise).
+pub const DEFAULT_PACKAGES: &[&str] = &["gcc-12", "libc6-dev", "binutils", "dash", "libfaketime"];
 /// The Debian suite and mirror a default root pins from.
 pub const DEFAULT_SUITE: &str = "bookworm";
 pub const DEFAULT_MIRROR: &str = "https://deb.debian.org/debian";

@@ -147,8 +147,36 @@ pub fn host_target() -> String {
         .to_string()
 }
 
-/// A throw-away copy of `testdata/hello` as a kiln project of its own, with the
-/// repository's toolchain lock.
+/// This machine's host toolchain lock (`toolchains/<target>.lock.json`), made once per test
+/// process by `kiln toolchain lock` in a scratch project. The tests of the host-toolchain
+/// mode build with whatever toolchain the machine has, checked against a lock of that very
+/// machine: the committed host lock pins kiln's development machines, not a CI runner, and
+/// what every machine builds the same way is the provided root (`PROVIDED_ROOT`), whose
+/// committed lock is used as is.
+pub fn host_lock() -> &'static [u8] {
+    static LOCK: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    LOCK.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("kiln-test-host-lock-")
+            .tempdir()
+            .unwrap();
+        copy_tree(&repo().join("testdata/hello"), dir.path());
+        std::fs::write(dir.path().join("kiln.toml"), HELLO_TOML).unwrap();
+        run_ok(kiln().arg("-C").arg(dir.path()).args(["toolchain", "lock"]));
+        let lock = format!("toolchains/{}.lock.json", host_target());
+        std::fs::read(dir.path().join(&lock)).unwrap_or_else(|e| panic!("{lock}: {e}"))
+    })
+}
+
+/// Writes [`host_lock`] into `project`'s `toolchains/`.
+pub fn write_host_lock(project: &Path) {
+    let lock = project.join(format!("toolchains/{}.lock.json", host_target()));
+    std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
+    std::fs::write(&lock, host_lock()).unwrap();
+}
+
+/// A throw-away copy of `testdata/hello` as a kiln project of its own, with this machine's
+/// host toolchain lock ([`host_lock`]).
 pub struct Project {
     pub dir: tempfile::TempDir,
 }
@@ -179,10 +207,7 @@ impl Project {
             .unwrap();
         copy_tree(&repo().join("testdata").join(name), dir.path());
         std::fs::write(dir.path().join("kiln.toml"), kiln_toml).unwrap();
-        let lock = format!("toolchains/{}.lock.json", host_target());
-        std::fs::create_dir_all(dir.path().join("toolchains")).unwrap();
-        std::fs::copy(repo().join(&lock), dir.path().join(&lock))
-            .unwrap_or_else(|e| panic!("{lock}: {e}"));
+        write_host_lock(dir.path());
         Project { dir }
     }
 
@@ -237,9 +262,7 @@ impl Project {
                 .replace("\"greeting.txt\"", "\"testdata/hello/greeting.txt\""),
         )
         .unwrap();
-        let lock = format!("toolchains/{}.lock.json", host_target());
-        std::fs::create_dir_all(root.join("toolchains")).unwrap();
-        std::fs::copy(repo().join(&lock), root.join(&lock)).unwrap();
+        write_host_lock(root);
         std::fs::write(root.join(".gitignore"), "target/\n").unwrap();
         git(root, &["init", "-q", "-b", "main"]);
         git(root, &["add", "."]);
@@ -281,8 +304,10 @@ impl Project {
         self.path().join("target/kiln/out")
     }
 
+    /// kiln on this project, with the shared provided-root store and download cache
+    /// ([`with_toolroot`]; only a build inside a root reads them).
     pub fn kiln(&self) -> Command {
-        let mut c = kiln();
+        let mut c = with_toolroot(kiln(), None);
         c.arg("-C").arg(self.path());
         c
     }

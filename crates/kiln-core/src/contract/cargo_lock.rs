@@ -25,6 +25,13 @@ use crate::Digest;
 pub const CRATES_IO: &str = "registry+https://github.com/rust-lang/crates.io-index";
 /// crates.io's sparse index, which cargo also treats as crates.io.
 pub const CRATES_IO_SPARSE: &str = "sparse+https://index.crates.io/";
+/// Where crates.io serves a version's `.crate` file: `{CRATES_IO_DL}/{name}/{name}-{version}.crate`
+/// (its index's `dl`, without the API redirect).
+pub const CRATES_IO_DL: &str = "https://static.crates.io/crates";
+/// The directory of crates.io's `.crate` files under a cargo home's `registry/cache/`:
+/// the one cargo ≥ 1.85 uses (a stable hash of the sparse index URL), so that a cargo run
+/// on the same cargo home finds what kiln fetched.
+pub const CRATES_IO_CACHE_DIR: &str = "index.crates.io-1949cf8c6b5b557f";
 
 /// Is `source` (a lock entry's `source`) crates.io? Only crates.io's two index URLs are;
 /// any other registry is not, whatever its protocol.
