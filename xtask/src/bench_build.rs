@@ -11,9 +11,13 @@
 //!    - `kiln build --offline --no-cache` inside the root, its target dir removed first
 //!      (the whole command: root check, crate unpack, compile, SBOM, image, provenance);
 //!    - plain `cargo build --release --locked` of the same package on the host, with a
-//!      fresh target dir and its own fetched cargo home.
+//!      fresh target dir and its own fetched cargo home;
+//!    - the same with what kiln asks cargo for: `--target <host>` and crt-static (build
+//!      scripts and proc-macros then compile apart from the target code, so shared
+//!      dependencies compile twice: the price of a static binary, not of kiln).
 //!
-//!    The overhead is median(kiln) / median(plain) − 1; the target is ≤ 5 %.
+//!    The overhead is median(kiln) / median(plain) − 1 (the target is ≤ 5 %), split
+//!    into the static `--target` build's share and kiln's own (kiln over that build).
 //!
 //! The table goes to stdout, the figures to target/kiln/bench/build.json.
 
@@ -84,6 +88,7 @@ pub fn build(args: &BuildBenchArgs) -> Result<()> {
     let work = crate::bench::WorkDir::new(args.dir.as_deref(), "kiln-bench-build-")?;
     let dir = work.path.clone();
     let cargo = PathBuf::from(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    let target = kiln_build::host_target()?;
     let kiln = crate::bench_cache::release_kiln(&repo, &cargo)?;
     let logs = dir.join("logs");
     kiln_core::fsx::create_dir_all(&logs)?;
@@ -143,7 +148,11 @@ pub fn build(args: &BuildBenchArgs) -> Result<()> {
         run_logged(f, &logs.join(format!("{name}-plain-fetch.log")))?;
         let target_dir = ProjectLayout::new(project).build_root().join("target");
         let plain_target = dir.join(format!("plain-target-{name}"));
-        let (mut kiln_runs, mut plain_runs): (Vec<Measured>, Vec<Measured>) = (vec![], vec![]);
+        let (mut kiln_runs, mut plain_runs, mut same_runs): (
+            Vec<Measured>,
+            Vec<Measured>,
+            Vec<Measured>,
+        ) = (vec![], vec![], vec![]);
         for run in 1..=args.runs {
             let _ = std::fs::remove_dir_all(&target_dir);
             let mut c = kiln_cmd(project);
@@ -161,34 +170,47 @@ pub fn build(args: &BuildBenchArgs) -> Result<()> {
             );
             kiln_runs.push(m);
 
-            let _ = std::fs::remove_dir_all(&plain_target);
-            let mut c = kiln_core::process::command(&cargo);
-            c.args([
-                "build",
-                "--release",
-                "--locked",
-                "--offline",
-                "--manifest-path",
-            ])
-            .arg(&manifest)
-            .args(["--package", package])
-            .env("CARGO_HOME", &plain_home)
-            .env("CARGO_TARGET_DIR", &plain_target)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-            if !features.is_empty() {
-                c.args(["--features", &features.join(",")]);
+            for (kind, same) in [("plain cargo", false), ("static --target cargo", true)] {
+                let _ = std::fs::remove_dir_all(&plain_target);
+                let mut c = kiln_core::process::command(&cargo);
+                c.args([
+                    "build",
+                    "--release",
+                    "--locked",
+                    "--offline",
+                    "--manifest-path",
+                ])
+                .arg(&manifest)
+                .args(["--package", package])
+                .env("CARGO_HOME", &plain_home)
+                .env("CARGO_TARGET_DIR", &plain_target)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null());
+                if same {
+                    // What kiln asks cargo for: an explicit --target (so the static CRT
+                    // reaches the binaries but not build scripts and proc-macros, which
+                    // then compile separately for the host) and crt-static.
+                    c.args(["--target", &target])
+                        .env("CARGO_ENCODED_RUSTFLAGS", "-Ctarget-feature=+crt-static");
+                }
+                if !features.is_empty() {
+                    c.args(["--features", &features.join(",")]);
+                }
+                // SAFETY: as above.
+                unsafe { libc::sync() };
+                let m = run_measured(c)?;
+                eprintln!(
+                    "bench build: {name} {kind} #{run}: {:.3} s",
+                    m.wall.as_secs_f64()
+                );
+                if same {
+                    same_runs.push(m);
+                } else {
+                    plain_runs.push(m);
+                }
             }
-            // SAFETY: as above.
-            unsafe { libc::sync() };
-            let m = run_measured(c)?;
-            eprintln!(
-                "bench build: {name} plain cargo #{run}: {:.3} s",
-                m.wall.as_secs_f64()
-            );
-            plain_runs.push(m);
         }
-        rows.push((name.clone(), kiln_runs, plain_runs));
+        rows.push((name.clone(), kiln_runs, plain_runs, same_runs));
     }
 
     let secs = |ms: &[Measured]| ms.iter().map(|m| m.wall.as_secs_f64()).collect::<Vec<_>>();
@@ -207,25 +229,33 @@ pub fn build(args: &BuildBenchArgs) -> Result<()> {
     );
     println!();
     println!(
-        "| project | kiln in root s (min / median) | plain cargo s (min / median) | overhead (medians) | target ≤ 5 % |"
+        "| project | kiln in root s (min / median) | plain cargo s (min / median) | static --target cargo s (min / median) | overhead vs plain (medians) | of which static --target | kiln itself (vs static --target cargo) | target ≤ 5 % |"
     );
-    println!("| --- | ---: | ---: | ---: | --- |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
     let mut figures = Vec::new();
-    for (name, k, p) in &rows {
-        let (ks, ps) = (secs(k), secs(p));
+    for (name, k, p, t) in &rows {
+        let (ks, ps, ts) = (secs(k), secs(p), secs(t));
         let overhead = median(&ks) / median(&ps) - 1.0;
+        let static_cost = median(&ts) / median(&ps) - 1.0;
+        let kiln_own = median(&ks) / median(&ts) - 1.0;
         let met = overhead <= OVERHEAD_TARGET;
         println!(
-            "| {name} | {:.2} / {:.2} | {:.2} / {:.2} | {:+.1} % | {} |",
+            "| {name} | {:.2} / {:.2} | {:.2} / {:.2} | {:.2} / {:.2} | {:+.1} % | {:+.1} % | {:+.1} % | {} |",
             min(&ks),
             median(&ks),
             min(&ps),
             median(&ps),
+            min(&ts),
+            median(&ts),
             overhead * 100.0,
+            static_cost * 100.0,
+            kiln_own * 100.0,
             if met { "met" } else { "NOT met" }
         );
         figures.push(json!({
-            "project": name, "kiln_s": ks, "plain_s": ps, "overhead": overhead, "met": met,
+            "project": name, "kiln_s": ks, "plain_s": ps, "static_target_s": ts,
+            "overhead": overhead, "static_target_overhead": static_cost,
+            "kiln_over_static_target": kiln_own, "met": met,
         }));
     }
     let report = json!({

@@ -254,6 +254,42 @@ fn hello_is_reproducible_under_every_variation() {
     assert_eq!(c["ratio"], r["ratio"]);
 }
 
+/// The same inside the committed provided toolchain root, as kiln's own default job builds:
+/// every variation applies, the clock included (the root's own libfaketime, preloaded behind
+/// a shim the root's cc compiled), and every artifact is identical.
+#[test]
+fn hello_in_the_provided_root_is_reproducible_under_every_variation() {
+    let p = Project::provided_hello();
+    let out = p.path().join("target/kiln/repro");
+    let r = repro(&p, &out, &["--min-ratio", "1"]);
+    assert_eq!(r["targets"][0]["status"], "reproducible", "{r:#}");
+    let total = artifacts(&r).len();
+    assert!(total >= BASE_ARTIFACTS, "{total}");
+    assert_eq!(r["ratio"]["artifacts"]["numerator"], total);
+    for v in r["variations"].as_array().unwrap() {
+        let (n, s) = (v["name"].as_str().unwrap(), v["status"].as_str().unwrap());
+        assert!(
+            s == "applied" || (n == "file_order" && s == "fallback"),
+            "{n}: {s}: {v}"
+        );
+    }
+    let (ta, tb) = (out.join("trees/a"), out.join("trees/b"));
+    for tree in [&ta, &tb] {
+        let summary: Value =
+            serde_json::from_slice(&std::fs::read(tree.join("hello/summary.json")).unwrap())
+                .unwrap();
+        assert_eq!(summary["sandbox"], "root", "{}", tree.display());
+    }
+    // Build B's log shows the shift came from inside the root.
+    let log = std::fs::read_to_string(out.join("logs/build-b.log")).unwrap();
+    assert!(
+        log.contains("FAKETIME=")
+            && log.contains(":/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"),
+        "{log}"
+    );
+    verdicts_agree_with_diffoscope(&r, &ta, &tb);
+}
+
 #[test]
 fn unrepro_is_flagged_with_each_cause() {
     let p = Project::from_testdata("unrepro", UNREPRO_TOML);

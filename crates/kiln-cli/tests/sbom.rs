@@ -125,14 +125,28 @@ fn tree_crates(
         .collect()
 }
 
-/// Ground truth: `cargo tree -e normal --target <host>` with the project's cargo home.
+/// A cargo home for cargo itself and cargo-cyclonedx (the ground truth and a peer), filled
+/// by `cargo fetch --locked` as a user's would be: kiln's own cargo home holds only the
+/// `.crate` files it downloaded and verified, not cargo's registry index, which cargo's
+/// offline resolution needs.
+fn peer_cargo_home(project: &Project, manifest: &Path) -> PathBuf {
+    let home = project.path().join("target/peer-cargo-home");
+    run_ok(
+        kiln_core::process::command("cargo")
+            .args(["fetch", "--locked", "--manifest-path"])
+            .arg(manifest)
+            .env("CARGO_HOME", &home),
+    );
+    home
+}
+
+/// Ground truth: `cargo tree -e normal --target <host>` with the project's lock.
 fn cargo_tree(project: &Project, manifest: &str, features: &[&str]) -> BTreeSet<String> {
-    tree_crates(&project.path().join(manifest), "normal", |cmd| {
-        cmd.env(
-            "CARGO_HOME",
-            project.path().join("target/kiln/root/cargo-home"),
-        )
-        .env("CARGO_TARGET_DIR", project.path().join("target/tree"));
+    let manifest = project.path().join(manifest);
+    let home = peer_cargo_home(project, &manifest);
+    tree_crates(&manifest, "normal", |cmd| {
+        cmd.env("CARGO_HOME", &home)
+            .env("CARGO_TARGET_DIR", project.path().join("target/tree"));
         if !features.is_empty() {
             cmd.args(["--features", &features.join(",")]);
         }
@@ -676,7 +690,7 @@ fn cargo_cyclonedx(project: &Project, features: &[&str]) -> CargoCyclonedx {
     .arg(project.path().join("Cargo.toml"))
     .env(
         "CARGO_HOME",
-        project.path().join("target/kiln/root/cargo-home"),
+        peer_cargo_home(project, &project.path().join("Cargo.toml")),
     )
     .env("CARGO_NET_OFFLINE", "true")
     .env("SOURCE_DATE_EPOCH", "1700000000");
