@@ -220,15 +220,36 @@ pub fn regenerate(opts: &BuildOptions, image: &str) -> Result<Vec<PathBuf>, Buil
     let lock_digest = summary.toolchain.lock_digest;
     let target = summary.toolchain.target.clone();
     let binaries = binary_infos(&summary.binaries);
-    let lock = ToolchainLock::read(&project.join(&lock_rel))?;
-    // The SBOM names the toolchain the image was built with: the lock must still be it.
-    if lock.digest() != lock_digest || lock.target != target {
+    // The SBOM names the toolchain the image was built with: the lock must still be it. An
+    // image built inside a provided root records the root's lock (its digest names the
+    // root), whose `toolchain` holds what the root's tools said they are.
+    let (lock, now) = if summary.sandbox == "root" {
+        let root_lock = kiln_toolroot::RootLock::read(&project.join(&lock_rel))
+            .map_err(BuildError::Toolroot)?;
+        let now = root_lock.digest();
+        let lock = root_lock.toolchain.ok_or_else(|| BuildError::Provided {
+            message: format!(
+                "{}: the toolchain root is pinned but not packed (no `toolchain`)",
+                lock_rel
+            ),
+            fix: format!(
+                "run `{}` and commit the lock",
+                kiln_core::cli::cmd("toolchain pack")
+            ),
+        })?;
+        (lock, now)
+    } else {
+        let lock = ToolchainLock::read(&project.join(&lock_rel))?;
+        let now = lock.digest();
+        (lock, now)
+    };
+    if now != lock_digest || lock.target != target {
         return Err(BuildError::LockChanged(Box::new(LockChanged {
             image: image.to_string(),
             summary: summary_path,
             lock: project.join(&lock_rel),
             recorded: lock_digest,
-            now: lock.digest(),
+            now,
             target: lock.target.clone(),
         })));
     }
