@@ -85,13 +85,29 @@ pub fn fetch(opts: &BuildOptions, progress: &dyn Progress) -> Result<()> {
         let manifest = config.resolve(&spec.manifest);
         let lock = CargoLock::for_manifest(&manifest)?;
         crate::package::check_in_lock(&config, index_of(&config, spec), spec, &lock)?;
-        if kiln_hermetic::check_fetched(&lock, &root.cargo_home()).is_err() {
-            progress.step(&spec.name, "fetching locked crates (network)");
-            kiln_hermetic::fetch_locked(&lock, &root.cargo_home(), &CratesDl::from_env())?;
-        }
-        kiln_hermetic::check_fetched(&lock, &root.cargo_home())?;
+        locked_archives(&lock, &root.cargo_home(), true, progress, &spec.name)?;
     }
     Ok(())
+}
+
+/// The verified `.crate` archive of every crate `lock` pins, by `name@version`: checked in
+/// `cargo_home`, else (when the network is `allowed`) downloaded by kiln and checked on
+/// arrival. Every archive is hashed once per call on the path it takes.
+fn locked_archives(
+    lock: &CargoLock,
+    cargo_home: &Path,
+    allowed: bool,
+    progress: &dyn Progress,
+    name: &str,
+) -> Result<std::collections::BTreeMap<String, PathBuf>> {
+    match kiln_hermetic::check_fetched(lock, cargo_home) {
+        Ok(archives) => Ok(archives),
+        Err(_) if allowed => {
+            progress.step(name, "fetching locked crates (network)");
+            Ok(kiln_hermetic::fetch_locked(lock, cargo_home, &CratesDl::from_env())?.archives)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn index_of(config: &Config, spec: &ImageSpec) -> usize {
@@ -300,7 +316,7 @@ impl<'a> Build<'a> {
                     fix: "drop --sandbox none, or build with the host's toolchain (remove `toolchain_root` from kiln.toml)".into(),
                 });
             }
-            Some(_) => "root".to_string(),
+            Some(_) => crate::provided::ROOT_SANDBOX.to_string(),
             None => {
                 opts.sandbox.check()?;
                 opts.sandbox.to_string()
@@ -468,12 +484,13 @@ fn gather_inputs(b: &Build, spec: &ImageSpec) -> Result<Inputs> {
     };
     let manifest = b.project.join(&spec.manifest);
     let cargo_lock = CargoLock::for_manifest(&manifest)?;
-    let cargo_home = b.root.cargo_home();
-    if kiln_hermetic::check_fetched(&cargo_lock, &cargo_home).is_err() && !b.opts.offline {
-        b.progress.step(name, "fetching locked crates (network)");
-        kiln_hermetic::fetch_locked(&cargo_lock, &cargo_home, &CratesDl::from_env())?;
-    }
-    let archives = kiln_hermetic::check_fetched(&cargo_lock, &cargo_home)?;
+    let archives = locked_archives(
+        &cargo_lock,
+        &b.root.cargo_home(),
+        !b.opts.offline,
+        b.progress,
+        name,
+    )?;
     b.progress.step(name, "unpacking the verified crates");
     let verified =
         kiln_hermetic::unpack_verified(&cargo_lock, &archives, &b.root.verified_sources())?;

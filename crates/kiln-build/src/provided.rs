@@ -339,19 +339,7 @@ pub(crate) fn provided(config: &Config, offline: bool) -> Result<Option<Provided
     };
     let lock_file = lock_path(&config.root, name);
     let lock = RootLock::read(&lock_file).map_err(BuildError::Toolroot)?;
-    let (Some(_), Some(toolchain)) = (&lock.root, &lock.toolchain) else {
-        return Err(BuildError::Provided {
-            message: format!(
-                "{}: the toolchain root is pinned but not packed (no `root` or `toolchain`)",
-                lock_file.display()
-            ),
-            fix: format!(
-                "run `{}` and commit the lock",
-                kiln_core::cli::cmd("toolchain pack")
-            ),
-        });
-    };
-    let toolchain = toolchain.clone();
+    let toolchain = packed_toolchain(&lock, &lock_file)?.clone();
     let places = RootPlaces::from_env()?;
     let (root, _) = build_root(&lock, &places, offline, &[])?;
     let tc = root_tools(&root, &toolchain.host, &toolchain.target);
@@ -363,6 +351,30 @@ pub(crate) fn provided(config: &Config, offline: bool) -> Result<Option<Provided
         tc,
     }))
 }
+
+/// What a packed root's tools said they are (the lock's `toolchain`); a lock that is
+/// pinned but not packed (no `root` or `toolchain`) is an error naming `lock_file` and the fix.
+pub(crate) fn packed_toolchain<'l>(
+    lock: &'l RootLock,
+    lock_file: &Path,
+) -> Result<&'l ToolchainLock> {
+    match (&lock.root, &lock.toolchain) {
+        (Some(_), Some(toolchain)) => Ok(toolchain),
+        _ => Err(BuildError::Provided {
+            message: format!(
+                "{}: the toolchain root is pinned but not packed (no `root` or `toolchain`)",
+                lock_file.display()
+            ),
+            fix: format!(
+                "run `{}` and commit the lock",
+                kiln_core::cli::cmd("toolchain pack")
+            ),
+        }),
+    }
+}
+
+/// The isolation a build inside a provided root records (`summary.json`'s `sandbox`).
+pub(crate) const ROOT_SANDBOX: &str = "root";
 
 /// The root's tools, as paths inside it (rustc and cargo under the `/usr/local` sysroot
 /// `install.sh` would make, cc in `/usr/bin`).

@@ -223,21 +223,11 @@ pub fn regenerate(opts: &BuildOptions, image: &str) -> Result<Vec<PathBuf>, Buil
     // The SBOM names the toolchain the image was built with: the lock must still be it. An
     // image built inside a provided root records the root's lock (its digest names the
     // root), whose `toolchain` holds what the root's tools said they are.
-    let (lock, now) = if summary.sandbox == "root" {
-        let root_lock = kiln_toolroot::RootLock::read(&project.join(&lock_rel))
-            .map_err(BuildError::Toolroot)?;
-        let now = root_lock.digest();
-        let lock = root_lock.toolchain.ok_or_else(|| BuildError::Provided {
-            message: format!(
-                "{}: the toolchain root is pinned but not packed (no `toolchain`)",
-                lock_rel
-            ),
-            fix: format!(
-                "run `{}` and commit the lock",
-                kiln_core::cli::cmd("toolchain pack")
-            ),
-        })?;
-        (lock, now)
+    let (lock, now) = if summary.sandbox == crate::provided::ROOT_SANDBOX {
+        let file = project.join(&lock_rel);
+        let root_lock = kiln_toolroot::RootLock::read(&file).map_err(BuildError::Toolroot)?;
+        let lock = crate::provided::packed_toolchain(&root_lock, &file)?.clone();
+        (lock, root_lock.digest())
     } else {
         let lock = ToolchainLock::read(&project.join(&lock_rel))?;
         let now = lock.digest();

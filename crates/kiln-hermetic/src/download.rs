@@ -112,6 +112,9 @@ pub struct Fetched {
     pub downloaded: Vec<String>,
     /// How many were already present with the locked checksum.
     pub present: usize,
+    /// The verified `.crate` file of every crate, by `name@version`: what
+    /// [`crate::check_fetched`] would now return, without hashing them again.
+    pub archives: BTreeMap<String, PathBuf>,
 }
 
 /// Where a locked crate's archive is in a cargo home.
@@ -203,7 +206,7 @@ pub fn fetch_locked(
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
     // By the crate's index in the (sorted) lock: the order downloads finish in never matters.
-    let results: Mutex<BTreeMap<usize, Result<bool, FetchError>>> = Mutex::new(BTreeMap::new());
+    let results: Mutex<BTreeMap<usize, Result<OneCrate, FetchError>>> = Mutex::new(BTreeMap::new());
     let work = || {
         loop {
             if stop.load(Ordering::Relaxed) {
@@ -228,26 +231,32 @@ pub fn fetch_locked(
     });
     let mut out = Fetched::default();
     for (i, r) in results.into_inner().unwrap_or_else(|e| e.into_inner()) {
-        if r? {
-            let c = crates[i];
-            out.downloaded.push(format!("{}@{}", c.name, c.version));
+        let (downloaded, file) = r?;
+        let key = format!("{}@{}", crates[i].name, crates[i].version);
+        if downloaded {
+            out.downloaded.push(key.clone());
         } else {
             out.present += 1;
         }
+        out.archives.insert(key, file);
     }
     out.downloaded.sort();
     Ok(out)
 }
 
-/// One crate: `Ok(false)` when already present and verified, `Ok(true)` when downloaded.
+/// Whether a crate was downloaded now (`false`: already present with the locked
+/// checksum), and its verified archive.
+type OneCrate = (bool, PathBuf);
+
+/// One crate's [`OneCrate`].
 fn fetch_one(
     c: &LockedCrate,
     caches: &[PathBuf],
     dest_dir: &Path,
     dl: &CratesDl,
-) -> Result<bool, FetchError> {
-    if let Located::Verified(_) = locate(caches, c)? {
-        return Ok(false);
+) -> Result<OneCrate, FetchError> {
+    if let Located::Verified(file) = locate(caches, c)? {
+        return Ok((false, file));
     }
     let krate = format!("{}@{}", c.name, c.version);
     let locked = c.checksum.clone().unwrap_or_default();
@@ -273,10 +282,10 @@ fn fetch_one(
     let dest = dest_dir.join(format!("{}-{}.crate", c.name, c.version));
     kiln_core::fsx::write_atomic(&dest, &bytes).map_err(|source| FetchError::Io {
         what: "cannot write",
-        path: dest,
+        path: dest.clone(),
         source,
     })?;
-    Ok(true)
+    Ok((true, dest))
 }
 
 /// A crates.io crate name: ASCII alphanumerics, `-` and `_`.
@@ -421,6 +430,11 @@ mod tests {
         let got = fetch_locked(&lock, home.path(), &server.dl()).unwrap();
         assert_eq!(got.downloaded, ["itoa@1.0.0", "ryu@1.0.0"]);
         assert_eq!(got.present, 0);
+        // The archives it returns are what check_fetched finds, without hashing again.
+        assert_eq!(
+            got.archives,
+            crate::check_fetched(&lock, home.path()).unwrap()
+        );
         assert_eq!(
             std::fs::read(cached(home.path(), "itoa-1.0.0.crate")).unwrap(),
             ITOA
@@ -466,6 +480,10 @@ mod tests {
         // All present now: nothing is requested.
         let again = fetch_locked(&lock, home.path(), &server.dl()).unwrap();
         assert_eq!((again.downloaded.len(), again.present), (0, 2));
+        assert_eq!(
+            again.archives,
+            crate::check_fetched(&lock, home.path()).unwrap()
+        );
         assert_eq!(server.hits().len(), 1);
     }
 
