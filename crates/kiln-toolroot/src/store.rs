@@ -13,7 +13,9 @@
 //! records, after a full check, every path's size, inode, device, mtime, ctime and mode,
 //! so a later `get` that finds the same paths with the same metadata skips the hashing.
 //! ctime cannot be set back by a process, so a file rewritten and restored still
-//! differs. Any difference means a full check; a tree that is not the pinned one is
+//! differs. That later `get` runs before every build, so it compares one digest of the
+//! listing (the stamp's `metadata`) with a listing taken in parallel, never parsing the
+//! stamp's entries back (they are read only to name what changed). Any difference means a full check; a tree that is not the pinned one is
 //! refused, naming the extra, missing and changed paths.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -22,7 +24,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use kiln_core::contract::layout::toolroot;
-use kiln_core::{HashingReader, canonical, fsx};
+use kiln_core::{Digest, HashingReader, canonical, fsx};
 use kiln_oci::BaseImage;
 use serde::{Deserialize, Serialize};
 
@@ -77,11 +79,22 @@ impl RootDir {
 struct Stamp {
     schema: u32,
     digests: RootDigests,
+    /// [`tree::metadata_digest`] of the tree when it was last fully checked.
+    metadata: Digest,
     /// path → (node as `Node::describe` writes it, metadata).
     entries: BTreeMap<String, (String, Meta)>,
 }
 
-const STAMP_SCHEMA: u32 = 1;
+/// What the check before every build reads of a [`Stamp`].
+#[derive(Deserialize)]
+struct StampHead {
+    schema: u32,
+    digests: RootDigests,
+    metadata: Digest,
+}
+
+/// 2: `metadata`, the digest the fast path compares, was added.
+const STAMP_SCHEMA: u32 = 2;
 
 impl Store {
     /// The user's store: `$XDG_CACHE_HOME/kiln/toolroots`, else `~/.cache/kiln/toolroots`.
@@ -121,24 +134,23 @@ impl Store {
             return Ok(None);
         }
         let stamp_path = entry.join(toolroot::STAMP);
-        let stamp: Option<Stamp> = std::fs::read(&stamp_path)
-            .ok()
+        let stamp_bytes = std::fs::read(&stamp_path).ok();
+        // The fast path reads the stamp's head only (serde skips `entries` unparsed).
+        let head = stamp_bytes
+            .as_deref()
+            .and_then(|b| serde_json::from_slice::<StampHead>(b).ok())
+            .filter(|h| h.schema == STAMP_SCHEMA && h.digests == *expected);
+        if let Some(h) = head
+            && tree::metadata_digest(&tree::metadata(&rootfs)?) == h.metadata
+        {
+            return Ok(Some(RootDir {
+                path: rootfs,
+                digests: *expected,
+            }));
+        }
+        let stamp: Option<Stamp> = stamp_bytes
             .and_then(|b| serde_json::from_slice(&b).ok())
             .filter(|s: &Stamp| s.schema == STAMP_SCHEMA && s.digests == *expected);
-        if let Some(s) = &stamp {
-            let now = tree::metadata(&rootfs)?;
-            let same = now.len() == s.entries.len()
-                && now
-                    .iter()
-                    .zip(&s.entries)
-                    .all(|((p, m), (sp, (_, sm)))| p == sp && m == sm);
-            if same {
-                return Ok(Some(RootDir {
-                    path: rootfs,
-                    digests: *expected,
-                }));
-            }
-        }
         let scanned = tree::scan(&rootfs)?;
         let found = tree::digest(&scanned);
         if found != expected.tree {
@@ -230,7 +242,9 @@ fn write_stamp(
     digests: &RootDigests,
     scanned: &BTreeMap<String, Node>,
 ) -> Result<()> {
-    let meta = tree::metadata(rootfs)?;
+    let listed = tree::metadata(rootfs)?;
+    let metadata = tree::metadata_digest(&listed);
+    let meta: BTreeMap<String, Meta> = listed.into_iter().collect();
     let entries = scanned
         .iter()
         .filter_map(|(p, n)| Some((p.clone(), (n.describe(), *meta.get(p)?))))
@@ -238,6 +252,7 @@ fn write_stamp(
     let stamp = Stamp {
         schema: STAMP_SCHEMA,
         digests: *digests,
+        metadata,
         entries,
     };
     let path = entry.join(toolroot::STAMP);
@@ -470,6 +485,52 @@ mod tests {
         f.set_modified(std::time::SystemTime::now()).unwrap();
         assert!(store.get(&packed.digests()).unwrap().is_some());
         assert!(store.get(&packed.digests()).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_rewrite_that_keeps_size_and_mtime_is_still_refused() {
+        // The attack the stamp's ctime is for: same length, mtime set back, so only the
+        // inode's change time (which no process can set) tells.
+        let (_d, store, root, packed) = installed();
+        let p = root.path.join("usr/bin/dash");
+        let before = std::fs::metadata(&p).unwrap();
+        let mut evil = std::fs::read(&p).unwrap();
+        evil[0] ^= 0xff;
+        writable(&p);
+        std::fs::write(&p, &evil).unwrap();
+        fsx::set_mode(&p, 0o555).unwrap();
+        std::fs::File::open(&p)
+            .unwrap()
+            .set_modified(before.modified().unwrap())
+            .unwrap();
+        let after = std::fs::metadata(&p).unwrap();
+        assert_eq!(
+            (after.len(), after.modified().unwrap()),
+            (before.len(), before.modified().unwrap())
+        );
+        let e = store.get(&packed.digests()).unwrap_err();
+        assert!(e.to_string().contains("changed `usr/bin/dash`"), "{e}");
+    }
+
+    #[test]
+    fn a_stamp_of_an_older_schema_means_a_full_check_and_a_new_stamp() {
+        let (_d, store, root, packed) = installed();
+        let entry = root.path.parent().unwrap();
+        let path = entry.join(toolroot::STAMP);
+        let mut stamp: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(stamp["schema"], STAMP_SCHEMA);
+        stamp["schema"] = 1.into();
+        stamp.as_object_mut().unwrap().remove("metadata");
+        std::fs::write(&path, serde_json::to_vec(&stamp).unwrap()).unwrap();
+        assert!(store.get(&packed.digests()).unwrap().is_some());
+        let rewritten: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(rewritten["schema"], STAMP_SCHEMA);
+        assert_eq!(
+            rewritten["metadata"],
+            tree::metadata_digest(&tree::metadata(&root.path).unwrap()).to_string()
+        );
     }
 
     #[test]

@@ -137,10 +137,10 @@ enum Kind {
     Symlink(String),
 }
 
-/// Every path under `root` (not `root` itself) with its kind and metadata, never
+/// Every path under `root` (not `root` itself) with its kind, never
 /// following a symlink. Anything that is not a directory, regular file or symlink, and
 /// any name that is not UTF-8, is an error: no root holds one.
-fn walk(root: &Path) -> Result<Vec<(String, Kind, Meta)>> {
+fn walk(root: &Path) -> Result<Vec<(String, Kind)>> {
     let mut out = Vec::new();
     let mut stack = vec![String::new()];
     while let Some(rel) = stack.pop() {
@@ -187,16 +187,76 @@ fn walk(root: &Path) -> Result<Vec<(String, Kind, Meta)>> {
                     source: std::io::Error::other("special file in a toolchain root"),
                 });
             };
-            out.push((path, kind, meta_of(&m)));
+            out.push((path, kind));
         }
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(out)
 }
 
-/// The metadata of every path under `root`: what a stamp compares.
-pub(crate) fn metadata(root: &Path) -> Result<BTreeMap<String, Meta>> {
-    Ok(walk(root)?.into_iter().map(|(p, _, m)| (p, m)).collect())
+/// The metadata of every path under `root` (not `root` itself), sorted by path, never
+/// following a symlink: what a stamp compares.
+///
+/// This runs before every build inside a root (3,150 paths for the default one), so it
+/// does only what the comparison needs: directories are listed in parallel, and each
+/// entry is stat'ed relative to its open directory (`DirEntry::metadata` is `statx` on the
+/// directory's descriptor on Linux) rather than by a full path lookup; symlink targets are
+/// not read (re-pointing a symlink replaces it, so its inode and its directory's ctime
+/// change). Kinds and special files are [`walk`]'s business, in the full check.
+pub(crate) fn metadata(root: &Path) -> Result<Vec<(String, Meta)>> {
+    let mut out = metadata_under(root, String::new())?;
+    out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+fn metadata_under(root: &Path, rel: String) -> Result<Vec<(String, Meta)>> {
+    let dir = if rel.is_empty() {
+        root.to_path_buf()
+    } else {
+        root.join(&rel)
+    };
+    let mut here = Vec::new();
+    let mut subdirs = Vec::new();
+    for e in std::fs::read_dir(&dir).map_err(ToolrootError::io("listing", &dir))? {
+        let e = e.map_err(ToolrootError::io("listing", &dir))?;
+        let name = e.file_name();
+        // A name that is not UTF-8 is in no stamp (the full check refuses it), so its
+        // lossy form only has to differ, as it does.
+        let name = name.to_string_lossy();
+        let path = if rel.is_empty() {
+            name.into_owned()
+        } else {
+            format!("{rel}/{name}")
+        };
+        let m = e
+            .metadata()
+            .map_err(ToolrootError::io("reading", &dir.join(e.file_name())))?;
+        if m.is_dir() {
+            subdirs.push(path.clone());
+        }
+        here.push((path, meta_of(&m)));
+    }
+    let nested = subdirs
+        .into_par_iter()
+        .map(|d| metadata_under(root, d))
+        .collect::<Result<Vec<_>>>()?;
+    here.extend(nested.into_iter().flatten());
+    Ok(here)
+}
+
+/// One digest of [`metadata`]'s list (paths and every metadata field, in order), which a
+/// stamp records so that the check before a build compares 32 bytes, not 3,150 entries
+/// parsed back from JSON.
+pub(crate) fn metadata_digest(entries: &[(String, Meta)]) -> Digest {
+    let mut buf = Vec::with_capacity(entries.len() * 128);
+    for (p, m) in entries {
+        buf.extend_from_slice(&(p.len() as u64).to_be_bytes());
+        buf.extend_from_slice(p.as_bytes());
+        for v in m {
+            buf.extend_from_slice(&v.to_be_bytes());
+        }
+    }
+    Digest::of(&buf)
 }
 
 /// The tree model of the directory `root`, files hashed in parallel.
@@ -204,7 +264,7 @@ pub(crate) fn scan(root: &Path) -> Result<BTreeMap<String, Node>> {
     let items = walk(root)?;
     let nodes: Vec<Result<(String, Node)>> = items
         .into_par_iter()
-        .map(|(path, kind, _)| {
+        .map(|(path, kind)| {
             let node = match kind {
                 Kind::Dir => Node::Dir,
                 Kind::Symlink(t) => Node::Symlink(t),
@@ -279,6 +339,25 @@ mod tests {
         model.insert("bin".to_string(), Node::Symlink("usr/bin".into()));
         assert_eq!(digest(&scanned), digest(&model));
         assert_eq!(scanned.len(), 5);
-        assert_eq!(metadata(r).unwrap().len(), 5);
+        let listed = metadata(r).unwrap();
+        // The same paths in the same order as the full walk, symlinks not followed.
+        assert_eq!(
+            listed.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>(),
+            scanned.keys().map(String::as_str).collect::<Vec<_>>()
+        );
+        let bin = std::fs::symlink_metadata(r.join("bin")).unwrap();
+        assert_eq!(listed[0], ("bin".to_string(), meta_of(&bin)));
+        // Any one field of any one path moves the digest.
+        let d = metadata_digest(&listed);
+        for i in 0..listed.len() {
+            for f in 0..6 {
+                let mut other = listed.clone();
+                other[i].1[f] += 1;
+                assert_ne!(metadata_digest(&other), d, "{} field {f}", listed[i].0);
+            }
+        }
+        let mut renamed = listed.clone();
+        renamed[0].0.push('x');
+        assert_ne!(metadata_digest(&renamed), d);
     }
 }
