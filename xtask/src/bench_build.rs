@@ -5,9 +5,10 @@
 //!    "bookworm-rust-1.95.0"` into an empty store and an empty download cache: the root's
 //!    171 MiB of pinned inputs downloaded, packed and installed (timed), and the store's
 //!    size on disk.
-//! 3. Per project (testdata/hello and a corpus project, bat with 168 crates by default),
-//!    prepared as `bench repro` prepares it plus the provided root, fetched (untimed), then
-//!    per run, each a child process timed by wall clock with peak RSS, `sync(2)` before:
+//! 3. Per project (testdata/hello, `--hello-runs` times, and a corpus project, bat with 168
+//!    crates by default, `--runs` times), prepared as `bench repro` prepares it plus the
+//!    provided root, fetched (untimed), then per run, each a child process timed by wall
+//!    clock with peak RSS, `sync(2)` before:
 //!    - `kiln build --offline --no-cache` inside the root, its target dir removed first
 //!      (the whole command: root check, crate unpack, compile, SBOM, image, provenance);
 //!    - plain `cargo build --release --locked` of the same package on the host, with a
@@ -34,9 +35,16 @@ pub struct BuildBenchArgs {
     /// The project of testdata/corpus/corpus.toml to measure (testdata/hello is measured too).
     #[arg(long, value_name = "NAME", default_value = "bat")]
     pub corpus: String,
-    /// Runs of each build (min and median are reported).
+    /// Runs of each build of the corpus project (min and median are reported).
     #[arg(long, default_value_t = 2)]
     pub runs: u32,
+    /// Runs of each build of hello: each takes under a second, and its overhead is a fixed
+    /// cost of tens of milliseconds, so more runs are what make its median steady.
+    #[arg(long, default_value_t = 10)]
+    pub hello_runs: u32,
+    /// Measure hello only.
+    #[arg(long)]
+    pub no_corpus: bool,
     /// Work directory, kept afterwards (default: a temporary directory, removed).
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
@@ -81,8 +89,8 @@ fn du(path: &Path) -> u64 {
 }
 
 pub fn build(args: &BuildBenchArgs) -> Result<()> {
-    if args.runs == 0 {
-        bail!("--runs must be at least 1");
+    if args.runs == 0 || args.hello_runs == 0 {
+        bail!("--runs and --hello-runs must be at least 1");
     }
     let repo = crate::util::repo_root()?;
     let work = crate::bench::WorkDir::new(args.dir.as_deref(), "kiln-bench-build-")?;
@@ -104,11 +112,28 @@ pub fn build(args: &BuildBenchArgs) -> Result<()> {
         c
     };
 
-    eprintln!("bench build: preparing hello and {} (untimed)", args.corpus);
+    eprintln!("bench build: preparing the projects (untimed)");
     let hello = crate::bench_repro::project(&repo, &dir, "hello", crate::bench_repro::HELLO)?;
     provide(&repo, &hello)?;
-    let corpus = crate::bench_repro::prepare_corpus(&repo, &dir, &args.corpus, &kiln, &cargo)?;
-    provide(&repo, &corpus.project)?;
+    // (name, package, project, features, runs)
+    let mut projects = vec![(
+        "hello".to_string(),
+        "hello".to_string(),
+        hello.clone(),
+        Vec::new(),
+        args.hello_runs,
+    )];
+    if !args.no_corpus {
+        let corpus = crate::bench_repro::prepare_corpus(&repo, &dir, &args.corpus)?;
+        provide(&repo, &corpus.project)?;
+        projects.push((
+            corpus.entry.name.clone(),
+            corpus.entry.name.clone(),
+            corpus.project.clone(),
+            corpus.entry.features.clone(),
+            args.runs,
+        ));
+    }
 
     // First time: the root from nothing (its inputs downloaded, packed, installed).
     let _ = std::fs::remove_dir_all(&store);
@@ -121,21 +146,7 @@ pub fn build(args: &BuildBenchArgs) -> Result<()> {
     let cache_bytes = du(&cache);
 
     let mut rows = Vec::new();
-    let projects = [
-        (
-            "hello".to_string(),
-            "hello".to_string(),
-            hello.clone(),
-            Vec::new(),
-        ),
-        (
-            corpus.entry.name.clone(),
-            corpus.entry.name.clone(),
-            corpus.project.clone(),
-            corpus.entry.features.clone(),
-        ),
-    ];
-    for (name, package, project, features) in &projects {
+    for (name, package, project, features, runs) in &projects {
         let mut f = kiln_cmd(project);
         f.arg("fetch");
         run_logged(f, &logs.join(format!("{name}-fetch.log")))?;
@@ -153,7 +164,7 @@ pub fn build(args: &BuildBenchArgs) -> Result<()> {
             Vec<Measured>,
             Vec<Measured>,
         ) = (vec![], vec![], vec![]);
-        for run in 1..=args.runs {
+        for run in 1..=*runs {
             let _ = std::fs::remove_dir_all(&target_dir);
             let mut c = kiln_cmd(project);
             c.args(["build", "--offline", "--no-cache"]);
@@ -217,7 +228,8 @@ pub fn build(args: &BuildBenchArgs) -> Result<()> {
     let min = |xs: &[f64]| xs.iter().copied().fold(f64::INFINITY, f64::min);
     println!();
     println!(
-        "bench build: {} run(s); kiln {} (release) `build --offline --no-cache` inside the provided root {ROOT}, next to plain `cargo build --release --locked --offline` on the host; cold target dirs",
+        "bench build: {} run(s) of hello, {} of the corpus project; kiln {} (release) `build --offline --no-cache` inside the provided root {ROOT}, next to plain `cargo build --release --locked --offline` on the host; cold target dirs",
+        args.hello_runs,
         args.runs,
         kiln.display()
     );
@@ -261,6 +273,7 @@ pub fn build(args: &BuildBenchArgs) -> Result<()> {
     let report = json!({
         "schema": "kiln-bench-build/1",
         "runs": args.runs,
+        "hello_runs": args.hello_runs,
         "root": ROOT,
         "first_fetch_s": first.wall.as_secs_f64(),
         "store_bytes": store_bytes,

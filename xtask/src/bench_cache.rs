@@ -159,7 +159,7 @@ pub fn cache(args: &CacheBenchArgs) -> Result<()> {
     }
 
     eprintln!("bench cache: preparing {} and hello (untimed)", args.corpus);
-    let corpus = crate::bench_repro::prepare_corpus(&repo, &dir, &args.corpus, &kiln, &cargo)?;
+    let corpus = crate::bench_repro::prepare_corpus(&repo, &dir, &args.corpus)?;
     let hello = crate::bench_repro::project(&repo, &dir, "hello", crate::bench_repro::HELLO)?;
     let projects = [
         ("hello".to_string(), "(testdata)".to_string(), hello),

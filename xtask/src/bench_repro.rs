@@ -221,34 +221,24 @@ pub(crate) struct CorpusProject {
     pub(crate) lock: kiln_toolchain::ToolchainLock,
     /// The project: the published crate, its kiln.toml, the toolchain lock.
     pub(crate) project: PathBuf,
-    /// The fetch work directory (its `cargo-home` holds the registry the fetch filled).
+    /// The work directory: the verified `.crate` in `crates/`, and `cargo-home`, the plain
+    /// builds' cargo home.
     pub(crate) work: PathBuf,
 }
 
 /// Prepares corpus project `name` under `dir/name`: fetches the published crate (checked
 /// against its pinned sha256) into `dir/work`, writes its kiln.toml and locks the toolchain
 /// (shared with `bench cache`).
-pub(crate) fn prepare_corpus(
-    repo: &Path,
-    dir: &Path,
-    name: &str,
-    kiln: &Path,
-    cargo: &Path,
-) -> Result<CorpusProject> {
+pub(crate) fn prepare_corpus(repo: &Path, dir: &Path, name: &str) -> Result<CorpusProject> {
     let target = kiln_build::host_target()?;
     let lock_file = ProjectLayout::new(repo).toolchain_lock(&target);
     let lock = kiln_toolchain::ToolchainLock::read(&lock_file)?;
     let corpus_file = repo.join(kiln_corpus::CORPUS_FILE);
     let corpus = kiln_corpus::Corpus::load(&corpus_file)?;
     let entry = corpus.select(&[name.to_string()])?[0].clone();
-    let tools = kiln_corpus::Tools {
-        kiln: kiln.to_path_buf(),
-        cargo: cargo.to_path_buf(),
-        rustup_toolchain: lock.rustup_toolchain.clone(),
-    };
     // Sources outside any repository or workspace (the bench dir is a temporary one).
     let work = dir.join("work");
-    let krate = kiln_corpus::obtain(&entry, &corpus_file, &work, &tools)?;
+    let krate = kiln_corpus::obtain(&entry, &corpus_file, &work)?;
     let project = kiln_corpus::lay_out(&entry, &krate, &lock_file, None, &dir.join(name))?;
     Ok(CorpusProject {
         entry,
@@ -266,7 +256,7 @@ fn corpus(repo: &Path, dir: &Path, name: &str, kiln: &Path, cargo: &Path) -> Res
         lock,
         project,
         work,
-    } = prepare_corpus(repo, dir, name, kiln, cargo)?;
+    } = prepare_corpus(repo, dir, name)?;
     let cargo_home = work.join("cargo-home");
     let manifest = project.join("Cargo.toml");
     let plain_cmd = |target_dir: &Path| {

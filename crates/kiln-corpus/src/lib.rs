@@ -4,9 +4,9 @@
 //! (name, exact version, sha256 of the `.crate`, which is the checksum a `Cargo.lock` would
 //! record). For each one selected this crate
 //!
-//! 1. obtains the `.crate` with the ordinary client — a throwaway manifest depending on
-//!    `name = "=version"` and `cargo fetch` into a corpus cargo home (the one explicit
-//!    networked step, pinned by digest) — verifies its sha256 against the pin and unpacks it
+//! 1. downloads the `.crate` from crates.io as kiln fetches a locked crate (the one
+//!    explicit networked step, pinned by digest), verifies its sha256 against the pin as it
+//!    arrives, and unpacks it
 //!    (binary crates ship their `Cargo.lock`), optionally wrapped in a virtual workspace;
 //! 2. writes a five-line `kiln.toml` and the repository's toolchain lock next to it;
 //! 3. times a plain `cargo build --release --locked` and a `kiln build` (both cold, crates
@@ -263,63 +263,40 @@ fn tail(log: &Path) -> String {
     format!("; log {}:\n{}", log.display(), lines[from..].join("\n"))
 }
 
-/// Fetches `entry`'s `.crate` with the ordinary client into `work/cargo-home` (unless a
-/// verified copy is already in `work/crates/`), verifies it against the pin, and returns
-/// the verified copy.
-pub fn obtain(entry: &Entry, corpus: &Path, work: &Path, tools: &Tools) -> Result<PathBuf> {
+/// Downloads `entry`'s `.crate` from crates.io (or `$KILN_CRATES_DL`), checked against
+/// the pin as it arrives, into `work/crates/` (unless a verified copy is there already),
+/// and returns the verified copy. One pinned download, as kiln fetches a locked crate:
+/// no throwaway manifest, no registry index, none of the crate's dependencies (the
+/// project's own `Cargo.lock` governs those, and `kiln fetch` obtains them).
+pub fn obtain(entry: &Entry, corpus: &Path, work: &Path) -> Result<PathBuf> {
     let crates = work.join("crates");
     fsx::create_dir_all(&crates).map_err(io("cannot create", &crates))?;
     let kept = crates.join(entry.file_name());
     if kept.is_file() && verify(&kept, entry, corpus).is_ok() {
         return Ok(kept);
     }
-    let cargo_home = work.join("cargo-home");
-    let fetch = work
-        .join("fetch")
-        .join(format!("{}-{}", entry.name, entry.version));
-    let _ = std::fs::remove_dir_all(&fetch);
-    fsx::create_dir_all(&fetch).map_err(io("cannot create", &fetch))?;
-    let manifest = fetch.join("Cargo.toml");
-    let text = format!(
-        "[package]\nname = \"kiln-corpus-fetch\"\nversion = \"0.0.0\"\nedition = \"2021\"\npublish = false\n\n[lib]\npath = \"lib.rs\"\n\n[dependencies]\n{} = \"={}\"\n\n[workspace]\n",
-        entry.name, entry.version
-    );
-    fsx::write_atomic(&manifest, text.as_bytes()).map_err(io("cannot write", &manifest))?;
-    fsx::write_atomic(&fetch.join("lib.rs"), b"").map_err(io("cannot write", &fetch))?;
-    let log = fetch.join("fetch.log");
-    run_logged(
-        tools
-            .cargo(&cargo_home)
-            .arg("fetch")
-            .arg("--manifest-path")
-            .arg(&manifest),
-        &format!("cargo fetch ({} {})", entry.name, entry.version),
-        &log,
-    )?;
-    let found =
-        find_cached(&cargo_home, &entry.file_name()).ok_or_else(|| CorpusError::Invalid {
-            path: cargo_home.clone(),
-            message: format!(
-                "cargo fetch succeeded but left no {} in registry/cache",
-                entry.file_name()
-            ),
+    let checksum = entry.sha256.to_ascii_lowercase();
+    let bytes = kiln_hermetic::CratesDl::from_env()
+        .get_crate(&entry.name, &entry.version, &checksum)
+        .map_err(|e| match e {
+            // Named by where the bytes came from: nothing was written.
+            kiln_hermetic::FetchError::DownloadChecksum { url, found, .. } => {
+                CorpusError::Checksum {
+                    file: PathBuf::from(url),
+                    krate: format!("{}@{}", entry.name, entry.version),
+                    pinned: entry.sha256.clone(),
+                    found,
+                    corpus: corpus.to_path_buf(),
+                }
+            }
+            other => CorpusError::Invalid {
+                path: corpus.to_path_buf(),
+                message: format!("{}@{}: {other}", entry.name, entry.version),
+            },
         })?;
-    verify(&found, entry, corpus)?;
-    let tmp = crates.join(format!(".{}.tmp", entry.file_name()));
-    std::fs::copy(&found, &tmp).map_err(io("cannot copy", &found))?;
-    std::fs::rename(&tmp, &kept).map_err(io("cannot write", &kept))?;
+    fsx::write_atomic(&kept, &bytes).map_err(io("cannot write", &kept))?;
+    verify(&kept, entry, corpus)?;
     Ok(kept)
-}
-
-/// `registry/cache/<any registry>/<file>` in a cargo home.
-fn find_cached(cargo_home: &Path, file: &str) -> Option<PathBuf> {
-    let cache = cargo_home.join("registry/cache");
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&cache)
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    dirs.sort();
-    dirs.into_iter().map(|d| d.join(file)).find(|p| p.is_file())
 }
 
 fn verify(file: &Path, entry: &Entry, corpus: &Path) -> Result<()> {
@@ -646,7 +623,7 @@ fn measure(
     repro_dir: &Path,
     r: &mut ProjectReport,
 ) -> Result<()> {
-    let crate_file = obtain(entry, &opts.corpus, work, tools)?;
+    let crate_file = obtain(entry, &opts.corpus, work)?;
     lay_out(
         entry,
         &crate_file,

@@ -195,3 +195,42 @@ fn repro_reports_become_verdicts_and_causes() {
     assert_eq!(r.verdict, "failed");
     assert_eq!(r.error.as_deref(), Some("error: linking failed"));
 }
+
+/// `obtain` against the real crates.io: the pinned bytes are kept; a pin the registry's
+/// bytes do not match is refused naming the crate and the corpus, and nothing is kept.
+#[test]
+fn obtain_downloads_the_pinned_crate_and_refuses_other_bytes() {
+    let work = tempfile::tempdir().unwrap();
+    let corpus = repo().join(CORPUS_FILE);
+    // testdata/hello's one dependency, as its Cargo.lock pins it.
+    let mut entry = Entry {
+        name: "itoa".into(),
+        version: "1.0.19".into(),
+        sha256: "3bd1574e617a9a6c1f8f8181bd7e841e1f20e4277607ef28945765188d6284d4".into(),
+        features: vec![],
+        workspace: false,
+        covers: vec![],
+    };
+    let kept = obtain(&entry, &corpus, work.path()).unwrap();
+    assert_eq!(kept, work.path().join("crates/itoa-1.0.19.crate"));
+    assert_eq!(Digest::of_file(&kept).unwrap().hex(), entry.sha256);
+    // Kept: found again without the network (a pin it no longer matches is re-fetched).
+    assert_eq!(obtain(&entry, &corpus, work.path()).unwrap(), kept);
+
+    let other = tempfile::tempdir().unwrap();
+    entry.sha256 = "00".repeat(32);
+    let e = obtain(&entry, &corpus, other.path()).unwrap_err();
+    assert!(matches!(e, CorpusError::Checksum { .. }), "{e}");
+    let msg = e.to_string();
+    for want in [
+        "itoa@1.0.19",
+        "corpus.toml",
+        "https://static.crates.io/crates/itoa/",
+    ] {
+        assert!(msg.contains(want), "{want}: {msg}");
+    }
+    assert!(
+        !other.path().join("crates/itoa-1.0.19.crate").exists(),
+        "bytes that do not match the pin are never kept"
+    );
+}

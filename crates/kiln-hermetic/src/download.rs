@@ -92,6 +92,40 @@ impl CratesDl {
     }
 }
 
+impl CratesDl {
+    /// The bytes of `name@version`'s `.crate`, which must have the sha256 `checksum`
+    /// (lowercase hex, as `Cargo.lock` records it); bytes with any other digest are an
+    /// error naming the crate, the URL and both digests, and are never returned.
+    pub fn get_crate(
+        &self,
+        name: &str,
+        version: &str,
+        checksum: &str,
+    ) -> Result<Vec<u8>, FetchError> {
+        let krate = format!("{name}@{version}");
+        let url = self.url(name, version, checksum);
+        let bytes = self
+            .client
+            .get_bytes(&url, CRATE_LIMIT)
+            .map_err(|e| FetchError::Download {
+                krate: krate.clone(),
+                url: url.clone(),
+                why: e.why,
+                status: e.status,
+            })?;
+        let got = Digest::of(&bytes);
+        if got.hex() != checksum {
+            return Err(FetchError::DownloadChecksum {
+                krate,
+                url,
+                locked: checksum.to_string(),
+                found: got.hex(),
+            });
+        }
+        Ok(bytes)
+    }
+}
+
 /// cargo's index prefix of a crate name (`1`, `2`, `3/a`, `ab/cd`).
 fn prefix(name: &str) -> String {
     let c: Vec<char> = name.chars().collect();
@@ -258,27 +292,8 @@ fn fetch_one(
     if let Located::Verified(file) = locate(caches, c)? {
         return Ok((false, file));
     }
-    let krate = format!("{}@{}", c.name, c.version);
     let locked = c.checksum.clone().unwrap_or_default();
-    let url = dl.url(&c.name, &c.version, &locked);
-    let bytes = dl
-        .client
-        .get_bytes(&url, CRATE_LIMIT)
-        .map_err(|e| FetchError::Download {
-            krate: krate.clone(),
-            url: url.clone(),
-            why: e.why,
-            status: e.status,
-        })?;
-    let got = Digest::of(&bytes);
-    if got.hex() != locked {
-        return Err(FetchError::DownloadChecksum {
-            krate,
-            url,
-            locked,
-            found: got.hex(),
-        });
-    }
+    let bytes = dl.get_crate(&c.name, &c.version, &locked)?;
     let dest = dest_dir.join(format!("{}-{}.crate", c.name, c.version));
     kiln_core::fsx::write_atomic(&dest, &bytes).map_err(|source| FetchError::Io {
         what: "cannot write",
