@@ -67,7 +67,8 @@ pub struct TestArgs {
     /// Don't install anything; fail if a tool is missing.
     #[arg(long)]
     no_install: bool,
-    /// Skip `cargo fmt --check` and `cargo clippy -D warnings` (they run first otherwise).
+    /// Skip `cargo fmt --check`, `cargo clippy -D warnings` and `cargo doc` with warnings
+    /// as errors (they run first otherwise).
     #[arg(long)]
     no_lint: bool,
     /// Arguments passed to `cargo test` (after `--`).
@@ -87,10 +88,15 @@ pub fn run(args: &TestArgs) -> Result<ExitCode> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     if !args.no_lint {
         // The conventions check themselves before any test runs: formatting, clippy with
-        // the workspace lints and clippy.toml (warnings are errors), then the tests,
-        // which include the tidy checks (xtask/src/tidy.rs).
-        for (what, argv) in [
-            ("cargo fmt --all --check", &["fmt", "--all", "--check"][..]),
+        // the workspace lints and clippy.toml (warnings are errors), the API docs (a broken
+        // intra-doc link is an error), then the tests, which include the tidy checks
+        // (xtask/src/tidy.rs).
+        for (what, argv, rustdocflags) in [
+            (
+                "cargo fmt --all --check",
+                &["fmt", "--all", "--check"][..],
+                None,
+            ),
             (
                 "cargo clippy --workspace --all-targets --locked -- -D warnings",
                 &[
@@ -102,14 +108,21 @@ pub fn run(args: &TestArgs) -> Result<ExitCode> {
                     "-D",
                     "warnings",
                 ][..],
+                None,
+            ),
+            (
+                "RUSTDOCFLAGS='-D warnings' cargo doc --workspace --no-deps --locked",
+                &["doc", "--workspace", "--no-deps", "--locked"][..],
+                Some("-D warnings"),
             ),
         ] {
             eprintln!("kiln: running {what}");
-            let status = kiln_core::process::command(&cargo)
-                .current_dir(&repo)
-                .args(argv)
-                .status()
-                .with_context(|| format!("cannot run {what}"))?;
+            let mut c = kiln_core::process::command(&cargo);
+            c.current_dir(&repo).args(argv);
+            if let Some(flags) = rustdocflags {
+                c.env("RUSTDOCFLAGS", flags);
+            }
+            let status = c.status().with_context(|| format!("cannot run {what}"))?;
             if !status.success() {
                 eprintln!("error: {what} failed (fix it, or `cargo fmt --all` for formatting)");
                 return Ok(ExitCode::FAILURE);

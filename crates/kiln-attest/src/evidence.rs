@@ -76,7 +76,7 @@ pub enum Signer<'a> {
     Keyless(&'a crate::keyless::Keyless),
 }
 
-/// What [`write`] produced.
+/// What [`write`](fn@write) produced.
 #[derive(Debug, Clone)]
 pub struct Written {
     /// Files written beside the image, sorted.

@@ -8,7 +8,7 @@
 //! * [`cosign`]: cosign's legacy `sha256-<hex>.att` / `.sig` tag images, as bytes for the
 //!   registry push.
 //! * [`evidence::write`]: the pipeline step tying them together.
-//! * [`policy`] and [`verify`]: the checks an admission controller makes, one line per
+//! * [`policy`] and [`verify`](mod@verify): the checks an admission controller makes, one line per
 //!   rule.
 //! * [`keyless`]: Sigstore keyless signing (Fulcio certificate, Rekor entry) and the
 //!   verification of certificate bundles.

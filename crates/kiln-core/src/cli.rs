@@ -27,7 +27,7 @@ pub fn cmd(sub: &str) -> String {
     format!("{} {sub}", program())
 }
 
-/// The program to suggest for a CLI binary named `binary` (argv[0]'s file name) working on
+/// The program to suggest for a CLI binary named `binary` (`argv[0]`'s file name) working on
 /// `project`: `cargo xtask` when the binary is the `xtask` one and the project (or an
 /// ancestor, as cargo searches) defines an `xtask` alias in `.cargo/config.toml` or
 /// `.cargo/config`; `kiln` otherwise.

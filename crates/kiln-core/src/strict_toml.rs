@@ -1,8 +1,8 @@
 //! Strict TOML for every file a user writes (`kiln.toml`, signing policies, VEX statements,
 //! reproducibility variations): one parser, one error shape.
 //!
-//! Errors start with `line L, column C:`, name the key they belong to (`key
-//! `image[0].binaries``, via serde_path_to_error — toml's own message only shows the
+//! Errors start with `line L, column C:`, name the key they belong to (key
+//! `image[0].binaries`, via serde_path_to_error — toml's own message only shows the
 //! offending value) and quote the source line, so a user can fix the file without guessing.
 //! Callers put the file name in front.
 

@@ -65,7 +65,7 @@ impl VerifiedSources {
 /// read-only (0444, 0555 when executable), then the directories (0555).
 ///
 /// A crate already in `dest` is kept only when the stamp the previous unpack left
-/// ([`stamp_path`]) says it came from the same locked archive and every file and directory
+/// (`stamp_path`) says it came from the same locked archive and every file and directory
 /// under it still has the metadata recorded then (size, inode, device, mode, mtime and
 /// ctime, in nanoseconds): the rule kiln_toolchain's stamp follows. The tree is read-only,
 /// so changing, adding or removing anything in it takes a `chmod` or a rename first, and

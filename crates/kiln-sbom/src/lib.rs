@@ -9,7 +9,7 @@
 //!   packages a base image's dpkg or apk database records;
 //! * the caller's [`SbomInput`]: the image's identity, the binaries and the toolchain lock.
 //!
-//! [`cyclonedx`] and [`spdx`] turn an [`SbomInput`] into bytes. Nothing here reads the clock,
+//! [`cyclonedx`] and [`spdx`](mod@spdx) turn an [`SbomInput`] into bytes. Nothing here reads the clock,
 //! the environment, random numbers or host paths: the timestamp is `SOURCE_DATE_EPOCH`, the
 //! CycloneDX `serialNumber` and the SPDX `documentNamespace` are UUIDv5s of the document's
 //! own content, every list is sorted, and the bytes come from [`kiln_core::canonical`].
@@ -19,7 +19,7 @@
 //! cyclonedx-bom 0.8 serializes CycloneDX 1.3–1.5 only (no 1.6, which is the default here),
 //! and its `Bom::default()` puts a random v4 `serialNumber` in. Its models also serialize
 //! through serde_json directly rather than through kiln's canonical JSON. kiln therefore
-//! has its own small CycloneDX model in [`cdx`] covering exactly the fields it writes; 1.5
+//! has its own small CycloneDX model in `cdx` covering exactly the fields it writes; 1.5
 //! output is the same model minus the 1.6-only fields (license `acknowledgement`).
 
 pub mod cargo;

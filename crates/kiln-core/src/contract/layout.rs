@@ -221,7 +221,7 @@ impl OutputDir {
     pub fn path(&self) -> &Path {
         &self.dir
     }
-    /// Any file of the directory by name (one of [`file`]'s, or an envelope/bundle name).
+    /// Any file of the directory by name (one of [`file`](mod@file)'s, or an envelope/bundle name).
     pub fn file(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }

@@ -1,7 +1,7 @@
 //! The on-disk contract between kiln's crates: file names and paths ([`layout`]), the
 //! formats one crate writes and another reads ([`summary`], [`purl`], [`cargo_lock`]) and
 //! the one name of the host platform ([`platform`]), and what an image reference means
-//! ([`reference`]: docker's grammar, the base-image allowlist, the `:latest` rule).
+//! ([`reference`](mod@reference): docker's grammar, the base-image allowlist, the `:latest` rule).
 //!
 //! kiln's crates do not call each other; they read each other's files. So the names and
 //! shapes of those files are the API, and each is defined here, once, below every crate,

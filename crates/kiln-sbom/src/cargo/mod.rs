@@ -4,7 +4,7 @@
 //! rustc: `Cargo.lock` (which package every dependency resolved to), the manifests of the
 //! workspace and of the registry crates (as kiln unpacked them from their verified archives) (which dependencies exist, for which
 //! platforms, behind which features), and the target's `rustc --print cfg` facts recorded
-//! in the toolchain lock. [`features`] runs cargo's feature resolver over them; then we
+//! in the toolchain lock. `features` runs cargo's feature resolver over them; then we
 //! walk from the built package:
 //!
 //! * normal edges from a runtime crate lead to runtime crates (they are linked into the
