@@ -228,9 +228,13 @@ pub fn build(args: &BuildBenchArgs) -> Result<()> {
     let min = |xs: &[f64]| xs.iter().copied().fold(f64::INFINITY, f64::min);
     println!();
     println!(
-        "bench build: {} run(s) of hello, {} of the corpus project; kiln {} (release) `build --offline --no-cache` inside the provided root {ROOT}, next to plain `cargo build --release --locked --offline` on the host; cold target dirs",
+        "bench build: {} run(s) of hello{}; kiln {} (release) `build --offline --no-cache` inside the provided root {ROOT}, next to plain `cargo build --release --locked --offline` on the host; cold target dirs",
         args.hello_runs,
-        args.runs,
+        if args.no_corpus {
+            String::new()
+        } else {
+            format!(", {} of {}", args.runs, args.corpus)
+        },
         kiln.display()
     );
     println!(

@@ -90,9 +90,7 @@ impl CratesDl {
             )
         }
     }
-}
 
-impl CratesDl {
     /// The bytes of `name@version`'s `.crate`, which must have the sha256 `checksum`
     /// (lowercase hex, as `Cargo.lock` records it); bytes with any other digest are an
     /// error naming the crate, the URL and both digests, and are never returned.

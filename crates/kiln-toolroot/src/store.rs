@@ -15,8 +15,9 @@
 //! ctime cannot be set back by a process, so a file rewritten and restored still
 //! differs. That later `get` runs before every build, so it compares one digest of the
 //! listing (the stamp's `metadata`) with a listing taken in parallel, never parsing the
-//! stamp's entries back (they are read only to name what changed). Any difference means a full check; a tree that is not the pinned one is
-//! refused, naming the extra, missing and changed paths.
+//! stamp's entries back (they are read only to name what changed). Any difference means a
+//! full check; a tree that is not the pinned one is refused, naming the extra, missing and
+//! changed paths.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::{self, Read};
